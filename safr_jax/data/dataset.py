@@ -1,0 +1,293 @@
+"""``load_dataset``: config → source → splits → vocabulary → fixed-shape ids.
+
+Also the files a run keeps beside its checkpoints (``vocab.txt``,
+``labels.json``) so explanation/evaluation reuse exactly the training ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Any, Optional
+
+import numpy as np
+
+from safr_jax.data import config as config_lib
+from safr_jax.data import files as files_lib
+from safr_jax.data import planted as planted_lib
+from safr_jax.data import sources
+from safr_jax.data import splits as splits_lib
+from safr_jax.data.errors import DataError
+from safr_jax.data.vocabulary import Vocabulary
+
+VOCAB_FILE = "vocab.txt"
+LABELS_FILE = "labels.json"
+
+
+@dataclasses.dataclass
+class EncodedSplit:
+  """One split as arrays (N examples, L = max_len).
+
+  Attributes:
+    ids: int32 [N, L]; 0 = ``<PAD>`` (right padding), 1 = ``<UNK>``; texts
+      longer than L are truncated to their first L tokens.
+    lengths: int32 [N], tokens kept (0 for an empty text: an all-padding row).
+    labels: int32 [N], index into ``DatasetBundle.label_names``.
+    texts: the N original texts (before normalisation).
+    example_ids: int64 [N], each example's row in its source (see
+      ``sources.RawSplit``).
+    planted: bool [N, L] or None; ``planted`` source only: planted positions.
+    planted_sign: int8 [N, L] or None; +1/-1 counted at sentiment words.
+    negation_pairs: int32 [N, 3, 2] or None; (not, word) positions, -1 padded.
+  """
+  ids: np.ndarray
+  lengths: np.ndarray
+  labels: np.ndarray
+  texts: list[str]
+  example_ids: np.ndarray
+  planted: Optional[np.ndarray] = None
+  planted_sign: Optional[np.ndarray] = None
+  negation_pairs: Optional[np.ndarray] = None
+
+  def __len__(self) -> int:
+    return int(self.ids.shape[0])
+
+  @property
+  def max_len(self) -> int:
+    return int(self.ids.shape[1])
+
+
+@dataclasses.dataclass
+class DatasetBundle:
+  """Everything ``load_dataset`` returns.
+
+  Attributes:
+    splits: "train"/"dev"/"test" → :class:`EncodedSplit`.
+    vocab: the train-split :class:`Vocabulary`.
+    label_names: index = label id.
+    source: the source actually used (never "auto").
+    info: JSON-serialisable provenance for results.json (requested and used
+      source, fallback reason, description, sizes, text options, …).
+  """
+  splits: dict[str, EncodedSplit]
+  vocab: Vocabulary
+  label_names: list[str]
+  source: str
+  info: dict[str, Any]
+
+
+def resolve_auto(cfg, *, probe=sources.probe_url) -> tuple[str, Optional[str]]:
+  """Which source ``auto`` means here: (source, fallback reason or None).
+
+  The TFDS dataset ``auto_tfds`` when it is prepared locally, or when its
+  download host answers the probe within ``auto_probe_timeout_s`` (<= 10 s) and
+  the download succeeds; otherwise ``auto_fallback`` and the reason.
+  """
+  name = config_lib.get(cfg, "auto_tfds")
+  fallback = config_lib.get(cfg, "auto_fallback")
+  data_dir = config_lib.get(cfg, "tfds_data_dir")
+  timeout = min(float(config_lib.get(cfg, "auto_probe_timeout_s")), 10.0)
+  if fallback not in config_lib.BUILTIN_SOURCES + ("planted",):
+    raise DataError(f"auto_fallback must be one of "
+                    f"{config_lib.BUILTIN_SOURCES + ('planted',)}, got "
+                    f"{fallback!r}")
+  if name not in config_lib.TFDS_SOURCES:
+    raise DataError(f"auto_tfds must be one of {config_lib.TFDS_SOURCES}, got "
+                    f"{name!r}")
+  try:
+    ready, why = sources.tfds_is_prepared(name, data_dir)
+    if ready:
+      return name, None
+    ready, why2 = sources.prepare_tfds(name, data_dir, probe_timeout=timeout,
+                                       probe=probe)
+    if ready:
+      return name, None
+    return fallback, f"{why}; {why2}"
+  except DataError as e:  # e.g. tensorflow_datasets unusable
+    return fallback, str(e)
+
+
+def _raw_splits(source: str, cfg, probe) -> tuple[dict[str, sources.RawSplit],
+                                                  list[str], str]:
+  """(raw splits, label names, description) of a concrete source."""
+  seed = int(config_lib.get(cfg, "split_seed"))
+  if source in config_lib.TFDS_SOURCES:
+    raw = sources.load_tfds(
+        source, data_dir=config_lib.get(cfg, "tfds_data_dir"),
+        dev_fraction=float(config_lib.get(cfg, "dev_fraction")), seed=seed,
+        probe_timeout=min(float(config_lib.get(cfg, "auto_probe_timeout_s")),
+                          10.0), probe=probe)
+    return raw, list(sources.SENTIMENT_LABELS), sources.TFDS_INFO[source][3]
+  if source in config_lib.BUILTIN_SOURCES:
+    return (sources.load_builtin(source, seed=seed),
+            list(sources.SENTIMENT_LABELS), sources.BUILTIN_DESCRIPTIONS[source])
+  if source == "files":
+    raw, names = files_lib.load_files(
+        train_file=config_lib.get(cfg, "train_file"),
+        dev_file=config_lib.get(cfg, "dev_file"),
+        test_file=config_lib.get(cfg, "test_file"),
+        text_field=config_lib.get(cfg, "text_field"),
+        label_field=config_lib.get(cfg, "label_field"),
+        dev_fraction=float(config_lib.get(cfg, "dev_fraction")), seed=seed,
+        label_names=config_lib.get(cfg, "label_names"))
+    paths = {k: config_lib.get(cfg, f"{k}_file") for k in sources.SPLITS}
+    return raw, names, f"user files {paths}"
+  if source == "planted":
+    raw = planted_lib.load_planted(
+        sizes=[config_lib.get(cfg, f"planted_{k}_size")
+               for k in sources.SPLITS],
+        seed=int(config_lib.get(cfg, "planted_seed")),
+        max_len=int(config_lib.get(cfg, "max_len")),
+        min_len=int(config_lib.get(cfg, "planted_min_len")),
+        example_max_len=int(config_lib.get(cfg, "planted_max_len")),
+        filler_vocab_size=int(config_lib.get(cfg, "planted_filler_vocab_size")),
+        negation_prob=float(config_lib.get(cfg, "planted_negation_prob")))
+    return raw, list(sources.SENTIMENT_LABELS), planted_lib.DESCRIPTION
+  raise DataError(f"unknown config.data.source {source!r}; one of "
+                  f"{config_lib.SOURCES}")
+
+
+def load_dataset(cfg, workdir: Optional[str] = None, *,
+                 probe=sources.probe_url) -> DatasetBundle:
+  """Loads, splits and encodes the dataset ``cfg`` (= ``config.data``) asks for.
+
+  Args:
+    cfg: ``config.data`` (ConfigDict or dict; absent fields take defaults).
+    workdir: if given, ``vocab.txt`` and ``labels.json`` are written there.
+    probe: ``(url, timeout) -> (reachable, why)``; tests replace it.
+
+  Returns:
+    A :class:`DatasetBundle`; every split has ids int32 [N, max_len].
+  """
+  start = time.monotonic()
+  requested = config_lib.get(cfg, "source")
+  if requested not in config_lib.SOURCES:
+    raise DataError(f"unknown config.data.source {requested!r}; one of "
+                    f"{config_lib.SOURCES}")
+  max_len = int(config_lib.get(cfg, "max_len"))
+  if max_len < 1:
+    raise DataError(f"max_len must be >= 1, got {max_len}")
+  seed = int(config_lib.get(cfg, "split_seed"))
+  if seed < 0:
+    raise DataError(f"split_seed must be >= 0, got {seed}")
+  reason = None
+  source = requested
+  if requested == "auto":
+    source, reason = resolve_auto(cfg, probe=probe)
+  raw, label_names, description = _raw_splits(source, cfg, probe)
+  if reason is not None:
+    logging.warning(
+        "\n" + "!" * 78 + "\n!! DATA: source='auto' could not use %s, so this "
+        "run uses %r instead.\n!! Why: %s\n!! What it is: %s\n" + "!" * 78,
+        config_lib.get(cfg, "auto_tfds"), source, reason, description)
+  else:
+    logging.info("data: %s — %s", source, description)
+
+  max_examples = config_lib.get(cfg, "max_examples")
+  if max_examples is not None:
+    max_examples = int(max_examples)
+    if max_examples < 1:
+      raise DataError(f"max_examples must be >= 1 or None, got {max_examples}")
+    raw = {k: r.take(splits_lib.stratified_subsample(r.labels, max_examples,
+                                                     seed + 7))
+           for k, r in raw.items()}
+  for name in sources.SPLITS:
+    if len(raw[name]) == 0:
+      raise DataError(f"the {name} split of source {source!r} has zero "
+                      "examples")
+
+  vocab = Vocabulary.build(
+      raw["train"].texts, min_freq=int(config_lib.get(cfg, "min_freq")),
+      lowercase=bool(config_lib.get(cfg, "lowercase")),
+      strip_html=bool(config_lib.get(cfg, "strip_html")))
+  encoded, empty, truncated = {}, {}, {}
+  for name in sources.SPLITS:
+    r = raw[name]
+    ids, lengths = vocab.encode_batch(r.texts, max_len)
+    empty[name] = int((lengths == 0).sum())
+    truncated[name] = sum(1 for row in np.flatnonzero(lengths == max_len)
+                          if len(vocab.encode(r.texts[row])) > max_len)
+    encoded[name] = EncodedSplit(
+        ids=ids, lengths=lengths, labels=np.asarray(r.labels, np.int32),
+        texts=list(r.texts), example_ids=np.asarray(r.example_ids, np.int64),
+        planted=r.extras.get("planted"),
+        planted_sign=r.extras.get("planted_sign"),
+        negation_pairs=r.extras.get("negation_pairs"))
+  if any(empty.values()):
+    logging.warning("data: %s empty text(s) kept as all-padding rows "
+                    "(length 0): %s", sum(empty.values()), empty)
+
+  info = {
+      "requested_source": requested,
+      "source": source,
+      "fallback_reason": reason,
+      "description": description,
+      "label_names": list(label_names),
+      "sizes": {k: len(v) for k, v in encoded.items()},
+      "class_counts": {k: np.bincount(v.labels, minlength=len(label_names))
+                       .astype(int).tolist() for k, v in encoded.items()},
+      "vocab_size": len(vocab),
+      "max_len": max_len,
+      "min_freq": int(config_lib.get(cfg, "min_freq")),
+      "lowercase": vocab.lowercase,
+      "strip_html": vocab.strip_html,
+      "split_seed": seed,
+      "max_examples": max_examples,
+      "empty_texts": empty,
+      "truncated_texts": truncated,
+      "load_seconds": round(time.monotonic() - start, 3),
+  }
+  if source in config_lib.TFDS_SOURCES:
+    info["tfds_data_dir"] = config_lib.get(cfg, "tfds_data_dir")
+  bundle = DatasetBundle(splits=encoded, vocab=vocab,
+                         label_names=list(label_names), source=source,
+                         info=info)
+  if workdir is not None:
+    save_vocab_and_labels(bundle, workdir)
+  return bundle
+
+
+def save_vocab_and_labels(bundle: DatasetBundle, workdir: str) -> None:
+  """Writes ``workdir/vocab.txt`` (one token per line, line = id) and
+  ``workdir/labels.json`` (label names, text options, data provenance)."""
+  os.makedirs(workdir, exist_ok=True)
+  bundle.vocab.save(os.path.join(workdir, VOCAB_FILE))
+  payload = {
+      "label_names": list(bundle.label_names),
+      "text_options": {"lowercase": bundle.vocab.lowercase,
+                       "strip_html": bundle.vocab.strip_html,
+                       "max_len": bundle.info.get("max_len")},
+      "data": bundle.info,
+  }
+  tmp = os.path.join(workdir, LABELS_FILE + ".tmp")
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(payload, f, indent=2, ensure_ascii=False)
+  os.replace(tmp, os.path.join(workdir, LABELS_FILE))
+
+
+def load_vocab_and_labels(workdir: str) -> tuple[Vocabulary, list[str]]:
+  """Reads what :func:`save_vocab_and_labels` wrote: (vocab, label_names).
+
+  The vocabulary carries the run's lowercase/strip_html options, so
+  ``vocab.encode`` gives exactly the training ids.
+  """
+  labels_path = os.path.join(workdir, LABELS_FILE)
+  if not os.path.exists(labels_path):
+    raise DataError(f"{labels_path} does not exist (was the run trained with "
+                    "this workdir?)")
+  try:
+    with open(labels_path, encoding="utf-8") as f:
+      payload = json.load(f)
+    names = payload["label_names"]
+    options = payload.get("text_options", {})
+  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    raise DataError(f"{labels_path} is not a valid labels file: {e!r}") from None
+  if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+    raise DataError(f"{labels_path}: label_names must be a list of strings")
+  vocab = Vocabulary.load(os.path.join(workdir, VOCAB_FILE),
+                          lowercase=bool(options.get("lowercase", False)),
+                          strip_html=bool(options.get("strip_html", False)))
+  return vocab, names

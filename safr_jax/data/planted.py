@@ -1,0 +1,124 @@
+"""A synthetic sentiment task with known answers, for interpretability tests.
+
+Each example is a sequence of random filler tokens ``w0 … w{V-1}`` with one or
+three planted sentiment words. A sentiment word counts +1 (``POSITIVE``) or -1
+(``NEGATIVE``); immediately preceded by ``not`` it counts the opposite (a
+negation pair). The label is 1 (positive) when the sum is > 0, else 0 (negative);
+the odd count rules out ties. Filler tokens never decide anything, so a faithful
+explanation puts its importance on the planted positions, and an interaction
+method should link each ``not`` to the word it flips.
+
+Per example the generator records, in token positions of the encoded ids:
+``planted`` (bool: sentiment words and their ``not``), ``planted_sign`` (int8:
+the counted +1/-1 at each sentiment word, 0 elsewhere) and ``negation_pairs``
+(int32 [P, 2]: (position of ``not``, position of the word), -1 padded).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from safr_jax.data import sources
+from safr_jax.data.errors import DataError
+
+POSITIVE = ("good", "great", "excellent", "wonderful", "superb", "brilliant")
+NEGATIVE = ("bad", "awful", "terrible", "boring", "poor", "dreadful")
+NEGATOR = "not"
+MAX_PAIRS = 3
+DESCRIPTION = (
+    "Synthetic planted-evidence data (known answers): random filler tokens "
+    "with 1 or 3 planted sentiment words, 'not' flips the next word; label = "
+    "sign of the sum. Not real text.")
+
+
+def rule_label(tokens: Sequence[str]) -> int:
+  """The label the planting rule gives a token sequence (0 or 1)."""
+  score = 0
+  for i, tok in enumerate(tokens):
+    sign = 1 if tok in POSITIVE else -1 if tok in NEGATIVE else 0
+    if sign and i > 0 and tokens[i - 1] == NEGATOR:
+      sign = -sign
+    score += sign
+  return int(score > 0)
+
+
+def generate(n: int, *, seed: int, min_len: int = 8, max_len: int = 24,
+             filler_vocab_size: int = 200, negation_prob: float = 0.3
+             ) -> sources.RawSplit:
+  """``n`` examples; extras ``planted`` bool [n, max_len], ``planted_sign``
+  int8 [n, max_len], ``negation_pairs`` int32 [n, 3, 2] (positions < max_len)."""
+  if n < 0:
+    raise DataError(f"planted size must be >= 0, got {n}")
+  if not 6 <= min_len <= max_len:
+    raise DataError(f"need 6 <= planted_min_len <= planted_max_len, got "
+                    f"{min_len}, {max_len}")
+  if filler_vocab_size < 1:
+    raise DataError("planted_filler_vocab_size must be >= 1")
+  if not 0.0 <= negation_prob <= 1.0:
+    raise DataError(f"planted_negation_prob must be in [0, 1], got "
+                    f"{negation_prob}")
+  rng = np.random.Generator(np.random.PCG64(seed))
+  texts = []
+  labels = np.zeros((n,), np.int32)
+  planted = np.zeros((n, max_len), bool)
+  signs = np.zeros((n, max_len), np.int8)
+  pairs = np.full((n, MAX_PAIRS, 2), -1, np.int32)
+  for row in range(n):
+    label = int(rng.integers(2))
+    target = 1 if label else -1
+    k = int(rng.choice([1, 3]))
+    agree = k if k == 1 else int(rng.integers(2, 4))  # 2 or 3 of 3 agree
+    effective = [target] * agree + [-target] * (k - agree)
+    effective = [effective[i] for i in rng.permutation(k)]
+    units = []  # (tokens, counted sign)
+    for eff in effective:
+      negated = bool(rng.random() < negation_prob)
+      surface = -eff if negated else eff
+      word = str(rng.choice(POSITIVE if surface > 0 else NEGATIVE))
+      units.append(([NEGATOR, word] if negated else [word], eff))
+    unit_tokens = sum(len(u[0]) for u in units)
+    length = int(rng.integers(min_len, max_len + 1))
+    fillers = [f"w{int(j)}" for j in
+               rng.integers(filler_vocab_size, size=length - unit_tokens)]
+    items = [([f], 0) for f in fillers] + units
+    order = rng.permutation(len(items))
+    tokens, npair = [], 0
+    for idx in order:
+      toks, eff = items[idx]
+      if eff:
+        pos = len(tokens)
+        planted[row, pos:pos + len(toks)] = True
+        signs[row, pos + len(toks) - 1] = eff
+        if len(toks) == 2:
+          pairs[row, npair] = (pos, pos + 1)
+          npair += 1
+      tokens.extend(toks)
+    assert rule_label(tokens) == label, (tokens, label)
+    texts.append(" ".join(tokens))
+    labels[row] = label
+  return sources.RawSplit(
+      texts=texts, labels=labels, example_ids=np.arange(n, dtype=np.int64),
+      extras={"planted": planted, "planted_sign": signs,
+              "negation_pairs": pairs})
+
+
+def load_planted(*, sizes: Sequence[int], seed: int, max_len: int,
+                 min_len: int, example_max_len: int, filler_vocab_size: int,
+                 negation_prob: float) -> dict[str, sources.RawSplit]:
+  """train/dev/test, each from its own seeded stream (seed, seed+1, seed+2)."""
+  if example_max_len > max_len:
+    raise DataError(f"planted_max_len ({example_max_len}) must be <= max_len "
+                    f"({max_len}) so no planted token is truncated away")
+  out = {}
+  for k, (name, n) in enumerate(zip(sources.SPLITS, sizes)):
+    raw = generate(int(n), seed=seed * 3 + k, min_len=min_len,
+                   max_len=example_max_len,
+                   filler_vocab_size=filler_vocab_size,
+                   negation_prob=negation_prob)
+    pad = max_len - example_max_len
+    for key in ("planted", "planted_sign"):
+      raw.extras[key] = np.pad(raw.extras[key], ((0, 0), (0, pad)))
+    out[name] = raw
+  return out

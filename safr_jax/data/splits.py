@@ -1,0 +1,99 @@
+"""Seeded, stratified, machine-independent splitting and subsampling.
+
+Permutations come from the raw 64-bit output of numpy's PCG64 bit generator
+ordered by a stable sort: the PCG64 stream is fixed by its algorithm, unlike the
+distribution methods of ``np.random.Generator`` (whose algorithms numpy may
+change between versions). No Python ``hash()`` is involved, so a split is the
+same on every machine, Python and numpy version.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from safr_jax.data.errors import DataError
+
+
+def stable_permutation(n: int, seed: int) -> np.ndarray:
+  """A seeded permutation of ``range(n)``: int64 [n]."""
+  if n == 0:
+    return np.zeros((0,), np.int64)
+  keys = np.random.PCG64(seed).random_raw(n)
+  return np.argsort(keys, kind="stable").astype(np.int64)
+
+
+def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
+  """Integers summing to ``total``, proportional to ``weights`` (ties → lower index)."""
+  weights = np.asarray(weights, np.int64)
+  denom = int(weights.sum())
+  if denom == 0:
+    return np.zeros_like(weights)
+  exact = [total * int(w) for w in weights]  # integer arithmetic, no rounding
+  counts = np.array([e // denom for e in exact], np.int64)
+  remainders = [e % denom for e in exact]
+  short = total - int(counts.sum())
+  order = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
+  for i in order[:short]:
+    counts[i] += 1
+  return counts
+
+
+def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int
+                     ) -> list[np.ndarray]:
+  """Splits ``range(len(labels))`` into parts of exactly ``sizes``, stratified.
+
+  Each part gets every class in (as nearly as integers allow) the proportion of
+  the whole. Within a class the order comes from :func:`stable_permutation`
+  seeded with ``seed + class_id``.
+
+  Args:
+    labels: int [N].
+    sizes: part sizes summing to N.
+    seed: non-negative int.
+
+  Returns:
+    One sorted int64 index array per part; together a partition of range(N).
+  """
+  labels = np.asarray(labels)
+  n = len(labels)
+  if sum(sizes) != n or any(s < 0 for s in sizes):
+    raise DataError(f"split sizes {list(sizes)} do not add up to the {n} "
+                    "examples")
+  classes = np.unique(labels)
+  pools = [np.flatnonzero(labels == c)[stable_permutation(
+      int((labels == c).sum()), seed + int(c) + 1)] for c in classes]
+  remaining = np.array([len(p) for p in pools], np.int64)
+  taken = np.zeros_like(remaining)
+  parts = []
+  for k, size in enumerate(sizes):
+    if k == len(sizes) - 1:
+      counts = remaining.copy()
+    else:
+      counts = _largest_remainder(size, remaining)
+    chunks = [p[t:t + c] for p, t, c in zip(pools, taken, counts)]
+    parts.append(np.sort(np.concatenate(chunks)) if chunks
+                 else np.zeros((0,), np.int64))
+    taken += counts
+    remaining -= counts
+  return parts
+
+
+def stratified_subsample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+  """Sorted indices of a stratified ``n``-example subset (all if ``n >= N``)."""
+  total = len(labels)
+  if n >= total:
+    return np.arange(total, dtype=np.int64)
+  keep, _ = stratified_split(labels, [n, total - n], seed)
+  return keep
+
+
+def split_sizes(n: int, fractions: Sequence[float]) -> list[int]:
+  """Part sizes for ``fractions`` of ``n``; the first part takes the rounding."""
+  rest = [int(round(n * f)) for f in fractions[1:]]
+  first = n - sum(rest)
+  if first < 0:
+    raise DataError(f"fractions {list(fractions)} leave no room in {n} "
+                    "examples")
+  return [first] + rest

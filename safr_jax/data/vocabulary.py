@@ -1,0 +1,179 @@
+"""Text → token ids, as the authors do it: whitespace tokens, train-only vocabulary.
+
+``<PAD>`` is id 0 and ``<UNK>`` id 1; the other tokens follow by descending
+train-split frequency, ties broken by the token string (code-point order), so the
+same train split always gives the same ids. Tokens seen fewer than ``min_freq``
+times map to ``<UNK>``.
+
+A literal ``<PAD>`` inside a text maps to ``<UNK>``: id 0 means padding and
+nothing else, so ``ids != 0`` is always the token mask.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from safr_jax.data.errors import DataError
+
+PAD = "<PAD>"
+UNK = "<UNK>"
+
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def normalize_text(text: str, *, lowercase: bool = False,
+                   strip_html: bool = False) -> str:
+  """Applies the optional normalisations: ``<br />`` → space, then lowercase."""
+  if strip_html:
+    text = _BR.sub(" ", text)
+  if lowercase:
+    text = text.lower()
+  return text
+
+
+def tokenize(text: str, *, lowercase: bool = False,
+             strip_html: bool = False) -> list[str]:
+  """Whitespace tokens of ``text`` after :func:`normalize_text`."""
+  return normalize_text(text, lowercase=lowercase, strip_html=strip_html).split()
+
+
+class Vocabulary:
+  """A fixed token ↔ id map. ``pad_id == 0``, ``unk_id == 1``.
+
+  ``lowercase``/``strip_html`` are part of the vocabulary's contract: ``encode``
+  applies them, so text is normalised the same way at train and explain time.
+  """
+
+  pad_id = 0
+  unk_id = 1
+
+  def __init__(self, tokens: Sequence[str], *, lowercase: bool = False,
+               strip_html: bool = False):
+    tokens = list(tokens)
+    if tokens[:2] != [PAD, UNK]:
+      raise DataError(f"a vocabulary must start with {PAD!r}, {UNK!r}; got "
+                      f"{tokens[:2]!r}")
+    index = {}
+    for i, tok in enumerate(tokens):
+      if not tok or tok != tok.strip() or any(c.isspace() for c in tok):
+        raise DataError(f"vocabulary entry {i} ({tok!r}) is empty or has "
+                        "whitespace")
+      if tok in index:
+        raise DataError(f"vocabulary token {tok!r} appears twice (ids "
+                        f"{index[tok]} and {i})")
+      index[tok] = i
+    self._tokens = tokens
+    self._index = index
+    self.lowercase = bool(lowercase)
+    self.strip_html = bool(strip_html)
+
+  @classmethod
+  def build(cls, texts: Iterable[str], *, min_freq: int = 2,
+            lowercase: bool = False, strip_html: bool = False) -> "Vocabulary":
+    """Builds from (train) texts: tokens with count >= ``min_freq``."""
+    if min_freq < 1:
+      raise DataError(f"min_freq must be >= 1, got {min_freq}")
+    counts = collections.Counter()
+    for text in texts:
+      counts.update(tokenize(text, lowercase=lowercase, strip_html=strip_html))
+    counts.pop(PAD, None)
+    counts.pop(UNK, None)
+    kept = sorted((t for t, c in counts.items() if c >= min_freq),
+                  key=lambda t: (-counts[t], t))
+    return cls([PAD, UNK] + kept, lowercase=lowercase, strip_html=strip_html)
+
+  @property
+  def tokens(self) -> list[str]:
+    """All tokens, index = id."""
+    return list(self._tokens)
+
+  def __len__(self) -> int:
+    return len(self._tokens)
+
+  def __contains__(self, token: str) -> bool:
+    return token in self._index
+
+  def __eq__(self, other) -> bool:
+    return (isinstance(other, Vocabulary) and self._tokens == other._tokens
+            and self.lowercase == other.lowercase
+            and self.strip_html == other.strip_html)
+
+  def __repr__(self) -> str:
+    return (f"Vocabulary(size={len(self)}, lowercase={self.lowercase}, "
+            f"strip_html={self.strip_html})")
+
+  def token_to_id(self, token: str) -> int:
+    """The id of one (already normalised) token; ``<UNK>`` if unknown."""
+    if token == PAD:
+      return self.unk_id
+    return self._index.get(token, self.unk_id)
+
+  def encode(self, text: str) -> list[int]:
+    """Ids of ``text``'s whitespace tokens (no truncation, no padding)."""
+    get = self._index.get
+    unk = self.unk_id
+    ids = [get(t, unk) for t in tokenize(text, lowercase=self.lowercase,
+                                         strip_html=self.strip_html)]
+    return [unk if i == 0 else i for i in ids]
+
+  def decode(self, ids: Iterable[int], *, skip_pad: bool = False) -> list[str]:
+    """One token string per id (``skip_pad`` drops the ``<PAD>`` positions)."""
+    out = []
+    for i in ids:
+      i = int(i)
+      if not 0 <= i < len(self._tokens):
+        raise DataError(f"id {i} is outside the vocabulary (size "
+                        f"{len(self._tokens)})")
+      if skip_pad and i == self.pad_id:
+        continue
+      out.append(self._tokens[i])
+    return out
+
+  def encode_batch(self, texts: Sequence[str], max_len: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Encodes, truncates to the first ``max_len`` tokens and pads with 0.
+
+    Returns:
+      ids: int32 [N, max_len]; lengths: int32 [N] (tokens kept, <= max_len).
+      An empty text gives an all-padding row with length 0.
+    """
+    if max_len < 1:
+      raise DataError(f"max_len must be >= 1, got {max_len}")
+    ids = np.zeros((len(texts), max_len), np.int32)
+    lengths = np.zeros((len(texts),), np.int32)
+    for row, text in enumerate(texts):
+      seq = self.encode(text)[:max_len]
+      ids[row, :len(seq)] = seq
+      lengths[row] = len(seq)
+    return ids, lengths
+
+  def save(self, path: str | os.PathLike) -> None:
+    """Writes one token per line (UTF-8, ``\\n``), line number = id."""
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+      for tok in self._tokens:
+        f.write(tok + "\n")
+
+  @classmethod
+  def load(cls, path: str | os.PathLike, *, lowercase: bool = False,
+           strip_html: bool = False) -> "Vocabulary":
+    """Reads a file written by :meth:`save`."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+      raise DataError(f"vocabulary file {path} does not exist")
+    with open(path, encoding="utf-8", newline="") as f:
+      content = f.read()
+    # Split on "\n" only: str.splitlines() would also split on \x85, \u2028…
+    lines = content.split("\n")
+    if lines and lines[-1] == "":
+      lines.pop()
+    if not lines:
+      raise DataError(f"vocabulary file {path} is empty")
+    try:
+      return cls(lines, lowercase=lowercase, strip_html=strip_html)
+    except DataError as e:
+      raise DataError(f"vocabulary file {path}: {e}") from None
