@@ -1,0 +1,21 @@
+"""SAFR on SST-2 (max_len 128).
+
+    python train.py --config=configs/sst2.py            # SAFR
+    python train.py --config=configs/sst2.py:baseline   # plain Transformer
+    python train.py --config=configs/sst2.py:quick --workdir=/tmp/quick
+
+Variants: safr, baseline, vmask, imp, inter, reference, quick. Data: GLUE
+SST-2 from TFDS when it is prepared or downloadable; offline the builtin
+`rt_polarity` (Rotten Tomatoes sentences, NOT the SST-2 benchmark) with a
+warning. Force one with --config.data.source=rt_polarity.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # pylint: disable=g-import-not-at-top
+
+
+def get_config(arg=None):
+  return common.get_config("sst2", arg)

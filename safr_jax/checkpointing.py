@@ -1,0 +1,159 @@
+"""The one place that talks to orbax: save, find and restore training checkpoints.
+
+A checkpoint at step s holds two items:
+
+* ``state``: the train state pytree (params, optimizer state, step, RNG key
+  data -- typed keys do not checkpoint);
+* ``meta``: JSON -- the data iterator's state, the early-stopping record, the
+  model config it was trained with, the dev metrics (if any).
+
+The latest checkpoint and the best one by dev accuracy are both kept: orbax's
+``max_to_keep`` together with ``best_fn`` would evict the latest, so we use a
+``preservation_policy`` (and still set ``best_fn`` so best-k survives a
+restart). Checkpoints saved between epochs carry no dev metrics; they are kept
+only while they are the latest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+__all__ = ["Checkpoints", "CheckpointError", "Restored"]
+
+_METRIC = "dev_accuracy"
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint could not be used; the message says which and why."""
+
+
+@dataclasses.dataclass
+class Restored:
+  step: int
+  state: Any
+  meta: dict[str, Any]
+
+
+class Checkpoints:
+  """Latest + best checkpoints of one run in ``directory``.
+
+  Call ``save``/``restore`` on every process of a multi-host job: orbax
+  coordinates who writes.
+  """
+
+  def __init__(self, directory: str | pathlib.Path, *, keep_best: int = 1,
+               async_save: bool = False):
+    self.directory = pathlib.Path(directory).absolute()
+    best = lambda metrics: metrics[_METRIC]
+    options = ocp.CheckpointManagerOptions(
+        best_fn=best,
+        best_mode="max",
+        preservation_policy=policies.AnyPreservationPolicy([
+            policies.LatestN(n=1),
+            policies.BestN(get_metric_fn=best, reverse=False, n=keep_best,
+                           keep_checkpoints_without_metrics=False),
+        ]),
+        enable_async_checkpointing=async_save,
+        create=True,
+    )
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options, item_names=("state", "meta"))
+
+  # -- queries ---------------------------------------------------------------
+
+  def steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def best_step(self) -> int | None:
+    return self._manager.best_step()
+
+  # -- save / restore --------------------------------------------------------
+
+  def save(self, step: int, *, state: Any, meta: dict[str, Any],
+           dev_accuracy: float | None = None) -> None:
+    metrics = None if dev_accuracy is None else {_METRIC: float(dev_accuracy)}
+    self._manager.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                meta=ocp.args.JsonSave(meta)),
+        metrics=metrics, force=True)
+
+  def read_meta(self, step: int) -> dict[str, Any]:
+    restored = self._manager.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(restored["meta"])
+
+  def restore(self, step: int, abstract_state: Any) -> Restored:
+    """Restores ``step`` into the structure/shardings of ``abstract_state``."""
+    restored = self._manager.restore(
+        step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            meta=ocp.args.JsonRestore()))
+    return Restored(step=step, state=restored["state"], meta=dict(restored["meta"]))
+
+  def restore_newest_readable(self, abstract_state: Any,
+                              check_meta=None) -> Restored | None:
+    """The newest checkpoint that restores; older ones are tried if it fails.
+
+    Args:
+      abstract_state: target structure (``jax.ShapeDtypeStruct`` leaves).
+      check_meta: optional ``meta -> None`` that raises ``CheckpointError``
+        when the checkpoint cannot be used at all (e.g. another model shape);
+        that error is not swallowed.
+
+    Returns:
+      None if there is no checkpoint.
+
+    Raises:
+      CheckpointError: when checkpoints exist but none can be read.
+    """
+    steps = self.steps()
+    failures = []
+    for step in reversed(steps):
+      try:
+        meta = self.read_meta(step)
+        if check_meta is not None:
+          check_meta(meta)
+        restored = self.restore(step, abstract_state)
+      except CheckpointError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        failures.append(f"step {step}: {type(e).__name__}: {_first_line(e)}")
+        logging.warning("Checkpoint %s/%d is unreadable (%s); trying the previous "
+                        "one.", self.directory, step, _first_line(e))
+        continue
+      if failures:
+        logging.warning("Resumed from the older checkpoint at step %d because "
+                        "newer ones failed: %s", step, "; ".join(failures))
+      return restored
+    if failures:
+      raise CheckpointError(
+          f"no checkpoint in {self.directory} could be read: " + "; ".join(failures))
+    return None
+
+  def wait_until_finished(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip()
+  return text.splitlines()[0] if text else type(e).__name__
+
+
+def abstract_like(tree: Any) -> Any:
+  """``jax.ShapeDtypeStruct`` leaves (with shardings) for ``tree``."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)

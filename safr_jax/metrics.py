@@ -1,0 +1,88 @@
+"""Metrics as a small pytree of sums + count, and where they are written.
+
+Steps return ``{"name": sum, ..., "count": n}``; sums add across steps and
+devices and are divided by ``count`` only when reported, so averages over an
+epoch are exact whatever the batch sizes. Writers: ``metrics.jsonl`` (one JSON
+object per line) and TensorBoard event files (tensorboardX).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+
+__all__ = ["add", "means", "MetricWriter"]
+
+Sums = dict[str, Any]
+
+
+def add(a: Sums | None, b: Sums) -> Sums:
+  """Elementwise sum of two metric pytrees (``a`` may be None)."""
+  return b if a is None else jax.tree.map(lambda x, y: x + y, a, b)
+
+
+def means(sums: Mapping[str, Any]) -> dict[str, float]:
+  """Host floats: every ``*_sum``/plain sum divided by ``count``."""
+  sums = jax.device_get(dict(sums))
+  count = float(sums.pop("count"))
+  out = {}
+  for key, value in sums.items():
+    name = key.removesuffix("_sum")
+    out[name] = float(value) / count if count else math.nan
+  out["count"] = count
+  return out
+
+
+class MetricWriter:
+  """Writes scalars to ``<workdir>/metrics.jsonl`` and TensorBoard events.
+
+  Only process 0 writes; other processes get a writer that does nothing.
+  """
+
+  def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True,
+               tensorboard: bool = True):
+    self.enabled = enabled
+    self._jsonl = None
+    self._tb = None
+    if not enabled:
+      return
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")
+    if tensorboard:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(str(workdir / "tensorboard"))
+
+  def write(self, step: int, split: str, scalars: Mapping[str, float],
+            **extra: Any) -> None:
+    if not self.enabled:
+      return
+    record = {"step": int(step), "split": split, **extra}
+    record.update({k: _json_number(v) for k, v in scalars.items()})
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    if self._tb is not None:
+      for key, value in scalars.items():
+        if isinstance(value, (int, float, np.floating, np.integer)):
+          self._tb.add_scalar(f"{split}/{key}", float(value), int(step))
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._jsonl is not None:
+      self._jsonl.close()
+    if self._tb is not None:
+      self._tb.close()
+
+
+def _json_number(value: Any) -> Any:
+  """NaN/inf are not JSON: write them as strings so the file stays valid."""
+  if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+    return str(float(value))
+  if isinstance(value, np.generic):
+    return value.item()
+  return value

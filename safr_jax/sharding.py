@@ -1,0 +1,59 @@
+"""Data parallelism: a 1-D device mesh, replicated state, sharded batches.
+
+Every device in every process forms one ``data`` axis. Parameters and optimizer
+state are replicated; a global batch is split over the axis, and each process
+contributes only its own rows (``jax.make_array_from_process_local_data``).
+Axes are ``AxisType.Auto``: jax 0.10's default (Explicit) breaks ``nn.Embed``
+under ``jit``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+__all__ = ["make_mesh", "replicated", "batch_sharding", "shard_batch",
+           "check_batch_size", "local_batch_size"]
+
+DATA_AXIS = "data"
+
+
+def make_mesh(devices: list[Any] | None = None) -> jax.sharding.Mesh:
+  """A ``data`` mesh over ``devices`` (default: all devices of all processes)."""
+  devices = jax.devices() if devices is None else devices
+  return jax.make_mesh((len(devices),), (DATA_AXIS,),
+                       axis_types=(AxisType.Auto,), devices=devices)
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
+  """Leading (batch) axis split over ``data``, the rest replicated."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def check_batch_size(batch_size: int, mesh: jax.sharding.Mesh, flag: str) -> None:
+  """Raises a ``ValueError`` naming ``flag`` unless the batch splits evenly."""
+  devices = mesh.devices.size
+  if batch_size < 1 or batch_size % devices:
+    raise ValueError(
+        f"{flag}={batch_size} must be a positive multiple of the device count "
+        f"{devices} ({jax.process_count()} process(es)) so every device gets "
+        "the same number of examples")
+
+
+def local_batch_size(batch_size: int) -> int:
+  """This process' share of a global batch."""
+  return batch_size // jax.process_count()
+
+
+def shard_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+  """Global arrays from this process' rows of every field of ``batch``."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in batch.items()}
