@@ -5,6 +5,8 @@ needed); the model, VMASK and weight conversion need Flax. Submodules that pull
 in training dependencies (``data``, ``train_lib``) are imported on demand.
 """
 
+import typing as _typing
+
 from safr_jax import losses
 from safr_jax.losses import (LossWeights, importance_loss, interaction_loss,
                              safr_loss, vmask_kl_loss)
@@ -35,7 +37,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> _typing.Any:
   if name in _LAZY:
     import importlib
     module_name, attr = _LAZY[name]

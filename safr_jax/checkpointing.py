@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import time
 from typing import Any
 
 from absl import logging
@@ -51,7 +52,9 @@ class Checkpoints:
   def __init__(self, directory: str | pathlib.Path, *, keep_best: int = 1,
                async_save: bool = False):
     self.directory = pathlib.Path(directory).absolute()
-    best = lambda metrics: metrics[_METRIC]
+    # Ties go to the earlier step, as early stopping counts only strict
+    # improvements as new bests.
+    best = lambda metrics: (metrics[_METRIC], -metrics.get("step", 0))
     options = ocp.CheckpointManagerOptions(
         best_fn=best,
         best_mode="max",
@@ -81,7 +84,8 @@ class Checkpoints:
 
   def save(self, step: int, *, state: Any, meta: dict[str, Any],
            dev_accuracy: float | None = None) -> None:
-    metrics = None if dev_accuracy is None else {_METRIC: float(dev_accuracy)}
+    metrics = (None if dev_accuracy is None
+               else {_METRIC: float(dev_accuracy), "step": int(step)})
     self._manager.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state),
@@ -93,8 +97,12 @@ class Checkpoints:
         step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     return dict(restored["meta"])
 
-  def restore(self, step: int, abstract_state: Any) -> Restored:
-    """Restores ``step`` into the structure/shardings of ``abstract_state``."""
+  def restore(self, step: int, abstract_state: Any = None) -> Restored:
+    """Restores ``step`` into the structure/shardings of ``abstract_state``.
+
+    Without ``abstract_state`` the state comes back as saved (nested dicts of
+    arrays on the default device), e.g. for reading a run's params.
+    """
     restored = self._manager.restore(
         step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
@@ -117,9 +125,8 @@ class Checkpoints:
     Raises:
       CheckpointError: when checkpoints exist but none can be read.
     """
-    steps = self.steps()
-    failures = []
-    for step in reversed(steps):
+    failures, broken = [], []
+    for step in reversed(self.steps()):
       try:
         meta = self.read_meta(step)
         if check_meta is not None:
@@ -129,17 +136,33 @@ class Checkpoints:
         raise
       except Exception as e:  # pylint: disable=broad-except
         failures.append(f"step {step}: {type(e).__name__}: {_first_line(e)}")
+        broken.append(step)
         logging.warning("Checkpoint %s/%d is unreadable (%s); trying the previous "
                         "one.", self.directory, step, _first_line(e))
         continue
       if failures:
+        moved = self._set_aside(broken)
         logging.warning("Resumed from the older checkpoint at step %d because "
-                        "newer ones failed: %s", step, "; ".join(failures))
+                        "newer ones failed (%s); moved them aside to %s.", step,
+                        "; ".join(failures), ", ".join(moved))
       return restored
     if failures:
       raise CheckpointError(
           f"no checkpoint in {self.directory} could be read: " + "; ".join(failures))
     return None
+
+  def _set_aside(self, steps: list[int]) -> list[str]:
+    """Renames unreadable step folders (kept for inspection, ignored by orbax)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = []
+    if jax.process_index() == 0:
+      for step in steps:
+        target = self.directory / f"unreadable-{step}-{stamp}"
+        (self.directory / str(step)).rename(target)
+        moved.append(str(target))
+    multihost_sync("safr_jax_set_aside")
+    self._manager.reload()
+    return moved
 
   def wait_until_finished(self) -> None:
     self._manager.wait_until_finished()
@@ -147,6 +170,13 @@ class Checkpoints:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def multihost_sync(name: str) -> None:
+  """Barrier across processes (no-op in a single-process job)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
 
 
 def _first_line(e: BaseException) -> str:

@@ -39,12 +39,36 @@ def _parse_flags_or_fail(argv: list[str]) -> list[str]:
   """absl flag parsing whose errors (unknown field, bad variant) are one line."""
   try:
     return flags.FLAGS(argv)
+  except flags.UnrecognizedFlagError as e:
+    import difflib  # pylint: disable=g-import-not-at-top
+    name = getattr(e, "flagname", "") or ""
+    close = difflib.get_close_matches(name, list(flags.FLAGS), n=3)
+    hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else ""
+    fail(f"{str(e).strip()}{hint}")
   except flags.Error as e:
-    fail(str(e).strip().splitlines()[0] if str(e).strip() else repr(e))
-  except (ValueError, KeyError, AttributeError, TypeError) as e:
-    # A config file's get_config() raised (e.g. an unknown variant).
-    text = str(e).strip().strip('"')
-    fail(text.splitlines()[0] if text else repr(e))
+    fail(_one_line(str(e)))
+  except (AttributeError, KeyError) as e:
+    # ml_collections: an override of a field the config does not have. Its
+    # message already carries the "Did you mean" suggestion.
+    import re  # pylint: disable=g-import-not-at-top
+    text = str(e)
+    field = re.search(r'instead of "([^"]+)"', text) or re.search(r"(\w+)", text)
+    override = next((a.split("=")[0] for a in argv[1:]
+                     if field and a.startswith("--config.")
+                     and a.split("=")[0].endswith("." + field.group(1))), "--config.*")
+    hint = re.search(r'Did you mean "([^"]+)"', text)
+    fail(f"{override}: the config has no field {field.group(1) if field else '?'!r}"
+         + (f"; did you mean {hint.group(1)!r}?" if hint else ""))
+
+
+def _one_line(text: str) -> str:
+  """The gist of a multi-line error: a config file's exception, not its traceback."""
+  lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+  if not lines:
+    return "invalid command line"
+  if len(lines) > 1 and any(line.startswith("Traceback") for line in lines):
+    return f"{lines[0].rstrip(':')} -- {lines[-1]}"
+  return lines[0]
 
 
 class _QuietLibraries:
@@ -68,7 +92,11 @@ def _train(argv):
   quiet_library_logs()
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   from safr_jax import train_lib  # pylint: disable=g-import-not-at-top
-  config = flags.FLAGS.config
+  try:
+    config = flags.FLAGS.config
+    config.get("name")  # the config file loads lazily: make it fail here
+  except OSError as e:  # the config file could not be loaded
+    fail(_one_line(str(e)).replace("config_config", flags.FLAGS["config"].serialize()))
   workdir = flags.FLAGS.workdir or os.path.join(
       "runs", f"{config.get('name', 'run')}_{config.get('variant', 'safr')}")
   del config_flags

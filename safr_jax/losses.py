@@ -253,7 +253,7 @@ class LossWeights:
   interaction: float = 1.0
   vmask_kl: float = 0.0
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     for field in dataclasses.fields(self):
       value = getattr(self, field.name)
       if not value >= 0:  # also catches NaN

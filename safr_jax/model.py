@@ -99,7 +99,8 @@ class TransformerBlock(nn.Module):
   param_dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: Array, key_mask: Array, *, deterministic: bool):
+  def __call__(self, x: Array, key_mask: Array, *, deterministic: bool
+               ) -> tuple[Array, Array, Array]:
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     drop = nn.Dropout(self.dropout_rate, deterministic=deterministic)
     attended, weights = MultiHeadAttention(self.num_heads, name="attention",

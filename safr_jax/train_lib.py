@@ -202,7 +202,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
 
   (total, (terms, logits, inter)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
-  grad_norm = optax.global_norm(grads)
+  grad_norm = optax.tree.norm(grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
@@ -428,11 +428,14 @@ def _train(setup: _Setup, ckpts: checkpointing.Checkpoints,
   model_meta = _model_meta(config, len(setup.bundle.vocab), len(setup.bundle.label_names))
   record = dict(meta["record"]) if meta else dict(
       best_dev_accuracy=-1.0, best_step=None, best_epoch=None,
-      epochs_without_improvement=0, dev_history=[], finished=False,
+      epochs_without_improvement=0, dev_history=[], stopped_early=False,
       train_seconds=0.0, train_steps=0)
-  if record["finished"]:
-    logging.info("Training in %s already finished; evaluating its best checkpoint.",
-                 setup.workdir)
+  step = int(jax.device_get(state.step))
+  total_steps = spe * config.train.num_epochs
+  # A larger train.num_epochs extends a finished run; early stopping is final.
+  if record["stopped_early"] or step >= total_steps:
+    logging.info("Training in %s already finished (step %d); evaluating its best "
+                 "checkpoint.", setup.workdir, step)
     return record
   it = data.train_iterator(setup.bundle.splits["train"], batch_size=config.train.batch_size,
                            seed=config.seed, pad_to=config.data.pad_to,
@@ -440,8 +443,6 @@ def _train(setup: _Setup, ckpts: checkpointing.Checkpoints,
                            process_count=jax.process_count())
   if meta:
     it.set_state(meta["iterator"])
-  step = int(jax.device_get(state.step))
-  total_steps = spe * config.train.num_epochs
   progress = _Progress(config, total_steps, step)
 
   def save(dev_accuracy=None):
@@ -483,7 +484,6 @@ def _train(setup: _Setup, ckpts: checkpointing.Checkpoints,
         epoch = step // spe
         stop = _end_epoch(setup, state, step, epoch, epoch_sums, record, writer)
         epoch_sums = None
-        record["finished"] = stop or step >= total_steps
         save(dev_accuracy=record["dev_history"][-1])
         tic, tic_step = time.monotonic(), step
         if stop:

@@ -206,10 +206,10 @@ def load_dataset(cfg, workdir: Optional[str] = None, *,
   encoded, empty, truncated = {}, {}, {}
   for name in sources.SPLITS:
     r = raw[name]
-    ids, lengths = vocab.encode_batch(r.texts, max_len)
+    ids, lengths, full = vocab.encode_batch(r.texts, max_len,
+                                            full_lengths=True)
     empty[name] = int((lengths == 0).sum())
-    truncated[name] = sum(1 for row in np.flatnonzero(lengths == max_len)
-                          if len(vocab.encode(r.texts[row])) > max_len)
+    truncated[name] = int((full > max_len).sum())
     encoded[name] = EncodedSplit(
         ids=ids, lengths=lengths, labels=np.asarray(r.labels, np.int32),
         texts=list(r.texts), example_ids=np.asarray(r.example_ids, np.int64),

@@ -7,8 +7,10 @@ object per line). Fields are named by ``text_field`` and ``label_field``.
 
 Labels may be integers or strings. They are mapped to ids by sorting the
 distinct train labels (numerically when all are integers, else as strings), so
-0/1 stay 0/1 and "negative"/"positive" become 0/1; ``label_names`` in the config
-fixes the order explicitly. A dev/test label not seen in train is an error.
+0/1 stay 0/1 and "negative"/"positive" become 0/1. ``label_names`` in the config
+fixes the order explicitly: a label equal to one of the names gets its index,
+and an integer label ``i`` otherwise means ``label_names[i]``. A dev/test label
+not seen in train (or not among ``label_names``) is an error.
 
 Files are parsed as data only (csv / json), never evaluated or unpickled.
 Non-UTF-8 bytes are replaced by U+FFFD with one warning per file. Empty texts
@@ -18,6 +20,7 @@ are kept (all-padding rows, length 0) and counted in ``bundle.info``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -97,7 +100,6 @@ def read_labelled_file(path: str, *, text_field: str, label_field: str,
 
 
 def _read_delimited(text, path, what, text_field, label_field, *, tsv):
-  import io  # pylint: disable=g-import-not-at-top
   csv.field_size_limit(sys.maxsize)
   options = dict(delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else {}
   reader = csv.reader(io.StringIO(text, newline=""), **options)
@@ -205,6 +207,9 @@ def load_files(*, train_file: str, dev_file: Optional[str],
     label_ids = []
     for label, line in zip(labels, lines):
       key = str(label)
+      if (key not in ids and label_names and isinstance(label, int)
+          and 0 <= label < len(names)):
+        key = names[label]  # an integer label indexes the given label_names
       if key not in ids:
         raise DataError(
             f"{what} {path}, line {line}, field {label_field!r}: label "

@@ -63,13 +63,20 @@ def steps_per_epoch(split: EncodedSplit, batch_size: int) -> int:
   return len(split) // batch_size
 
 
+def _shuffle_seed(seed: int) -> int:
+  """Spreads user seeds apart: grain shuffles epoch e with ``seed + e``, so
+  plain seeds 0, 1, 2 would give runs whose epoch orders are shifted copies."""
+  return (seed * 0x9E3779B1 + 0x7F4A7C15) % 2**32
+
+
 class TrainIterator(Iterator[dict[str, np.ndarray]]):
   """Infinite shuffled training batches, resumable from ``get_state()``.
 
   Yields ``dict(ids=int32 [b, L], labels=int32 [b])`` with ``b = batch_size //
   process_count`` and ``L`` from :func:`batch_width` of the global batch.
-  Epoch ``e`` is a permutation seeded by ``seed + e`` (grain's index shuffle);
-  an epoch's last partial batch is dropped.
+  Epoch ``e`` is a permutation seeded by ``mix(seed) + e`` (grain's index
+  shuffle; ``mix`` keeps runs with seeds 0, 1, 2 … unrelated); an epoch's last
+  partial batch is dropped.
   """
 
   def __init__(self, split: EncodedSplit, *, batch_size: int, seed: int,
@@ -89,7 +96,7 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
     self._process_index = process_index
     self._process_count = process_count
     dataset = (grain.MapDataset.range(len(split))
-               .shuffle(seed=self._seed)
+               .shuffle(seed=_shuffle_seed(self._seed))
                .batch(batch_size, drop_remainder=True)  # per epoch
                .repeat(None)
                .map(self._make_batch))

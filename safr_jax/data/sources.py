@@ -255,10 +255,17 @@ def _read_tfds_split(tfds, name: str, split: str, data_dir: Optional[str],
   n = len(source)
   texts, labels = [], []
   chunk = 1024
+  batched = hasattr(source, "__getitems__")
   for start in range(0, n, chunk):
     idx = list(range(start, min(n, start + chunk)))
-    records = (source.__getitems__(idx) if hasattr(source, "__getitems__")
-               else [source[i] for i in idx])
+    records = None
+    if batched:
+      try:
+        records = source.__getitems__(idx)
+      except TypeError:  # tfds mock data sources lack batched reads
+        batched = False
+    if records is None:
+      records = [source[i] for i in idx]
     for i, record in zip(idx, records):
       text = record[text_key]
       if isinstance(text, np.ndarray):

@@ -46,7 +46,7 @@ def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int
 
   Each part gets every class in (as nearly as integers allow) the proportion of
   the whole. Within a class the order comes from :func:`stable_permutation`
-  seeded with ``seed + class_id``.
+  seeded with ``seed + class_id + 1``.
 
   Args:
     labels: int [N].

@@ -12,6 +12,7 @@ nothing else, so ``ids != 0`` is always the token mask.
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import re
 from typing import Iterable, Sequence
@@ -69,6 +70,9 @@ class Vocabulary:
       index[tok] = i
     self._tokens = tokens
     self._index = index
+    # Lookup used by encode: a literal "<PAD>" in text is unknown text.
+    self._lookup = dict(index)
+    self._lookup[PAD] = self.unk_id
     self.lowercase = bool(lowercase)
     self.strip_html = bool(strip_html)
 
@@ -109,17 +113,16 @@ class Vocabulary:
 
   def token_to_id(self, token: str) -> int:
     """The id of one (already normalised) token; ``<UNK>`` if unknown."""
-    if token == PAD:
-      return self.unk_id
-    return self._index.get(token, self.unk_id)
+    return self._lookup.get(token, self.unk_id)
+
+  def _ids(self, tokens: list[str]) -> list[int]:
+    return list(map(self._lookup.get, tokens,
+                    itertools.repeat(self.unk_id, len(tokens))))
 
   def encode(self, text: str) -> list[int]:
     """Ids of ``text``'s whitespace tokens (no truncation, no padding)."""
-    get = self._index.get
-    unk = self.unk_id
-    ids = [get(t, unk) for t in tokenize(text, lowercase=self.lowercase,
-                                         strip_html=self.strip_html)]
-    return [unk if i == 0 else i for i in ids]
+    return self._ids(tokenize(text, lowercase=self.lowercase,
+                              strip_html=self.strip_html))
 
   def decode(self, ids: Iterable[int], *, skip_pad: bool = False) -> list[str]:
     """One token string per id (``skip_pad`` drops the ``<PAD>`` positions)."""
@@ -134,23 +137,28 @@ class Vocabulary:
       out.append(self._tokens[i])
     return out
 
-  def encode_batch(self, texts: Sequence[str], max_len: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
+  def encode_batch(self, texts: Sequence[str], max_len: int, *,
+                   full_lengths: bool = False):
     """Encodes, truncates to the first ``max_len`` tokens and pads with 0.
 
     Returns:
-      ids: int32 [N, max_len]; lengths: int32 [N] (tokens kept, <= max_len).
+      ids: int32 [N, max_len]; lengths: int32 [N] (tokens kept, <= max_len);
+      with ``full_lengths=True`` also int32 [N], the tokens before truncation.
       An empty text gives an all-padding row with length 0.
     """
     if max_len < 1:
       raise DataError(f"max_len must be >= 1, got {max_len}")
     ids = np.zeros((len(texts), max_len), np.int32)
     lengths = np.zeros((len(texts),), np.int32)
+    full = np.zeros((len(texts),), np.int32)
     for row, text in enumerate(texts):
-      seq = self.encode(text)[:max_len]
+      tokens = tokenize(text, lowercase=self.lowercase,
+                        strip_html=self.strip_html)
+      full[row] = len(tokens)
+      seq = self._ids(tokens[:max_len])
       ids[row, :len(seq)] = seq
       lengths[row] = len(seq)
-    return ids, lengths
+    return (ids, lengths, full) if full_lengths else (ids, lengths)
 
   def save(self, path: str | os.PathLike) -> None:
     """Writes one token per line (UTF-8, ``\\n``), line number = id."""

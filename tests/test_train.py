@@ -1,0 +1,211 @@
+"""train_lib / train.py: end to end, exact resume, early stopping, failures."""
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from safr_jax import checkpointing, losses, train_lib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "configs"))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def tiny_config(**overrides):
+  """A model small enough that a whole run takes seconds on 2 cores."""
+  c = common.get_config("sst2", "safr")
+  c.data.update(source="rt_polarity", max_examples=64, max_len=16, pad_to="max_len")
+  c.model.update(d_model=16, num_heads=2, d_ff=32, vmask_hidden_dim=16)
+  c.train.update(batch_size=16, eval_batch_size=32, num_epochs=2, learning_rate=3e-3,
+                 checkpoint_every_steps=3, log_every_steps=2, progress_bar=False)
+  for key, value in overrides.items():
+    section, field = key.split(".")
+    c[section][field] = value
+  return c
+
+
+def _params(workdir, step):
+  ckpts = checkpointing.Checkpoints(pathlib.Path(workdir) / "checkpoints")
+  try:
+    restored = ckpts.restore(step)
+  finally:
+    ckpts.close()
+  return restored.state["params"], restored.meta
+
+
+def _run(argv, timeout=300):
+  return subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+# --- the user's command -------------------------------------------------------
+
+
+def test_quick_config_runs_end_to_end_offline(tmp_path):
+  workdir = tmp_path / "quick"
+  proc = _run(["train.py", "--config=configs/sst2.py:quick", f"--workdir={workdir}"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((workdir / "results.json").read_text())
+  # Offline, `auto` must have fallen back to the builtin substitute and said so.
+  assert results["source"] == "rt_polarity"
+  assert results["dataset"]["requested_source"] == "auto"
+  assert "NOT" in results["dataset"]["description"]
+  assert 0.0 <= results["test"]["accuracy"] <= 1.0
+  for key in ("ce", "importance", "interaction"):
+    assert np.isfinite(results["test"][key])
+  assert results["versions"]["jax"] == jax.__version__
+  assert results["config"]["variant"] == "quick"
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  splits = {r["split"] for r in records}
+  assert {"train", "dev", "test"} <= splits
+  assert all("grad_norm" in r and "keep_rate" in r for r in records if r["split"] == "train")
+  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+  steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps and results["best_step"] in steps
+  assert (workdir / "vocab.txt").exists() and (workdir / "config.json").exists()
+  assert "Test accuracy" in proc.stdout
+
+
+# --- resume -------------------------------------------------------------------
+
+
+def test_interrupted_run_resumes_to_identical_parameters(tmp_path):
+  full = train_lib.train_and_evaluate(tiny_config(), tmp_path / "full")
+  # 64 examples / 16 = 4 steps per epoch; checkpoints at 3, 4 (epoch), 6, 8.
+  stopped = train_lib.train_and_evaluate(
+      tiny_config(**{"train.stop_after_steps": 5}), tmp_path / "cut")
+  assert stopped is None
+  assert not (tmp_path / "cut" / "results.json").exists()
+  resumed = train_lib.train_and_evaluate(tiny_config(), tmp_path / "cut")
+  a, _ = _params(tmp_path / "full", 8)
+  b, _ = _params(tmp_path / "cut", 8)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  assert resumed["test"] == full["test"]
+  assert resumed["dev_history"] == full["dev_history"]
+
+
+def test_unreadable_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
+  workdir = tmp_path / "run"
+  train_lib.train_and_evaluate(tiny_config(**{"train.stop_after_steps": 7}), workdir)
+  ckpt_dir = workdir / "checkpoints"
+  assert sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) == [4, 6]
+  for f in (ckpt_dir / "6" / "state").rglob("*"):
+    if f.is_file():
+      f.write_bytes(b"garbage")
+  # A half-written save (orbax's temporary folder) is ignored too.
+  (ckpt_dir / "9.orbax-checkpoint-tmp").mkdir()
+  results = train_lib.train_and_evaluate(tiny_config(), workdir)
+  assert results is not None and results["epochs_run"] == 2
+  assert "Resumed from the older checkpoint at step 4" in caplog.text
+  # Nothing is deleted: the unreadable checkpoint is kept aside for inspection.
+  assert len(list(ckpt_dir.glob("unreadable-6-*"))) == 1
+
+
+def test_checkpoint_of_another_model_shape_is_a_clear_error(tmp_path):
+  workdir = tmp_path / "run"
+  train_lib.train_and_evaluate(tiny_config(**{"train.num_epochs": 1}), workdir)
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r"different model: d_model 16 \(checkpoint\) vs 32 \(config\)"):
+    train_lib.train_and_evaluate(tiny_config(**{"model.d_model": 32}), workdir)
+
+
+# --- early stopping and the best checkpoint ------------------------------------
+
+
+def test_early_stopping_after_patience_epochs(tmp_path):
+  # With a learning rate of 0 dev accuracy never improves after epoch 1.
+  results = train_lib.train_and_evaluate(
+      tiny_config(**{"train.learning_rate": 0.0, "train.patience": 2,
+                     "train.num_epochs": 10}), tmp_path / "run")
+  assert results["epochs_run"] == 3
+  assert results["stopped_early"] and results["best_epoch"] == 1
+
+
+def test_test_metrics_come_from_the_best_checkpoint(tmp_path, monkeypatch):
+  real_evaluate = train_lib.evaluate
+  scripted = iter([0.5, 0.9, 0.6, 0.55])
+
+  def fake_dev(setup, params, split_name):
+    out = real_evaluate(setup, params, split_name)
+    if split_name == "dev":
+      out["accuracy"] = next(scripted)
+    return out
+
+  monkeypatch.setattr(train_lib, "evaluate", fake_dev)
+  workdir = tmp_path / "run"
+  results = train_lib.train_and_evaluate(
+      tiny_config(**{"train.patience": 2, "train.num_epochs": 10}), workdir)
+  assert results["dev_history"] == [0.5, 0.9, 0.6, 0.55]
+  assert results["best_epoch"] == 2 and results["best_step"] == 8
+  monkeypatch.setattr(train_lib, "evaluate", real_evaluate)
+
+  # Recompute test metrics of the best and of the last weights independently.
+  config = tiny_config()
+  setup = train_lib._setup(config, workdir)  # pylint: disable=protected-access
+  best, _ = _params(workdir, 8)
+  last, _ = _params(workdir, 16)
+  on_best = real_evaluate(setup, best, "test")
+  on_last = real_evaluate(setup, last, "test")
+  assert results["test"]["loss"] == pytest.approx(on_best["loss"], rel=1e-6)
+  assert on_last["loss"] != pytest.approx(on_best["loss"], rel=1e-6)
+
+
+# --- divergence ----------------------------------------------------------------
+
+
+def test_nan_loss_stops_with_the_step_and_term_and_keeps_the_best(tmp_path, monkeypatch):
+  workdir = tmp_path / "run"
+  train_lib.train_and_evaluate(tiny_config(**{"train.num_epochs": 1}), workdir)
+  before, _ = _params(workdir, 4)
+  real = losses.safr_loss
+
+  def nan_importance(**kw):
+    total, terms = real(**kw)
+    terms = dict(terms, importance=terms["importance"] * jnp.nan)
+    return total + terms["importance"], terms
+
+  monkeypatch.setattr(train_lib.losses, "safr_loss", nan_importance)
+  with pytest.raises(train_lib.TrainingDiverged,
+                     match=r"diverged at step 5: non-finite importance"):
+    train_lib.train_and_evaluate(tiny_config(**{"train.num_epochs": 3}), workdir)
+  after, meta = _params(workdir, 4)
+  assert meta["record"]["best_step"] == 4
+  for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+    np.testing.assert_array_equal(x, y)
+  steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps == [4]
+
+
+# --- bad input -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"loss.importance": -1.0}, r"config.loss.importance \(a λ\) must be a number >= 0, got -1.0"),
+    ({"data.max_len": 0}, r"config.data.max_len must be >= 1, got 0"),
+    ({"model.num_heads": 3}, r"config.model.d_model must be divisible by model.num_heads=3"),
+    ({"train.batch_size": 1000}, r"config.train.batch_size=1000 is larger than the train split"),
+])
+def test_bad_config_values_are_clear_errors(tmp_path, overrides, message):
+  with pytest.raises(train_lib.ConfigError, match=message):
+    train_lib.train_and_evaluate(tiny_config(**overrides), tmp_path / "run")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config=configs/sst2.py", "--config.train.learning_rat=1"], "learning_rate"),
+    (["--config=configs/sst2.py:nonsense"], "unknown variant 'nonsense'"),
+    (["--config=configs/sst2.py:quick", "--config.loss.interaction=-2"],
+     "config.loss.interaction (a λ) must be a number >= 0, got -2"),
+])
+def test_cli_errors_are_one_line(tmp_path, argv, message):
+  proc = _run(["train.py", *argv, f"--workdir={tmp_path / 'w'}"], timeout=120)
+  assert proc.returncode != 0
+  assert message in proc.stderr
+  assert "Traceback" not in proc.stderr
