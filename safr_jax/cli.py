@@ -91,7 +91,8 @@ def _train(argv):
   del argv
   quiet_library_logs()
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  from safr_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from safr_jax import sharding, train_lib  # pylint: disable=g-import-not-at-top
+  sharding.maybe_initialize_distributed()
   try:
     config = flags.FLAGS.config
     config.get("name")  # the config file loads lazily: make it fail here

@@ -57,3 +57,25 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[s
   sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in batch.items()}
+
+
+def maybe_initialize_distributed() -> None:
+  """Joins a multi-process job when this process was started as part of one.
+
+  On Cloud TPU pods, SLURM and other clusters that ``jax.distributed`` detects
+  by itself, set ``SAFR_DISTRIBUTED=1``. For hand-started processes (e.g. two
+  on one machine) set ``SAFR_COORDINATOR=host:port``, ``SAFR_NUM_PROCESSES``
+  and ``SAFR_PROCESS_ID``. Without these variables it does nothing.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  coordinator = os.environ.get("SAFR_COORDINATOR")
+  if coordinator:
+    # CPU processes need a collectives implementation; harmless elsewhere.
+    # (Asking for the backend here would initialise it too early.)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator,
+        num_processes=int(os.environ["SAFR_NUM_PROCESSES"]),
+        process_id=int(os.environ["SAFR_PROCESS_ID"]))
+  elif os.environ.get("SAFR_DISTRIBUTED") == "1":
+    jax.distributed.initialize()
