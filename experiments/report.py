@@ -1,0 +1,144 @@
+"""Writes docs/RESULTS.md from the per-run JSON summaries of run_grid.py."""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import pathlib
+from typing import Any, Callable
+
+import numpy as np
+
+# (column title, getter on one run's summary). A getter returns None when the
+# number is not there (e.g. the run has not been evaluated yet).
+Getter = Callable[[dict[str, Any]], Any]
+
+
+def _path(*keys: str) -> Getter:
+  def get(summary):
+    node = summary
+    for key in keys:
+      if not isinstance(node, dict) or key not in node:
+        return None
+      node = node[key]
+    return node if isinstance(node, (int, float)) else None
+  return get
+
+
+COLUMNS: list[tuple[str, Getter]] = [
+    ("test accuracy", _path("results", "test", "accuracy")),
+    ("L_Imp (test)", _path("results", "test", "importance")),
+    ("L_Inter (test)", _path("results", "test", "interaction")),
+    ("sharing, important tokens", _path("interpretability", "superposition", "embeddings",
+                                        "important", "sharing")),
+    ("neuron overlap (Jaccard), important pairs",
+     _path("interpretability", "neuron_overlap", "important_pairs")),
+    ("AOPC (VMASK)", _path("interpretability", "faithfulness", "vmask", "aopc")),
+    ("comprehensiveness (VMASK)",
+     _path("interpretability", "faithfulness", "vmask", "comprehensiveness")),
+    ("sufficiency (VMASK)", _path("interpretability", "faithfulness", "vmask", "sufficiency")),
+    ("epochs", _path("results", "epochs_run")),
+    ("wall time / run (min)", lambda s: (s.get("grid_wall_time_s") or math.nan) / 60),
+]
+
+GROUP_TITLES = {
+    "rt_polarity": "`rt_polarity` (the offline SST-2 substitute), max_len 128",
+    "imdb_builtin": "`imdb_builtin` (IMDB train reviews, test carved from train), max_len 256",
+    "lambda": "λ sweep on `rt_polarity` (λ_imp = λ_inter = λ), seed 0",
+    "quick": "quick grid (tiny models, a few hundred examples; a smoke test, not a result)",
+}
+ORDER = ["baseline", "vmask", "imp", "inter", "safr"]
+
+HEADER = """# Results
+
+Produced by `python experiments/run_grid.py` (see its docstring); every row can be
+reproduced alone with `python experiments/run_grid.py --only=<group>/<variant>/seed<k>`,
+which runs `train.py` with the command stored in `experiments/results/<run>.json`.
+Mean ± standard deviation over the seeds that have finished (n = number of seeds).
+Authors' hyper-parameters (d_model 256, 8 heads, 1 layer, Adam 1e-4, batch 32, early
+stopping on dev accuracy with patience 3, λ = 1), padding-aware mode, CPU.
+
+**These are not SST-2 or IMDB benchmark numbers.** `rt_polarity` is the Rotten Tomatoes
+sentence-polarity data SST-2 was built from, not SST-2 itself (different sentences, splits
+and labels); `imdb_builtin`'s test set is carved from IMDB's *train* split. Neither is
+comparable with published SST-2/IMDB figures. The paper's "SRS" score is not reproduced;
+the interpretability columns are our metrics, defined in `docs/METRICS.md`.
+"""
+
+
+def _fmt(values: list[float]) -> str:
+  values = [v for v in values if v is not None and not math.isnan(v)]
+  if not values:
+    return "—"
+  mean = float(np.mean(values))
+  if len(values) == 1:
+    return f"{mean:.4f}" if abs(mean) < 100 else f"{mean:.0f}"
+  return f"{mean:.4f} ± {float(np.std(values, ddof=1)):.4f}"
+
+
+def _mean(values):
+  values = [v for v in values if v is not None and not math.isnan(v)]
+  return float(np.mean(values)) if values else None
+
+
+def load(results_dir: pathlib.Path) -> dict[str, dict[str, list[dict]]]:
+  groups: dict[str, dict[str, list[dict]]] = collections.defaultdict(
+      lambda: collections.defaultdict(list))
+  for path in sorted(results_dir.glob("*.json")):
+    summary = json.loads(path.read_text())
+    groups[summary["group"]][summary["label"]].append(summary)
+  return groups
+
+
+def _sentence(group: str, rows: dict[str, list[dict]]) -> str:
+  """What the table shows, in one sentence, computed from the numbers."""
+  acc = {label: _mean([COLUMNS[0][1](s) for s in runs]) for label, runs in rows.items()}
+  if group == "lambda":
+    done = sorted((float(l.removeprefix("lambda")), a) for l, a in acc.items() if a is not None)
+    if len(done) < 2:
+      return "Too few λ values have finished to say how accuracy depends on λ."
+    best = max(done, key=lambda x: x[1])
+    return (f"Test accuracy ranges from {min(a for _, a in done):.4f} to "
+            f"{max(a for _, a in done):.4f} over λ ∈ {{{', '.join(f'{l:g}' for l, _ in done)}}}; "
+            f"the best is λ = {best[0]:g} (one seed each, so differences below about two "
+            "standard deviations of the seed spread in the first table are noise).")
+  base, safr = acc.get("baseline"), acc.get("safr")
+  if base is None or safr is None:
+    return "SAFR and the baseline have not both finished yet; no comparison is drawn."
+  spread = [COLUMNS[0][1](s) for s in rows.get("baseline", []) + rows.get("safr", [])]
+  diff = safr - base
+  verdict = ("keeps accuracy" if diff >= -0.01 else "costs accuracy")
+  sentence = (f"SAFR's test accuracy is {safr:.4f} against the plain Transformer's {base:.4f} "
+              f"({diff:+.4f}): on this data SAFR {verdict}")
+  imp_b = _mean([COLUMNS[1][1](s) for s in rows.get("baseline", [])])
+  imp_s = _mean([COLUMNS[1][1](s) for s in rows.get("safr", [])])
+  if imp_b is not None and imp_s is not None:
+    sentence += (f"; L_Imp on test is {imp_s:.4f} with SAFR vs {imp_b:.4f} without "
+                 "(note the baseline has no VMASK gate, so its L_Imp is on ungated embeddings)")
+  n = min(len(rows.get("baseline", [])), len(rows.get("safr", [])))
+  sentence += f". Seeds per variant: {n}."
+  del spread
+  return sentence
+
+
+def write(results_dir: pathlib.Path, report: pathlib.Path, *, quick: bool = False) -> None:
+  groups = load(results_dir)
+  lines = [HEADER]
+  for group in sorted(groups, key=lambda g: list(GROUP_TITLES).index(g)
+                      if g in GROUP_TITLES else 99):
+    rows = groups[group]
+    lines.append(f"\n## {GROUP_TITLES.get(group, group)}\n")
+    lines.append("| run | n | " + " | ".join(c for c, _ in COLUMNS) + " |")
+    lines.append("|---" * (len(COLUMNS) + 2) + "|")
+    labels = sorted(rows, key=lambda l: (ORDER.index(l) if l in ORDER else 99, l))
+    for label in labels:
+      runs = rows[label]
+      cells = [_fmt([get(s) for s in runs]) for _, get in COLUMNS]
+      lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(_sentence(group, rows))
+  if not groups:
+    lines.append("\nNo run has finished yet.")
+  report.parent.mkdir(parents=True, exist_ok=True)
+  report.write_text("\n".join(lines) + "\n")

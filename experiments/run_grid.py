@@ -1,0 +1,177 @@
+"""Runs the paper-comparison grid, then evaluates and tabulates it.
+
+    python experiments/run_grid.py                       # everything (hours on CPU)
+    python experiments/run_grid.py --only=rt_polarity/safr/seed0   # one row
+    python experiments/run_grid.py --group=rt_polarity   # one table
+    python experiments/run_grid.py --report_only         # tables from what is done
+    python experiments/run_grid.py --quick --root=/tmp/g # 2 tiny runs (CI)
+
+Each run trains with ``train.py`` into ``<root>/<name>`` (default root
+``runs/grid``). A finished run (``results.json`` present) is skipped; an
+interrupted one resumes from its checkpoints. Then ``safr_jax.evaluate`` writes
+``interpretability.json`` per run, the small JSON results (not checkpoints)
+are copied to ``experiments/results/<name>.json`` for git, and
+``docs/RESULTS.md`` is written from every finished run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from experiments import report  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_ONLY = flags.DEFINE_multi_string("only", [], "Run names to run (e.g. rt_polarity/safr/seed0).")
+_GROUP = flags.DEFINE_multi_string("group", [], "Groups to run: rt_polarity, imdb_builtin, lambda.")
+_ROOT = flags.DEFINE_string("root", str(ROOT / "runs" / "grid"), "Where run workdirs go.")
+_QUICK = flags.DEFINE_bool("quick", False, "Two tiny runs on a few hundred examples (for CI).")
+_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only (re)write the report.")
+_SKIP_EVAL = flags.DEFINE_bool("skip_evaluate", False, "Do not run safr_jax.evaluate.")
+_EVAL_EXAMPLES = flags.DEFINE_integer(
+    "eval_examples", 400, "Test examples the (slow) faithfulness metrics use per run.")
+_RESULTS_DIR = flags.DEFINE_string(
+    "results_dir", str(ROOT / "experiments" / "results"),
+    "Where the per-run JSON summaries (committed to git) go.")
+_REPORT = flags.DEFINE_string("report", str(ROOT / "docs" / "RESULTS.md"), "Report file.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  group: str
+  config: str            # configs/<file>.py
+  variant: str
+  seed: int
+  overrides: tuple[str, ...] = ()
+  label: str = ""        # extra name part, e.g. "lambda0.5"
+
+  @property
+  def name(self) -> str:
+    parts = [self.group, self.label or self.variant, f"seed{self.seed}"]
+    return "/".join(parts)
+
+  def argv(self, workdir: pathlib.Path) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"),
+            f"--config={ROOT / 'configs' / self.config}:{self.variant}",
+            f"--workdir={workdir}", f"--config.seed={self.seed}",
+            "--config.train.progress_bar=False", *self.overrides]
+
+
+def grid() -> list[Run]:
+  """The experiments issue's grid, most informative runs first."""
+  rt = ("--config.data.source=rt_polarity",)
+  imdb = ("--config.data.source=imdb_builtin",)
+  runs = []
+  for seed in range(3):  # every variant at seed 0 before any seed 1
+    for variant in ("baseline", "safr", "vmask", "imp", "inter"):
+      runs.append(Run("rt_polarity", "sst2.py", variant, seed, rt))
+  for seed in range(3):
+    for variant in ("baseline", "safr"):
+      runs.append(Run("imdb_builtin", "imdb.py", variant, seed, imdb))
+  for lam in (0.1, 0.5, 1.0, 2.0):
+    runs.append(Run("lambda", "sst2.py", "safr", 0,
+                    rt + (f"--config.loss.importance={lam}",
+                          f"--config.loss.interaction={lam}"), label=f"lambda{lam}"))
+  return runs
+
+
+def quick_grid() -> list[Run]:
+  tiny = ("--config.data.source=rt_polarity", "--config.data.max_examples=160",
+          "--config.data.max_len=32", "--config.train.num_epochs=2")
+  return [Run("quick", "sst2.py", "quick", 0, tiny + ("--config.model.use_vmask=False",
+                                                      "--config.loss.importance=0.0",
+                                                      "--config.loss.interaction=0.0"),
+              label="baseline"),
+          Run("quick", "sst2.py", "quick", 0, tiny, label="safr")]
+
+
+def select(runs: list[Run]) -> list[Run]:
+  if _ONLY.value:
+    known = {r.name for r in runs}
+    unknown = sorted(set(_ONLY.value) - known)
+    if unknown:
+      raise app.UsageError(f"--only: unknown run(s) {unknown}; known: {sorted(known)}")
+    runs = [r for r in runs if r.name in _ONLY.value]
+  if _GROUP.value:
+    runs = [r for r in runs if r.group in _GROUP.value]
+  return runs
+
+
+def train(run: Run, workdir: pathlib.Path) -> None:
+  if (workdir / "results.json").exists():
+    print(f"[grid] {run.name}: finished, skipped", flush=True)
+    return
+  workdir.mkdir(parents=True, exist_ok=True)
+  print(f"[grid] {run.name}: training in {workdir}", flush=True)
+  tic = time.time()
+  with open(workdir / "train.log", "a", encoding="utf-8") as log:
+    proc = subprocess.run(run.argv(workdir), cwd=ROOT, stdout=log,
+                          stderr=subprocess.STDOUT, check=False)
+  seconds = time.time() - tic
+  # Wall time over every (resumed) attempt of this run.
+  timing = workdir / "grid_wall_time.json"
+  total = json.loads(timing.read_text())["seconds"] if timing.exists() else 0.0
+  timing.write_text(json.dumps({"seconds": total + seconds}))
+  if proc.returncode:
+    raise RuntimeError(f"{run.name} failed (exit {proc.returncode}); see {workdir / 'train.log'}")
+
+
+def evaluate(run: Run, workdir: pathlib.Path) -> None:
+  if (workdir / "interpretability.json").exists() or _SKIP_EVAL.value:
+    return
+  print(f"[grid] {run.name}: evaluating", flush=True)
+  with open(workdir / "evaluate.log", "a", encoding="utf-8") as log:
+    proc = subprocess.run(
+        [sys.executable, "-m", "safr_jax.evaluate", f"--workdir={workdir}",
+         "--split=test", f"--max_examples={_EVAL_EXAMPLES.value}"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
+  if proc.returncode:
+    raise RuntimeError(f"evaluate {run.name} failed; see {workdir / 'evaluate.log'}")
+
+
+def summarise(run: Run, workdir: pathlib.Path, results_dir: pathlib.Path) -> None:
+  """Copies the small results (no checkpoints) where git can keep them."""
+  summary = {"name": run.name, "group": run.group, "variant": run.variant,
+             "label": run.label or run.variant, "seed": run.seed,
+             "command": " ".join(run.argv(pathlib.Path("runs/grid") / run.name)[1:])}
+  results = json.loads((workdir / "results.json").read_text())
+  summary["results"] = {k: v for k, v in results.items() if k != "config"}
+  summary["config"] = results.get("config")
+  timing = workdir / "grid_wall_time.json"
+  if timing.exists():
+    summary["grid_wall_time_s"] = json.loads(timing.read_text())["seconds"]
+  interp = workdir / "interpretability.json"
+  if interp.exists():
+    summary["interpretability"] = json.loads(interp.read_text())
+  out = results_dir / f"{run.name.replace('/', '__')}.json"
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+
+
+def main(argv):
+  del argv
+  runs = select(quick_grid() if _QUICK.value else grid())
+  root = pathlib.Path(_ROOT.value)
+  results_dir = pathlib.Path(_RESULTS_DIR.value)
+  if not _REPORT_ONLY.value:
+    for run in runs:
+      workdir = root / run.name
+      train(run, workdir)
+      evaluate(run, workdir)
+      summarise(run, workdir, results_dir)
+      report.write(results_dir, pathlib.Path(_REPORT.value), quick=_QUICK.value)
+  report.write(results_dir, pathlib.Path(_REPORT.value), quick=_QUICK.value)
+  print(f"[grid] report: {_REPORT.value}", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,33 @@
+"""experiments/run_grid.py --quick: the whole grid pipeline on two tiny runs."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_quick_grid_trains_evaluates_and_reports(tmp_path):
+  report = tmp_path / "RESULTS.md"
+  results = tmp_path / "results"
+  argv = [sys.executable, "experiments/run_grid.py", "--quick", f"--root={tmp_path / 'runs'}",
+          f"--results_dir={results}", f"--report={report}", "--eval_examples=40"]
+  proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  summaries = sorted(results.glob("*.json"))
+  assert [p.name for p in summaries] == ["quick__baseline__seed0.json",
+                                         "quick__safr__seed0.json"]
+  for path in summaries:
+    summary = json.loads(path.read_text())
+    assert "accuracy" in summary["results"]["test"]
+    assert "interpretability" in summary  # evaluate ran
+    assert "train.py" in summary["command"]
+  text = report.read_text()
+  assert "| baseline | 1 |" in text and "| safr | 1 |" in text
+  assert "not SST-2" in text
+  # A second call skips both finished runs and rewrites the same report.
+  again = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0
+  assert again.stdout.count("finished, skipped") == 2
+  assert report.read_text() == text
