@@ -116,3 +116,132 @@ def train_main() -> None:
                       "runs/<config name>_<variant>). An existing one is resumed.")
   flags.mark_flags_as_required(["config"])
   app.run(_train, flags_parser=_parse_flags_or_fail)
+
+
+# ----------------------------------------------------------------------------
+# Interpretability: explain, evaluate, compare.
+
+
+def _show_in_help(*names: str) -> None:
+  """Lists these flags under ``--help`` (absl shows only the main module's)."""
+  for name in names:
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+
+
+def _interpret_guarded(fn, *args, **kwargs):
+  """``run_guarded`` that also turns an ``InterpretError`` into one line."""
+  from safr_jax.interpret.errors import InterpretError  # pylint: disable=g-import-not-at-top
+  try:
+    return run_guarded(fn, *args, **kwargs)
+  except InterpretError as e:
+    fail(str(e))
+
+
+def _explain(argv):
+  if len(argv) > 1:
+    fail(f"unexpected arguments {' '.join(argv[1:])!r} (text goes in --text=\"...\")")
+  quiet_library_logs()
+  f = flags.FLAGS
+  if f.text is not None and f["split"].present:
+    fail("give --text or --split, not both")
+  from safr_jax.interpret import explanations  # pylint: disable=g-import-not-at-top
+  result = _interpret_guarded(explanations.explain_run, f.workdir, texts=f.text, split=f.split,
+                       num=f.num, out=f.out, which=f.checkpoint)
+  for r in result.records:
+    for note in r["notes"]:
+      print(f"note: {r['name']}: {note}", file=sys.stderr)
+  for note in result.notes:
+    print(f"note: {note}", file=sys.stderr)
+  images = sum(r["image"] is not None for r in result.records)
+  print(f"Explained {len(result.records)} example(s) ({images} picture(s)): {result.index}")
+
+
+def explain_main() -> None:
+  """``python -m safr_jax.explain`` / ``safr-explain``."""
+  flags.DEFINE_string("workdir", None, "A training run's --workdir.")
+  flags.DEFINE_multi_string("text", None, "Text to explain (repeat for several). "
+                            "Without it, examples of --split are explained.")
+  flags.DEFINE_string("split", "test", "train, dev or test: the run's own data.")
+  flags.DEFINE_integer("num", 20, "How many examples of --split (the first ones).",
+                       lower_bound=1)
+  flags.DEFINE_string("out", None, "Output folder (default RUN/explanations).")
+  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint.")
+  flags.mark_flags_as_required(["workdir"])
+  _show_in_help("workdir", "text", "split", "num", "out", "checkpoint")
+  app.run(_explain, flags_parser=_parse_flags_or_fail)
+
+
+def _evaluate(argv):
+  if len(argv) > 1:
+    fail(f"unexpected arguments {' '.join(argv[1:])!r}")
+  quiet_library_logs()
+  f = flags.FLAGS
+  from safr_jax.interpret import evaluation  # pylint: disable=g-import-not-at-top
+  result = _interpret_guarded(evaluation.evaluate_run, f.workdir, split=f.split,
+                       max_examples=f.max_examples, random_orders=f.random_orders,
+                       active_threshold=f.active_threshold, seed=f.seed,
+                       which=f.checkpoint, out=f.out)
+  methods = result["faithfulness"]
+  print(f"{result['split']}: accuracy {result['accuracy']:.4f}, L_Imp "
+        f"{result['importance_loss']:.4f}, L_Inter {result['interaction_loss']:.4f} "
+        f"({result['split_examples']} examples; token metrics on {result['examples']})")
+  print("faithfulness      comprehensiveness↑  sufficiency↓  AOPC↑  AOPC−random↑")
+  for name, m in methods.items():
+    if m["aopc"] is not None:
+      print(f"  {name:<17} {m['comprehensiveness']:>8.4f} {m['sufficiency']:>14.4f} "
+            f"{m['aopc']:>7.4f} {m.get('aopc_minus_random', float('nan')):>9.4f}")
+  if "planted" in result:
+    print("planted tokens    precision@|P|  recall@5")
+    for name, pr in result["planted"]["precision_recall"].items():
+      p, r = pr["precision"]["@|P|"], pr["recall"]["@5"]
+      if p is not None:
+        print(f"  {name:<17} {p:>8.4f} {r:>12.4f}")
+  print(f"{result['timing_s']['total']:.1f} s. Wrote "
+        f"{f.out or os.path.join(f.workdir, 'interpretability.json')}")
+
+
+def evaluate_main() -> None:
+  """``python -m safr_jax.evaluate`` / ``safr-evaluate``."""
+  flags.DEFINE_string("workdir", None, "A training run's --workdir.")
+  flags.DEFINE_string("split", "test", "train, dev or test.")
+  flags.DEFINE_integer("max_examples", 500, "Examples for the per-token metrics "
+                       "(a seeded stratified subset); accuracy and losses use the "
+                       "whole split.", lower_bound=1)
+  flags.DEFINE_integer("random_orders", 3, "Random rankings averaged into the "
+                       "'random' baseline.", lower_bound=1)
+  flags.DEFINE_float("active_threshold", 0.0, "An FFN neuron is active for a token "
+                     "when its activation is above this.")
+  flags.DEFINE_integer("seed", 0, "Seed of the subset, random rankings and random pairs.")
+  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint.")
+  flags.DEFINE_string("out", None, "Output file (default RUN/interpretability.json).")
+  flags.mark_flags_as_required(["workdir"])
+  _show_in_help("workdir", "split", "max_examples", "random_orders", "active_threshold",
+                "seed", "checkpoint", "out")
+  app.run(_evaluate, flags_parser=_parse_flags_or_fail)
+
+
+def _compare(argv):
+  runs = argv[1:]
+  if not runs:
+    fail("give the run folders to compare: python -m safr_jax.compare RUN_A RUN_B ...")
+  quiet_library_logs()
+  f = flags.FLAGS
+  from safr_jax.interpret import comparison  # pylint: disable=g-import-not-at-top
+  result = _interpret_guarded(comparison.compare_runs, runs, f.out, method=f.method,
+                       metric=f.metric)
+  print(result.markdown.split("\n## Every metric")[0].rstrip())
+  print(f"\nWrote {result.table} and {result.plot}")
+
+
+def compare_main() -> None:
+  """``python -m safr_jax.compare RUN_A RUN_B ...`` / ``safr-compare``."""
+  flags.DEFINE_string("out", "comparison", "Output folder for comparison.md and "
+                      "comparison.png.")
+  flags.DEFINE_string("method", "own", "Explanation on the plot's x axis: own (VMASK, "
+                      "or gradient × input without VMASK), vmask, attention, "
+                      "gradient_x_input, occlusion, random.")
+  flags.DEFINE_enum("metric", "comprehensiveness",
+                    ["comprehensiveness", "sufficiency", "aopc", "aopc_minus_random",
+                     "aopc_over_random"], "Faithfulness metric on the plot's x axis.")
+  _show_in_help("out", "method", "metric")
+  app.run(_compare, flags_parser=_parse_flags_or_fail)

@@ -1,0 +1,13 @@
+"""Measure a trained run's interpretability: RUN/interpretability.json.
+
+    python -m safr_jax.evaluate --workdir=RUN [--split=test] [--max_examples=500]
+
+Accuracy and L_Imp/L_Inter on the whole split; superposition, neuron overlap,
+faithfulness (and, on ``planted`` data, agreement with the known answers) on a
+seeded subset. Definitions: docs/METRICS.md. Flags: ``safr_jax.cli.evaluate_main``.
+"""
+
+from safr_jax import cli
+
+if __name__ == "__main__":
+  cli.evaluate_main()

@@ -1,0 +1,27 @@
+"""Interpretability tools for trained SAFR runs: pictures, metrics, comparisons.
+
+Command-line tools (thin mains in ``safr_jax.explain``, ``.evaluate``,
+``.compare``) call one function each:
+
+* ``explanations.explain_run``: token importance, attention pairs and neuron
+  allocation per example → PNG + one self-contained HTML page.
+* ``evaluation.evaluate_run``: every metric → ``interpretability.json``.
+* ``comparison.compare_runs``: runs grouped by config → Markdown + plot.
+
+The metrics, one concept per module (formulas in each docstring and in
+docs/METRICS.md): ``superposition`` (sharing, feature dimensionality),
+``neurons`` (active FFN neuron sets, Jaccard overlap, picture order),
+``attention`` (attention received, pair strength), ``attribution`` (token
+importance from VMASK, attention, gradient × input, occlusion, random),
+``faithfulness`` (comprehensiveness, sufficiency, AOPC), ``planted``
+(agreement with the known answers of the ``planted`` data). ``forward`` runs
+the model at fixed shapes; ``inputs`` rebuilds a run's split or encodes text;
+``plots`` and ``html`` draw.
+
+The paper's own SRS score is not available, so it is not computed; every
+number here is defined by us.
+"""
+
+from safr_jax.interpret.errors import InterpretError
+
+__all__ = ["InterpretError"]

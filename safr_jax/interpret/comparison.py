@@ -1,0 +1,208 @@
+"""``compare``: runs side by side, as a Markdown table and an accuracy-vs-
+faithfulness plot.
+
+Runs that share a configuration (``config.name``, ``config.variant``, λ_imp,
+λ_inter — typically the same command with different seeds) form a group; each
+number is the group's mean ± sample std (n − 1) over its runs. Every numeric
+metric of ``results.json`` (test split of the best checkpoint, training time)
+and ``interpretability.json`` is in the full table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from safr_jax.interpret import attribution, plots
+from safr_jax.interpret.errors import InterpretError
+
+__all__ = ["compare_runs", "load_metrics", "flatten", "Compared"]
+
+# results.json entries that are metrics (the rest is provenance).
+_RESULT_KEYS = ("test", "best_dev_accuracy", "best_epoch", "epochs_run",
+                "train_seconds", "train_examples_per_s", "wall_time_s")
+# interpretability.json entries that are not metrics.
+_NOT_METRICS = ("run", "settings", "timing_s", "notes", "split")
+OWN = "own"  # the explanation a run trains: vmask, or gradient × input without
+
+
+@dataclasses.dataclass
+class RunMetrics:
+  workdir: pathlib.Path
+  group: str
+  seed: Any
+  metrics: dict[str, float]   # flattened: "results.test.accuracy", ...
+  has_vmask: bool
+  evaluated: bool
+
+
+@dataclasses.dataclass
+class Compared:
+  markdown: str
+  table: pathlib.Path
+  plot: pathlib.Path
+  groups: dict[str, list[RunMetrics]]
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, float]:
+  """Numeric leaves of nested dicts as ``{"a.b.c": value}`` (lists, strings,
+  None and booleans left out)."""
+  out = {}
+  if isinstance(tree, dict):
+    for k, v in tree.items():
+      out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+  elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+    if math.isfinite(tree):
+      out[prefix] = float(tree)
+  return out
+
+
+def _read_json(path: pathlib.Path) -> dict:
+  try:
+    return json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise InterpretError(f"{path} is not valid JSON: {e}") from None
+
+
+def load_metrics(workdir: str | pathlib.Path) -> RunMetrics:
+  """Reads a run's results.json (required) and interpretability.json (if any)."""
+  workdir = pathlib.Path(workdir)
+  results_path = workdir / "results.json"
+  if not results_path.exists():
+    raise FileNotFoundError(f"{workdir} has no results.json: not a finished training "
+                            "run (train it with `python train.py --config=... "
+                            f"--workdir={workdir}`)")
+  results = _read_json(results_path)
+  config = results.get("config", {})
+  loss = config.get("loss", {})
+  lam = lambda k: f"{loss[k]:g}" if isinstance(loss.get(k), (int, float)) else "?"
+  group = (f"{config.get('name', '?')}:{config.get('variant', '?')} "
+           f"λ_imp={lam('importance')} λ_inter={lam('interaction')}")
+  metrics = {f"results.{k}": v for k, v in
+             flatten({k: results[k] for k in _RESULT_KEYS if k in results}).items()}
+  interp_path = workdir / "interpretability.json"
+  evaluated = interp_path.exists()
+  if evaluated:
+    interp = _read_json(interp_path)
+    metrics.update({f"interpretability.{k}": v for k, v in flatten(
+        {k: v for k, v in interp.items() if k not in _NOT_METRICS}).items()})
+  return RunMetrics(workdir=workdir, group=group, seed=config.get("seed"),
+                    metrics=metrics,
+                    has_vmask=bool(config.get("model", {}).get("use_vmask", True)),
+                    evaluated=evaluated)
+
+
+def _stats(values: Sequence[float]) -> tuple[float | None, float | None]:
+  if not values:
+    return None, None
+  v = np.asarray(values, np.float64)
+  return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else None)
+
+
+def _cell(values: Sequence[float]) -> str:
+  mean, std = _stats(values)
+  if mean is None:
+    return "—"
+  return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+
+
+def _own_key(run: RunMetrics, metric: str) -> str:
+  method = "vmask" if run.has_vmask else "gradient_x_input"
+  return f"interpretability.faithfulness.{method}.{metric}"
+
+
+def _values(runs: Sequence[RunMetrics], key: str, metric: str | None = None) -> list[float]:
+  out = []
+  for r in runs:
+    k = _own_key(r, metric) if key == OWN else key
+    if k in r.metrics:
+      out.append(r.metrics[k])
+  return out
+
+
+_SUMMARY = (
+    ("test accuracy", "results.test.accuracy", None),
+    ("L_Imp", "results.test.importance", None),
+    ("L_Inter", "results.test.interaction", None),
+    ("own expl. comprehensiveness ↑", OWN, "comprehensiveness"),
+    ("own expl. sufficiency ↓", OWN, "sufficiency"),
+    ("own expl. AOPC − random ↑", OWN, "aopc_minus_random"),
+    ("planted R-precision (VMASK) ↑",
+     "interpretability.planted.precision_recall.vmask.precision.@|P|", None),
+)
+
+
+def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path, *,
+                 method: str = OWN, metric: str = "comprehensiveness") -> Compared:
+  """Writes ``out/comparison.md`` and ``out/comparison.png``.
+
+  Args:
+    workdirs: run folders (each with results.json; interpretability.json from
+      ``safr_jax.evaluate`` adds the interpretability metrics).
+    out: output folder.
+    method: explanation method on the plot's x axis ("own" = VMASK
+      keep-probability, or gradient × input for runs without VMASK).
+    metric: faithfulness metric on the x axis (comprehensiveness, sufficiency,
+      aopc, aopc_minus_random, aopc_over_random).
+  """
+  if not workdirs:
+    raise InterpretError("give at least one run folder")
+  if method != OWN and method not in attribution.METHODS:
+    raise InterpretError(f"unknown explanation method {method!r}; one of "
+                         f"{', '.join((OWN,) + attribution.METHODS)}")
+  loaded = [load_metrics(w) for w in workdirs]
+  groups: dict[str, list[RunMetrics]] = {}
+  for r in loaded:
+    groups.setdefault(r.group, []).append(r)
+  names = list(groups)
+
+  lines = ["# Run comparison", "",
+           "Mean ± sample std over the runs of a group (runs sharing config name, "
+           "variant and λs; typically seeds). Test split of each run's best "
+           "checkpoint. ↑ / ↓: higher / lower is better (docs/METRICS.md). "
+           "\"own expl.\" = VMASK keep-probability, or gradient × input for runs "
+           "without VMASK. SRS (the paper's score) is not available; these metrics "
+           "are ours.", ""]
+  lines.append("| group | runs | seeds | " + " | ".join(h for h, _, _ in _SUMMARY) + " |")
+  lines.append("|---|---|---|" + "---|" * len(_SUMMARY))
+  for g in names:
+    rs = groups[g]
+    seeds = ", ".join(str(r.seed) for r in rs)
+    cells = [_cell(_values(rs, key, m)) for _, key, m in _SUMMARY]
+    lines.append(f"| {g} | {len(rs)} | {seeds} | " + " | ".join(cells) + " |")
+  missing = [str(r.workdir) for r in loaded if not r.evaluated]
+  if missing:
+    lines += ["", "Not evaluated (no interpretability.json; run `python -m "
+              "safr_jax.evaluate --workdir=RUN`): " + ", ".join(missing)]
+  lines += ["", "## Every metric", "",
+            "| metric | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names)]
+  keys = sorted({k for r in loaded for k in r.metrics})
+  for k in keys:
+    lines.append(f"| {k} | " + " | ".join(_cell(_values(groups[g], k)) for g in names) + " |")
+  lines += ["", "Runs: " + ", ".join(f"{r.workdir} ({r.group}, seed {r.seed})"
+                                      for r in loaded), ""]
+  markdown = "\n".join(lines)
+
+  out = pathlib.Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  table = out / "comparison.md"
+  table.write_text(markdown, encoding="utf-8")
+  points = []
+  for g in names:
+    xs = _values(groups[g], OWN if method == OWN else
+                 f"interpretability.faithfulness.{method}.{metric}", metric)
+    ys = _values(groups[g], "results.test.accuracy")
+    (x, xerr), (y, yerr) = _stats(xs), _stats(ys)
+    points.append({"label": g, "x": x, "y": y, "xerr": xerr, "yerr": yerr})
+  what = "own explanation (VMASK, or gradient × input)" if method == OWN else method
+  fig = plots.comparison_figure(points, xlabel=f"{metric} of {what}",
+                                ylabel="test accuracy",
+                                title="accuracy vs faithfulness (mean ± std over seeds)")
+  plot = plots.save(fig, out / "comparison.png")
+  return Compared(markdown=markdown, table=table, plot=plot, groups=groups)

@@ -1,0 +1,162 @@
+r"""Faithfulness of token-importance explanations: does deleting the tokens an
+explanation ranks highest change the prediction (and keeping only them not)?
+
+Deletion replaces a token by ``<PAD>`` (id 0), keeping every other token at its
+position. Our padding-aware models mask id 0 out of attention and pooling, so
+for them this *removes* the token without shifting positions; a reference-mode
+model (``pool="all"``) still averages the ``<PAD>`` positions in, as the
+authors' model does with padding.
+
+For an example x with n tokens, predicted class ŷ (on the full input), p(·) =
+p(ŷ | ·), and ``r_m`` the m tokens an explanation ranks highest:
+
+* comprehensiveness (DeYoung et al. 2020, ERASER), higher = more faithful::
+
+      comp = 1/|B| Σ_{b∈B} [ p(x) − p(x \ r_{m_b}) ]
+
+* sufficiency (ERASER), lower = more faithful::
+
+      suff = 1/|B| Σ_{b∈B} [ p(x) − p(r_{m_b}) ]        (only r kept)
+
+  with bins B = {1, 5, 10, 20, 50} % and ``m_b = ceil(b · n)`` tokens (at least
+  1, at most n).
+
+* AOPC (Samek et al. 2017, as in Nguyen 2018 for text), higher = better::
+
+      AOPC = 1/(K+1) Σ_{k=0}^{K} [ p(x) − p(x \ r_{min(k, n)}) ],   K = 10
+
+  the area over the most-relevant-first deletion curve of the first K tokens.
+* AOPC against random order: the same curve for random rankings (mean over R
+  orders) is the floor any explanation should clear::
+
+      aopc_minus_random = AOPC − AOPC_random        (> 0: better than chance)
+      aopc_over_random  = AOPC / AOPC_random        (> 1: better than chance;
+                                                     null if AOPC_random ≤ 1e-6)
+
+Every number is a mean over the examples that have at least one token.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["BINS", "AOPC_STEPS", "bin_sizes", "ranking", "evaluate_faithfulness"]
+
+BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
+AOPC_STEPS = 10
+RANDOM = "random"
+
+
+def bin_sizes(n: int, bins: Sequence[float] = BINS) -> list[int]:
+  """Tokens per bin: ``ceil(b · n)``, at least 1 and at most ``n``."""
+  return [min(n, max(1, math.ceil(b * n - 1e-9))) for b in bins]
+
+
+def ranking(scores: np.ndarray, token_mask: np.ndarray) -> np.ndarray:
+  """Real-token positions, highest score first (ties: earlier position first)."""
+  positions = np.flatnonzero(token_mask)
+  s = np.asarray(scores, np.float64)[positions]
+  return positions[np.lexsort((positions, -s))]
+
+
+def _label(b: float) -> str:
+  return f"{b * 100:g}%"
+
+
+def evaluate_faithfulness(
+    prob_fn: Callable[[np.ndarray], np.ndarray],
+    ids: np.ndarray,
+    scores: Mapping[str, Sequence[np.ndarray]],
+    *,
+    full_probs: np.ndarray | None = None,
+    bins: Sequence[float] = BINS,
+    aopc_steps: int = AOPC_STEPS,
+) -> dict:
+  """Comprehensiveness, sufficiency and AOPC of each explanation method.
+
+  Args:
+    prob_fn: ``ids [R, L] -> probs [R, C]`` (the model; 0 = padding). Every
+      perturbed row of every method goes to it in one call, so it should batch.
+    ids: ``[N, L]`` the examples.
+    scores: method name → one or more ``[N, L]`` token scores (higher = more
+      important); several score arrays (e.g. random orders) are averaged. The
+      name ``"random"``, if present, is the reference for ``aopc_*_random``.
+    full_probs: ``[N, C]`` probabilities of ``ids`` if already known.
+    bins: fractions of the tokens for comprehensiveness and sufficiency.
+    aopc_steps: K, the number of deletion steps of AOPC.
+
+  Returns:
+    ``{"bins", "aopc_steps", "examples", "methods": {name: {...}}}`` (see the
+    module docstring for the formulas).
+  """
+  ids = np.asarray(ids, np.int32)
+  mask = ids != 0
+  n_tokens = mask.sum(axis=1)
+  if full_probs is None:
+    full_probs = prob_fn(ids)
+  target = np.argmax(full_probs, axis=-1)
+  p_full = full_probs[np.arange(len(ids)), target]
+  examples = np.flatnonzero(n_tokens > 0)
+
+  # Build every perturbed row: (method, order index, example, kind, m).
+  rows, keys = [], []
+  for name, arrays in scores.items():
+    for o, s in enumerate(arrays):
+      s = np.asarray(s)
+      if s.shape != ids.shape:
+        raise ValueError(f"scores[{name!r}][{o}] has shape {s.shape}, ids {ids.shape}")
+      for e in examples:
+        n = int(n_tokens[e])
+        order = ranking(s[e], mask[e])
+        bsz = bin_sizes(n, bins)
+        for m in sorted(set(bsz) | {min(k, n) for k in range(1, aopc_steps + 1)}):
+          row = ids[e].copy()
+          row[order[:m]] = 0
+          rows.append(row)
+          keys.append((name, o, e, "del", m))
+        for m in sorted(set(bsz)):
+          row = np.zeros_like(ids[e])
+          row[order[:m]] = ids[e, order[:m]]
+          rows.append(row)
+          keys.append((name, o, e, "keep", m))
+  probs = prob_fn(np.stack(rows)) if rows else np.zeros((0, full_probs.shape[1]))
+  p_of = {key: float(probs[r, target[key[2]]]) for r, key in enumerate(keys)}
+
+  methods = {}
+  for name, arrays in scores.items():
+    comp = np.zeros((len(arrays), len(examples), len(bins)))
+    suff = np.zeros_like(comp)
+    aopc = np.zeros((len(arrays), len(examples)))
+    for o in range(len(arrays)):
+      for x, e in enumerate(examples):
+        n, p0 = int(n_tokens[e]), p_full[e]
+        bsz = bin_sizes(n, bins)
+        comp[o, x] = [p0 - p_of[(name, o, e, "del", m)] for m in bsz]
+        suff[o, x] = [p0 - p_of[(name, o, e, "keep", m)] for m in bsz]
+        aopc[o, x] = sum(p0 - p_of[(name, o, e, "del", min(k, n))]
+                         for k in range(1, aopc_steps + 1)) / (aopc_steps + 1)
+    if not len(examples):
+      methods[name] = {"comprehensiveness": None, "sufficiency": None, "aopc": None}
+      continue
+    methods[name] = {
+        "comprehensiveness": float(comp.mean()),
+        "sufficiency": float(suff.mean()),
+        "aopc": float(aopc.mean()),
+        "comprehensiveness_by_bin": {_label(b): float(v) for b, v in
+                                     zip(bins, comp.mean(axis=(0, 1)))},
+        "sufficiency_by_bin": {_label(b): float(v) for b, v in
+                               zip(bins, suff.mean(axis=(0, 1)))},
+    }
+  if RANDOM in methods and methods[RANDOM]["aopc"] is not None:
+    floor = methods[RANDOM]["aopc"]
+    for m in methods.values():
+      if m["aopc"] is None:
+        continue
+      m["aopc_minus_random"] = m["aopc"] - floor
+      m["aopc_over_random"] = m["aopc"] / floor if floor > 1e-6 else None
+  return {"deletion": "replace with <PAD> (id 0), positions kept",
+          "bins": [_label(b) for b in bins], "aopc_steps": int(aopc_steps),
+          "examples": int(len(examples)), "methods": methods}

@@ -1,0 +1,101 @@
+"""What gets explained or evaluated: a run's own split, rebuilt exactly, or a
+user's text encoded with the run's vocabulary (truncated, unknown words and
+empty text noted, never an error)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+import numpy as np
+
+from safr_jax import data
+from safr_jax.data import sources
+
+__all__ = ["Example", "load_split", "text_example", "split_examples"]
+
+
+@dataclasses.dataclass
+class Example:
+  """One input, ready for the model.
+
+  Attributes:
+    name: where it comes from ("test[12]", "text 1").
+    text: the raw text.
+    ids: int32 ``[max_len]`` (0 = padding).
+    tokens: the n tokens the model sees, as shown (``<UNK>`` for unknown words).
+    words: the n words of the text behind them (after normalisation).
+    label: the true label id, or None (user text).
+    notes: what the user should know (truncation, unknown words, empty text).
+    planted: bool ``[max_len]`` planted positions (``planted`` data), or None.
+  """
+  name: str
+  text: str
+  ids: np.ndarray
+  tokens: list[str]
+  words: list[str]
+  label: int | None = None
+  notes: list[str] = dataclasses.field(default_factory=list)
+  planted: np.ndarray | None = None
+
+  @property
+  def unknown(self) -> list[bool]:
+    return [t == data.UNK for t in self.tokens]
+
+
+def load_split(run, split: str) -> data.EncodedSplit:
+  """``split`` ("train", "dev" or "test") of the data ``run`` was trained on.
+
+  The source is the one the run actually used (``auto`` is not probed again),
+  and the rebuilt vocabulary must equal the run's ``vocab.txt``.
+  """
+  if split not in sources.SPLITS:
+    raise data.DataError(f"unknown split {split!r}; one of {', '.join(sources.SPLITS)}")
+  cfg = ml_collections.ConfigDict(run.config.data.to_dict())
+  used = run.dataset_info.get("source")
+  if used and cfg.get("source") == "auto":
+    cfg.source = used
+  bundle = data.load_dataset(cfg)
+  if bundle.vocab != run.vocab:
+    raise data.DataError(
+        f"the {cfg.source!r} data rebuild a vocabulary that differs from "
+        f"{run.workdir / 'vocab.txt'}: the data changed since the run was trained")
+  return bundle.splits[split]
+
+
+def _example(run, name: str, text: str, ids_row: np.ndarray, n: int,
+             label: int | None, planted: np.ndarray | None) -> Example:
+  vocab = run.vocab
+  words = data.tokenize(text, lowercase=vocab.lowercase, strip_html=vocab.strip_html)
+  tokens = vocab.decode(ids_row[:n])
+  notes = []
+  if not words:
+    notes.append("empty text: there is no token to explain; the prediction is "
+                 "the model's answer to an all-padding row")
+  if len(words) > len(ids_row):
+    notes.append(f"truncated: the text has {len(words)} tokens, the model reads "
+                 f"the first {len(ids_row)} (max_len)")
+  unknown = sorted({w for w, t in zip(words, tokens) if t == data.UNK})
+  if unknown:
+    shown = ", ".join(unknown[:10]) + (" …" if len(unknown) > 10 else "")
+    notes.append(f"{len(unknown)} word(s) not in the run's vocabulary, shown as "
+                 f"<UNK>: {shown}")
+  return Example(name=name, text=text, ids=np.asarray(ids_row, np.int32),
+                 tokens=tokens, words=words[:n], label=label, notes=notes,
+                 planted=planted)
+
+
+def text_example(run, text: str, name: str = "text") -> Example:
+  """``text`` encoded as the run encodes training text."""
+  max_len = int(run.config.data.max_len)
+  ids, lengths = run.vocab.encode_batch([text], max_len)
+  return _example(run, name, text, ids[0], int(lengths[0]), None, None)
+
+
+def split_examples(run, split: data.EncodedSplit, name: str,
+                   indices: np.ndarray) -> list[Example]:
+  """The examples ``indices`` of ``split`` (called ``name``)."""
+  return [_example(run, f"{name}[{i}]", split.texts[i], split.ids[i],
+                   int(split.lengths[i]), int(split.labels[i]),
+                   None if split.planted is None else split.planted[i])
+          for i in np.asarray(indices, np.int64)]

@@ -1,0 +1,304 @@
+"""Interpretability metrics on hand-made cases with known answers (no training)."""
+
+import html.parser
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from safr_jax.interpret import (attention, comparison, faithfulness, html as page,
+                                neurons, planted, superposition)
+from safr_jax.interpret.attribution import occlusion
+from safr_jax.interpret.forward import Predictor, last_token
+from safr_jax.model import SafrClassifier
+
+
+# --- superposition ------------------------------------------------------------
+
+
+def test_orthogonal_tokens_share_nothing_and_have_full_dimensionality():
+  x = np.diag([3.0, 1.0, 0.5, 2.0])[:3]          # 3 orthogonal tokens in 4 dims
+  sharing, dim = superposition.token_superposition(x)
+  np.testing.assert_allclose(sharing, 0.0, atol=1e-12)
+  np.testing.assert_allclose(dim, 1.0)
+
+
+def test_superposition_known_values():
+  # Two identical tokens: each projects its whole norm on the other.
+  x = np.array([[3.0, 4.0], [3.0, 4.0]])
+  sharing, dim = superposition.token_superposition(x)
+  np.testing.assert_allclose(sharing, [25.0, 25.0])
+  np.testing.assert_allclose(dim, [0.5, 0.5])
+  # 45 degrees apart, norms 1 and 2: (x̂_0·x_1)² = 2, (x̂_1·x_0)² = 1/2.
+  x = np.array([[1.0, 0.0], [np.sqrt(2), np.sqrt(2)]])
+  sharing, dim = superposition.token_superposition(x)
+  np.testing.assert_allclose(sharing, [2.0, 0.5])
+  np.testing.assert_allclose(dim, [1 / 3, 4 / 4.5])
+
+
+def test_zero_vector_has_no_direction():
+  sharing, dim = superposition.token_superposition(np.array([[0.0, 0.0], [1.0, 0.0]]))
+  assert np.isnan(sharing[0]) and np.isnan(dim[0])
+  assert sharing[1] == 0.0 and dim[1] == 1.0
+
+
+# --- neurons -------------------------------------------------------------------
+
+
+def test_jaccard_on_known_sets():
+  assert neurons.jaccard({1, 2, 3}, {2, 3, 4}) == pytest.approx(2 / 4)
+  assert neurons.jaccard({1}, {2}) == 0.0
+  assert neurons.jaccard({5, 6}, {5, 6}) == 1.0
+  assert neurons.jaccard(set(), set()) == 0.0
+  on = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 0]], bool)
+  expected = [[neurons.jaccard(np.flatnonzero(a), np.flatnonzero(b)) for b in on] for a in on]
+  np.testing.assert_allclose(neurons.pairwise_jaccard(on), expected)
+
+
+def test_neuron_order_puts_shared_first_then_exclusive_by_token():
+  h = np.array([[0.0, 2.0, 1.0, 0.0, 0.0, 0.5],    # token 0: 1, 2, 5
+                [0.0, 1.0, 0.0, 3.0, 0.0, 0.0],    # token 1: 1, 3
+                [0.0, 1.0, 0.0, 0.0, 0.0, 0.7]])   # token 2: 1, 5
+  order = neurons.NeuronOrder(h)
+  assert order.order.tolist() == [1, 5, 2, 3]      # shared by 3, by 2; then excl.
+  assert order.num_shared == 2 and order.num_silent == 2
+  assert [s.tolist() for s in order.exclusive_sets] == [[2], [3], []]
+  assert [s.tolist() for s in order.active_sets] == [[1, 2, 5], [1, 3], [1, 5]]
+
+
+# --- attention -----------------------------------------------------------------
+
+
+def test_attention_received_and_pairs():
+  a = np.array([[0.1, 0.8, 0.1, 0.0],
+                [0.7, 0.2, 0.1, 0.0],
+                [0.3, 0.3, 0.4, 0.0],
+                [0.25, 0.25, 0.25, 0.25]])          # row 3 is a padding query
+  mask = np.array([True, True, True, False])
+  np.testing.assert_allclose(attention.received(a, mask), [1.1, 1.3, 0.6, 0.0])
+  s = attention.pair_strength(a[:3, :3])
+  np.testing.assert_allclose(s, s.T)
+  assert np.all(np.diag(s) == 0)
+  top = attention.top_pairs(s, 2)
+  assert [(i, j) for i, j, _ in top] == [(0, 1), (0, 2)]
+  assert top[0][2] == pytest.approx(0.75)
+
+
+# --- faithfulness ----------------------------------------------------------------
+
+
+def test_bin_sizes_and_ranking():
+  assert faithfulness.bin_sizes(20) == [1, 1, 2, 4, 10]
+  assert faithfulness.bin_sizes(3) == [1, 1, 1, 1, 2]
+  assert faithfulness.bin_sizes(100) == [1, 5, 10, 20, 50]
+  order = faithfulness.ranking(np.array([0.5, 0.9, 0.5, 7.0]), np.array([1, 1, 1, 0], bool))
+  assert order.tolist() == [1, 0, 2]               # padding never ranked; ties by position
+
+
+def _linear_model(weights, base=0.2):
+  """p(class 1) = base + Σ_j w[id_j] (id 0 = padding weighs 0): additive, so
+  every deletion curve is known exactly."""
+  weights = np.asarray(weights, np.float64)
+
+  def prob_fn(ids):
+    p1 = base + weights[np.asarray(ids)].sum(axis=1)
+    return np.stack([1 - p1, p1], axis=1)
+  return prob_fn
+
+
+def test_aopc_comprehensiveness_sufficiency_on_a_linear_toy_model():
+  w = np.array([0.0, 0.01, 0.02, 0.05, 0.1, 0.3])  # id → contribution
+  prob_fn = _linear_model(w)
+  ids = np.array([[5, 1, 4, 2, 3, 0, 0]])          # n = 5, p = 0.2 + 0.48
+  perfect = np.array([[0.3, 0.01, 0.1, 0.02, 0.05, 0, 0]])
+  out = faithfulness.evaluate_faithfulness(prob_fn, ids, {"perfect": [perfect]},
+                                           bins=(0.2, 0.6), aopc_steps=3)
+  m = out["methods"]["perfect"]
+  # Ranked contributions 0.3, 0.1, 0.05, 0.02, 0.01; bins 20 % → 1, 60 % → 3 tokens.
+  assert m["comprehensiveness"] == pytest.approx((0.3 + 0.45) / 2)
+  assert m["sufficiency"] == pytest.approx(((0.48 - 0.3) + (0.48 - 0.45)) / 2)
+  assert m["aopc"] == pytest.approx((0 + 0.3 + 0.4 + 0.45) / 4)
+  assert out["examples"] == 1
+
+
+def test_perfect_explanation_beats_random():
+  rng = np.random.default_rng(0)
+  w = np.concatenate([[0.0], rng.uniform(0, 0.02, 99)])
+  ids = rng.integers(1, 100, size=(40, 20))
+  ids[:, 15:] = 0                                  # 15 tokens each
+  prob_fn = _linear_model(w, base=0.5)             # class 1 predicted everywhere
+  truth = np.where(ids != 0, w[ids], -np.inf)
+  random_orders = [rng.random(ids.shape) for _ in range(3)]
+  out = faithfulness.evaluate_faithfulness(
+      prob_fn, ids, {"perfect": [truth], "random": random_orders})
+  perfect, rand = out["methods"]["perfect"], out["methods"]["random"]
+  assert perfect["comprehensiveness"] > rand["comprehensiveness"] + 0.01
+  assert perfect["sufficiency"] < rand["sufficiency"] - 0.01
+  assert perfect["aopc_minus_random"] > 0 and perfect["aopc_over_random"] > 1
+  assert rand["aopc_minus_random"] == 0 and rand["aopc_over_random"] == 1
+  reverse = faithfulness.evaluate_faithfulness(prob_fn, ids, {"worst": [-truth]})
+  assert reverse["methods"]["worst"]["comprehensiveness"] < rand["comprehensiveness"]
+
+
+def test_occlusion_is_the_drop_of_each_token():
+  w = np.array([0.0, 0.01, 0.02, 0.05, 0.1, 0.3])
+  ids = np.array([[5, 1, 4, 0]])
+  prob_fn = _linear_model(w)
+  scores = occlusion(prob_fn, ids, prob_fn(ids))
+  np.testing.assert_allclose(scores, [[0.3, 0.01, 0.1, 0.0]])
+
+
+def test_empty_rows_are_left_out():
+  prob_fn = _linear_model([0.0, 0.1])
+  out = faithfulness.evaluate_faithfulness(prob_fn, np.zeros((2, 4), int),
+                                           {"x": [np.zeros((2, 4))]})
+  assert out["examples"] == 0 and out["methods"]["x"]["aopc"] is None
+
+
+# --- planted -------------------------------------------------------------------
+
+
+def test_precision_recall_at_k():
+  mask = np.array([[1, 1, 1, 1, 1, 0]], bool)
+  truth = np.array([[0, 1, 1, 0, 0, 0]], bool)
+  scores = np.array([[0.1, 0.9, 0.2, 0.8, 0.0, 5.0]])   # ranks 1, 3, 2, 0, 4
+  out = planted.precision_recall([scores], truth, mask, ks=(1, 3))
+  assert out["precision"] == {"@1": 1.0, "@3": pytest.approx(2 / 3), "@|P|": 0.5}
+  assert out["recall"] == {"@1": 0.5, "@3": 1.0, "@|P|": 0.5}
+  assert out["examples"] == 1
+
+
+def test_negation_pair_hits():
+  n = 4
+  a = np.full((1, 5, 5), 0.1)
+  a[0, 2, 3] = a[0, 3, 2] = 0.9                    # "not"(2) ↔ word(3)
+  mask = np.array([[1, 1, 1, 1, 0]], bool)
+  pairs = np.array([[[2, 3], [-1, -1], [-1, -1]]])
+  out = planted.negation_pairs(a, mask, pairs)
+  assert out["pair_hit_rate"] == 1.0 and out["word_top_partner_is_not"] == 1.0
+  assert out["pair_hit_rate_chance"] == pytest.approx(1 / (n * (n - 1) / 2))
+  assert out["word_top_partner_is_not_chance"] == pytest.approx(1 / (n - 1))
+  a[0, 2, 3] = a[0, 3, 2] = 0.0
+  assert planted.negation_pairs(a, mask, pairs)["pair_hit_rate"] == 0.0
+
+
+# --- the model under jit at fixed shapes ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_model():
+  model = SafrClassifier(vocab_size=20, num_classes=2, d_model=8, num_heads=2,
+                         d_ff=16, vmask_hidden_dim=8, pool="tokens", dropout_rate=0.0)
+  params = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 16), jnp.int32))["params"]
+  ids = np.array([[3, 4, 5, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                  [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 0, 0, 0, 0, 0],
+                  [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], np.int32)
+  return model, params, ids
+
+
+def test_bucketed_probs_equal_one_full_width_pass(small_model):
+  model, params, ids = small_model
+  direct = jax.jit(lambda p, x: jax.nn.softmax(model.apply({"params": p}, x)[0], -1))(
+      params, jnp.asarray(ids))
+  pred = Predictor(model, params, max_len=16, pad_to="batch", chunk_size=2)
+  np.testing.assert_allclose(pred.probs(ids), direct, rtol=1e-5, atol=1e-6)
+  assert last_token(ids).tolist() == [4, 11, 1]
+
+
+def test_gradient_x_input_matches_the_embedding_table_gradient(small_model):
+  # Every id occurs once per row, so ∂/∂(table row id_j) = ∂/∂(position j).
+  model, params, ids = small_model
+  target = np.array([1, 0, 1])
+  got = Predictor(model, params, max_len=16, pad_to="batch").grad_x_input(
+      ids, last_token(ids), target)
+  table = params["embedding"]["embedding"]
+
+  @jax.jit
+  def table_grad(row_ids, label):
+    def log_p(table):
+      p = dict(params, embedding={"embedding": table})
+      return jax.nn.log_softmax(model.apply({"params": p}, row_ids)[0])[0, label]
+    return jax.grad(log_p)(table)
+
+  for row in range(len(ids)):
+    g = table_grad(jnp.asarray(ids[row:row + 1]), target[row])
+    n = int((ids[row] != 0).sum())
+    want = [float(jnp.dot(g[i], table[i])) for i in ids[row, :n]]
+    np.testing.assert_allclose(got[row, :n], want, rtol=1e-4, atol=1e-6)
+    assert np.all(got[row, n:] == 0)
+
+
+# --- HTML and comparison ----------------------------------------------------------
+
+
+class _Tags(html.parser.HTMLParser):
+  def __init__(self):
+    super().__init__()
+    self.tags, self.text = [], []
+
+  def handle_starttag(self, tag, attrs):
+    self.tags.append((tag, dict(attrs)))
+
+  def handle_data(self, data):
+    self.text.append(data)
+
+
+def test_page_escapes_untrusted_text():
+  record = {"id": "ex-0", "name": "x<b>", "title": "1. <i>x</i>", "text": "<script>alert(1)</script>",
+            "tokens": ["<script>alert(1)</script>", "<UNK>"], "words": ["<script>alert(1)</script>", "\"q\""],
+            "importance": [0.9, 0.1], "importance_label": "VMASK", "importance_signed": False,
+            "pred": "pos<", "confidence": 0.9, "probs": {"neg": 0.1, "pos<": 0.9},
+            "true": "neg", "notes": ["<img src=x onerror=alert(1)>"], "pairs": [("<a>", "b", 0.5)],
+            "neurons": [], "d_ff": 4, "threshold": 0.0, "image": None}
+  text = page.render_page(title="t<", header=[("run", "<r>")], notes=["<n>"], records=[record])
+  parser = _Tags()
+  parser.feed(text)
+  tags = [t for t, _ in parser.tags]
+  assert "script" not in tags and "i" not in tags and "img" not in tags
+  assert "<script>alert(1)</script>" in "".join(parser.text)
+
+
+def _fake_run(path, *, seed, accuracy, variant="safr", comp=0.2, vmask=True):
+  path.mkdir(parents=True)
+  (path / "results.json").write_text(json.dumps({
+      "test": {"accuracy": accuracy, "importance": 0.5, "interaction": 0.1},
+      "best_dev_accuracy": accuracy, "train_seconds": 3.0,
+      "config": {"name": "planted", "variant": variant, "seed": seed,
+                 "model": {"use_vmask": vmask},
+                 "loss": {"importance": 1.0 if variant == "safr" else 0.0,
+                          "interaction": 1.0 if variant == "safr" else 0.0}}}))
+  method = "vmask" if vmask else "gradient_x_input"
+  (path / "interpretability.json").write_text(json.dumps({
+      "run": {"workdir": str(path)}, "accuracy": accuracy, "notes": ["x"],
+      "faithfulness": {method: {
+          "comprehensiveness": comp, "sufficiency": 0.1, "aopc": 0.3,
+          "aopc_minus_random": 0.1, "aopc_over_random": None}},
+      "settings": {"faithfulness": {"bins": ["1%"]}}}))
+  return path
+
+
+def test_compare_groups_seeds_into_mean_and_std(tmp_path):
+  runs = [_fake_run(tmp_path / "a0", seed=0, accuracy=0.8, comp=0.2),
+          _fake_run(tmp_path / "a1", seed=1, accuracy=0.9, comp=0.4),
+          _fake_run(tmp_path / "b0", seed=0, accuracy=0.7, variant="baseline",
+                    vmask=False, comp=0.1)]
+  out = comparison.compare_runs(runs, tmp_path / "cmp")
+  assert list(out.groups) == ["planted:safr λ_imp=1 λ_inter=1",
+                              "planted:baseline λ_imp=0 λ_inter=0"]
+  std = np.std([0.8, 0.9], ddof=1)
+  assert f"| planted:safr λ_imp=1 λ_inter=1 | 2 | 0, 1 | 0.8500 ± {std:.4f} |" in out.markdown
+  assert "| planted:baseline λ_imp=0 λ_inter=0 | 1 | 0 | 0.7000 |" in out.markdown
+  assert "0.3000 ± " in out.markdown                  # own comprehensiveness, safr
+  assert "| interpretability.faithfulness.gradient_x_input.comprehensiveness | — | 0.1000 |" \
+      in out.markdown
+  assert "settings" not in out.markdown
+  assert out.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert (tmp_path / "cmp" / "comparison.md").read_text() == out.markdown
+
+
+def test_flatten_keeps_only_finite_numbers():
+  assert comparison.flatten({"a": {"b": 1, "c": [1, 2], "d": None, "e": True,
+                                   "f": "x", "g": math.nan}, "h": 2.5}) == {"a.b": 1.0, "h": 2.5}

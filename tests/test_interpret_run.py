@@ -1,0 +1,235 @@
+"""explain / evaluate / compare on tiny trained runs (planted data, seconds each)."""
+
+import base64
+import html.parser
+import json
+import math
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from safr_jax import runs, train_lib
+from safr_jax.interpret import comparison, evaluation, explanations
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "configs"))
+import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+SCRIPT = "<script>alert('x')</script>"
+
+
+def _tiny_planted(variant, **data):
+  c = common.get_config("planted", variant)
+  c.data.update(max_examples=64, **data)
+  c.model.update(d_model=16, num_heads=2, d_ff=32, vmask_hidden_dim=16)
+  c.train.update(batch_size=16, eval_batch_size=32, num_epochs=1, learning_rate=3e-3,
+                 checkpoint_every_steps=0, log_every_steps=4, progress_bar=False)
+  return c
+
+
+@pytest.fixture(scope="module")
+def safr_run(tmp_path_factory):
+  """SAFR, fixed-width batches (one shape: compiles once)."""
+  workdir = tmp_path_factory.mktemp("runs") / "planted_safr"
+  train_lib.train_and_evaluate(_tiny_planted("safr", pad_to="max_len"), workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def baseline_run(tmp_path_factory):
+  """No VMASK, padding-aware batches (padded to their longest row)."""
+  workdir = tmp_path_factory.mktemp("runs") / "planted_baseline"
+  c = _tiny_planted("baseline", pad_to="batch")
+  c.data.max_examples = 32
+  train_lib.train_and_evaluate(c, workdir)
+  return workdir
+
+
+class _Page(html.parser.HTMLParser):
+  def __init__(self):
+    super().__init__()
+    self.tags, self.text, self.ids = [], [], set()
+
+  def handle_starttag(self, tag, attrs):
+    attrs = dict(attrs)
+    self.tags.append((tag, attrs))
+    if "id" in attrs:
+      self.ids.add(attrs["id"])
+
+  def handle_data(self, data):
+    self.text.append(data)
+
+
+def _parse(path):
+  page = _Page()
+  page.feed(path.read_text(encoding="utf-8"))
+  return page
+
+
+def _check_page(result, out):
+  page = _parse(result.index)
+  text = "".join(page.text)
+  images = [a for t, a in page.tags if t == "img"]
+  pngs = sorted(out.glob("example_*.png"))
+  assert len(images) == len(pngs) == sum(r["image"] is not None for r in result.records)
+  for img in images:  # every image inlined, identical to the PNG file beside it
+    assert img["src"].startswith("data:image/png;base64,")
+    assert base64.b64decode(img["src"].split(",", 1)[1]) == (out / img["data-file"]).read_bytes()
+  for r in result.records:  # every example has its section and an index link
+    assert r["id"] in page.ids
+    assert ("a", {"href": f"#{r['id']}"}) in page.tags
+    assert r["pred"] in text and f"{r['confidence']:.3f}" in text
+  assert "script" not in [t for t, _ in page.tags]
+  return page, text
+
+
+def test_explain_split_examples(safr_run, tmp_path):
+  out = tmp_path / "expl"
+  result = explanations.explain_run(safr_run, num=3, out=out)
+  page, text = _check_page(result, out)
+  assert len(result.records) == 3 and all(r["image"] for r in result.records)
+  assert "VMASK keep-probability" in text
+  for r in result.records:
+    assert r["true"] in ("negative", "positive")
+    assert len(r["importance"]) == len(r["tokens"]) == len(r["neurons"]) > 0
+    assert all(0 <= v <= 1 for v in r["importance"])
+    assert r["pairs"] and r["planted"] is not None
+    for t in r["neurons"]:
+      assert set(t["exclusive"]) <= set(t["active_neurons"])
+  saved = json.loads((out / "explanations.json").read_text())
+  assert [e["name"] for e in saved["examples"]] == ["test[0]", "test[1]", "test[2]"]
+
+
+def test_explain_user_text_bad_inputs_and_escaping(safr_run, tmp_path):
+  max_len = runs.load_run(safr_run).config.data.max_len
+  long_text = " ".join(["good"] * (max_len + 9))
+  texts = [f"{SCRIPT} not bad qqqunknown", "", long_text]
+  out = tmp_path / "expl"
+  (out).mkdir()
+  (out / "example_099.png").write_bytes(b"stale")     # from an earlier, longer run
+  result = explanations.explain_run(safr_run, texts=texts, out=out)
+  page, text = _check_page(result, out)
+  assert not (out / "example_099.png").exists()
+  first, empty, long_ = result.records
+  assert SCRIPT in text                                # shown as text, not run
+  assert SCRIPT not in result.index.read_text()        # only escaped in the source
+  assert first["tokens"][0] == "<UNK>" and "qqqunknown" in " ".join(first["notes"])
+  assert first["true"] is None
+  assert empty["image"] is None and empty["tokens"] == []
+  assert "empty text" in empty["notes"][0]
+  assert len(long_["tokens"]) == max_len
+  assert any(f"{max_len + 9} tokens" in n and "truncated" in n for n in long_["notes"])
+
+
+def test_explain_without_vmask_uses_gradient_x_input(baseline_run, tmp_path):
+  result = explanations.explain_run(baseline_run, texts=["good w1 not bad"], out=tmp_path)
+  _, text = _check_page(result, tmp_path)
+  assert result.notes and "no VMASK" in result.notes[0]
+  assert "gradient × input" in result.records[0]["importance_label"]
+  assert "no VMASK" in text
+
+
+def _finite(tree, path=""):
+  if isinstance(tree, dict):
+    for k, v in tree.items():
+      yield from _finite(v, f"{path}.{k}")
+  elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+    yield path, math.isfinite(tree)
+
+
+METRIC_KEYS = ("accuracy", "cross_entropy", "importance_loss", "interaction_loss",
+               "superposition", "neuron_overlap", "faithfulness")
+
+
+def test_evaluate_writes_every_metric(safr_run):
+  result = evaluation.evaluate_run(safr_run, max_examples=40)
+  saved = json.loads((safr_run / "interpretability.json").read_text())
+  assert saved == json.loads(json.dumps(result))
+  assert all(k in saved for k in METRIC_KEYS + ("planted",))
+  assert all(ok for _, ok in _finite(saved)), [p for p, ok in _finite(saved) if not ok]
+  # Same numbers as training's own test evaluation of the same checkpoint.
+  test = json.loads((safr_run / "results.json").read_text())["test"]
+  for ours, theirs in (("accuracy", "accuracy"), ("importance_loss", "importance"),
+                       ("interaction_loss", "interaction")):
+    assert saved[ours] == pytest.approx(test[theirs], rel=1e-5)
+  assert saved["examples"] == 40 and saved["split_examples"] == 64
+  sup = saved["superposition"]
+  for space in ("embeddings", "ffn"):
+    tokens = {g: sup[space][g]["tokens"] for g in ("all", "important", "other")}
+    assert tokens["important"] + tokens["other"] == tokens["all"] > 0
+    for group, stats in sup[space].items():
+      assert (stats["dimensionality"] is None) == (stats["tokens"] == 0)
+      assert stats["dimensionality"] is None or 0 < stats["dimensionality"] <= 1
+      assert stats["sharing"] is None or stats["sharing"] >= 0
+  overlap = saved["neuron_overlap"]
+  for key in ("attention_pairs", "random_pairs", "important_other_pairs"):
+    assert 0 <= overlap[key] <= 1 and overlap["pair_counts"][key] > 0
+  assert overlap["attention_minus_random"] == pytest.approx(
+      overlap["attention_pairs"] - overlap["random_pairs"])
+  methods = saved["faithfulness"]
+  assert set(methods) == {"vmask", "attention", "gradient_x_input", "occlusion", "random"}
+  for m in methods.values():
+    assert {"comprehensiveness", "sufficiency", "aopc", "aopc_minus_random",
+            "comprehensiveness_by_bin", "sufficiency_by_bin"} <= set(m)
+    assert list(m["comprehensiveness_by_bin"]) == ["1%", "5%", "10%", "20%", "50%"]
+  planted = saved["planted"]
+  assert set(planted["precision_recall"]) == set(methods)
+  for pr in planted["precision_recall"].values():
+    assert set(pr["precision"]) == {"@1", "@3", "@5", "@|P|"}
+    assert pr["precision"]["@|P|"] == pytest.approx(pr["recall"]["@|P|"])
+  assert 0 <= planted["negation_pairs"]["pair_hit_rate"] <= 1
+
+
+def test_evaluate_baseline_and_compare(safr_run, baseline_run, tmp_path):
+  result = evaluation.evaluate_run(baseline_run, max_examples=16, random_orders=2)
+  assert "vmask" not in result["faithfulness"]
+  assert result["superposition"]["embeddings"]["important"]["sharing"] is None
+  assert result["neuron_overlap"]["important_pairs"] is None
+  assert result["keep_rate"] is None and "no VMASK" in " ".join(result["notes"])
+  if not (safr_run / "interpretability.json").exists():
+    evaluation.evaluate_run(safr_run, max_examples=16)
+  # A second "seed" of the SAFR config: same files, another seed and accuracy.
+  seed1 = tmp_path / "planted_safr_seed1"
+  seed1.mkdir()
+  for name in ("results.json", "interpretability.json"):
+    shutil.copy(safr_run / name, seed1 / name)
+  results = json.loads((seed1 / "results.json").read_text())
+  results["config"]["seed"] = 1
+  results["test"]["accuracy"] = min(1.0, results["test"]["accuracy"] + 0.1)
+  (seed1 / "results.json").write_text(json.dumps(results))
+  out = comparison.compare_runs([safr_run, seed1, baseline_run], tmp_path / "cmp")
+  assert [len(v) for v in out.groups.values()] == [2, 1]
+  md = out.table.read_text()
+  assert "| planted:safr λ_imp=1 λ_inter=1 | 2 | 0, 1 |" in md
+  assert "| planted:baseline λ_imp=0 λ_inter=0 | 1 | 0 |" in md
+  assert "interpretability.faithfulness.occlusion.aopc" in md
+  assert "results.test.accuracy" in md and "±" in md
+  assert out.plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def _cli(*argv):
+  return subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+
+
+def test_cli_explain_and_one_line_errors(safr_run, tmp_path):
+  proc = _cli("safr_jax.explain", f"--workdir={safr_run}", f"--text={SCRIPT} good",
+              "--text=", f"--out={tmp_path / 'e'}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "Explained 2 example(s) (1 picture(s))" in proc.stdout
+  assert "empty text" in proc.stderr
+  assert _parse(tmp_path / "e" / "index.html").ids >= {"ex-0", "ex-1", "index"}
+  # A workdir without a checkpoint: one line, exit status 2.
+  empty = tmp_path / "no_ckpt"
+  empty.mkdir()
+  for name in ("config.json", "vocab.txt", "labels.json"):
+    shutil.copy(safr_run / name, empty / name)
+  proc = _cli("safr_jax.evaluate", f"--workdir={empty}")
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f"error: {empty} has no checkpoints folder: training has not saved a checkpoint yet")
+  proc = _cli("safr_jax.compare", str(empty), f"--out={tmp_path / 'c'}")
+  assert proc.returncode == 2 and "has no results.json" in proc.stderr
