@@ -26,20 +26,32 @@ def _path(*keys: str) -> Getter:
   return get
 
 
+# Two tables per dataset: accuracy and losses, then interpretability metrics.
 COLUMNS: list[tuple[str, Getter]] = [
     ("test accuracy", _path("results", "test", "accuracy")),
     ("L_Imp (test)", _path("results", "test", "importance")),
     ("L_Inter (test)", _path("results", "test", "interaction")),
+    ("VMASK keep-rate", _path("results", "test", "keep_rate")),
+    ("epochs", _path("results", "epochs_run")),
+    ("wall time / run (min)", lambda s: (s.get("grid_wall_time_s") or math.nan) / 60),
+]
+INTERPRETABILITY: list[tuple[str, Getter]] = [
     ("sharing, important tokens", _path("interpretability", "superposition", "embeddings",
                                         "important", "sharing")),
-    ("neuron overlap (Jaccard), important pairs",
+    ("sharing, all tokens", _path("interpretability", "superposition", "embeddings",
+                                  "all", "sharing")),
+    ("neuron overlap, important pairs",
      _path("interpretability", "neuron_overlap", "important_pairs")),
+    ("neuron overlap, attention − random pairs",
+     _path("interpretability", "neuron_overlap", "attention_minus_random")),
     ("AOPC (VMASK)", _path("interpretability", "faithfulness", "vmask", "aopc")),
     ("comprehensiveness (VMASK)",
      _path("interpretability", "faithfulness", "vmask", "comprehensiveness")),
     ("sufficiency (VMASK)", _path("interpretability", "faithfulness", "vmask", "sufficiency")),
-    ("epochs", _path("results", "epochs_run")),
-    ("wall time / run (min)", lambda s: (s.get("grid_wall_time_s") or math.nan) / 60),
+    ("AOPC (gradient × input)",
+     _path("interpretability", "faithfulness", "gradient_x_input", "aopc")),
+    ("AOPC (attention)", _path("interpretability", "faithfulness", "attention", "aopc")),
+    ("AOPC (random)", _path("interpretability", "faithfulness", "random", "aopc")),
 ]
 
 GROUP_TITLES = {
@@ -51,6 +63,10 @@ GROUP_TITLES = {
 ORDER = ["baseline", "vmask", "imp", "inter", "safr"]
 
 HEADER = """# Results
+
+"—" marks a number that does not exist for that run (e.g. VMASK metrics of the baseline,
+which has no VMASK) or has not been computed yet. Interpretability metrics use the first
+400 test examples (`--eval_examples`); accuracy and losses the whole test split.
 
 Produced by `python experiments/run_grid.py` (see its docstring); every row can be
 reproduced alone with `python experiments/run_grid.py --only=<group>/<variant>/seed<k>`,
@@ -72,9 +88,11 @@ def _fmt(values: list[float]) -> str:
   if not values:
     return "—"
   mean = float(np.mean(values))
+  if all(float(v).is_integer() for v in values) and len(values) == 1:
+    return f"{mean:.0f}"
   if len(values) == 1:
-    return f"{mean:.4f}" if abs(mean) < 100 else f"{mean:.0f}"
-  return f"{mean:.4f} ± {float(np.std(values, ddof=1)):.4f}"
+    return f"{mean:.4g}"
+  return f"{mean:.4g} ± {float(np.std(values, ddof=1)):.2g}"
 
 
 def _mean(values):
@@ -119,6 +137,20 @@ def _sentence(group: str, rows: dict[str, list[dict]]) -> str:
   n = min(len(rows.get("baseline", [])), len(rows.get("safr", [])))
   sentence += f". Seeds per variant: {n}."
   del spread
+  metric = lambda label, col: _mean([dict(INTERPRETABILITY)[col](s) for s in rows.get(label, [])])
+  safr_aopc, vmask_aopc = metric("safr", "AOPC (VMASK)"), metric("vmask", "AOPC (VMASK)")
+  base_gxi = metric("baseline", "AOPC (gradient × input)")
+  if safr_aopc is not None and vmask_aopc is not None:
+    better = "more" if safr_aopc > vmask_aopc else "less"
+    sentence += (f" The VMASK explanation is {better} faithful with SAFR's losses than without "
+                 f"(AOPC {safr_aopc:.3f} vs {vmask_aopc:.3f} for the `vmask` variant)")
+    if base_gxi is not None:
+      relation = "still below" if safr_aopc < base_gxi else "above"
+      sentence += (f", but {relation} plain gradient × input on the baseline "
+                   f"(AOPC {base_gxi:.3f}), so SAFR does not make the best available "
+                   "explanation more faithful here" if safr_aopc < base_gxi else
+                   f", and {relation} gradient × input on the baseline (AOPC {base_gxi:.3f})")
+    sentence += "."
   return sentence
 
 
@@ -129,13 +161,15 @@ def write(results_dir: pathlib.Path, report: pathlib.Path, *, quick: bool = Fals
                       if g in GROUP_TITLES else 99):
     rows = groups[group]
     lines.append(f"\n## {GROUP_TITLES.get(group, group)}\n")
-    lines.append("| run | n | " + " | ".join(c for c, _ in COLUMNS) + " |")
-    lines.append("|---" * (len(COLUMNS) + 2) + "|")
     labels = sorted(rows, key=lambda l: (ORDER.index(l) if l in ORDER else 99, l))
-    for label in labels:
-      runs = rows[label]
-      cells = [_fmt([get(s) for s in runs]) for _, get in COLUMNS]
-      lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    for columns in (COLUMNS, INTERPRETABILITY):
+      lines.append("| run | n | " + " | ".join(c for c, _ in columns) + " |")
+      lines.append("|---" * (len(columns) + 2) + "|")
+      for label in labels:
+        runs = rows[label]
+        cells = [_fmt([get(s) for s in runs]) for _, get in columns]
+        lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+      lines.append("")
     lines.append("")
     lines.append(_sentence(group, rows))
   if not groups:
