@@ -101,13 +101,31 @@ class Checkpoints:
     """Restores ``step`` into the structure/shardings of ``abstract_state``.
 
     Without ``abstract_state`` the state comes back as saved (nested dicts of
-    arrays on the default device), e.g. for reading a run's params.
+    arrays on this process' first device), e.g. for reading a run's params --
+    whatever device count or process count it was saved from.
     """
+    if abstract_state is None:
+      abstract_state = self._local_target(step)
     restored = self._manager.restore(
         step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
             meta=ocp.args.JsonRestore()))
     return Restored(step=step, state=restored["state"], meta=dict(restored["meta"]))
+
+  def _local_target(self, step: int) -> Any:
+    """The saved tree's shapes and dtypes, placed on this process' first device.
+
+    Orbax restores a checkpoint without a target only onto the topology it was
+    saved from ("Topology mismatch" after data-parallel training otherwise).
+    """
+    handler = ocp.StandardCheckpointHandler()
+    try:
+      saved = handler.metadata(self.directory / str(step) / "state")
+    finally:
+      handler.close()
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved.tree)
 
   def restore_newest_readable(self, abstract_state: Any,
                               check_meta=None) -> Restored | None:

@@ -37,6 +37,7 @@ by the SAFR authors' code, off by default)::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Mapping, Sequence
 
@@ -145,10 +146,15 @@ def interaction_loss(*,
       attention weights of one layer.
     token_mask: optional ``[batch, length]`` bool, True for real tokens; only
       pairs of two real tokens count. None counts every pair (the authors').
-    query_block_size: if set, computes ``G`` and the mean a block of queries
-      at a time (under ``jax.checkpoint``), so no ``[B, H, L, L]`` temporary
-      beyond the attention itself is kept for the backward pass. Must divide
-      the length. Same value, less memory for long sequences.
+    query_block_size: if set (and smaller than the length), computes ``G``,
+      the mean and the gradient a block of ``query_block_size`` query rows at
+      a time, so neither the value nor the gradient needs a ``[B, H, L, L]``
+      array besides the attention and its gradient: temporaries are
+      ``[B, H, query_block_size, L]``. Any block size works (the last block
+      overlaps the one before). Same value, same gradient (to rounding), much
+      less memory for long sequences; see ``docs/PERFORMANCE.md``. This path
+      has a hand-written VJP: ``grad``/``vjp`` (to any order) work, ``jvp``
+      does not.
 
   Returns:
     A scalar, float32 or wider.
@@ -161,32 +167,27 @@ def interaction_loss(*,
                      f"[batch, heads, length, length], got shape {a.shape}")
   m = _check_mask(token_mask, b, l)
   pair_weight = None if m is None else (m[:, :, None] & m[:, None, :])
+  if query_block_size is not None and query_block_size < 1:
+    raise ValueError(f"query_block_size must be None or >= 1, got {query_block_size}")
   if query_block_size is None or query_block_size >= l:
     total = _interaction_block_sum(a, a, 0, pair_weight)
   else:
-    if l % query_block_size:
-      raise ValueError(f"query_block_size={query_block_size} must divide the "
-                       f"attention length {l}")
-    blocks = l // query_block_size
-
-    @jax.checkpoint
-    def block_sum(start):
-      rows = jax.lax.dynamic_slice_in_dim(a, start, query_block_size, axis=2)
-      pw = None if pair_weight is None else jax.lax.dynamic_slice_in_dim(
-          pair_weight, start, query_block_size, axis=1)
-      return _interaction_block_sum(rows, a, start, pw)
-
-    starts = jnp.arange(blocks) * query_block_size
-    total = jnp.sum(jax.lax.map(block_sum, starts))
+    total = _blocked_interaction_sum(a, pair_weight, int(query_block_size))
   if pair_weight is None:
     count = b * h * l * l
   else:
-    count = jnp.maximum(h * jnp.sum(pair_weight.astype(a.dtype)), 1.0)
+    # Σ_ik m_i m_k = (Σ_i m_i)² per example: no [B, L, L] float temporary.
+    tokens = jnp.sum(m.astype(a.dtype), axis=1)
+    count = jnp.maximum(h * jnp.sum(tokens * tokens), 1.0)
   return total / count
 
 
-def _interaction_block_sum(rows: Array, a: Array, start, pair_weight):
-  """Σ C_ik (1 − G_ik) over query rows ``rows`` = a[:, :, start:start+q]."""
+def _interaction_block_sum(rows: Array, a: Array, start, pair_weight,
+                           row_weight: Array | None = None):
+  """Σ C_ik (1 − G_ik) over query rows ``rows`` = a[:, :, start:start+q].
+
+  ``pair_weight [B, q, L]`` masks pairs; ``row_weight [q]`` (bool) drops rows.
+  """
   q, l = rows.shape[2], a.shape[2]
   correlation = rows / jnp.sum(rows, axis=-1, keepdims=True)
   gram = jnp.einsum("bhij,bhkj->bhik", rows, a)
@@ -195,7 +196,94 @@ def _interaction_block_sum(rows: Array, a: Array, start, pair_weight):
   terms = correlation * (1.0 - gram)
   if pair_weight is not None:
     terms = jnp.where(pair_weight[:, None], terms, 0.0)
+  if row_weight is not None:
+    terms = jnp.where(row_weight[:, None], terms, 0.0)
   return jnp.sum(terms)
+
+
+# Blockwise L_Inter with a hand-written gradient. Autodiff of a blocked sum
+# would give each block a full [B, H, L, L] cotangent for ``a`` (every row of
+# G_R = A_R Aᵀ touches all of A) and add them up; here the gradient is
+# assembled by output rows instead, so only [B, H, q, L] slabs are live.
+# Per (batch, head), with r = rowsum(A), C = A / r, P the pair mask and
+# G̃ = A Aᵀ with a zero diagonal, total = Σ_ik P_ik C_ik (1 − G̃_ik) and
+#
+#   E = P ⊙ (1 − G̃),      F = −P ⊙ C with a zero diagonal,
+#   ∂total/∂A = (E − rowsum(E ⊙ C)) / r + F A + Fᵀ A,
+#
+# whose rows R need A_R, A[:, R] and all of A: three [q, L] x [L, L] products
+# per block, as autodiff with rematerialisation would do.
+
+
+def _row_block(length: int, q: int, block):
+  """Start of query block ``block`` (the last one is moved back to fit) and
+  which of its rows no earlier block covered."""
+  nominal = block * q
+  start = jnp.minimum(nominal, length - q)
+  return start, (start + jnp.arange(q)) >= nominal
+
+
+def _blocked_interaction_forward(a: Array, pair_weight, q: int) -> Array:
+  length = a.shape[2]
+
+  def body(block, total):
+    start, fresh = _row_block(length, q, block)
+    rows = jax.lax.dynamic_slice_in_dim(a, start, q, axis=2)
+    pw = None if pair_weight is None else jax.lax.dynamic_slice_in_dim(
+        pair_weight, start, q, axis=1)
+    return total + _interaction_block_sum(rows, a, start, pw, fresh)
+
+  return jax.lax.fori_loop(0, -(-length // q), body, jnp.zeros((), a.dtype))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _blocked_interaction_sum(a: Array, pair_weight, q: int) -> Array:
+  """Σ_ik P_ik C_ik (1 − G̃_ik) over all rows, ``q`` query rows at a time."""
+  return _blocked_interaction_forward(a, pair_weight, q)
+
+
+def _blocked_fwd(a, pair_weight, q):
+  total = _blocked_interaction_forward(a, pair_weight, q)
+  return total, (a, pair_weight, jnp.sum(a, axis=-1))
+
+
+def _blocked_bwd(q, residuals, g):
+  a, pair_weight, rowsum = residuals
+  length = a.shape[2]
+  keys = jnp.arange(length)
+
+  def body(block, grad):
+    start, _ = _row_block(length, q, block)
+    block_ids = start + jnp.arange(q)
+    rows = jax.lax.dynamic_slice_in_dim(a, start, q, axis=2)        # [B,H,q,L]
+    cols = jax.lax.dynamic_slice_in_dim(a, start, q, axis=3)        # [B,H,L,q]
+    r_rows = jax.lax.dynamic_slice_in_dim(rowsum, start, q, axis=2)[..., None]
+    c_rows = rows / r_rows
+    c_cols = cols / rowsum[..., None]
+    diag_rows = block_ids[:, None] == keys[None, :]                  # [q, L]
+    diag_cols = keys[:, None] == block_ids[None, :]                  # [L, q]
+    gram = jnp.einsum("bhij,bhkj->bhik", rows, a)
+    e = 1.0 - jnp.where(diag_rows, 0.0, gram)
+    f_rows = jnp.where(diag_rows, 0.0, -c_rows)
+    f_cols = jnp.where(diag_cols, 0.0, -c_cols)
+    if pair_weight is not None:
+      pw_rows = jax.lax.dynamic_slice_in_dim(pair_weight, start, q, axis=1)[:, None]
+      pw_cols = jax.lax.dynamic_slice_in_dim(pair_weight, start, q, axis=2)[:, None]
+      e = jnp.where(pw_rows, e, 0.0)
+      f_rows = jnp.where(pw_rows, f_rows, 0.0)
+      f_cols = jnp.where(pw_cols, f_cols, 0.0)
+    d_rows = (e - jnp.sum(e * c_rows, axis=-1, keepdims=True)) / r_rows
+    d_rows = d_rows + jnp.einsum("bhik,bhkj->bhij", f_rows, a)
+    d_rows = d_rows + jnp.einsum("bhik,bhij->bhkj", f_cols, a)
+    # Rows a moved-back last block shares with the previous one get the same
+    # (complete) gradient written again.
+    return jax.lax.dynamic_update_slice_in_dim(grad, g * d_rows, start, axis=2)
+
+  grad = jax.lax.fori_loop(0, -(-length // q), body, jnp.zeros_like(a))
+  return grad, None  # the boolean pair mask has no gradient
+
+
+_blocked_interaction_sum.defvjp(_blocked_fwd, _blocked_bwd)
 
 
 def vmask_kl_loss(*,

@@ -298,10 +298,15 @@ def _check_same_model(expected: dict[str, Any], where: str):
 
 def _setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> _Setup:
   mesh = sharding.make_mesh()
-  sharding.check_batch_size(config.train.batch_size, mesh, "config.train.batch_size")
-  sharding.check_batch_size(config.train.eval_batch_size, mesh,
-                            "config.train.eval_batch_size")
-  bundle = data.load_dataset(config.data, workdir)
+  for field in ("batch_size", "eval_batch_size"):
+    try:  # a ConfigError, so the command line reports it in one line
+      sharding.check_batch_size(config.train[field], mesh, f"config.train.{field}")
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+  # Every process loads the data; only process 0 writes vocab.txt/labels.json
+  # (two writers of one file race in a shared workdir).
+  bundle = data.load_dataset(config.data,
+                             workdir if jax.process_index() == 0 else None)
   spe = data.steps_per_epoch(bundle.splits["train"], config.train.batch_size)
   if spe < 1:
     raise ConfigError(
