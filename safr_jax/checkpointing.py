@@ -200,8 +200,3 @@ def multihost_sync(name: str) -> None:
 def _first_line(e: BaseException) -> str:
   text = str(e).strip()
   return text.splitlines()[0] if text else type(e).__name__
-
-
-def abstract_like(tree: Any) -> Any:
-  """``jax.ShapeDtypeStruct`` leaves (with shardings) for ``tree``."""
-  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)

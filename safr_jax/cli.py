@@ -90,7 +90,6 @@ def quiet_library_logs() -> None:
 def _train(argv):
   del argv
   quiet_library_logs()
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   from safr_jax import sharding, train_lib  # pylint: disable=g-import-not-at-top
   sharding.maybe_initialize_distributed()
   try:
@@ -100,7 +99,6 @@ def _train(argv):
     fail(_one_line(str(e)).replace("config_config", flags.FLAGS["config"].serialize()))
   workdir = flags.FLAGS.workdir or os.path.join(
       "runs", f"{config.get('name', 'run')}_{config.get('variant', 'safr')}")
-  del config_flags
   logging.info("workdir: %s", workdir)
   run_guarded(train_lib.train_and_evaluate, config, workdir)
 
