@@ -326,14 +326,23 @@ def _setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> _Setup:
                 mesh=mesh, train_step=step_fn, eval_step=eval_fn, steps_per_epoch=spe)
 
 
+def _abstract_state(setup: _Setup) -> TrainState:
+  """The train state's shapes and dtypes, replicated over the mesh: what a
+  checkpoint restores into."""
+  config, repl = setup.config, sharding.replicated(setup.mesh)
+  shapes = jax.eval_shape(lambda: create_train_state(
+      setup.model, setup.tx, seed=config.seed, max_len=config.data.max_len))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+                      shapes)
+
+
 def _initial_state(setup: _Setup, ckpts: checkpointing.Checkpoints):
   """Fresh, resumed or ``init_from`` state, and the checkpoint meta (or None)."""
   config = setup.config
   state = create_train_state(setup.model, setup.tx, seed=config.seed,
                              max_len=config.data.max_len)
   state = jax.device_put(state, sharding.replicated(setup.mesh))
-  abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+  abstract = _abstract_state(setup)
   expected = _model_meta(config, len(setup.bundle.vocab), len(setup.bundle.label_names))
   restored = ckpts.restore_newest_readable(
       abstract, check_meta=_check_same_model(expected, f"workdir {setup.workdir}"))
@@ -545,12 +554,7 @@ def _finish(setup, ckpts, writer, record, start_time) -> dict[str, Any]:
   if best is None:
     raise checkpointing.CheckpointError(
         f"{ckpts.directory} has no evaluated checkpoint to test")
-  abstract = jax.eval_shape(lambda: create_train_state(
-      setup.model, setup.tx, seed=config.seed, max_len=config.data.max_len))
-  repl = sharding.replicated(setup.mesh)
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-                          abstract)
-  state = ckpts.restore(best, abstract).state
+  state = ckpts.restore(best, _abstract_state(setup)).state
   test = evaluate(setup, state.params, "test")
   writer.write(best, "test", test)
   bundle = setup.bundle
