@@ -50,7 +50,10 @@ class Checkpoints:
   """
 
   def __init__(self, directory: str | pathlib.Path, *, keep_best: int = 1,
-               async_save: bool = False):
+               async_save: bool = False, cleanup_tmp: bool = False):
+    """``cleanup_tmp``: delete half-written saves (``N.orbax-checkpoint-tmp``,
+    left by a kill during a save) on opening. Only the run's own trainer may
+    ask: a reader (explain, evaluate) could delete a save in progress."""
     self.directory = pathlib.Path(directory).absolute()
     # Ties go to the earlier step, as early stopping counts only strict
     # improvements as new bests.
@@ -65,6 +68,7 @@ class Checkpoints:
         ]),
         enable_async_checkpointing=async_save,
         create=True,
+        cleanup_tmp_directories=cleanup_tmp,
     )
     self._manager = ocp.CheckpointManager(
         self.directory, options=options, item_names=("state", "meta"))

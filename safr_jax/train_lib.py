@@ -423,7 +423,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   workdir.mkdir(parents=True, exist_ok=True)
   setup = _setup(config, workdir)
   _save_run_files(config, workdir, setup.bundle)
-  ckpts = checkpointing.Checkpoints(workdir / "checkpoints")
+  ckpts = checkpointing.Checkpoints(workdir / "checkpoints", cleanup_tmp=True)
   writer = metrics.MetricWriter(workdir, enabled=jax.process_index() == 0)
   try:
     record = _train(setup, ckpts, writer)

@@ -100,13 +100,15 @@ def test_unreadable_latest_checkpoint_falls_back_to_previous(tmp_path, caplog):
   for f in (ckpt_dir / "6" / "state").rglob("*"):
     if f.is_file():
       f.write_bytes(b"garbage")
-  # A half-written save (orbax's temporary folder) is ignored too.
-  (ckpt_dir / "9.orbax-checkpoint-tmp").mkdir()
+  # A half-written save (orbax's temporary folder, as a kill during a save
+  # leaves it) is ignored, and the trainer removes it.
+  (ckpt_dir / "9.orbax-checkpoint-tmp" / "state").mkdir(parents=True)
   results = train_lib.train_and_evaluate(tiny_config(), workdir)
   assert results is not None and results["epochs_run"] == 2
   assert "Resumed from the older checkpoint at step 4" in caplog.text
   # Nothing is deleted: the unreadable checkpoint is kept aside for inspection.
   assert len(list(ckpt_dir.glob("unreadable-6-*"))) == 1
+  assert not list(ckpt_dir.glob("*orbax-checkpoint-tmp*"))
 
 
 def test_checkpoint_of_another_model_shape_is_a_clear_error(tmp_path):
