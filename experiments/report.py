@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import os
 import pathlib
 from typing import Any, Callable
 
@@ -179,7 +180,10 @@ def _sentence(group: str, rows: dict[str, list[dict]],
   return sentence
 
 
-def write(results_dir: pathlib.Path, report: pathlib.Path, *, quick: bool = False) -> None:
+def write(results_dir: pathlib.Path, report: pathlib.Path, *,
+          compare_dir: pathlib.Path | None = None) -> None:
+  """Writes ``report`` from the summaries in ``results_dir``; links each group's
+  ``safr_jax.compare`` plot and full table when ``compare_dir/<group>`` has them."""
   groups = load(results_dir)
   lines = [HEADER]
   for group in sorted(groups, key=lambda g: list(GROUP_TITLES).index(g)
@@ -197,6 +201,12 @@ def write(results_dir: pathlib.Path, report: pathlib.Path, *, quick: bool = Fals
       lines.append("")
     lines.append("")
     lines.append(_sentence(group, rows, groups))
+    if compare_dir is not None and (compare_dir / group / "comparison.png").exists():
+      rel = os.path.relpath(compare_dir / group, report.parent)
+      lines.append("")
+      lines.append(f"Every metric of every run: [`{rel}/comparison.md`]({rel}/comparison.md); "
+                   "test accuracy against the faithfulness of each run's own explanation:\n\n"
+                   f"![accuracy vs faithfulness, {group}]({rel}/comparison.png)")
   if not groups:
     lines.append("\nNo run has finished yet.")
   report.parent.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,11 @@ Each run trains with ``train.py`` into ``<root>/<name>`` (default root
 ``runs/grid``). A finished run (``results.json`` present) is skipped; an
 interrupted one resumes from its checkpoints. Then ``safr_jax.evaluate`` writes
 ``interpretability.json`` per run, the small JSON results (not checkpoints)
-are copied to ``experiments/results/<name>.json`` for git, and
-``docs/RESULTS.md`` is written from every finished run.
+are copied to ``experiments/results/<name>.json`` for git, ``safr_jax.compare``
+draws each group's runs found under ``<root>`` (``docs/results/<group>/
+comparison.{md,png}``: every metric, and accuracy against the faithfulness of
+each run's own explanation), and ``docs/RESULTS.md`` is written from every
+finished run's JSON.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ _RESULTS_DIR = flags.DEFINE_string(
     "results_dir", str(ROOT / "experiments" / "results"),
     "Where the per-run JSON summaries (committed to git) go.")
 _REPORT = flags.DEFINE_string("report", str(ROOT / "docs" / "RESULTS.md"), "Report file.")
+_COMPARE_DIR = flags.DEFINE_string(
+    "compare_dir", str(ROOT / "docs" / "results"),
+    "safr_jax.compare's table and plot of each group go to <compare_dir>/<group>/.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,19 +166,40 @@ def summarise(run: Run, workdir: pathlib.Path, results_dir: pathlib.Path) -> Non
   out.write_text(json.dumps(summary, indent=1, default=str) + "\n")
 
 
+def compare(group: str, runs: list[Run], root: pathlib.Path, out_root: pathlib.Path) -> None:
+  """``safr_jax.compare`` over the group's finished runs that are on this machine
+  (their workdirs are not in git; the committed plot is left as it was if none
+  are here)."""
+  workdirs = [root / r.name for r in runs
+              if r.group == group and (root / r.name / "results.json").exists()]
+  if not workdirs:
+    return
+  # Imported here: only this step needs jax and matplotlib in this process.
+  from safr_jax.interpret import comparison  # pylint: disable=g-import-not-at-top
+  comparison.compare_runs(workdirs, out_root / group)
+  # The committed table names runs relative to the repository, as the README does.
+  table = out_root / group / "comparison.md"
+  table.write_text(table.read_text().replace(f"{ROOT}/", ""))
+  print(f"[grid] {group}: compared {len(workdirs)} runs -> {out_root / group}", flush=True)
+
+
 def main(argv):
   del argv
   runs = select(quick_grid() if _QUICK.value else grid())
   root = pathlib.Path(_ROOT.value)
   results_dir = pathlib.Path(_RESULTS_DIR.value)
+  compare_dir = pathlib.Path(_COMPARE_DIR.value)
   if not _REPORT_ONLY.value:
     for run in runs:
       workdir = root / run.name
       train(run, workdir)
       evaluate(run, workdir)
       summarise(run, workdir, results_dir)
-      report.write(results_dir, pathlib.Path(_REPORT.value), quick=_QUICK.value)
-  report.write(results_dir, pathlib.Path(_REPORT.value), quick=_QUICK.value)
+      report.write(results_dir, pathlib.Path(_REPORT.value), compare_dir=compare_dir)
+  everything = quick_grid() if _QUICK.value else grid()
+  for group in dict.fromkeys(r.group for r in runs):
+    compare(group, everything, root, compare_dir)
+  report.write(results_dir, pathlib.Path(_REPORT.value), compare_dir=compare_dir)
   print(f"[grid] report: {_REPORT.value}", flush=True)
 
 

@@ -12,7 +12,8 @@ def test_quick_grid_trains_evaluates_and_reports(tmp_path):
   report = tmp_path / "RESULTS.md"
   results = tmp_path / "results"
   argv = [sys.executable, "experiments/run_grid.py", "--quick", f"--root={tmp_path / 'runs'}",
-          f"--results_dir={results}", f"--report={report}", "--eval_examples=40"]
+          f"--results_dir={results}", f"--report={report}", "--eval_examples=40",
+          f"--compare_dir={tmp_path / 'compare'}"]
   proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
   summaries = sorted(results.glob("*.json"))
@@ -26,6 +27,12 @@ def test_quick_grid_trains_evaluates_and_reports(tmp_path):
   text = report.read_text()
   assert "| baseline | 1 |" in text and "| safr | 1 |" in text
   assert "not SST-2" in text
+  # safr_jax.compare drew the group; the report links its table and plot.
+  compared = (tmp_path / "compare" / "quick" / "comparison.md").read_text()
+  assert "| sst2:quick λ_imp=0 λ_inter=0 | 1 |" in compared  # the baseline run
+  assert "| sst2:quick λ_imp=1 λ_inter=1 | 1 |" in compared  # the SAFR run
+  assert (tmp_path / "compare" / "quick" / "comparison.png").stat().st_size > 0
+  assert "](compare/quick/comparison.png)" in text
   # A second call skips both finished runs and rewrites the same report.
   again = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert again.returncode == 0
