@@ -68,7 +68,10 @@ HEADER = """# Results
 
 "—" marks a number that does not exist for that run (e.g. VMASK metrics of the baseline,
 which has no VMASK) or has not been computed yet. Interpretability metrics use the first
-400 test examples (`--eval_examples`); accuracy and losses the whole test split.
+400 test examples (`--eval_examples`); accuracy and losses the whole test split. "Wall time"
+is `train.py`'s (training with dev evaluation each epoch, then the test split), summed over
+resumed attempts, on 2 shared CPU cores; `safr_jax.evaluate` comes on top (under a minute per
+`rt_polarity` run, 12 min per `imdb_builtin` run, mostly occlusion at width 256).
 
 Produced by `python experiments/run_grid.py` (see its docstring); every row can be
 reproduced alone with `python experiments/run_grid.py --only=<group>/<variant>/seed<k>`,
