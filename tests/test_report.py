@@ -50,8 +50,10 @@ def test_tables_mean_std_and_sentence_says_when_safr_costs_accuracy(tmp_path):
 def test_sentence_without_vmask_run_compares_to_gradient_x_input(tmp_path):
   text = _write(tmp_path, [
       _summary("imdb_builtin", "baseline", 0, 0.85, gxi_aopc=0.4),
-      _summary("imdb_builtin", "safr", 0, 0.849, vmask_aopc=0.45),
+      _summary("imdb_builtin", "safr", 0, 0.849, vmask_aopc=0.45, gxi_aopc=0.5),
   ])
+  assert "Gradient × input is more faithful on the SAFR model than on the baseline " \
+         "(AOPC 0.500 vs 0.400)" in text
   assert "SAFR keeps accuracy" in text
   assert "AOPC 0.450, above gradient × input on the baseline (0.400)" in text
   assert "no `vmask` run on this data" in text
