@@ -188,6 +188,26 @@ def _sentence(group: str, rows: dict[str, list[dict]],
   return sentence
 
 
+def _rerun_note(groups: dict[str, dict[str, list[dict]]]) -> str | None:
+  """The λ = 1 sweep run repeats rt_polarity/safr/seed0's command; says how far
+  apart the two ended (they differ only when the code changed in between)."""
+  first = [s for s in groups.get("rt_polarity", {}).get("safr", []) if s["seed"] == 0]
+  again = [s for s in groups.get("lambda", {}).get("lambda1.0", []) if s["seed"] == 0]
+  if not first or not again:
+    return None
+  a, b = first[0]["results"], again[0]["results"]
+  dev = lambda r: (r.get("dev_history") or [math.nan])[0]
+  commits = (str(a.get("git_commit", "?"))[:7], str(b.get("git_commit", "?"))[:7])
+  same = "the same code" if commits[0] == commits[1] else f"code {commits[0]} → {commits[1]}"
+  return (f"`lambda/lambda1.0/seed0` repeats `rt_polarity/safr/seed0`'s command ({same}). "
+          f"Dev accuracy after one epoch: {dev(a):.4f} vs {dev(b):.4f}; test accuracy "
+          f"{a['test']['accuracy']:.4f} vs {b['test']['accuracy']:.4f}."
+          + (" Rerunning a command with unchanged code reproduces it exactly on the same "
+             "machine; between these two runs the attention softmax's derivative was "
+             "rewritten (equal up to rounding), so their gap shows how far a rounding-level "
+             "change moves one run." if commits[0] != commits[1] else ""))
+
+
 def write(results_dir: pathlib.Path, report: pathlib.Path, *,
           compare_dir: pathlib.Path | None = None) -> None:
   """Writes ``report`` from the summaries in ``results_dir``; links each group's
@@ -215,6 +235,9 @@ def write(results_dir: pathlib.Path, report: pathlib.Path, *,
       lines.append(f"Every metric of every run: [`{rel}/comparison.md`]({rel}/comparison.md); "
                    "test accuracy against the faithfulness of each run's own explanation:\n\n"
                    f"![accuracy vs faithfulness, {group}]({rel}/comparison.png)")
+  note = _rerun_note(groups)
+  if note:
+    lines += ["", "## Reruns", "", note]
   if not groups:
     lines.append("\nNo run has finished yet.")
   report.parent.mkdir(parents=True, exist_ok=True)

@@ -73,3 +73,14 @@ def test_lambda_sentence_compares_each_lambda_with_the_baseline_spread(tmp_path)
 def test_lambda_sentence_with_one_value_draws_no_conclusion(tmp_path):
   text = _write(tmp_path, [_summary("lambda", "lambda0.5", 0, 0.7)])
   assert "Too few λ values have finished" in text
+
+
+def test_rerun_note_compares_the_repeated_command(tmp_path):
+  first = _summary("rt_polarity", "safr", 0, 0.70)
+  again = _summary("lambda", "lambda1.0", 0, 0.71)
+  for summary, dev in ((first, 0.60), (again, 0.61)):
+    summary["results"].update(git_commit="abcdef0123", dev_history=[dev])
+  text = _write(tmp_path, [first, again])
+  assert "(the same code). Dev accuracy after one epoch: 0.6000 vs 0.6100; " \
+         "test accuracy 0.7000 vs 0.7100." in text
+  assert "rewritten" not in text  # that explanation is only for differing commits
