@@ -163,16 +163,15 @@ def _sentence(group: str, rows: dict[str, list[dict]],
   metric = lambda label, col: _mean([dict(INTERPRETABILITY)[col](s) for s in rows.get(label, [])])
   safr_aopc, vmask_aopc = metric("safr", "AOPC (VMASK)"), metric("vmask", "AOPC (VMASK)")
   base_gxi = metric("baseline", "AOPC (gradient × input)")
-  base_gxi_only = metric("baseline", "AOPC (gradient × input)")
   safr_gxi = metric("safr", "AOPC (gradient × input)")
-  if safr_gxi is not None and base_gxi_only is not None:
-    sentence += (f" Gradient × input is {'more' if safr_gxi > base_gxi_only else 'less'} "
+  if safr_gxi is not None and base_gxi is not None:
+    sentence += (f" Gradient × input is {'more' if safr_gxi > base_gxi else 'less'} "
                  f"faithful on the SAFR model than on the baseline (AOPC {safr_gxi:.3f} vs "
-                 f"{base_gxi_only:.3f}).")
-  if safr_aopc is not None and vmask_aopc is None and base_gxi_only is not None:
-    relation = "below" if safr_aopc < base_gxi_only else "above"
+                 f"{base_gxi:.3f}).")
+  if safr_aopc is not None and vmask_aopc is None and base_gxi is not None:
+    relation = "below" if safr_aopc < base_gxi else "above"
     sentence += (f" SAFR's VMASK explanation has AOPC {safr_aopc:.3f}, {relation} gradient × "
-                 f"input on the baseline ({base_gxi_only:.3f}); there is no `vmask` run on this "
+                 f"input on the baseline ({base_gxi:.3f}); there is no `vmask` run on this "
                  "data to isolate what the two losses add.")
   if safr_aopc is not None and vmask_aopc is not None:
     better = "more" if safr_aopc > vmask_aopc else "less"
