@@ -339,9 +339,6 @@ def _abstract_state(setup: _Setup) -> TrainState:
 def _initial_state(setup: _Setup, ckpts: checkpointing.Checkpoints):
   """Fresh, resumed or ``init_from`` state, and the checkpoint meta (or None)."""
   config = setup.config
-  state = create_train_state(setup.model, setup.tx, seed=config.seed,
-                             max_len=config.data.max_len)
-  state = jax.device_put(state, sharding.replicated(setup.mesh))
   abstract = _abstract_state(setup)
   expected = _model_meta(config, len(setup.bundle.vocab), len(setup.bundle.label_names))
   restored = ckpts.restore_newest_readable(
@@ -349,6 +346,10 @@ def _initial_state(setup: _Setup, ckpts: checkpointing.Checkpoints):
   if restored is not None:
     logging.info("Resuming from %s at step %d.", ckpts.directory, restored.step)
     return restored.state, restored.meta
+  # Initialised only when no checkpoint of this run restores (a resume skips it).
+  state = create_train_state(setup.model, setup.tx, seed=config.seed,
+                             max_len=config.data.max_len)
+  state = jax.device_put(state, sharding.replicated(setup.mesh))
   if config.init_from:
     source = pathlib.Path(config.init_from)
     other = checkpointing.Checkpoints(
