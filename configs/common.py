@@ -1,8 +1,10 @@
 """The SAFR authors' hyper-parameters and the variants shared by every dataset.
 
-A dataset config calls ``get_config(dataset, variant)``; variants are picked on
-the command line as ``--config=configs/sst2.py:VARIANT``. Every field can be
-overridden, e.g. ``--config.train.learning_rate=3e-4``.
+A dataset config calls ``get_config(dataset, arg)``; variants are picked on
+the command line after a colon and compose left to right, e.g.
+``--config=configs/sst2.py:reference,baseline`` (the authors' numerics, plain
+Transformer) or ``:quick,baseline``. Every field can be overridden, e.g.
+``--config.train.learning_rate=3e-4``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import ml_collections
 
 from safr_jax import data
 
-VARIANTS = ("safr", "baseline", "vmask", "imp", "inter", "reference", "quick")
+VARIANTS = ("safr", "baseline", "vmask", "imp", "inter", "ib", "safr_ib",
+            "reference", "quick")
 
 # What `auto` tries first and falls back to, and the authors' max_len.
 DATASETS = {
@@ -48,12 +51,19 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.model.vmask_hidden_dim = 1024
   c.model.vmask_temperature = 1.0
   c.model.pool = "tokens"  # "all" = the authors' (padding averaged in)
+  # Parameter initialisers: "flax" (Flax defaults) or "torch" (PyTorch's, as
+  # the authors' model gets them: embedding N(0, 1), Linear U(±1/sqrt(fan_in))).
+  c.model.init = "flax"
   c.model.dtype = "float32"  # or "bfloat16" activations (params stay float32)
 
   c.loss = ml_collections.ConfigDict()
   c.loss.importance = 1.0   # λ_imp
   c.loss.interaction = 1.0  # λ_inter
-  c.loss.vmask_kl = 0.0     # the VMASK paper's bottleneck term; SAFR: off
+  # VMASK's information bottleneck (Chen & Ji 2020), weight β; SAFR: off.
+  c.loss.vmask_kl = 0.0
+  # "constant": β stays loss.vmask_kl. "vmask": Chen & Ji's annealing, after
+  # every 10th epoch β -= 0.099 while β > 0.01 (kept in the checkpoint).
+  c.loss.vmask_kl_schedule = "constant"
   c.loss.count_padding = False  # True = the authors' semantics
   # Compute L_Inter a block of queries at a time (None = all at once); saves
   # memory for long sequences, same value.
@@ -78,11 +88,10 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
 
 
 def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
-  """Sets the fields that make ``variant`` (one of ``VARIANTS``)."""
+  """Sets the fields that make ``variant`` (one of ``VARIANTS``) on top of ``c``."""
   if variant not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r}; choose one of "
-                     f"{', '.join(VARIANTS)}")
-  c.variant = variant
+                     f"{', '.join(VARIANTS)} (comma-separated to combine)")
   if variant == "baseline":  # the plain Transformer the paper compares against
     c.model.use_vmask = False
     c.loss.importance = c.loss.interaction = 0.0
@@ -92,11 +101,15 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
     c.loss.interaction = 0.0
   elif variant == "inter":
     c.loss.importance = 0.0
+  elif variant in ("ib", "safr_ib"):  # + VMASK's annealed information bottleneck
+    c.loss.vmask_kl = 1.0
+    c.loss.vmask_kl_schedule = "vmask"
   elif variant == "reference":  # every switch as the authors' code has it
     c.model.pool = "all"
+    c.model.init = "torch"
     c.loss.count_padding = True
     c.data.pad_to = "max_len"
-  elif variant == "quick":  # tiny SAFR model on a few hundred examples
+  elif variant == "quick":  # tiny model on a few hundred examples
     c.data.max_examples = 320
     c.data.max_len = min(c.data.max_len, 64)
     c.model.update(d_model=32, num_heads=2, d_ff=64, vmask_hidden_dim=32)
@@ -107,5 +120,11 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
 
 
 def get_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigDict:
-  """``dataset``'s config for the variant named by ``arg`` (default "safr")."""
-  return apply_variant(base_config(dataset), arg or "safr")
+  """``dataset``'s config for ``arg``: comma-separated variants applied left to
+  right (default "safr"), e.g. "reference,baseline"."""
+  names = [v.strip() for v in (arg or "safr").split(",") if v.strip()] or ["safr"]
+  c = base_config(dataset)
+  for name in names:
+    apply_variant(c, name)
+  c.variant = ",".join(names)
+  return c

@@ -4,7 +4,10 @@
     python train.py --config=configs/sst2.py:baseline   # plain Transformer
     python train.py --config=configs/sst2.py:quick --workdir=/tmp/quick
 
-Variants: safr, baseline, vmask, imp, inter, reference, quick. Data: GLUE
+Variants (combine with commas, e.g. `:reference,baseline`): safr, baseline,
+vmask, imp, inter, ib, safr_ib, reference, quick. Data: the paper's sentence-level
+SST-2 with --config.data.sst_dir=PATH/stanfordSentimentTreebank (source
+`sst_treebank`, docs/DATA.md); otherwise GLUE
 SST-2 from TFDS when it is prepared or downloadable; offline the builtin
 `rt_polarity` (Rotten Tomatoes sentences, NOT the SST-2 benchmark) with a
 warning. Force one with --config.data.source=rt_polarity.

@@ -3,6 +3,7 @@
     python experiments/run_grid.py                       # everything (hours on CPU)
     python experiments/run_grid.py --only=rt_polarity/safr/seed0   # one row
     python experiments/run_grid.py --group=rt_polarity   # one table
+    python experiments/run_grid.py --group=reference --group=bottleneck --group=init_padding
     python experiments/run_grid.py --report_only         # tables from what is done
     python experiments/run_grid.py --quick --root=/tmp/g # 2 tiny runs (CI)
 
@@ -45,10 +46,12 @@ _EVAL_EXAMPLES = flags.DEFINE_integer(
 _RESULTS_DIR = flags.DEFINE_string(
     "results_dir", str(ROOT / "experiments" / "results"),
     "Where the per-run JSON summaries (committed to git) go.")
-_REPORT = flags.DEFINE_string("report", str(ROOT / "docs" / "RESULTS.md"), "Report file.")
+_REPORT = flags.DEFINE_string("report", str(ROOT / "docs" / "RESULTS.md"),
+                              "Report file ('' = write none, e.g. from a pinned worktree).")
 _COMPARE_DIR = flags.DEFINE_string(
     "compare_dir", str(ROOT / "docs" / "results"),
-    "safr_jax.compare's table and plot of each group go to <compare_dir>/<group>/.")
+    "safr_jax.compare's table and plot of each group go to <compare_dir>/<group>/ "
+    "('' = draw none).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +93,36 @@ def grid() -> list[Run]:
     runs.append(Run("lambda", "sst2.py", "safr", 0,
                     rt + (f"--config.loss.importance={lam}",
                           f"--config.loss.interaction={lam}"), label=f"lambda{lam}"))
-  return runs
+  return runs + reproduction_grid()
+
+
+def reproduction_grid() -> list[Run]:
+  """Does our SAFR reproduce the authors'? (the reproduction issue), on
+  rt_polarity, most informative runs first:
+
+  * ``reference``: the authors' numerics (PyTorch init, padding counted,
+    padded to 128) for baseline, vmask and safr;
+  * ``bottleneck``: padding-aware SAFR and VMASK with VMASK's annealed
+    information bottleneck (``safr_ib``, ``vmask,ib``);
+  * ``init_padding``: a 1-seed 2×2 of init (flax/torch) × padding
+    (ignored/counted) for safr; its torch × counted cell is reference/safr/seed0.
+  """
+  rt = ("--config.data.source=rt_polarity",)
+  ref = {v: Run("reference", "sst2.py", f"reference,{v}", 0, rt, label=v)
+         for v in ("safr", "baseline", "vmask")}
+  ib = {v: Run("bottleneck", "sst2.py", v, 0, rt, label=v.replace(",", "_"))
+        for v in ("safr_ib", "vmask,ib")}
+  cells = [Run("init_padding", "sst2.py", variant, 0, rt + (f"--config.model.init={init}",),
+               label=f"{init}_init_{pad}")
+           for init, pad, variant in (("flax", "counted", "reference"),
+                                      ("torch", "ignored", "safr"),
+                                      ("flax", "ignored", "safr"))]
+  first = [ref["safr"], ref["baseline"], ib["safr_ib"], *cells[:2], ref["vmask"],
+           ib["vmask,ib"], cells[2]]
+  later = [dataclasses.replace(r, seed=seed) for seed in (1, 2)
+           for r in (ref["safr"], ref["baseline"], ib["safr_ib"], ref["vmask"],
+                     ib["vmask,ib"])]
+  return first + later
 
 
 def quick_grid() -> list[Run]:
@@ -195,12 +227,15 @@ def main(argv):
       train(run, workdir)
       evaluate(run, workdir)
       summarise(run, workdir, results_dir)
-      report.write(results_dir, pathlib.Path(_REPORT.value), compare_dir=compare_dir)
+      if _REPORT.value:
+        report.write(results_dir, pathlib.Path(_REPORT.value), compare_dir=compare_dir)
   everything = quick_grid() if _QUICK.value else grid()
-  for group in dict.fromkeys(r.group for r in runs):
-    compare(group, everything, root, compare_dir)
-  report.write(results_dir, pathlib.Path(_REPORT.value), compare_dir=compare_dir)
-  print(f"[grid] report: {_REPORT.value}", flush=True)
+  if _COMPARE_DIR.value:
+    for group in dict.fromkeys(r.group for r in runs):
+      compare(group, everything, root, compare_dir)
+  if _REPORT.value:
+    report.write(results_dir, pathlib.Path(_REPORT.value), compare_dir=compare_dir)
+    print(f"[grid] report: {_REPORT.value}", flush=True)
 
 
 if __name__ == "__main__":

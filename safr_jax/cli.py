@@ -98,7 +98,8 @@ def _train(argv):
   except OSError as e:  # the config file could not be loaded
     fail(_one_line(str(e)).replace("config_config", flags.FLAGS["config"].serialize()))
   workdir = flags.FLAGS.workdir or os.path.join(
-      "runs", f"{config.get('name', 'run')}_{config.get('variant', 'safr')}")
+      "runs", f"{config.get('name', 'run')}_"
+      f"{config.get('variant', 'safr').replace(',', '_')}")
   logging.info("workdir: %s", workdir)
   run_guarded(train_lib.train_and_evaluate, config, workdir)
 

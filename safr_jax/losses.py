@@ -336,15 +336,19 @@ def cross_entropy_loss(*, logits: Array, labels: Array,
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-  """The λ of each term; the authors use importance = interaction = 1."""
-  importance: float = 1.0
-  interaction: float = 1.0
-  vmask_kl: float = 0.0
+  """The λ of each term; the authors use importance = interaction = 1.
+
+  A weight may be a (traced) array, e.g. an annealed β; a Python 0 drops its
+  term from the total at trace time.
+  """
+  importance: float | Array = 1.0
+  interaction: float | Array = 1.0
+  vmask_kl: float | Array = 0.0
 
   def __post_init__(self) -> None:
     for field in dataclasses.fields(self):
       value = getattr(self, field.name)
-      if not value >= 0:  # also catches NaN
+      if isinstance(value, (int, float)) and not value >= 0:  # also catches NaN
         raise ValueError(
             f"LossWeights.{field.name} must be >= 0, got {value}")
 
@@ -407,7 +411,7 @@ def safr_loss(*,
   for term, weight in ((importance, weights.importance),
                        (interaction, weights.interaction),
                        (vmask_kl, weights.vmask_kl)):
-    if weight:
+    if not (isinstance(weight, (int, float)) and weight == 0):
       total = total + weight * term
   terms = {"ce": ce, "importance": importance, "interaction": interaction,
            "vmask_kl": vmask_kl}

@@ -19,12 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from safr_jax.initializers import INIT_MODES, dense_init, embed_init
 from safr_jax.vmask import VMask
 
 Array = jax.Array
 
 __all__ = ["SafrClassifier", "Intermediates", "sinusoidal_positions",
-           "POOL_MODES"]
+           "POOL_MODES", "INIT_MODES"]
 
 POOL_MODES = ("all", "tokens")
 _MASKED_SCORE = -1e9  # what the authors fill masked attention scores with
@@ -89,6 +90,7 @@ def _softmax_jvp(primals, tangents):
 class MultiHeadAttention(nn.Module):
   """Self-attention that also returns its ``[batch, heads, q, k]`` weights."""
   num_heads: int
+  param_init: str = "flax"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -99,8 +101,8 @@ class MultiHeadAttention(nn.Module):
       raise ValueError(f"d_model={d} must be divisible by num_heads="
                        f"{self.num_heads}")
     head_dim = d // self.num_heads
-    dense = lambda name: nn.Dense(d, dtype=self.dtype,
-                                  param_dtype=self.param_dtype, name=name)
+    dense = lambda name: nn.Dense(d, dtype=self.dtype, param_dtype=self.param_dtype,
+                                  name=name, **dense_init(self.param_init, d))
     split = lambda t: t.reshape(b, l, self.num_heads, head_dim)
     q, k, v = (split(dense(n)(x)) for n in ("query", "key", "value"))
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
@@ -118,6 +120,7 @@ class TransformerBlock(nn.Module):
   num_heads: int
   d_ff: int
   dropout_rate: float
+  param_init: str = "flax"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -126,11 +129,14 @@ class TransformerBlock(nn.Module):
                ) -> tuple[Array, Array, Array]:
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     drop = nn.Dropout(self.dropout_rate, deterministic=deterministic)
-    attended, weights = MultiHeadAttention(self.num_heads, name="attention",
-                                           **kw)(x, key_mask)
+    d = x.shape[-1]
+    attended, weights = MultiHeadAttention(self.num_heads, self.param_init,
+                                           name="attention", **kw)(x, key_mask)
     x = nn.LayerNorm(epsilon=1e-5, name="norm1", **kw)(x + drop(attended))
-    hidden = nn.relu(nn.Dense(self.d_ff, name="ffn_in", **kw)(x))
-    ffn_out = nn.Dense(x.shape[-1], name="ffn_out", **kw)(hidden)
+    hidden = nn.relu(nn.Dense(self.d_ff, name="ffn_in", **kw,
+                              **dense_init(self.param_init, d))(x))
+    ffn_out = nn.Dense(d, name="ffn_out", **kw,
+                       **dense_init(self.param_init, self.d_ff))(hidden)
     x = nn.LayerNorm(epsilon=1e-5, name="norm2", **kw)(x + drop(ffn_out))
     return x, weights, hidden
 
@@ -149,6 +155,9 @@ class SafrClassifier(nn.Module):
     vmask_temperature: Gumbel-softmax temperature in training.
     pool: "all" averages every position, padding included (the authors');
       "tokens" averages real tokens only (padding-aware).
+    param_init: "flax" (Flax's default initialisers) or "torch" (PyTorch's defaults
+      for the authors' modules: embedding N(0, 1), every Linear weight and bias
+      U(±1/sqrt(fan_in)); LayerNorm 1/0 in both).
     dtype: activation dtype (e.g. ``jnp.bfloat16``); params stay float32 and
       attention softmax runs in float32.
   """
@@ -163,6 +172,7 @@ class SafrClassifier(nn.Module):
   vmask_hidden_dim: int = 1024
   vmask_temperature: float = 1.0
   pool: str = "all"
+  param_init: str = "flax"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -182,13 +192,16 @@ class SafrClassifier(nn.Module):
                        f"{tuple(ids.shape)}")
     if self.pool not in POOL_MODES:
       raise ValueError(f"pool must be one of {POOL_MODES}, got {self.pool!r}")
+    if self.param_init not in INIT_MODES:
+      raise ValueError(f"init must be one of {INIT_MODES}, got {self.param_init!r}")
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     token_mask = ids != 0
-    x = nn.Embed(self.vocab_size, self.d_model, name="embedding", **kw)(ids)
+    x = nn.Embed(self.vocab_size, self.d_model, name="embedding", **kw,
+                 **embed_init(self.param_init))(ids)
     x = x * math.sqrt(self.d_model)
     if self.use_vmask:
-      gated = VMask(self.vmask_hidden_dim, self.vmask_temperature, name="vmask",
-                    **kw)(x, deterministic=deterministic)
+      gated = VMask(self.vmask_hidden_dim, self.vmask_temperature, self.param_init,
+                    name="vmask", **kw)(x, deterministic=deterministic)
       x, vmask_logits, keep_prob = gated.masked, gated.logits, gated.keep_prob
     else:
       vmask_logits = keep_prob = None
@@ -199,8 +212,8 @@ class SafrClassifier(nn.Module):
     attention, ffn_hidden = [], []
     for i in range(self.num_layers):
       x, weights, hidden = TransformerBlock(
-          self.num_heads, self.d_ff, self.dropout_rate, name=f"block_{i}",
-          **kw)(x, token_mask, deterministic=deterministic)
+          self.num_heads, self.d_ff, self.dropout_rate, self.param_init,
+          name=f"block_{i}", **kw)(x, token_mask, deterministic=deterministic)
       attention.append(weights)
       ffn_hidden.append(hidden)
     if self.pool == "all":
@@ -209,7 +222,8 @@ class SafrClassifier(nn.Module):
       weights = token_mask.astype(x.dtype)[..., None]
       pooled = jnp.sum(x * weights, axis=1) / jnp.maximum(
           jnp.sum(weights, axis=1), 1.0)
-    logits = nn.Dense(self.num_classes, name="classifier", **kw)(pooled)
+    logits = nn.Dense(self.num_classes, name="classifier", **kw,
+                      **dense_init(self.param_init, self.d_model))(pooled)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     return logits, Intermediates(
         token_mask=token_mask, vmask_logits=vmask_logits, keep_prob=keep_prob,

@@ -35,13 +35,16 @@ import numpy as np
 import optax
 
 from safr_jax import checkpointing, data, losses, metrics, sharding
+from safr_jax.initializers import INIT_MODES
 from safr_jax.model import POOL_MODES, SafrClassifier
 
 __all__ = ["ConfigError", "TrainState", "TrainingDiverged", "build_model",
            "create_train_state", "evaluate", "make_optimizer", "train_and_evaluate",
-           "train_step", "eval_step", "validate_config", "loss_weights"]
+           "train_step", "eval_step", "validate_config", "loss_weights",
+           "next_vmask_kl_weight"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+VMASK_KL_SCHEDULES = ("constant", "vmask")
 # Model fields that change a parameter shape: a checkpoint must agree on them.
 SHAPE_FIELDS = ("vocab_size", "num_classes", "d_model", "num_layers", "d_ff",
                 "use_vmask", "vmask_hidden_dim")
@@ -93,6 +96,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
        f"must be one of {data.config.PAD_TO}")
   need(config.model.pool in POOL_MODES, "model.pool", f"must be one of {POOL_MODES}")
   need(config.model.dtype in DTYPES, "model.dtype", f"must be one of {tuple(DTYPES)}")
+  need(config.model.init in INIT_MODES, "model.init", f"must be one of {INIT_MODES}")
+  need(config.loss.vmask_kl_schedule in VMASK_KL_SCHEDULES, "loss.vmask_kl_schedule",
+       f"must be one of {VMASK_KL_SCHEDULES}")
+  need(config.model.use_vmask or not config.loss.vmask_kl, "loss.vmask_kl",
+       "needs model.use_vmask=True (the bottleneck acts on VMASK's gate)")
   for field in ("d_model", "num_heads", "num_layers", "d_ff", "vmask_hidden_dim"):
     need(config.model[field] >= 1, f"model.{field}", "must be >= 1")
   need(config.model.d_model % config.model.num_heads == 0, "model.d_model",
@@ -123,6 +131,19 @@ def loss_weights(config: ml_collections.ConfigDict) -> losses.LossWeights:
                             vmask_kl=float(config.loss.vmask_kl))
 
 
+def next_vmask_kl_weight(beta: float, epoch: int, schedule: str) -> float:
+  """β for the epoch after ``epoch`` (1-based) under ``schedule``.
+
+  "vmask" is Chen & Ji's (UVa-NLP/VMASK ``lstm_VMASK/main.py``): after every
+  10th epoch, β -= 0.099 while β > 0.01 (1 → 0.901 → … → 0.01 after epoch
+  100). Floored at 0: in floating point their rule steps once more, to -0.089,
+  after epoch 110.
+  """
+  if schedule == "vmask" and epoch % 10 == 0 and beta > 0.01:
+    return max(beta - 0.099, 0.0)
+  return beta
+
+
 # ----------------------------------------------------------------------------
 # Model, optimizer, state.
 
@@ -136,7 +157,8 @@ def build_model(model_config: ml_collections.ConfigDict, *, vocab_size: int,
       dropout_rate=model_config.dropout_rate, use_vmask=model_config.use_vmask,
       vmask_hidden_dim=model_config.vmask_hidden_dim,
       vmask_temperature=model_config.vmask_temperature, pool=model_config.pool,
-      dtype=DTYPES[model_config.dtype])
+      # Runs saved before model.init existed were initialised the Flax way.
+      param_init=model_config.get("init", "flax"), dtype=DTYPES[model_config.dtype])
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict,
@@ -174,11 +196,15 @@ def _token_mask(inter, count_padding: bool, example_weights=None):
   return mask
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], *,
+def train_step(state: TrainState, batch: dict[str, jax.Array],
+               vmask_kl_weight: jax.Array | None = None, *,
                model: SafrClassifier, tx: optax.GradientTransformation,
                weights: losses.LossWeights, count_padding: bool,
                query_block_size: int | None = None) -> tuple[TrainState, dict]:
   """One optimizer step on ``batch`` (``ids [B, L]``, ``labels [B]``).
+
+  ``vmask_kl_weight`` (a scalar, may be traced) replaces ``weights.vmask_kl``:
+  the bottleneck's β changes between epochs without recompiling.
 
   Dropout and Gumbel noise come from ``fold_in(rng, step)``, so a resumed run
   draws the same numbers. A step whose loss or gradient is not finite leaves
@@ -190,6 +216,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
   """
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   gumbel_key, dropout_key = jax.random.split(key)
+  weights = _with_vmask_kl(weights, vmask_kl_weight)
 
   def loss_fn(params):
     logits, inter = model.apply({"params": params}, batch["ids"], deterministic=False,
@@ -215,24 +242,35 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
       loss_sum=total * n,
       accuracy_sum=jnp.sum(jnp.argmax(logits, -1) == batch["labels"]).astype(jnp.float32),
       grad_norm_sum=grad_norm * n,
-      keep_rate_sum=_keep_rate(inter) * n,
+      **_gate_sums(inter, n),
       nonfinite_sum=(~finite).astype(jnp.float32) * n,
       count=n)
   return new_state, sums
 
 
-def _keep_rate(inter) -> jax.Array:
-  """Mean VMASK keep-probability over real tokens (1 without VMASK)."""
+def _with_vmask_kl(weights: losses.LossWeights, value) -> losses.LossWeights:
+  return weights if value is None else dataclasses.replace(weights, vmask_kl=value)
+
+
+def _gate_sums(inter, n) -> dict[str, jax.Array]:
+  """The VMASK gate as two numbers (times ``n``): ``keep_rate``, the mean
+  keep-probability over real tokens, and ``keep_above_half``, the share of
+  real tokens with keep-probability > 0.5. Both 1 without VMASK."""
   if inter.keep_prob is None:
-    return jnp.ones((), jnp.float32)
+    one = jnp.ones((), jnp.float32) * n
+    return {"keep_rate_sum": one, "keep_above_half_sum": one}
   mask = inter.token_mask.astype(jnp.float32)
-  return jnp.sum(inter.keep_prob * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+  tokens = jnp.maximum(jnp.sum(mask), 1.0)
+  return {"keep_rate_sum": jnp.sum(inter.keep_prob * mask) / tokens * n,
+          "keep_above_half_sum": jnp.sum((inter.keep_prob > 0.5) * mask) / tokens * n}
 
 
-def eval_step(params: Any, batch: dict[str, jax.Array], *, model: SafrClassifier,
+def eval_step(params: Any, batch: dict[str, jax.Array],
+              vmask_kl_weight: jax.Array | None = None, *, model: SafrClassifier,
               weights: losses.LossWeights, count_padding: bool,
               query_block_size: int | None = None) -> dict:
   """Metric sums on ``batch`` (``ids``, ``labels``, ``weights [B]``), eval mode."""
+  weights = _with_vmask_kl(weights, vmask_kl_weight)
   logits, inter = model.apply({"params": params}, batch["ids"], deterministic=True)
   w = batch["weights"].astype(jnp.float32)
   mask = _token_mask(inter, count_padding, w)
@@ -243,7 +281,7 @@ def eval_step(params: Any, batch: dict[str, jax.Array], *, model: SafrClassifier
   sums = {f"{k}_sum": v * n for k, v in terms.items()}
   sums.update(loss_sum=total * n,
               accuracy_sum=jnp.sum(w * (jnp.argmax(logits, -1) == batch["labels"])),
-              keep_rate_sum=_keep_rate(inter) * n, count=n)
+              **_gate_sums(inter, n), count=n)
   return sums
 
 
@@ -265,15 +303,20 @@ class _Setup:
   steps_per_epoch: int
 
 
-def evaluate(setup: _Setup, params: Any, split_name: str) -> dict[str, float]:
-  """Means of every metric over the whole ``split_name`` split."""
+def evaluate(setup: _Setup, params: Any, split_name: str,
+             vmask_kl_weight: float | None = None) -> dict[str, float]:
+  """Means of every metric over the whole ``split_name`` split (the total
+  ``loss`` with the bottleneck weight ``vmask_kl_weight``, default the
+  config's)."""
+  kl = float(setup.config.loss.vmask_kl if vmask_kl_weight is None else vmask_kl_weight)
   split = setup.bundle.splits[split_name]
   sums = None
   for batch in data.eval_batches(split, batch_size=setup.config.train.eval_batch_size,
                                  pad_to=setup.config.data.pad_to,
                                  process_index=jax.process_index(),
                                  process_count=jax.process_count()):
-    sums = metrics.add(sums, setup.eval_step(params, sharding.shard_batch(batch, setup.mesh)))
+    sums = metrics.add(sums, setup.eval_step(params, sharding.shard_batch(batch, setup.mesh),
+                                             kl))
   if sums is None:
     raise data.DataError(f"the {split_name} split has no examples")
   return metrics.means(sums)
@@ -319,9 +362,17 @@ def _setup(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> _Setup:
   static = dict(model=model, weights=weights, count_padding=config.loss.count_padding,
                 query_block_size=config.loss.query_block_size)
   repl = sharding.replicated(mesh)
-  step_fn = jax.jit(lambda s, b: train_step(s, b, tx=tx, **static),
-                    donate_argnums=0, out_shardings=(repl, repl))
-  eval_fn = jax.jit(lambda p, b: eval_step(p, b, **static), out_shardings=repl)
+  # β of the bottleneck is an argument (not a constant) only when it can be
+  # non-zero, so runs without it compile exactly as before.
+  dynamic_kl = bool(config.loss.vmask_kl)
+  step_jit = jax.jit(lambda s, b, kl: train_step(s, b, kl if dynamic_kl else None,
+                                                 tx=tx, **static),
+                     donate_argnums=0, out_shardings=(repl, repl))
+  eval_jit = jax.jit(lambda p, b, kl: eval_step(p, b, kl if dynamic_kl else None, **static),
+                     out_shardings=repl)
+  base_kl = float(config.loss.vmask_kl)
+  step_fn = lambda s, b, kl=base_kl: step_jit(s, b, jnp.float32(kl))
+  eval_fn = lambda p, b, kl=base_kl: eval_jit(p, b, jnp.float32(kl))
   return _Setup(config=config, workdir=workdir, bundle=bundle, model=model, tx=tx,
                 mesh=mesh, train_step=step_fn, eval_step=eval_fn, steps_per_epoch=spe)
 
@@ -445,6 +496,9 @@ def _train(setup: _Setup, ckpts: checkpointing.Checkpoints,
       best_dev_accuracy=-1.0, best_step=None, best_epoch=None,
       epochs_without_improvement=0, dev_history=[], stopped_early=False,
       train_seconds=0.0, train_steps=0)
+  # β of the bottleneck for the coming epoch; in the checkpoint, so a resumed
+  # run continues the schedule.
+  record.setdefault("vmask_kl_weight", float(config.loss.vmask_kl))
   step = int(jax.device_get(state.step))
   total_steps = spe * config.train.num_epochs
   # A larger train.num_epochs extends a finished run; early stopping is final.
@@ -470,7 +524,7 @@ def _train(setup: _Setup, ckpts: checkpointing.Checkpoints,
   try:
     while step < total_steps:
       batch = sharding.shard_batch(next(it), setup.mesh)
-      state, sums = setup.train_step(state, batch)
+      state, sums = setup.train_step(state, batch, record["vmask_kl_weight"])
       step += 1
       # Read the previous step's metrics only now: the host never waits for the
       # step it just dispatched.
@@ -527,8 +581,10 @@ def _end_epoch(setup, state, step, epoch, epoch_sums, record, writer) -> bool:
   """Dev evaluation and early-stopping bookkeeping; True = stop now."""
   config = setup.config
   train_scalars = metrics.means(epoch_sums)
-  dev = evaluate(setup, state.params, "dev")
+  train_scalars["vmask_kl_weight"] = record["vmask_kl_weight"]
+  dev = evaluate(setup, state.params, "dev", record["vmask_kl_weight"])
   record["dev_history"].append(dev["accuracy"])
+  record.setdefault("vmask_kl_history", []).append(record["vmask_kl_weight"])
   improved = dev["accuracy"] > record["best_dev_accuracy"]
   if improved:
     record.update(best_dev_accuracy=dev["accuracy"], best_step=step, best_epoch=epoch,
@@ -541,6 +597,8 @@ def _end_epoch(setup, state, step, epoch, epoch_sums, record, writer) -> bool:
                "imp %.4f inter %.4f%s", epoch, step, train_scalars["loss"],
                train_scalars["accuracy"], dev["loss"], dev["accuracy"],
                dev["importance"], dev["interaction"], " (best)" if improved else "")
+  record["vmask_kl_weight"] = next_vmask_kl_weight(
+      record["vmask_kl_weight"], epoch, config.loss.vmask_kl_schedule)
   if record["epochs_without_improvement"] >= config.train.patience:
     logging.info("Early stopping: no dev improvement for %d epochs; best epoch %d.",
                  config.train.patience, record["best_epoch"])
@@ -555,20 +613,34 @@ def _finish(setup, ckpts, writer, record, start_time) -> dict[str, Any]:
   if best is None:
     raise checkpointing.CheckpointError(
         f"{ckpts.directory} has no evaluated checkpoint to test")
-  state = ckpts.restore(best, _abstract_state(setup)).state
-  test = evaluate(setup, state.params, "test")
+  abstract = _abstract_state(setup)
+  state = ckpts.restore(best, abstract).state
+  # Each checkpoint's loss is reported with the bottleneck β it trained under.
+  kl_history = record.get("vmask_kl_history") or [float(config.loss.vmask_kl)]
+  test = evaluate(setup, state.params, "test", kl_history[record["best_epoch"] - 1])
   writer.write(best, "test", test)
+  # What the authors' code reports: it keeps `state_dict()` by reference, so
+  # the weights it tests are the last epoch's, not the best dev epoch's.
+  last = ckpts.latest_step()
+  if last is None or last == best:
+    test_last, last = test, best
+  else:
+    test_last = evaluate(setup, ckpts.restore(last, abstract).state.params, "test",
+                         kl_history[-1])
   bundle = setup.bundle
   seconds = record["train_seconds"]
   results = {
       "dataset": bundle.info,
       "source": bundle.source,
       "test": test,
+      "test_last_epoch": test_last,
+      "last_step": last,
       "best_dev_accuracy": record["best_dev_accuracy"],
       "best_epoch": record["best_epoch"],
       "best_step": best,
       "epochs_run": len(record["dev_history"]),
       "dev_history": record["dev_history"],
+      "vmask_kl_history": record.get("vmask_kl_history"),
       "stopped_early": bool(record.get("stopped_early", False)),
       "wall_time_s": time.time() - start_time,
       "train_seconds": seconds,
@@ -588,7 +660,8 @@ def _finish(setup, ckpts, writer, record, start_time) -> dict[str, Any]:
   summary = (f"Test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}, "
              f"L_Imp {test['importance']:.4f}, L_Inter {test['interaction']:.4f}) of the "
              f"best checkpoint (epoch {record['best_epoch']}, dev accuracy "
-             f"{record['best_dev_accuracy']:.4f}) on {bundle.source}.")
+             f"{record['best_dev_accuracy']:.4f}) on {bundle.source}; the last "
+             f"epoch's weights (what the authors' code tests): {test_last['accuracy']:.4f}.")
   print(summary)
   print(f"Results: {setup.workdir / 'results.json'}")
   return results

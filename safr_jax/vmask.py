@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from safr_jax import initializers
+
 Array = jax.Array
 
 __all__ = ["VMask", "VMaskOutput", "hard_gumbel_softmax"]
@@ -51,10 +53,12 @@ class VMask(nn.Module):
   Attributes:
     hidden_dim: width of the hidden layer (the authors' ``mask_hidden_dim``).
     temperature: Gumbel-softmax temperature in training.
+    param_init: "flax" or "torch" initialisers (``safr_jax.model.dense_init``).
     dtype: computation dtype (parameters stay in ``param_dtype``).
   """
   hidden_dim: int = 1024
   temperature: float = 1.0
+  param_init: str = "flax"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -64,10 +68,11 @@ class VMask(nn.Module):
 
     With ``deterministic=False`` it draws from the ``"gumbel"`` RNG stream.
     """
-    dense = lambda n, name: nn.Dense(n, dtype=self.dtype,
-                                     param_dtype=self.param_dtype, name=name)
-    hidden = jnp.tanh(dense(self.hidden_dim, "hidden")(embeddings))
-    logits = dense(2, "logits")(hidden)
+    dense = lambda n, fan_in, name: nn.Dense(
+        n, dtype=self.dtype, param_dtype=self.param_dtype, name=name,
+        **initializers.dense_init(self.param_init, fan_in))
+    hidden = jnp.tanh(dense(self.hidden_dim, embeddings.shape[-1], "hidden")(embeddings))
+    logits = dense(2, self.hidden_dim, "logits")(hidden)
     # float32 at least, so bf16 activations still give smooth probabilities.
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     keep_prob = jax.nn.softmax(logits, axis=-1)[..., 1]

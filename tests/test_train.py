@@ -135,8 +135,8 @@ def test_test_metrics_come_from_the_best_checkpoint(tmp_path, monkeypatch):
   real_evaluate = train_lib.evaluate
   scripted = iter([0.5, 0.9, 0.6, 0.55])
 
-  def fake_dev(setup, params, split_name):
-    out = real_evaluate(setup, params, split_name)
+  def fake_dev(setup, params, split_name, vmask_kl_weight=None):
+    out = real_evaluate(setup, params, split_name, vmask_kl_weight)
     if split_name == "dev":
       out["accuracy"] = next(scripted)
     return out
@@ -158,6 +158,9 @@ def test_test_metrics_come_from_the_best_checkpoint(tmp_path, monkeypatch):
   on_last = real_evaluate(setup, last, "test")
   assert results["test"]["loss"] == pytest.approx(on_best["loss"], rel=1e-6)
   assert on_last["loss"] != pytest.approx(on_best["loss"], rel=1e-6)
+  # ...and the last epoch's weights, what the authors' code would report.
+  assert results["last_step"] == 16
+  assert results["test_last_epoch"]["loss"] == pytest.approx(on_last["loss"], rel=1e-6)
 
 
 # --- divergence ----------------------------------------------------------------
@@ -211,3 +214,39 @@ def test_cli_errors_are_one_line(tmp_path, argv, message):
   assert proc.returncode != 0
   assert message in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+# --- VMASK's information bottleneck -------------------------------------------
+
+
+def test_vmask_kl_schedule_steps_after_every_tenth_epoch():
+  beta, seen = 1.0, {}
+  for epoch in range(1, 131):
+    beta = train_lib.next_vmask_kl_weight(beta, epoch, "vmask")
+    seen[epoch] = beta
+  assert seen[9] == 1.0 and seen[10] == pytest.approx(0.901)
+  assert seen[19] == pytest.approx(0.901) and seen[20] == pytest.approx(0.802)
+  assert seen[100] == pytest.approx(0.01) and seen[130] >= 0.0
+  assert train_lib.next_vmask_kl_weight(0.5, 10, "constant") == 0.5
+
+
+def test_bottleneck_schedule_survives_a_resume(tmp_path):
+  overrides = {"loss.vmask_kl": 1.0, "loss.vmask_kl_schedule": "vmask",
+               "train.num_epochs": 12, "train.patience": 100,
+               "train.checkpoint_every_steps": 0}
+  full = train_lib.train_and_evaluate(tiny_config(**overrides), tmp_path / "full")
+  assert train_lib.train_and_evaluate(
+      tiny_config(**overrides, **{"train.stop_after_steps": 42}), tmp_path / "cut") is None
+  resumed = train_lib.train_and_evaluate(tiny_config(**overrides), tmp_path / "cut")
+  assert resumed["test"] == full["test"]
+  for a, b in zip(jax.tree.leaves(_params(tmp_path / "full", 48)[0]),
+                  jax.tree.leaves(_params(tmp_path / "cut", 48)[0])):
+    np.testing.assert_array_equal(a, b)
+  records = [json.loads(l) for l in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+  beta = {r["epoch"]: r["vmask_kl_weight"] for r in records if r["split"] == "train_epoch"}
+  assert beta[10] == 1.0 and beta[11] == pytest.approx(0.901) and beta[12] == pytest.approx(0.901)
+  # β enters the loss: the last epoch's weights are scored with its β.
+  last = full["test_last_epoch"]
+  assert last["loss"] == pytest.approx(
+      last["ce"] + last["importance"] + last["interaction"] + 0.901 * last["vmask_kl"],
+      rel=1e-5)

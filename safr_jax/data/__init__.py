@@ -13,8 +13,9 @@ Usage::
     ...                       # + weights float32 [50], 0 on filler rows
   vocab, label_names = data.load_vocab_and_labels(workdir)   # at explain time
 
-Modules: ``sources`` (TFDS, builtin offline data, network probe), ``files``
-(user CSV/TSV/JSONL), ``planted`` (synthetic data with known answers),
+Modules: ``sources`` (TFDS, builtin offline data, network probe),
+``sst_treebank`` (the sentence-level SST of the paper), ``files`` (user
+CSV/TSV/JSONL), ``planted`` (synthetic data with known answers),
 ``splits`` (seeded stratified splitting), ``vocabulary`` (text → ids),
 ``dataset`` (``load_dataset``, the saved vocab/labels), ``pipeline`` (grain
 batches), ``config`` (defaults), ``errors`` (``DataError``).
@@ -24,9 +25,18 @@ takes its default):
 
 * ``source``: which data.
 
+  - ``"sst_treebank"``: the paper's SST-2. The sentence-level Stanford
+    Sentiment Treebank read from ``sst_dir`` exactly as the authors do: the
+    treebank's train/dev/test sentences, label = sentiment of the dictionary
+    phrase equal to the sentence (<= 0.4 negative, > 0.6 positive, neutral
+    dropped; sentences without an exact dictionary match dropped), train
+    balanced to the first min(#pos, #neg) of each class. What was dropped is in
+    ``bundle.info["sst_treebank"]``.
   - ``"glue/sst2"``: GLUE SST-2 via ``tfds.data_source`` (array_record, no
-    TensorFlow). GLUE test has no labels, so test = GLUE validation (872); dev =
-    ``dev_fraction`` of GLUE train (seeded, stratified); train = the rest.
+    TensorFlow); its train split is 67k *phrases*, a different task from the
+    paper's sentences. GLUE test has no labels, so test = GLUE validation
+    (872); dev = ``dev_fraction`` of GLUE train (seeded, stratified); train =
+    the rest.
   - ``"imdb_reviews"``: IMDB via TFDS; official train 25k → 20k train / 5k dev
     (seeded, stratified), official test 25k.
   - ``"rt_polarity"``: builtin, offline. 8,530 real Rotten Tomatoes sentences
@@ -35,9 +45,11 @@ takes its default):
     of the same package → 20,000 / 2,500 / 2,500 (no official test split).
   - ``"files"``: the user's ``train_file`` / ``dev_file`` / ``test_file``.
   - ``"planted"``: synthetic, known answers (see ``planted``).
-  - ``"auto"``: ``auto_tfds`` when it is prepared locally or its download host
-    answers within ``auto_probe_timeout_s`` (and the download works), else
-    ``auto_fallback`` with one loud warning; ``bundle.info`` says which and why.
+  - ``"auto"``: ``sst_treebank`` when ``auto_tfds`` is "glue/sst2" and
+    ``sst_dir`` is set and is a folder; else ``auto_tfds`` when it is prepared
+    locally or its download host answers within ``auto_probe_timeout_s`` (and
+    the download works), else ``auto_fallback`` with one loud warning;
+    ``bundle.info`` says which and why.
   TFDS and builtin labels: 0 = negative, 1 = positive.
 * ``auto_tfds``: the TFDS name ``auto`` tries ("glue/sst2" or "imdb_reviews").
 * ``auto_fallback``: the builtin ``auto`` falls back to ("rt_polarity",
@@ -52,6 +64,9 @@ takes its default):
 * ``split_seed``: seed (>= 0) of every split and of ``max_examples``
   subsampling. Splits are identical on every machine (see ``splits``).
 * ``tfds_data_dir``: TFDS data_dir (None = TFDS default / ``TFDS_DATA_DIR``).
+* ``sst_dir``: the unzipped ``stanfordSentimentTreebank/`` folder
+  (``datasetSentences.txt``, ``datasetSplit.txt``, ``dictionary.txt``,
+  ``sentiment_labels.txt``) for ``sst_treebank``; None = unset (default).
 * ``train_file``, ``dev_file``, ``test_file``: ``files`` paths (.csv, .tsv,
   .jsonl); ``dev_file`` may be None.
 * ``text_field``, ``label_field``: column / JSON key names ("text", "label").

@@ -6,8 +6,8 @@ from typing import Any
 
 import ml_collections
 
-SOURCES = ("auto", "glue/sst2", "imdb_reviews", "rt_polarity", "imdb_builtin",
-           "files", "planted")
+SOURCES = ("auto", "glue/sst2", "sst_treebank", "imdb_reviews", "rt_polarity",
+           "imdb_builtin", "files", "planted")
 TFDS_SOURCES = ("glue/sst2", "imdb_reviews")
 BUILTIN_SOURCES = ("rt_polarity", "imdb_builtin")
 PAD_TO = ("max_len", "batch")
@@ -27,6 +27,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.dev_fraction = 0.1
   c.split_seed = 0
   c.tfds_data_dir = ml_collections.FieldReference(None, field_type=str)
+  c.sst_dir = ml_collections.FieldReference(None, field_type=str)
   c.train_file = ml_collections.FieldReference(None, field_type=str)
   c.dev_file = ml_collections.FieldReference(None, field_type=str)
   c.test_file = ml_collections.FieldReference(None, field_type=str)

@@ -20,6 +20,7 @@ from safr_jax.data import files as files_lib
 from safr_jax.data import planted as planted_lib
 from safr_jax.data import sources
 from safr_jax.data import splits as splits_lib
+from safr_jax.data import sst_treebank as sst_lib
 from safr_jax.data.errors import DataError
 from safr_jax.data.vocabulary import Vocabulary
 
@@ -82,9 +83,11 @@ class DatasetBundle:
 def resolve_auto(cfg, *, probe=sources.probe_url) -> tuple[str, Optional[str]]:
   """Which source ``auto`` means here: (source, fallback reason or None).
 
-  The TFDS dataset ``auto_tfds`` when it is prepared locally, or when its
-  download host answers the probe within ``auto_probe_timeout_s`` (<= 10 s) and
-  the download succeeds; otherwise ``auto_fallback`` and the reason.
+  ``sst_treebank`` when ``auto_tfds`` is "glue/sst2" and ``sst_dir`` is set and
+  is a folder (the paper's sentence-level SST-2). Otherwise the TFDS dataset
+  ``auto_tfds`` when it is prepared locally, or when its download host answers
+  the probe within ``auto_probe_timeout_s`` (<= 10 s) and the download
+  succeeds; otherwise ``auto_fallback`` and the reason.
   """
   name = config_lib.get(cfg, "auto_tfds")
   fallback = config_lib.get(cfg, "auto_fallback")
@@ -97,6 +100,14 @@ def resolve_auto(cfg, *, probe=sources.probe_url) -> tuple[str, Optional[str]]:
   if name not in config_lib.TFDS_SOURCES:
     raise DataError(f"auto_tfds must be one of {config_lib.TFDS_SOURCES}, got "
                     f"{name!r}")
+  note = ""
+  sst_dir = config_lib.get(cfg, "sst_dir")
+  if name == "glue/sst2" and sst_dir:
+    if os.path.isdir(os.path.expanduser(sst_dir)):
+      return "sst_treebank", None
+    note = (f"config.data.sst_dir {sst_dir} is not a folder, so sst_treebank "
+            "was not used; ")
+    logging.warning("data: %sauto tries %s next.", note, name)
   try:
     ready, why = sources.tfds_is_prepared(name, data_dir)
     if ready:
@@ -105,25 +116,33 @@ def resolve_auto(cfg, *, probe=sources.probe_url) -> tuple[str, Optional[str]]:
                                        probe=probe)
     if ready:
       return name, None
-    return fallback, f"{why}; {why2}"
+    return fallback, f"{note}{why}; {why2}"
   except DataError as e:  # e.g. tensorflow_datasets unusable
-    return fallback, str(e)
+    return fallback, f"{note}{e}"
 
 
-def _raw_splits(source: str, cfg, probe) -> tuple[dict[str, sources.RawSplit],
-                                                  list[str], str]:
-  """(raw splits, label names, description) of a concrete source."""
+def _raw_splits(source: str, cfg, probe
+                ) -> tuple[dict[str, sources.RawSplit], list[str], str,
+                           dict[str, Any]]:
+  """(raw splits, label names, description, extra info) of a concrete source."""
   seed = int(config_lib.get(cfg, "split_seed"))
+  if source == "sst_treebank":
+    raw, counts = sst_lib.read_sst_treebank(config_lib.get(cfg, "sst_dir"))
+    return (raw, list(sources.SENTIMENT_LABELS), sst_lib.DESCRIPTION,
+            {"sst_dir": config_lib.get(cfg, "sst_dir"),
+             "sst_treebank": counts})
   if source in config_lib.TFDS_SOURCES:
     raw = sources.load_tfds(
         source, data_dir=config_lib.get(cfg, "tfds_data_dir"),
         dev_fraction=float(config_lib.get(cfg, "dev_fraction")), seed=seed,
         probe_timeout=min(float(config_lib.get(cfg, "auto_probe_timeout_s")),
                           10.0), probe=probe)
-    return raw, list(sources.SENTIMENT_LABELS), sources.TFDS_INFO[source][3]
+    return (raw, list(sources.SENTIMENT_LABELS), sources.TFDS_INFO[source][3],
+            {"tfds_data_dir": config_lib.get(cfg, "tfds_data_dir")})
   if source in config_lib.BUILTIN_SOURCES:
     return (sources.load_builtin(source, seed=seed),
-            list(sources.SENTIMENT_LABELS), sources.BUILTIN_DESCRIPTIONS[source])
+            list(sources.SENTIMENT_LABELS),
+            sources.BUILTIN_DESCRIPTIONS[source], {})
   if source == "files":
     raw, names = files_lib.load_files(
         train_file=config_lib.get(cfg, "train_file"),
@@ -134,7 +153,7 @@ def _raw_splits(source: str, cfg, probe) -> tuple[dict[str, sources.RawSplit],
         dev_fraction=float(config_lib.get(cfg, "dev_fraction")), seed=seed,
         label_names=config_lib.get(cfg, "label_names"))
     paths = {k: config_lib.get(cfg, f"{k}_file") for k in sources.SPLITS}
-    return raw, names, f"user files {paths}"
+    return raw, names, f"user files {paths}", {}
   if source == "planted":
     raw = planted_lib.load_planted(
         sizes=[config_lib.get(cfg, f"planted_{k}_size")
@@ -145,7 +164,7 @@ def _raw_splits(source: str, cfg, probe) -> tuple[dict[str, sources.RawSplit],
         example_max_len=int(config_lib.get(cfg, "planted_max_len")),
         filler_vocab_size=int(config_lib.get(cfg, "planted_filler_vocab_size")),
         negation_prob=float(config_lib.get(cfg, "planted_negation_prob")))
-    return raw, list(sources.SENTIMENT_LABELS), planted_lib.DESCRIPTION
+    return raw, list(sources.SENTIMENT_LABELS), planted_lib.DESCRIPTION, {}
   raise DataError(f"unknown config.data.source {source!r}; one of "
                   f"{config_lib.SOURCES}")
 
@@ -177,7 +196,7 @@ def load_dataset(cfg, workdir: Optional[str] = None, *,
   source = requested
   if requested == "auto":
     source, reason = resolve_auto(cfg, probe=probe)
-  raw, label_names, description = _raw_splits(source, cfg, probe)
+  raw, label_names, description, extra_info = _raw_splits(source, cfg, probe)
   if reason is not None:
     logging.warning(
         "\n" + "!" * 78 + "\n!! DATA: source='auto' could not use %s, so this "
@@ -240,8 +259,7 @@ def load_dataset(cfg, workdir: Optional[str] = None, *,
       "truncated_texts": truncated,
       "load_seconds": round(time.monotonic() - start, 3),
   }
-  if source in config_lib.TFDS_SOURCES:
-    info["tfds_data_dir"] = config_lib.get(cfg, "tfds_data_dir")
+  info.update(extra_info)
   bundle = DatasetBundle(splits=encoded, vocab=vocab,
                          label_names=list(label_names), source=source,
                          info=info)

@@ -1,0 +1,101 @@
+"""init="torch": every parameter drawn as PyTorch draws the authors' modules.
+
+The golden ``model.npz`` holds a model initialised by the authors' PyTorch code
+(``param/*``); a rule that it satisfies (embedding N(0, 1), every Linear weight
+and bias U(±1/sqrt(fan_in)), LayerNorm 1/0) must hold for ours too, and must
+fail for Flax's defaults.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from conftest import load_golden
+from safr_jax import convert, train_lib
+import common
+
+
+def _golden():
+  g = load_golden("model.npz")
+  state_dict = {k.removeprefix("param/"): v for k, v in g.items() if k.startswith("param/")}
+  sizes = {k.removeprefix("config/"): int(g[k]) for k in g
+           if k.startswith("config/") and k != "config/dropout"}
+  return convert.torch_state_dict_to_params(state_dict), sizes
+
+
+def _model(variant: str, sizes: dict[str, int]):
+  config = common.get_config("sst2", variant)
+  config.model.update(d_model=sizes["d_model"], num_heads=sizes["num_heads"],
+                      num_layers=sizes["num_layers"], d_ff=sizes["d_ff"],
+                      vmask_hidden_dim=sizes["mask_hidden_dim"])
+  model = train_lib.build_model(config.model, vocab_size=sizes["vocab_size"],
+                                num_classes=sizes["num_classes"])
+  ids = jnp.ones((1, sizes["max_seq_length"]), jnp.int32)
+  return model.init(jax.random.key(3), ids)["params"]
+
+
+def _flat(tree):
+  return {jax.tree_util.keystr(k): np.asarray(v, np.float64)
+          for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _torch_rule_violations(params) -> list[str]:
+  """Every way ``params`` departs from PyTorch's default initialisation."""
+  flat, bad = _flat(params), []
+  for name, x in flat.items():
+    if "norm" in name:
+      want = 1.0 if name.endswith("['scale']") else 0.0
+      if not np.all(x == want):
+        bad.append(f"{name}: LayerNorm not {want}")
+    elif "embedding" in name:
+      if not (0.85 < x.std() < 1.15 and abs(x.mean()) < 0.2):
+        bad.append(f"{name}: std {x.std():.3f}, not N(0, 1)")
+    else:  # a Dense kernel [in, out] or its bias: U(±1/sqrt(in))
+      kernel = flat[name.replace("['bias']", "['kernel']")]
+      bound = 1.0 / np.sqrt(kernel.shape[0])
+      top = np.abs(x).max()
+      if top > bound * (1 + 1e-6):
+        bad.append(f"{name}: |x| up to {top:.4f} > bound {bound:.4f}")
+      # Enough draws to see the bound approached and a uniform's spread
+      # (failure chance for a true uniform < 1e-2 per array).
+      elif x.size >= 16 and not (top > 0.75 * bound
+                                 and 0.7 < x.std() / (bound / np.sqrt(3)) < 1.3):
+        bad.append(f"{name}: max {top:.4f}, std {x.std():.4f}; not U(±{bound:.4f})")
+  return bad
+
+
+def test_golden_pytorch_parameters_follow_the_rule():
+  golden, _ = _golden()
+  assert _torch_rule_violations(golden) == []
+
+
+def test_reference_variant_initialises_like_pytorch():
+  golden, sizes = _golden()
+  ours = _model("reference", sizes)
+  assert {k: v.shape for k, v in _flat(ours).items()} == \
+      {k: v.shape for k, v in _flat(golden).items()}
+  assert _torch_rule_violations(ours) == []
+
+
+def test_flax_initialisation_breaks_the_rule():
+  # The default is Flax's: zero biases and a small embedding, which the rule
+  # must catch (so the test above can fail).
+  _, sizes = _golden()
+  bad = _torch_rule_violations(_model("safr", sizes))
+  assert any("embedding" in b for b in bad)
+  assert any("['bias']" in b for b in bad)
+
+
+def test_torch_init_is_selectable_on_any_variant():
+  _, sizes = _golden()
+  config = common.get_config("sst2", "safr")
+  config.model.init = "torch"
+  train_lib.validate_config(config)
+  assert common.get_config("sst2", "reference,baseline").model.init == "torch"
+  config.model.init = "jax"
+  try:
+    train_lib.validate_config(config)
+  except train_lib.ConfigError as e:
+    assert "model.init" in str(e)
+  else:
+    raise AssertionError("model.init='jax' was accepted")
