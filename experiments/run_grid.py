@@ -68,9 +68,11 @@ class Run:
     parts = [self.group, self.label or self.variant, f"seed{self.seed}"]
     return "/".join(parts)
 
-  def argv(self, workdir: pathlib.Path) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"),
-            f"--config={ROOT / 'configs' / self.config}:{self.variant}",
+  def argv(self, workdir: pathlib.Path, root: pathlib.Path = ROOT) -> list[str]:
+    """The training command; ``root=pathlib.Path()`` gives it relative to the
+    repository (as the committed summaries record it)."""
+    return [sys.executable, str(root / "train.py"),
+            f"--config={root / 'configs' / self.config}:{self.variant}",
             f"--workdir={workdir}", f"--config.seed={self.seed}",
             "--config.train.progress_bar=False", *self.overrides]
 
@@ -183,7 +185,8 @@ def summarise(run: Run, workdir: pathlib.Path, results_dir: pathlib.Path) -> Non
   """Copies the small results (no checkpoints) where git can keep them."""
   summary = {"name": run.name, "group": run.group, "variant": run.variant,
              "label": run.label or run.variant, "seed": run.seed,
-             "command": " ".join(run.argv(pathlib.Path("runs/grid") / run.name)[1:])}
+             "command": "python " + " ".join(
+                 run.argv(pathlib.Path("runs/grid") / run.name, pathlib.Path())[1:])}
   results = json.loads((workdir / "results.json").read_text())
   summary["results"] = {k: v for k, v in results.items() if k != "config"}
   summary["config"] = results.get("config")
@@ -195,7 +198,10 @@ def summarise(run: Run, workdir: pathlib.Path, results_dir: pathlib.Path) -> Non
     summary["interpretability"] = json.loads(interp.read_text())
   out = results_dir / f"{run.name.replace('/', '__')}.json"
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+  # Paths as the README's commands use them, whatever --root was on this machine.
+  text = json.dumps(summary, indent=1, default=str).replace(
+      str(workdir.absolute()), f"runs/grid/{run.name}")
+  out.write_text(text + "\n")
 
 
 def compare(group: str, runs: list[Run], root: pathlib.Path, out_root: pathlib.Path) -> None:
