@@ -6,7 +6,7 @@ r"""Memory of one SAFR training step on long sequences (CPU).
 
 For each ``loss.query_block_size`` it starts a fresh process that builds the
 authors' IMDB-sized model (d_model 256, 8 heads, d_ff 1024, VMASK 1024, the
-``imdb_builtin`` vocabulary size), compiles ``train_lib.train_step`` exactly as
+``imdb_builtin`` vocabulary size), compiles ``steps.train_step`` exactly as
 the trainer jits it, runs ONE step on a batch of random full-length rows (no
 padding: the worst case) and reports
 
@@ -38,29 +38,28 @@ IMDB_BUILTIN_VOCAB = 95_588  # len(vocab) of imdb_builtin at min_freq=2
 
 def _child(args) -> dict:
   sys.path.insert(0, str(ROOT))
-  sys.path.insert(0, str(ROOT / "configs"))
-  import common  # pylint: disable=g-import-not-at-top
+  from safr_jax import configs  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from safr_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from safr_jax import steps  # pylint: disable=g-import-not-at-top
 
   qb = None if args.query_block_size == "none" else int(args.query_block_size)
-  config = common.get_config("imdb", "safr")
+  config = configs.get_config("imdb", "safr")
   config.data.max_len = args.length
   config.model.dtype = args.dtype
   config.loss.query_block_size = qb
-  model = train_lib.build_model(config.model, vocab_size=args.vocab_size, num_classes=2)
-  tx = train_lib.make_optimizer(config.train, 1000)
-  weights = train_lib.loss_weights(config)
-  step = jax.jit(lambda s, b: train_lib.train_step(
+  model = steps.build_model(config.model, vocab_size=args.vocab_size, num_classes=2)
+  tx = steps.make_optimizer(config.train, 1000)
+  weights = steps.loss_weights(config)
+  step = jax.jit(lambda s, b: steps.train_step(
       s, b, model=model, tx=tx, weights=weights, count_padding=False,
       query_block_size=qb), donate_argnums=0)
   rng = np.random.default_rng(0)
   batch = {"ids": jnp.asarray(rng.integers(2, args.vocab_size, (args.batch, args.length)),
                               jnp.int32),
            "labels": jnp.asarray(rng.integers(0, 2, (args.batch,)), jnp.int32)}
-  state = jax.jit(lambda: train_lib.create_train_state(model, tx, seed=0, max_len=8))()
+  state = jax.jit(lambda: steps.create_train_state(model, tx, seed=0, max_len=8))()
   start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start

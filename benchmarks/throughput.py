@@ -6,7 +6,7 @@ r"""Training and evaluation speed of a config: compile time, examples/s, memory,
     python benchmarks/throughput.py --config=configs/sst2.py --batch_size=64 \
         --config.model.dtype=bfloat16 --json=/tmp/bf16.json
 
-Uses the trainer's own pieces (``train_lib._setup``: the same jitted, donated,
+Uses the trainer's own pieces (``trainer.make_trainer``: the same jitted, donated,
 sharded ``train_step``/``eval_step``, the same data iterator), on the config's
 real data (``auto`` is replaced by its builtin fallback, ``rt_polarity`` /
 ``imdb_builtin``, so nothing waits for the network).
@@ -41,7 +41,6 @@ import platform
 import resource
 import statistics
 import sys
-import tempfile
 import time
 
 from absl import app
@@ -116,13 +115,13 @@ def _median_rate(times: list[float], examples: float) -> dict[str, float]:
 def run(config) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from safr_jax import data, sharding, train_lib  # pylint: disable=g-import-not-at-top
+  from safr_jax import configs, data, sharding, trainer  # pylint: disable=g-import-not-at-top
 
   if config.data.source == "auto":
     config.data.source = config.data.auto_fallback  # real text, no network probe
   if _BATCH.value:
     config.train.batch_size = _BATCH.value
-  train_lib.validate_config(config)
+  configs.validate_config(config)
   batch_size = config.train.batch_size
   result = {"config": f"{config.name}:{config.variant}", "source": config.data.source,
             "max_len": config.data.max_len, "pad_to": config.data.pad_to,
@@ -130,14 +129,11 @@ def run(config) -> dict:
             "query_block_size": config.loss.query_block_size,
             "model": {k: config.model[k] for k in ("d_model", "num_heads", "num_layers",
                                                    "d_ff", "use_vmask", "vmask_hidden_dim")}}
-  with tempfile.TemporaryDirectory() as workdir:
-    start = time.perf_counter()
-    setup = train_lib._setup(config, pathlib.Path(workdir))  # pylint: disable=protected-access
-    result["data_and_setup_s"] = round(time.perf_counter() - start, 2)
+  start = time.perf_counter()
+  setup = trainer.make_trainer(config)
+  result["data_and_setup_s"] = round(time.perf_counter() - start, 2)
   result["vocab_size"] = len(setup.bundle.vocab)
-  state = train_lib.create_train_state(setup.model, setup.tx, seed=config.seed,
-                                       max_len=config.data.max_len)
-  state = jax.device_put(state, sharding.replicated(setup.mesh))
+  state = setup.init_state()
 
   # The batches every pass uses: real, shuffled training batches.
   it = data.train_iterator(setup.bundle.splits["train"], batch_size=batch_size,
@@ -176,7 +172,7 @@ def run(config) -> dict:
       "all_widths_s": round(sum(lower_s.values()) + sum(compile_s.values()), 1),
       "programs": len(compile_s)}
   for b in batches:
-    state, sums = setup.train_step(state, sharding.shard_batch(b, setup.mesh))
+    state, sums = setup.train_step(state, setup.shard(b))
   jax.block_until_ready(state)
 
   # Timed training passes.
@@ -185,7 +181,7 @@ def run(config) -> dict:
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     c0, t0 = time.process_time(), time.perf_counter()
     for b in batches:
-      state, sums = setup.train_step(state, sharding.shard_batch(b, setup.mesh))
+      state, sums = setup.train_step(state, setup.shard(b))
     jax.block_until_ready(state)
     times.append(time.perf_counter() - t0)
     cores.append((time.process_time() - c0) / times[-1])
@@ -214,7 +210,7 @@ def run(config) -> dict:
   def eval_pass():
     sums = None
     for b in eval_batches:
-      out = setup.eval_step(state.params, sharding.shard_batch(b, setup.mesh))
+      out = setup.eval_step(state.params, setup.shard(b))
       sums = out if sums is None else jax.tree.map(lambda x, y: x + y, sums, out)
     jax.block_until_ready(sums)
   start = time.perf_counter()

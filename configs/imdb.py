@@ -9,12 +9,8 @@ Variants: safr, baseline, vmask, imp, inter, reference, quick. Data: TFDS
 set is carved from IMDB's train split) with a warning.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # pylint: disable=g-import-not-at-top
+from safr_jax import configs
 
 
 def get_config(arg=None):
-  return common.get_config("imdb", arg)
+  return configs.get_config("imdb", arg)

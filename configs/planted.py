@@ -6,12 +6,8 @@
 Used to check explanations against ground truth. Variants as for sst2.py.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # pylint: disable=g-import-not-at-top
+from safr_jax import configs
 
 
 def get_config(arg=None):
-  return common.get_config("planted", arg)
+  return configs.get_config("planted", arg)

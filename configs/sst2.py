@@ -13,12 +13,8 @@ SST-2 from TFDS when it is prepared or downloadable; offline the builtin
 warning. Force one with --config.data.source=rt_polarity.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # pylint: disable=g-import-not-at-top
+from safr_jax import configs
 
 
 def get_config(arg=None):
-  return common.get_config("sst2", arg)
+  return configs.get_config("sst2", arg)

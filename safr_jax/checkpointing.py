@@ -26,13 +26,11 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from safr_jax.errors import CheckpointError
+
 __all__ = ["Checkpoints", "CheckpointError", "Restored"]
 
 _METRIC = "dev_accuracy"
-
-
-class CheckpointError(RuntimeError):
-  """A checkpoint could not be used; the message says which and why."""
 
 
 @dataclasses.dataclass
@@ -108,12 +106,18 @@ class Checkpoints:
     arrays on this process' first device), e.g. for reading a run's params --
     whatever device count or process count it was saved from.
     """
-    if abstract_state is None:
-      abstract_state = self._local_target(step)
-    restored = self._manager.restore(
-        step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            meta=ocp.args.JsonRestore()))
+    try:
+      if abstract_state is None:
+        abstract_state = self._local_target(step)
+      restored = self._manager.restore(
+          step, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(abstract_state),
+              meta=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except
+      logging.vlog(1, "Restoring %s/%d failed:", self.directory, step, exc_info=True)
+      raise CheckpointError(
+          f"checkpoint {self.directory / str(step)} cannot be read ({_short(e)}); "
+          "move it aside to use the others") from e
     return Restored(step=step, state=restored["state"], meta=dict(restored["meta"]))
 
   def _local_target(self, step: int) -> Any:
@@ -151,22 +155,24 @@ class Checkpoints:
     for step in reversed(self.steps()):
       try:
         meta = self.read_meta(step)
-        if check_meta is not None:
-          check_meta(meta)
-        restored = self.restore(step, abstract_state)
-      except CheckpointError:
-        raise
       except Exception as e:  # pylint: disable=broad-except
-        failures.append(f"step {step}: {type(e).__name__}: {_first_line(e)}")
+        logging.vlog(1, "Reading %s/%d failed:", self.directory, step, exc_info=True)
+        failures.append(f"step {step}: {_short(e)}")
         broken.append(step)
-        logging.warning("Checkpoint %s/%d is unreadable (%s); trying the previous "
-                        "one.", self.directory, step, _first_line(e))
+        continue
+      if check_meta is not None:
+        check_meta(meta)  # a CheckpointError here is final
+      try:
+        restored = self.restore(step, abstract_state)
+      except CheckpointError as e:
+        failures.append(f"step {step}: {_short(e.__cause__ or e)}")
+        broken.append(step)
         continue
       if failures:
+        # One line: orbax's own tracebacks are only shown at --verbosity=1.
         moved = self._set_aside(broken)
-        logging.warning("Resumed from the older checkpoint at step %d because "
-                        "newer ones failed (%s); moved them aside to %s.", step,
-                        "; ".join(failures), ", ".join(moved))
+        logging.warning("Unreadable checkpoint(s) %s moved aside to %s; resumed from "
+                        "step %d.", "; ".join(failures), ", ".join(moved), step)
       return restored
     if failures:
       raise CheckpointError(
@@ -186,12 +192,12 @@ class Checkpoints:
     self._manager.reload()
     return moved
 
-  def wait_until_finished(self) -> None:
-    self._manager.wait_until_finished()
-
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for a save in flight, then releases the manager (idempotent)."""
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+      self._manager.close()
+      self._manager = None
 
 
 def multihost_sync(name: str) -> None:
@@ -201,6 +207,8 @@ def multihost_sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-def _first_line(e: BaseException) -> str:
+def _short(e: BaseException, limit: int = 120) -> str:
+  """``Type: first line of the message``, cut to ``limit`` characters."""
   text = str(e).strip()
-  return text.splitlines()[0] if text else type(e).__name__
+  text = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+  return text if len(text) <= limit else text[:limit - 1] + "…"

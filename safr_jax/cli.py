@@ -15,10 +15,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-  from safr_jax import checkpointing, data, train_lib  # pylint: disable=g-import-not-at-top
-  return (train_lib.ConfigError, train_lib.TrainingDiverged, data.DataError,
-          checkpointing.CheckpointError, FileNotFoundError)
+from safr_jax import errors
 
 
 def fail(message: str) -> None:
@@ -31,12 +28,22 @@ def run_guarded(fn, *args, **kwargs):
   """Calls ``fn``; a user error becomes one line on stderr, not a traceback."""
   try:
     return fn(*args, **kwargs)
-  except _user_errors() as e:
+  except errors.SafrError as e:
     fail(str(e))
+  except OSError as e:
+    if e.errno not in errors.UNWRITABLE_ERRNOS:
+      raise
+    fail(f"cannot write {e.filename or 'the output'}: {e.strerror}")
+
 
 
 def _parse_flags_or_fail(argv: list[str]) -> list[str]:
   """absl flag parsing whose errors (unknown field, bad variant) are one line."""
+  for arg in argv[1:]:
+    if arg.startswith("--config="):
+      path = arg.removeprefix("--config=").split(":", 1)[0]
+      if path and not os.path.isfile(path):
+        fail(f"--config: no such config file {path!r} (e.g. configs/sst2.py)")
   try:
     return flags.FLAGS(argv)
   except flags.UnrecognizedFlagError as e:
@@ -72,11 +79,19 @@ def _one_line(text: str) -> str:
 
 
 class _QuietLibraries:
-  """Drops INFO lines of orbax/grain/tfds: they bury the training log."""
+  """Drops INFO lines of orbax/grain/tfds (they bury the training log) and the
+  expected third-party messages every run prints, which say nothing wrong."""
   _NOISY = ("/orbax/", "/grain/", "/tensorflow_datasets/", "/etils/")
+  _EXPECTED = (
+      "Unable to initialize backend 'tpu'",  # jax probing for a TPU on a CPU/GPU VM
+      "Requested `tracked_metric`; did not provide metrics",  # orbax, mid-epoch saves
+      "Variant folder %s has no %s",  # tfds looking for an unprepared dataset folder
+  )
 
   def filter(self, record) -> bool:
     import logging as std_logging  # pylint: disable=g-import-not-at-top
+    if any(text in str(record.msg) for text in self._EXPECTED):
+      return False
     return record.levelno >= std_logging.WARNING or not any(
         part in record.pathname for part in self._NOISY)
 
@@ -85,6 +100,21 @@ def quiet_library_logs() -> None:
   import logging as std_logging  # pylint: disable=g-import-not-at-top
   logging.get_absl_handler().addFilter(_QuietLibraries())
   std_logging.getLogger("absl").addFilter(_QuietLibraries())
+  sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
+
+
+def _quiet_unraisable(previous):
+  """After orbax gives up on an unreadable checkpoint, TensorStore's reads
+  still in flight call back into the closed asyncio loop, and each callback's
+  ``RuntimeError: Event loop is closed`` is reported as "unraisable" (hundreds
+  of tracebacks). Expected and harmless: shown only at --verbosity=1."""
+  def hook(unraisable):
+    value = unraisable.exc_value
+    if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+      logging.vlog(1, "ignored after a failed checkpoint read: %r", value)
+      return
+    previous(unraisable)
+  return hook
 
 
 def _train(argv):
@@ -101,19 +131,41 @@ def _train(argv):
       "runs", f"{config.get('name', 'run')}_"
       f"{config.get('variant', 'safr').replace(',', '_')}")
   logging.info("workdir: %s", workdir)
-  run_guarded(train_lib.train_and_evaluate, config, workdir)
+  try:
+    run_guarded(train_lib.train_and_evaluate, config, workdir)
+  except train_lib.Stopped as e:  # SIGTERM / SIGINT: saved, resumable
+    print(str(e), file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
+  except KeyboardInterrupt:  # before training started: nothing to save
+    print(f"interrupted before training started; nothing was saved in {workdir}",
+          file=sys.stderr, flush=True)
+    sys.exit(130)
+
+
+_TRAIN_USAGE = """Trains a SAFR classifier (or resumes it in --workdir).
+
+  python train.py --config=configs/sst2.py[:VARIANTS] [--workdir=DIR] [--config.FIELD=VALUE ...]
+
+VARIANTS combine left to right, e.g. :reference,baseline (see configs/sst2.py).
+Every config field, with its value: python -m safr_jax.configs configs/sst2.py[:VARIANTS]
+(fields are documented in safr_jax/configs.py and safr_jax/data/config.py).
+"""
 
 
 def train_main() -> None:
-  """``train.py`` / ``safr-train``: ``--config=FILE[:VARIANT] [--workdir=DIR]``."""
+  """``train.py`` / ``safr-train``: ``--config=FILE[:VARIANTS] [--workdir=DIR]``."""
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file(
-      "config", None, "Config file, e.g. configs/sst2.py or configs/sst2.py:baseline.",
+      "config", None, "Config file[:variants], e.g. configs/sst2.py or "
+      "configs/sst2.py:reference,baseline; override fields with --config.FIELD=VALUE "
+      "(list them: python -m safr_jax.configs configs/sst2.py).",
       lock_config=True)
   flags.DEFINE_string("workdir", None,
                       "Where checkpoints, metrics and results go (default "
-                      "runs/<config name>_<variant>). An existing one is resumed.")
+                      "runs/<config name>_<variants>). The same command resumes it.")
   flags.mark_flags_as_required(["config"])
+  _show_in_help("config", "workdir")
+  sys.modules["__main__"].__doc__ = _TRAIN_USAGE
   app.run(_train, flags_parser=_parse_flags_or_fail)
 
 
@@ -127,15 +179,6 @@ def _show_in_help(*names: str) -> None:
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
 
-def _interpret_guarded(fn, *args, **kwargs):
-  """``run_guarded`` that also turns an ``InterpretError`` into one line."""
-  from safr_jax.interpret.errors import InterpretError  # pylint: disable=g-import-not-at-top
-  try:
-    return run_guarded(fn, *args, **kwargs)
-  except InterpretError as e:
-    fail(str(e))
-
-
 def _explain(argv):
   if len(argv) > 1:
     fail(f"unexpected arguments {' '.join(argv[1:])!r} (text goes in --text=\"...\")")
@@ -144,7 +187,7 @@ def _explain(argv):
   if f.text is not None and f["split"].present:
     fail("give --text or --split, not both")
   from safr_jax.interpret import explanations  # pylint: disable=g-import-not-at-top
-  result = _interpret_guarded(explanations.explain_run, f.workdir, texts=f.text, split=f.split,
+  result = run_guarded(explanations.explain_run, f.workdir, texts=f.text, split=f.split,
                        num=f.num, out=f.out, which=f.checkpoint)
   for r in result.records:
     for note in r["notes"]:
@@ -175,8 +218,8 @@ def _evaluate(argv):
     fail(f"unexpected arguments {' '.join(argv[1:])!r}")
   quiet_library_logs()
   f = flags.FLAGS
-  from safr_jax.interpret import evaluation  # pylint: disable=g-import-not-at-top
-  result = _interpret_guarded(evaluation.evaluate_run, f.workdir, split=f.split,
+  from safr_jax.interpret import interpretability  # pylint: disable=g-import-not-at-top
+  result = run_guarded(interpretability.evaluate_run, f.workdir, split=f.split,
                        max_examples=f.max_examples, random_orders=f.random_orders,
                        active_threshold=f.active_threshold, seed=f.seed,
                        which=f.checkpoint, out=f.out)
@@ -226,7 +269,7 @@ def _compare(argv):
   quiet_library_logs()
   f = flags.FLAGS
   from safr_jax.interpret import comparison  # pylint: disable=g-import-not-at-top
-  result = _interpret_guarded(comparison.compare_runs, runs, f.out, method=f.method,
+  result = run_guarded(comparison.compare_runs, runs, f.out, method=f.method,
                        metric=f.metric)
   print(result.markdown.split("\n## Every metric")[0].rstrip())
   print(f"\nWrote {result.table} and {result.plot}")

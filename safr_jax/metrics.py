@@ -45,7 +45,9 @@ class MetricWriter:
   """
 
   def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True,
-               tensorboard: bool = True):
+               tensorboard: bool = True, start_step: int | None = None):
+    """``start_step``: the step training (re)starts from; records of later
+    steps, written before a kill, are dropped so no step appears twice."""
     self.enabled = enabled
     self._jsonl = None
     self._tb = None
@@ -53,10 +55,16 @@ class MetricWriter:
       return
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")
+    path = workdir / "metrics.jsonl"
+    if start_step is not None and path.exists():
+      _truncate_after(path, start_step)
+    self._jsonl = open(path, "a", encoding="utf-8")
     if tensorboard:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(str(workdir / "tensorboard"))
+      # purge_step: TensorBoard hides events at and after it from older files.
+      self._tb = SummaryWriter(
+          str(workdir / "tensorboard"),
+          purge_step=None if start_step is None else start_step + 1)
 
   def write(self, step: int, split: str, scalars: Mapping[str, float],
             **extra: Any) -> None:
@@ -77,6 +85,22 @@ class MetricWriter:
       self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
+
+
+def _truncate_after(path: pathlib.Path, step: int) -> None:
+  """Keeps the records of steps <= ``step`` (a torn last line goes too; test
+  records go as well: a finished run writes them anew)."""
+  kept = []
+  for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+      record = json.loads(line)
+      if int(record["step"]) <= step and not record["split"].startswith("test"):
+        kept.append(line)
+    except (ValueError, KeyError, TypeError):
+      continue
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+  tmp.replace(path)
 
 
 def _json_number(value: Any) -> Any:

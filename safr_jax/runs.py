@@ -14,14 +14,13 @@ from typing import Any
 
 import ml_collections
 
-from safr_jax import checkpointing, data
+from safr_jax import checkpointing, data, steps
+from safr_jax.errors import RunError
 from safr_jax.model import SafrClassifier
 
 __all__ = ["Run", "load_run", "RunError"]
 
 
-class RunError(FileNotFoundError):
-  """The workdir is not a usable training run; the message says why."""
 
 
 @dataclasses.dataclass
@@ -47,7 +46,6 @@ def load_run(workdir: str | pathlib.Path, *, which: str = "best") -> Run:
   Raises:
     RunError: naming the missing piece (no config, no vocabulary, no checkpoint).
   """
-  from safr_jax import train_lib  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   if which not in ("best", "latest"):
     raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
@@ -77,7 +75,7 @@ def load_run(workdir: str | pathlib.Path, *, which: str = "best") -> Run:
     restored = ckpts.restore(step)
   finally:
     ckpts.close()
-  model = train_lib.build_model(config.model, vocab_size=len(vocab),
+  model = steps.build_model(config.model, vocab_size=len(vocab),
                                 num_classes=len(label_names))
   info_path = workdir / "dataset.json"
   info = json.loads(info_path.read_text()) if info_path.exists() else {}

@@ -16,7 +16,7 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 __all__ = ["make_mesh", "replicated", "batch_sharding", "shard_batch",
-           "check_batch_size", "local_batch_size"]
+           "check_batch_size"]
 
 DATA_AXIS = "data"
 
@@ -45,11 +45,6 @@ def check_batch_size(batch_size: int, mesh: jax.sharding.Mesh, flag: str) -> Non
         f"{flag}={batch_size} must be a positive multiple of the device count "
         f"{devices} ({jax.process_count()} process(es)) so every device gets "
         "the same number of examples")
-
-
-def local_batch_size(batch_size: int) -> int:
-  """This process' share of a global batch."""
-  return batch_size // jax.process_count()
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:

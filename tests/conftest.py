@@ -2,14 +2,10 @@
 
 import os
 import pathlib
-import sys
 
 import jax
 import numpy as np
 import pytest
-
-# The dataset configs' shared module (`import common`), as the config files see it.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "configs"))
 
 # Golden values of the authors' PyTorch code live beside the checkout (and in CI).
 GOLDEN_DIR = pathlib.Path(

@@ -137,7 +137,7 @@ def test_auto_falls_back_fast_without_network(tmp_path, caplog):
 
 
 def test_real_probe_returns_within_budget():
-  for url in (sources.TFDS_INFO["glue/sst2"][2],
+  for url in (sources.TFDS_INFO["glue/sst2"].download_url,
               "http://10.255.255.1/unroutable"):
     start = time.monotonic()
     ok, why = data.probe_url(url, 1.0)
@@ -273,7 +273,7 @@ def test_vocab_options_survive_the_workdir(tmp_path):
 def test_restored_iterator_continues_exactly_across_epochs():
   split = _toy_split()
   it = data.train_iterator(split, batch_size=8, seed=5, pad_to="batch")
-  assert it.steps_per_epoch == 4 == data.steps_per_epoch(split, 8)
+  assert data.steps_per_epoch(split, 8) == 4
   for _ in range(3):
     next(it)
   state = json.loads(json.dumps(it.get_state()))
@@ -450,6 +450,78 @@ def test_label_outside_known_set(tmp_path):
   with pytest.raises(data.DataError, match=r"dev\.csv, line 4, field 'label': "
                      r"label 'neutral' is not among the known labels"):
     data.load_dataset(_files_cfg(tmp_path, GOOD_CSV, GOOD_CSV, dev=dev))
+
+
+def _rows_csv(labels):
+  return "text,label\n" + "".join(f"review {i},{label}\n"
+                                  for i, label in enumerate(labels))
+
+
+# 137 pos, 133 neg and one stray "banana" on line 58 (1 of 271 rows).
+STRAY_CSV = _rows_csv(["pos", "neg"] * 28 + ["banana"]
+                      + ["pos", "neg"] * 105 + ["pos", "pos", "pos", "pos"])
+
+
+def test_a_stray_train_label_is_an_error_naming_label_file_and_line(tmp_path):
+  cfg = _files_cfg(tmp_path, STRAY_CSV, GOOD_CSV)
+  with pytest.raises(data.DataError) as e:
+    data.load_dataset(cfg)
+  msg = str(e.value)
+  assert "label 'banana'" in msg and str(tmp_path / "train.csv") in msg
+  assert "line 58" in msg and "1 of 271 rows" in msg and "test_file" in msg
+  assert "allow_rare_labels" in msg and "label_names" in msg
+  # A small file (1 of 21 rows is over 1 %): caught because no dev/test row
+  # has it; every stray line is named, at most five.
+  small = GOOD_CSV + "odd one,banana\n" * 7
+  with pytest.raises(data.DataError, match=r"train\.csv: label 'banana': in "
+                     r"no row of dev_file or test_file; lines 22, 23, 24, "
+                     r"25, 26 \(\+2 more\)"):
+    data.load_dataset(_files_cfg(tmp_path, small, GOOD_CSV, dev=GOOD_CSV))
+  # Under 1 % is an error even when test has the label.
+  test = GOOD_CSV + "so-so,meh\n"
+  rare = _rows_csv(["pos", "neg"] * 100 + ["meh"])
+  with pytest.raises(data.DataError, match=r"label 'meh': 1 of 201 rows "
+                     r"\(0\.5 %, under 1 %\); line 202"):
+    data.load_dataset(_files_cfg(tmp_path, rare, test))
+
+
+def test_allow_rare_labels_keeps_the_label_and_logs_counts(tmp_path, caplog):
+  cfg = _files_cfg(tmp_path, STRAY_CSV, GOOD_CSV, dev=GOOD_CSV,
+                   allow_rare_labels=True)
+  with caplog.at_level(logging.INFO):
+    bundle = data.load_dataset(cfg)
+  assert bundle.label_names == ["banana", "neg", "pos"]
+  assert bundle.info["class_counts"] == {"train": [1, 133, 137],
+                                         "dev": [0, 10, 10],
+                                         "test": [0, 10, 10]}
+  assert bundle.info["allow_rare_labels"] is True
+  messages = [r.getMessage() for r in caplog.records]
+  counts = [m for m in messages if "class counts per split" in m]
+  assert counts == ["data: class counts per split (labels ['banana', 'neg', "
+                    "'pos']): train [1, 133, 137], dev [0, 10, 10], test "
+                    "[0, 10, 10]"]
+  assert any("label 'banana': 1 of 271 rows" in m and "Kept as a class" in m
+             for m in messages)
+
+
+def test_normal_and_small_files_pass_the_label_check(tmp_path, caplog):
+  # 10 rows, 50 % per class, dev carved from train (1 row): passes, and the
+  # carved dev does not count as evidence either way.
+  ten = _rows_csv(["pos", "neg"] * 5)
+  with caplog.at_level(logging.INFO):
+    bundle = data.load_dataset(_files_cfg(tmp_path, ten, ten))
+  assert bundle.info["sizes"] == {"train": 9, "dev": 1, "test": 10}
+  assert any("dev [" in r.getMessage() and "(carved from train_file)"
+             in r.getMessage() for r in caplog.records)
+  # A large, balanced file with dev and test files.
+  big = _rows_csv(["pos", "neg"] * 150)
+  bundle = data.load_dataset(_files_cfg(tmp_path, big, ten, dev=ten))
+  assert bundle.info["class_counts"]["train"] == [150, 150]
+  # With label_names the classes are declared, so no label is stray.
+  bundle = data.load_dataset(_files_cfg(
+      tmp_path, STRAY_CSV, GOOD_CSV, label_names=["neg", "pos", "banana"]))
+  assert bundle.label_names == ["neg", "pos", "banana"]
+  assert sum(c[2] for c in bundle.info["class_counts"].values()) == 1
 
 
 def test_malformed_rows_name_the_line(tmp_path):

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from conftest import load_golden
-from safr_jax import convert, train_lib
-import common
+from safr_jax import configs
+from safr_jax import configs, convert, errors, steps
 
 
 def _golden():
@@ -24,11 +24,11 @@ def _golden():
 
 
 def _model(variant: str, sizes: dict[str, int]):
-  config = common.get_config("sst2", variant)
+  config = configs.get_config("sst2", variant)
   config.model.update(d_model=sizes["d_model"], num_heads=sizes["num_heads"],
                       num_layers=sizes["num_layers"], d_ff=sizes["d_ff"],
                       vmask_hidden_dim=sizes["mask_hidden_dim"])
-  model = train_lib.build_model(config.model, vocab_size=sizes["vocab_size"],
+  model = steps.build_model(config.model, vocab_size=sizes["vocab_size"],
                                 num_classes=sizes["num_classes"])
   ids = jnp.ones((1, sizes["max_seq_length"]), jnp.int32)
   return model.init(jax.random.key(3), ids)["params"]
@@ -88,14 +88,14 @@ def test_flax_initialisation_breaks_the_rule():
 
 def test_torch_init_is_selectable_on_any_variant():
   _, sizes = _golden()
-  config = common.get_config("sst2", "safr")
+  config = configs.get_config("sst2", "safr")
   config.model.init = "torch"
-  train_lib.validate_config(config)
-  assert common.get_config("sst2", "reference,baseline").model.init == "torch"
+  configs.validate_config(config)
+  assert configs.get_config("sst2", "reference,baseline").model.init == "torch"
   config.model.init = "jax"
   try:
-    train_lib.validate_config(config)
-  except train_lib.ConfigError as e:
+    configs.validate_config(config)
+  except errors.ConfigError as e:
     assert "model.init" in str(e)
   else:
     raise AssertionError("model.init='jax' was accepted")

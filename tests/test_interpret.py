@@ -1,16 +1,23 @@
 """Interpretability metrics on hand-made cases with known answers (no training)."""
 
+import base64
 import html.parser
+import importlib
 import json
 import math
+import pkgutil
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
-from safr_jax.interpret import (attention, comparison, faithfulness, html as page,
-                                neurons, planted, superposition)
+from safr_jax import data
+import safr_jax.interpret
+from safr_jax.interpret import (attention, comparison, explanations, faithfulness, forward,
+                                html as page, interpretability, neurons,
+                                planted_recovery as planted, superposition, token_stats)
 from safr_jax.interpret.attribution import occlusion
 from safr_jax.interpret.forward import Predictor, last_token
 from safr_jax.model import SafrClassifier
@@ -246,19 +253,54 @@ class _Tags(html.parser.HTMLParser):
     self.text.append(data)
 
 
+def _explanation(**changes):
+  fields = dict(
+      id="ex-0", name="x<b>", title="1. <i>x</i>", text="<script>alert(1)</script>",
+      tokens=("<script>alert(1)</script>", "<a>"), words=("<script>alert(1)</script>", '"q"'),
+      importance=(0.9, 0.1), importance_label="VMASK", importance_signed=False,
+      pred="pos<", confidence=0.9, probs={"neg": 0.1, "pos<": 0.9}, true="neg",
+      notes=("<img src=x onerror=alert(1)>",), pair_positions=((0, 1, 0.5),),
+      neurons=(explanations.TokenNeurons(token="<a> (#1)", importance=0.1, active=2,
+                                         active_neurons=(0, 3), exclusive=(3,),
+                                         strongest=(3, 0)),),
+      d_ff=4, threshold=0.0, planted=(True, False), strength=None, hidden=None,
+      neuron_order=None)
+  fields.update(changes)
+  return explanations.Explanation(**fields)
+
+
+def _page(*items, pictures=None):
+  return page.render_page(explanations.ExplanationSet(
+      title="t<", header=(("run", "<r>"),), notes=("<n>",), explanations=items,
+      has_vmask=True), pictures)
+
+
 def test_page_escapes_untrusted_text():
-  record = {"id": "ex-0", "name": "x<b>", "title": "1. <i>x</i>", "text": "<script>alert(1)</script>",
-            "tokens": ["<script>alert(1)</script>", "<UNK>"], "words": ["<script>alert(1)</script>", "\"q\""],
-            "importance": [0.9, 0.1], "importance_label": "VMASK", "importance_signed": False,
-            "pred": "pos<", "confidence": 0.9, "probs": {"neg": 0.1, "pos<": 0.9},
-            "true": "neg", "notes": ["<img src=x onerror=alert(1)>"], "pairs": [("<a>", "b", 0.5)],
-            "neurons": [], "d_ff": 4, "threshold": 0.0, "image": None}
-  text = page.render_page(title="t<", header=[("run", "<r>")], notes=["<n>"], records=[record])
   parser = _Tags()
-  parser.feed(text)
+  parser.feed(_page(_explanation()))
   tags = [t for t, _ in parser.tags]
-  assert "script" not in tags and "i" not in tags and "img" not in tags
+  assert "script" not in tags and "i" not in tags and "img" not in tags and "a" in tags
+  assert not any(t == "a" and a.get("href") not in ("#ex-0", "#index") for t, a in parser.tags)
   assert "<script>alert(1)</script>" in "".join(parser.text)
+
+
+def test_explanation_record_and_page_from_the_dataclass():
+  e = _explanation()
+  record = e.to_json("example_000.png")
+  assert record["pairs"] == [["<script>alert(1)</script> (#0)", "<a> (#1)", 0.5]]
+  assert record["neurons"] == [{"token": "<a> (#1)", "importance": 0.1, "active": 2,
+                                "active_neurons": [0, 3], "exclusive": [3],
+                                "strongest": [3, 0]}]
+  assert record["image"] == "example_000.png" and record["planted"] == [True, False]
+  assert json.loads(json.dumps(record)) == record           # plain JSON types only
+  png = b"\x89PNG fake"
+  parser = _Tags()
+  parser.feed(_page(e, _explanation(id="ex-1", true=None),
+                    pictures={"ex-0": page.Picture(file="example_000.png", png=png)}))
+  images = [a for t, a in parser.tags if t == "img"]
+  assert [i["data-file"] for i in images] == ["example_000.png"]
+  assert images[0]["src"] == "data:image/png;base64," + base64.b64encode(png).decode()
+  assert "ex-1" in {a.get("id") for _, a in parser.tags}
 
 
 def _fake_run(path, *, seed, accuracy, variant="safr", comp=0.2, vmask=True):
@@ -302,3 +344,132 @@ def test_compare_groups_seeds_into_mean_and_std(tmp_path):
 def test_flatten_keeps_only_finite_numbers():
   assert comparison.flatten({"a": {"b": 1, "c": [1, 2], "d": None, "e": True,
                                    "f": "x", "g": math.nan}, "h": 2.5}) == {"a.b": 1.0, "h": 2.5}
+
+
+def test_format_mean_std():
+  assert comparison.format_mean_std([0.8, 0.9]) == f"0.8500 ± {np.std([0.8, 0.9], ddof=1):.4f}"
+  assert comparison.format_mean_std([0.8, 0.9]) == "0.8500 ± 0.0707"
+  assert comparison.format_mean_std([0.8, 0.9], 2) == "0.85 ± 0.07"
+  assert comparison.format_mean_std([0.8, 0.9], 4, std_digits=2, notation="g") == "0.85 ± 0.071"
+  assert comparison.format_mean_std([3.0], notation="g") == "3"
+  assert comparison.format_mean_std([0.25, None, math.nan, math.inf]) == "0.2500"
+  assert comparison.format_mean_std([]) == "—"
+  assert comparison.format_mean_std([None], missing="n/a") == "n/a"
+
+
+# --- every interpret module's public names --------------------------------------
+
+
+def test_star_import_of_every_interpret_module():
+  names = [m.name for m in pkgutil.iter_modules(safr_jax.interpret.__path__)]
+  assert {"interpretability", "planted_recovery", "explanations"} <= set(names)
+  assert "planted" not in names
+  for name in names:
+    module = importlib.import_module(f"safr_jax.interpret.{name}")
+    assert hasattr(module, "__all__"), name
+    namespace = {}
+    exec(f"from safr_jax.interpret.{name} import *", namespace)  # pylint: disable=exec-used
+    missing = [n for n in module.__all__ if n not in namespace]
+    assert not missing, (name, missing)
+
+
+# --- superposition among important tokens (token_stats) -------------------------
+
+
+def _acts(emb, keep, ffn=None):
+  emb = np.asarray(emb, np.float64)
+  n = len(emb)
+  return forward.TokenActivations(
+      embeddings=emb, ffn=np.asarray(emb if ffn is None else ffn)[None],
+      keep_prob=None if keep is None else np.asarray(keep, np.float64),
+      attention=np.full((n, n), 1.0 / n))
+
+
+def test_superposition_of_important_tokens_pooled_and_among_themselves():
+  # Tokens 0 and 1 important (keep > 0.5), token 2 not.
+  #   pooled over all tokens:   sharing (1+1, ½+½) = (2, 1), dim (1/3, 2/3)
+  #   among tokens 0, 1 only:   sharing (1, ½),             dim (1/2, 2/2.5)
+  x = [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 0.0, 1.0]]
+  stats = token_stats.TokenStats(threshold=0.0, pairs_per_example=1, seed=0)
+  stats.add(_acts(x, [0.9, 0.8, 0.2]))
+  stats.add(_acts([[2.0, 0.0]], [0.3]))              # no important token: only all/other
+  sup = stats.superposition_summary()
+  for space in ("embeddings", "ffn"):
+    pooled, among = sup[space]["important"], sup[space]["important_among_important"]
+    assert pooled["tokens"] == among["tokens"] == 2
+    assert pooled["sharing"] == pytest.approx((2 + 1) / 2)
+    assert pooled["dimensionality"] == pytest.approx((1 / 3 + 2 / 3) / 2)
+    assert among["sharing"] == pytest.approx((1 + 0.5) / 2)
+    assert among["dimensionality"] == pytest.approx((0.5 + 0.8) / 2)
+    assert sup[space]["other"]["tokens"] == 2 and sup[space]["all"]["tokens"] == 4
+    assert sup[space]["other"]["sharing"] == pytest.approx((1 + 0) / 2)  # ½ + ½; alone
+
+
+def test_superposition_among_important_is_null_without_vmask():
+  stats = token_stats.TokenStats(threshold=0.0, pairs_per_example=1, seed=0)
+  stats.add(_acts([[1.0, 0.0], [1.0, 1.0]], None))
+  sup = stats.superposition_summary()
+  assert sup["embeddings"]["important_among_important"] == {
+      "sharing": None, "dimensionality": None, "tokens": 0}
+  assert sup["embeddings"]["all"]["sharing"] == pytest.approx((1 + 0.5) / 2)
+  assert stats.overlap_summary()["important_pairs"] is None
+
+
+# --- the shared forward pass and the VMASK gate on the whole split ---------------
+
+
+def test_collect_gathers_rows_and_hands_out_each_examples_tokens(small_model):
+  model, params, ids = small_model
+  lengths = last_token(ids)
+  seen = {}
+  passed = forward.collect(Predictor(model, params, max_len=16, pad_to="batch"), ids,
+                           lengths, lambda row, acts: seen.setdefault(row, acts))
+  logits, intermediates = jax.jit(lambda p, x: model.apply({"params": p}, x))(
+      params, jnp.asarray(ids[:, :passed.width]))
+  assert passed.width == 16                          # longest row 11, rounded up to 8s
+  np.testing.assert_allclose(passed.probs, jax.nn.softmax(logits), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(passed.keep_prob, intermediates.keep_prob, rtol=1e-5)
+  np.testing.assert_allclose(passed.attention,
+                             np.mean(np.stack(intermediates.attention), axis=(0, 2)),
+                             rtol=1e-5, atol=1e-7)
+  assert sorted(seen) == [0, 1, 2]
+  for row, acts in seen.items():
+    n = int(lengths[row])
+    assert acts.embeddings.shape == (n, 8) and acts.ffn.shape == (1, n, 16)
+    np.testing.assert_allclose(acts.embeddings, intermediates.masked_embeddings[row, :n],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(acts.ffn[0], intermediates.ffn_hidden[0][row, :n],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(acts.attention, passed.attention[row, :n, :n])
+
+
+def test_split_losses_reports_the_vmask_gate_as_two_numbers(small_model):
+  model, params, ids = small_model
+  # A hand-set gate: keep logit = tanh(x_0), x = √8 · embedding, so q = σ(±tanh(√8))
+  # ≈ 0.73 or 0.27, with the sign of the embedding's first entry: + for ids 3k.
+  sign = np.where(np.arange(20) % 3 == 0, 1.0, -1.0)
+  table = np.array(params["embedding"]["embedding"])
+  table[:, 0] = sign
+  hidden = np.zeros_like(params["vmask"]["hidden"]["kernel"])
+  hidden[0, 0] = 1.0
+  logits = np.zeros_like(params["vmask"]["logits"]["kernel"])
+  logits[0, 1] = 1.0
+  p = dict(params, embedding={"embedding": jnp.asarray(table)},
+           vmask={"hidden": {"kernel": jnp.asarray(hidden),
+                             "bias": jnp.zeros_like(params["vmask"]["hidden"]["bias"])},
+                  "logits": {"kernel": jnp.asarray(logits),
+                             "bias": jnp.zeros_like(params["vmask"]["logits"]["bias"])}})
+  config = ml_collections.ConfigDict({
+      "loss": {"importance": 1.0, "interaction": 1.0, "vmask_kl": 0.0,
+               "count_padding": False},
+      "train": {"eval_batch_size": 8},               # one batch: shares are token shares
+      "data": {"pad_to": "batch"}})
+  run = type("FakeRun", (), {"config": config, "model": model, "params": p})()
+  split = data.EncodedSplit(ids=ids, lengths=last_token(ids), labels=np.array([0, 1, 0]),
+                            texts=["a", "b", "c"], example_ids=np.arange(3))
+  got = interpretability.split_losses(run, split)
+  tokens = ids[ids != 0]                             # 3 4 5 6 | 7 … 17 | 2: 16 tokens
+  q = 1 / (1 + np.exp(-np.tanh(np.sqrt(8.0)) * sign[tokens]))
+  assert got["keep_above_half"] == pytest.approx(np.mean(tokens % 3 == 0))
+  assert got["keep_above_half"] == pytest.approx(5 / 16)       # 3, 6, 9, 12, 15
+  assert got["keep_rate"] == pytest.approx(q.mean(), rel=1e-5)

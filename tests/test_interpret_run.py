@@ -11,18 +11,18 @@ import sys
 
 import pytest
 
+from safr_jax import configs
 from safr_jax import runs, train_lib
-from safr_jax.interpret import comparison, evaluation, explanations
+from safr_jax.interpret import comparison, explanations, inputs, interpretability
+from safr_jax.interpret import token_stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "configs"))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SCRIPT = "<script>alert('x')</script>"
 
 
 def _tiny_planted(variant, **data):
-  c = common.get_config("planted", variant)
+  c = configs.get_config("planted", variant)
   c.data.update(max_examples=64, **data)
   c.model.update(d_model=16, num_heads=2, d_ff=32, vmask_hidden_dim=16)
   c.train.update(batch_size=16, eval_batch_size=32, num_epochs=1, learning_rate=3e-3,
@@ -101,6 +101,20 @@ def test_explain_split_examples(safr_run, tmp_path):
       assert set(t["exclusive"]) <= set(t["active_neurons"])
   saved = json.loads((out / "explanations.json").read_text())
   assert [e["name"] for e in saved["examples"]] == ["test[0]", "test[1]", "test[2]"]
+  assert saved["examples"] == result.records
+  computed = result.explanations.explanations
+  assert [e.to_json(r["image"]) for e, r in zip(computed, result.records)] == result.records
+
+
+def test_explain_computes_without_writing(safr_run, tmp_path, monkeypatch):
+  run = runs.load_run(safr_run)
+  monkeypatch.chdir(tmp_path)
+  explained = explanations.explain(run, [inputs.text_example(run, "not bad w1", "t")])
+  assert list(tmp_path.iterdir()) == [] and not (safr_run / "explanations").exists()
+  (e,) = explained.explanations
+  assert e.tokens == ("not", "bad", "w1") and e.neuron_order is not None
+  assert e.hidden.shape == (3, 32) and e.strength.shape == (3, 3)
+  assert explained.has_vmask and all(0 <= v <= 1 for v in e.importance)
 
 
 def test_explain_user_text_bad_inputs_and_escaping(safr_run, tmp_path):
@@ -145,7 +159,7 @@ METRIC_KEYS = ("accuracy", "cross_entropy", "importance_loss", "interaction_loss
 
 
 def test_evaluate_writes_every_metric(safr_run):
-  result = evaluation.evaluate_run(safr_run, max_examples=40)
+  result = interpretability.evaluate_run(safr_run, max_examples=40)
   saved = json.loads((safr_run / "interpretability.json").read_text())
   assert saved == json.loads(json.dumps(result))
   assert all(k in saved for k in METRIC_KEYS + ("planted",))
@@ -153,13 +167,16 @@ def test_evaluate_writes_every_metric(safr_run):
   # Same numbers as training's own test evaluation of the same checkpoint.
   test = json.loads((safr_run / "results.json").read_text())["test"]
   for ours, theirs in (("accuracy", "accuracy"), ("importance_loss", "importance"),
-                       ("interaction_loss", "interaction")):
+                       ("interaction_loss", "interaction"), ("keep_rate", "keep_rate"),
+                       ("keep_above_half", "keep_above_half")):
     assert saved[ours] == pytest.approx(test[theirs], rel=1e-5)
+  assert 0 <= saved["keep_above_half"] <= 1
   assert saved["examples"] == 40 and saved["split_examples"] == 64
   sup = saved["superposition"]
   for space in ("embeddings", "ffn"):
-    tokens = {g: sup[space][g]["tokens"] for g in ("all", "important", "other")}
+    tokens = {g: sup[space][g]["tokens"] for g in token_stats.GROUPS}
     assert tokens["important"] + tokens["other"] == tokens["all"] > 0
+    assert tokens["important_among_important"] == tokens["important"]
     for group, stats in sup[space].items():
       assert (stats["dimensionality"] is None) == (stats["tokens"] == 0)
       assert stats["dimensionality"] is None or 0 < stats["dimensionality"] <= 1
@@ -184,13 +201,15 @@ def test_evaluate_writes_every_metric(safr_run):
 
 
 def test_evaluate_baseline_and_compare(safr_run, baseline_run, tmp_path):
-  result = evaluation.evaluate_run(baseline_run, max_examples=16, random_orders=2)
+  result = interpretability.evaluate_run(baseline_run, max_examples=16, random_orders=2)
   assert "vmask" not in result["faithfulness"]
   assert result["superposition"]["embeddings"]["important"]["sharing"] is None
   assert result["neuron_overlap"]["important_pairs"] is None
-  assert result["keep_rate"] is None and "no VMASK" in " ".join(result["notes"])
+  assert result["superposition"]["ffn"]["important_among_important"]["sharing"] is None
+  assert result["keep_rate"] is None and result["keep_above_half"] is None
+  assert "no VMASK" in " ".join(result["notes"])
   if not (safr_run / "interpretability.json").exists():
-    evaluation.evaluate_run(safr_run, max_examples=16)
+    interpretability.evaluate_run(safr_run, max_examples=16)
   # A second "seed" of the SAFR config: same files, another seed and accuracy.
   seed1 = tmp_path / "planted_safr_seed1"
   seed1.mkdir()

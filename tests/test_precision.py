@@ -8,15 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from safr_jax import data, sharding, train_lib
+from safr_jax import configs
+from safr_jax import data, trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "configs"))
-import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _config(dtype):
-  c = common.get_config("sst2", "safr")
+  c = configs.get_config("sst2", "safr")
   c.data.update(source="rt_polarity", max_examples=64, max_len=16, pad_to="batch")
   c.model.update(d_model=16, num_heads=2, d_ff=32, vmask_hidden_dim=16, dtype=dtype)
   c.train.update(batch_size=16, eval_batch_size=32, learning_rate=3e-3, progress_bar=False)
@@ -25,15 +24,14 @@ def _config(dtype):
 
 def _train(dtype, workdir, steps=4):
   config = _config(dtype)
-  setup = train_lib._setup(config, workdir)  # pylint: disable=protected-access
-  state = jax.device_put(
-      train_lib.create_train_state(setup.model, setup.tx, seed=0, max_len=16),
-      sharding.replicated(setup.mesh))
+  del workdir
+  setup = trainer.make_trainer(config)
+  state = setup.init_state()
   it = data.train_iterator(setup.bundle.splits["train"], batch_size=16, seed=0,
                            pad_to="batch")
   history = []
   for _ in range(steps):
-    state, sums = setup.train_step(state, sharding.shard_batch(next(it), setup.mesh))
+    state, sums = setup.train_step(state, setup.shard(next(it)))
     history.append(sums)
   return setup, state, history
 
@@ -59,7 +57,7 @@ def test_bfloat16_activations_keep_float32_params_and_losses(bf16_run):
   assert inter.ffn_hidden[0].dtype == jnp.bfloat16
   assert inter.attention[0].dtype == jnp.float32
   assert logits.dtype == jnp.float32
-  dev = train_lib.evaluate(setup, state.params, "dev")
+  dev = setup.evaluate(state.params, "dev")
   assert all(np.isfinite(v) for v in dev.values())
 
 

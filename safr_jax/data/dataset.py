@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-import os
+import pathlib
 import time
-from typing import Any, Optional
+from typing import Any
 
+from absl import logging
 import numpy as np
 
 from safr_jax.data import config as config_lib
@@ -49,9 +49,9 @@ class EncodedSplit:
   labels: np.ndarray
   texts: list[str]
   example_ids: np.ndarray
-  planted: Optional[np.ndarray] = None
-  planted_sign: Optional[np.ndarray] = None
-  negation_pairs: Optional[np.ndarray] = None
+  planted: np.ndarray | None = None
+  planted_sign: np.ndarray | None = None
+  negation_pairs: np.ndarray | None = None
 
   def __len__(self) -> int:
     return int(self.ids.shape[0])
@@ -80,7 +80,7 @@ class DatasetBundle:
   info: dict[str, Any]
 
 
-def resolve_auto(cfg, *, probe=sources.probe_url) -> tuple[str, Optional[str]]:
+def resolve_auto(cfg, *, probe=sources.probe_url) -> tuple[str, str | None]:
   """Which source ``auto`` means here: (source, fallback reason or None).
 
   ``sst_treebank`` when ``auto_tfds`` is "glue/sst2" and ``sst_dir`` is set and
@@ -103,7 +103,7 @@ def resolve_auto(cfg, *, probe=sources.probe_url) -> tuple[str, Optional[str]]:
   note = ""
   sst_dir = config_lib.get(cfg, "sst_dir")
   if name == "glue/sst2" and sst_dir:
-    if os.path.isdir(os.path.expanduser(sst_dir)):
+    if pathlib.Path(sst_dir).expanduser().is_dir():
       return "sst_treebank", None
     note = (f"config.data.sst_dir {sst_dir} is not a folder, so sst_treebank "
             "was not used; ")
@@ -137,13 +137,15 @@ def _raw_splits(source: str, cfg, probe
         dev_fraction=float(config_lib.get(cfg, "dev_fraction")), seed=seed,
         probe_timeout=min(float(config_lib.get(cfg, "auto_probe_timeout_s")),
                           10.0), probe=probe)
-    return (raw, list(sources.SENTIMENT_LABELS), sources.TFDS_INFO[source][3],
+    return (raw, list(sources.SENTIMENT_LABELS),
+            sources.TFDS_INFO[source].description,
             {"tfds_data_dir": config_lib.get(cfg, "tfds_data_dir")})
   if source in config_lib.BUILTIN_SOURCES:
     return (sources.load_builtin(source, seed=seed),
             list(sources.SENTIMENT_LABELS),
             sources.BUILTIN_DESCRIPTIONS[source], {})
   if source == "files":
+    allow_rare = bool(config_lib.get(cfg, "allow_rare_labels"))
     raw, names = files_lib.load_files(
         train_file=config_lib.get(cfg, "train_file"),
         dev_file=config_lib.get(cfg, "dev_file"),
@@ -151,9 +153,11 @@ def _raw_splits(source: str, cfg, probe
         text_field=config_lib.get(cfg, "text_field"),
         label_field=config_lib.get(cfg, "label_field"),
         dev_fraction=float(config_lib.get(cfg, "dev_fraction")), seed=seed,
-        label_names=config_lib.get(cfg, "label_names"))
+        label_names=config_lib.get(cfg, "label_names"),
+        allow_rare_labels=allow_rare)
     paths = {k: config_lib.get(cfg, f"{k}_file") for k in sources.SPLITS}
-    return raw, names, f"user files {paths}", {}
+    return (raw, names, f"user files {paths}",
+            {"allow_rare_labels": allow_rare})
   if source == "planted":
     raw = planted_lib.load_planted(
         sizes=[config_lib.get(cfg, f"planted_{k}_size")
@@ -169,19 +173,8 @@ def _raw_splits(source: str, cfg, probe
                   f"{config_lib.SOURCES}")
 
 
-def load_dataset(cfg, workdir: Optional[str] = None, *,
-                 probe=sources.probe_url) -> DatasetBundle:
-  """Loads, splits and encodes the dataset ``cfg`` (= ``config.data``) asks for.
-
-  Args:
-    cfg: ``config.data`` (ConfigDict or dict; absent fields take defaults).
-    workdir: if given, ``vocab.txt`` and ``labels.json`` are written there.
-    probe: ``(url, timeout) -> (reachable, why)``; tests replace it.
-
-  Returns:
-    A :class:`DatasetBundle`; every split has ids int32 [N, max_len].
-  """
-  start = time.monotonic()
+def _check_options(cfg) -> tuple[str, int, int]:
+  """(requested source, max_len, split_seed), each checked."""
   requested = config_lib.get(cfg, "source")
   if requested not in config_lib.SOURCES:
     raise DataError(f"unknown config.data.source {requested!r}; one of "
@@ -192,36 +185,37 @@ def load_dataset(cfg, workdir: Optional[str] = None, *,
   seed = int(config_lib.get(cfg, "split_seed"))
   if seed < 0:
     raise DataError(f"split_seed must be >= 0, got {seed}")
-  reason = None
-  source = requested
-  if requested == "auto":
-    source, reason = resolve_auto(cfg, probe=probe)
-  raw, label_names, description, extra_info = _raw_splits(source, cfg, probe)
-  if reason is not None:
-    logging.warning(
-        "\n" + "!" * 78 + "\n!! DATA: source='auto' could not use %s, so this "
-        "run uses %r instead.\n!! Why: %s\n!! What it is: %s\n" + "!" * 78,
-        config_lib.get(cfg, "auto_tfds"), source, reason, description)
-  else:
+  return requested, max_len, seed
+
+
+def _log_source(cfg, source: str, reason: str | None,
+                description: str) -> None:
+  """One info line, or one loud warning when ``auto`` fell back."""
+  if reason is None:
     logging.info("data: %s — %s", source, description)
+    return
+  logging.warning(
+      "\n" + "!" * 78 + "\n!! DATA: source='auto' could not use %s, so this "
+      "run uses %r instead.\n!! Why: %s\n!! What it is: %s\n" + "!" * 78,
+      config_lib.get(cfg, "auto_tfds"), source, reason, description)
 
-  max_examples = config_lib.get(cfg, "max_examples")
-  if max_examples is not None:
-    max_examples = int(max_examples)
-    if max_examples < 1:
-      raise DataError(f"max_examples must be >= 1 or None, got {max_examples}")
-    raw = {k: r.take(splits_lib.stratified_subsample(r.labels, max_examples,
+
+def _cap(raw: dict[str, sources.RawSplit], max_examples: Any, seed: int
+         ) -> tuple[dict[str, sources.RawSplit], int | None]:
+  """Each split cut to a stratified ``max_examples`` subset (None: as is)."""
+  if max_examples is None:
+    return raw, None
+  max_examples = int(max_examples)
+  if max_examples < 1:
+    raise DataError(f"max_examples must be >= 1 or None, got {max_examples}")
+  return {k: r.take(splits_lib.stratified_subsample(r.labels, max_examples,
                                                      seed + 7))
-           for k, r in raw.items()}
-  for name in sources.SPLITS:
-    if len(raw[name]) == 0:
-      raise DataError(f"the {name} split of source {source!r} has zero "
-                      "examples")
+          for k, r in raw.items()}, max_examples
 
-  vocab = Vocabulary.build(
-      raw["train"].texts, min_freq=int(config_lib.get(cfg, "min_freq")),
-      lowercase=bool(config_lib.get(cfg, "lowercase")),
-      strip_html=bool(config_lib.get(cfg, "strip_html")))
+
+def _encode(raw: dict[str, sources.RawSplit], vocab: Vocabulary, max_len: int
+            ) -> tuple[dict[str, EncodedSplit], dict[str, int], dict[str, int]]:
+  """(encoded splits, empty texts per split, truncated texts per split)."""
   encoded, empty, truncated = {}, {}, {}
   for name in sources.SPLITS:
     r = raw[name]
@@ -238,7 +232,39 @@ def load_dataset(cfg, workdir: Optional[str] = None, *,
   if any(empty.values()):
     logging.warning("data: %s empty text(s) kept as all-padding rows "
                     "(length 0): %s", sum(empty.values()), empty)
+  return encoded, empty, truncated
 
+
+def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
+                 probe=sources.probe_url) -> DatasetBundle:
+  """Loads, splits and encodes the dataset ``cfg`` (= ``config.data``) asks for.
+
+  Args:
+    cfg: ``config.data`` (ConfigDict or dict; absent fields take defaults).
+    workdir: if given, ``vocab.txt`` and ``labels.json`` are written there.
+    probe: ``(url, timeout) -> (reachable, why)``; tests replace it.
+
+  Returns:
+    A :class:`DatasetBundle`; every split has ids int32 [N, max_len].
+  """
+  start = time.monotonic()
+  requested, max_len, seed = _check_options(cfg)
+  source, reason = requested, None
+  if requested == "auto":
+    source, reason = resolve_auto(cfg, probe=probe)
+  raw, label_names, description, extra_info = _raw_splits(source, cfg, probe)
+  _log_source(cfg, source, reason, description)
+  raw, max_examples = _cap(raw, config_lib.get(cfg, "max_examples"), seed)
+  for name in sources.SPLITS:
+    if len(raw[name]) == 0:
+      raise DataError(f"the {name} split of source {source!r} has zero "
+                      "examples")
+
+  vocab = Vocabulary.build(
+      raw["train"].texts, min_freq=int(config_lib.get(cfg, "min_freq")),
+      lowercase=bool(config_lib.get(cfg, "lowercase")),
+      strip_html=bool(config_lib.get(cfg, "strip_html")))
+  encoded, empty, truncated = _encode(raw, vocab, max_len)
   info = {
       "requested_source": requested,
       "source": source,
@@ -268,11 +294,13 @@ def load_dataset(cfg, workdir: Optional[str] = None, *,
   return bundle
 
 
-def save_vocab_and_labels(bundle: DatasetBundle, workdir: str) -> None:
+def save_vocab_and_labels(bundle: DatasetBundle,
+                          workdir: str | pathlib.Path) -> None:
   """Writes ``workdir/vocab.txt`` (one token per line, line = id) and
   ``workdir/labels.json`` (label names, text options, data provenance)."""
-  os.makedirs(workdir, exist_ok=True)
-  bundle.vocab.save(os.path.join(workdir, VOCAB_FILE))
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  bundle.vocab.save(workdir / VOCAB_FILE)
   payload = {
       "label_names": list(bundle.label_names),
       "text_options": {"lowercase": bundle.vocab.lowercase,
@@ -280,32 +308,33 @@ def save_vocab_and_labels(bundle: DatasetBundle, workdir: str) -> None:
                        "max_len": bundle.info.get("max_len")},
       "data": bundle.info,
   }
-  tmp = os.path.join(workdir, LABELS_FILE + ".tmp")
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(payload, f, indent=2, ensure_ascii=False)
-  os.replace(tmp, os.path.join(workdir, LABELS_FILE))
+  tmp = workdir / (LABELS_FILE + ".tmp")
+  tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False),
+                 encoding="utf-8")
+  tmp.replace(workdir / LABELS_FILE)
 
 
-def load_vocab_and_labels(workdir: str) -> tuple[Vocabulary, list[str]]:
+def load_vocab_and_labels(workdir: str | pathlib.Path
+                          ) -> tuple[Vocabulary, list[str]]:
   """Reads what :func:`save_vocab_and_labels` wrote: (vocab, label_names).
 
   The vocabulary carries the run's lowercase/strip_html options, so
   ``vocab.encode`` gives exactly the training ids.
   """
-  labels_path = os.path.join(workdir, LABELS_FILE)
-  if not os.path.exists(labels_path):
+  workdir = pathlib.Path(workdir)
+  labels_path = workdir / LABELS_FILE
+  if not labels_path.exists():
     raise DataError(f"{labels_path} does not exist (was the run trained with "
                     "this workdir?)")
   try:
-    with open(labels_path, encoding="utf-8") as f:
-      payload = json.load(f)
+    payload = json.loads(labels_path.read_text(encoding="utf-8"))
     names = payload["label_names"]
     options = payload.get("text_options", {})
-  except (json.JSONDecodeError, KeyError, TypeError) as e:
+  except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
     raise DataError(f"{labels_path} is not a valid labels file: {e!r}") from None
   if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
     raise DataError(f"{labels_path}: label_names must be a list of strings")
-  vocab = Vocabulary.load(os.path.join(workdir, VOCAB_FILE),
+  vocab = Vocabulary.load(workdir / VOCAB_FILE,
                           lowercase=bool(options.get("lowercase", False)),
                           strip_html=bool(options.get("strip_html", False)))
   return vocab, names

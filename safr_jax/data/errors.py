@@ -1,8 +1,7 @@
-"""The one exception type of the data layer."""
+"""The data layer's error: ``safr_jax.errors.DataError`` (one family, see there)."""
 
+from __future__ import annotations
 
-class DataError(ValueError):
-  """Bad or missing input data; the message names the file and row or field.
+from safr_jax.errors import DataError
 
-  A subclass of ``ValueError`` so callers that catch ``ValueError`` keep working.
-  """
+__all__ = ["DataError"]

@@ -12,6 +12,17 @@ fixes the order explicitly: a label equal to one of the names gets its index,
 and an integer label ``i`` otherwise means ``label_names[i]``. A dev/test label
 not seen in train (or not among ``label_names``) is an error.
 
+Without ``label_names`` every distinct train label becomes a class, so one
+stray row (a typo, a shifted column) would silently add one. A train label is
+an error naming the label, the file and its lines (up to 5) when it has
+fewer than 1 % of the train_file rows, or when it appears in no row of the
+evaluation files: ``dev_file`` and ``test_file``, or ``test_file`` alone when
+dev is carved from train (the carved dev is train data, so it proves nothing).
+The 1 % rule cannot fire below 100 train rows (one row is 1 % there); small
+files rely on the second rule. ``config.data.allow_rare_labels=True`` keeps
+such a label as a class, with a warning. The class counts per split are
+logged on one line either way.
+
 Files are parsed as data only (csv / json), never evaluated or unpickled.
 Non-UTF-8 bytes are replaced by U+FFFD with one warning per file. Empty texts
 are kept (all-padding rows, length 0) and counted in ``bundle.info``.
@@ -20,14 +31,15 @@ are kept (all-padding rows, length 0) and counted in ``bundle.info``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
-import logging
-import os
+import pathlib
 import re
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
+from absl import logging
 import numpy as np
 
 from safr_jax.data import sources
@@ -37,17 +49,18 @@ _INT = re.compile(r"^[+-]?\d+$")
 CSV_EXT = (".csv",)
 TSV_EXT = (".tsv", ".tab")
 JSONL_EXT = (".jsonl", ".ndjson", ".json")
+# Without label_names, a train label under this share of the train rows is an
+# error (unless config.data.allow_rare_labels); errors show this many lines.
+RARE_LABEL_FRACTION = 0.01
+MAX_LINES_SHOWN = 5
 
 
-def _read_text(path: str, what: str) -> str:
-  if not path:
-    raise DataError(f"{what} is not set (config.data.{what})")
-  if not os.path.exists(path):
+def _read_text(path: pathlib.Path, what: str) -> str:
+  if not path.exists():
     raise DataError(f"{what} {path} does not exist")
-  if os.path.isdir(path):
+  if path.is_dir():
     raise DataError(f"{what} {path} is a directory, not a file")
-  with open(path, "rb") as f:
-    raw = f.read()
+  raw = path.read_bytes()
   if not raw.strip():
     raise DataError(f"{what} {path} is empty")
   try:
@@ -79,17 +92,19 @@ def _canonical_label(value: Any, where: str) -> Any:
   raise DataError(f"{where}: label {value!r} is neither an integer nor a string")
 
 
-def read_labelled_file(path: str, *, text_field: str, label_field: str,
-                       what: str = "file"
+def read_labelled_file(path: str | pathlib.Path | None, *, text_field: str,
+                       label_field: str, what: str = "file"
                        ) -> tuple[list[str], list[Any], list[int]]:
   """Reads one file.
 
   Returns:
     texts, canonical labels (int or str) and the 1-based line of each row.
   """
-  path = os.fspath(path)
+  if not path:
+    raise DataError(f"{what} is not set (config.data.{what})")
+  path = pathlib.Path(path)
   text = _read_text(path, what)
-  ext = os.path.splitext(path)[1].lower()
+  ext = path.suffix.lower()
   if ext in JSONL_EXT:
     return _read_jsonl(text, path, what, text_field, label_field)
   if ext in CSV_EXT + TSV_EXT:
@@ -163,7 +178,7 @@ def _read_jsonl(text, path, what, text_field, label_field):
 
 
 def label_vocabulary(train_labels: Sequence[Any],
-                     label_names: Optional[Sequence[Any]] = None) -> list[str]:
+                     label_names: Sequence[Any] | None = None) -> list[str]:
   """The label names, index = id (see the module docstring for the order)."""
   if label_names:
     names = [str(n) for n in label_names]
@@ -176,13 +191,115 @@ def label_vocabulary(train_labels: Sequence[Any],
   return sorted(str(v) for v in distinct)
 
 
-def load_files(*, train_file: str, dev_file: Optional[str],
-               test_file: Optional[str], text_field: str, label_field: str,
+@dataclasses.dataclass
+class _File:
+  """One file as read: its rows' texts, canonical labels and line numbers."""
+  what: str  # "train_file", "dev_file" or "test_file"
+  path: str
+  texts: list[str]
+  labels: list[Any]
+  lines: list[int]
+
+
+def _label_ids(file: _File, names: list[str], label_field: str,
+               explicit: bool) -> np.ndarray:
+  """int32 ids of ``file``'s labels; an unknown label names its line."""
+  ids = {name: i for i, name in enumerate(names)}
+  out = []
+  for label, line in zip(file.labels, file.lines):
+    key = str(label)
+    if (key not in ids and explicit and isinstance(label, int)
+        and 0 <= label < len(names)):
+      key = names[label]  # an integer label indexes the given label_names
+    if key not in ids:
+      raise DataError(
+          f"{file.what} {file.path}, line {line}, field {label_field!r}: label "
+          f"{label!r} is not among the known labels {names}"
+          + ("" if explicit else " (the labels seen in train_file)"))
+    out.append(ids[key])
+  return np.asarray(out, np.int32)
+
+
+def _shown_lines(lines: np.ndarray) -> str:
+  shown = ", ".join(str(int(n)) for n in lines[:MAX_LINES_SHOWN])
+  more = len(lines) - MAX_LINES_SHOWN
+  return ("line " if len(lines) == 1 else "lines ") + shown + (
+      f" (+{more} more)" if more > 0 else "")
+
+
+def _rare_labels(train: sources.RawSplit, eval_counts: np.ndarray,
+                 names: list[str], eval_files: str) -> list[str]:
+  """One phrase per train label that looks stray rather than a class.
+
+  Stray: under ``RARE_LABEL_FRACTION`` of the train_file rows (never for
+  files under 100 rows: one row is 1 % there), or absent from every
+  evaluation file (``eval_files``; a dev set carved from train_file is train
+  data and does not count).
+  """
+  counts = np.bincount(train.labels, minlength=len(names))
+  total = len(train)
+  found = []
+  for i, name in enumerate(names):
+    why = []
+    if counts[i] < RARE_LABEL_FRACTION * total:
+      why.append(f"{counts[i]} of {total} rows ({100 * counts[i] / total:.2g} "
+                 f"%, under {100 * RARE_LABEL_FRACTION:g} %)")
+    if eval_counts[i] == 0:
+      why.append(f"in no row of {eval_files}")
+    if why:
+      lines = train.example_ids[train.labels == i]
+      found.append(f"label {name!r}: {' and '.join(why)}; "
+                   f"{_shown_lines(lines)}")
+  return found
+
+
+def _counts_line(splits: dict[str, sources.RawSplit], names: list[str],
+                 carved: bool) -> str:
+  parts = [f"{k} {np.bincount(splits[k].labels, minlength=len(names)).tolist()}"
+           + (" (carved from train_file)" if k == "dev" and carved else "")
+           for k in sources.SPLITS]
+  return f"class counts per split (labels {names}): {', '.join(parts)}"
+
+
+def _check_labels(read: dict[str, _File], splits: dict[str, sources.RawSplit],
+                  names: list[str], *, allow_rare_labels: bool) -> None:
+  """Without ``label_names``: a stray train label is an error (see
+  ``config.data.allow_rare_labels``); ``splits["train"]`` is all of
+  train_file, dev included when it is carved from it."""
+  evaluated = [w for w in ("dev_file", "test_file") if w in read]
+  eval_counts = sum(np.bincount(splits[w.removesuffix("_file")].labels,
+                                minlength=len(names)) for w in evaluated)
+  rare = _rare_labels(splits["train"], eval_counts, names,
+                      " or ".join(evaluated))
+  if not rare:
+    return
+  where = f"train_file {read['train_file'].path}: {'; '.join(rare)}"
+  if allow_rare_labels:
+    logging.warning("data: %s. Kept as a class, since "
+                    "config.data.allow_rare_labels=True.", where)
+    return
+  per_class = np.bincount(splits["train"].labels, minlength=len(names))
+  raise DataError(
+      f"{where}. Without config.data.label_names every distinct train label "
+      f"becomes a class, so this would train a {len(names)}-class model "
+      f"(train rows per class: "
+      f"{', '.join(f'{n} {c}' for n, c in zip(names, per_class))}). Fix those "
+      "rows, list the classes in config.data.label_names, or set "
+      "config.data.allow_rare_labels=True to keep the label as a class.")
+
+
+def load_files(*, train_file: str, dev_file: str | None,
+               test_file: str | None, text_field: str, label_field: str,
                dev_fraction: float, seed: int,
-               label_names: Optional[Sequence[Any]] = None
+               label_names: Sequence[Any] | None = None,
+               allow_rare_labels: bool = False
                ) -> tuple[dict[str, sources.RawSplit], list[str]]:
   """train/dev/test from files; dev is carved from train when ``dev_file`` is
   unset (``dev_fraction``, seeded, stratified).
+
+  Without ``label_names``, a train label under 1 % of the train rows or in
+  neither dev_file nor test_file is a :class:`DataError`, unless
+  ``allow_rare_labels``. The class counts per split are logged on one line.
 
   Returns:
     (splits, label_names).
@@ -199,35 +316,32 @@ def load_files(*, train_file: str, dev_file: Optional[str],
         path, text_field=text_field, label_field=label_field, what=what)
     if not texts:
       raise DataError(f"{what} {path} has a header but zero examples")
-    read[what] = (path, texts, labels, lines)
-  names = label_vocabulary(read["train_file"][2], label_names)
-  ids = {name: i for i, name in enumerate(names)}
-  out = {}
-  for what, (path, texts, labels, lines) in read.items():
-    label_ids = []
-    for label, line in zip(labels, lines):
-      key = str(label)
-      if (key not in ids and label_names and isinstance(label, int)
-          and 0 <= label < len(names)):
-        key = names[label]  # an integer label indexes the given label_names
-      if key not in ids:
-        raise DataError(
-            f"{what} {path}, line {line}, field {label_field!r}: label "
-            f"{label!r} is not among the known labels {names}"
-            + (" (the labels seen in train_file)" if not label_names else ""))
-      label_ids.append(ids[key])
-    out[what.replace("_file", "")] = sources.RawSplit(
-        texts=texts, labels=np.asarray(label_ids, np.int32),
-        example_ids=np.asarray(lines, np.int64))
+    read[what] = _File(what, path, texts, labels, lines)
+  names = label_vocabulary(read["train_file"].labels, label_names)
+  out = {what.removesuffix("_file"): sources.RawSplit(
+      texts=f.texts,
+      labels=_label_ids(f, names, label_field, explicit=bool(label_names)),
+      example_ids=np.asarray(f.lines, np.int64)) for what, f in read.items()}
+  whole_train = out["train"]
   if "dev" not in out:
-    train = out["train"]
-    if not 0.0 < dev_fraction < 1.0:
-      raise DataError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
-    dev_size = int(round(len(train) * dev_fraction))
-    if dev_size == 0 or dev_size == len(train):
-      raise DataError(f"train_file {train_file}: {len(train)} examples are too "
-                      f"few to carve a dev set with dev_fraction={dev_fraction}"
-                      "; give a dev_file")
-    out["train"], out["dev"] = sources.carve(
-        train, [len(train) - dev_size, dev_size], seed)
+    out["train"], out["dev"] = _carve_dev(whole_train, train_file,
+                                          dev_fraction, seed)
+  logging.info("data: %s", _counts_line(out, names, "dev_file" not in read))
+  if not label_names:
+    _check_labels(read, {**out, "train": whole_train}, names,
+                  allow_rare_labels=allow_rare_labels)
   return {k: out[k] for k in sources.SPLITS}, names
+
+
+def _carve_dev(train: sources.RawSplit, train_file: str, dev_fraction: float,
+               seed: int) -> tuple[sources.RawSplit, sources.RawSplit]:
+  """(train, dev): ``dev_fraction`` of ``train``, seeded and stratified."""
+  if not 0.0 < dev_fraction < 1.0:
+    raise DataError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
+  dev_size = int(round(len(train) * dev_fraction))
+  if dev_size == 0 or dev_size == len(train):
+    raise DataError(f"train_file {train_file}: {len(train)} examples are too "
+                    f"few to carve a dev set with dev_fraction={dev_fraction}"
+                    "; give a dev_file")
+  train, dev = sources.carve(train, [len(train) - dev_size, dev_size], seed)
+  return train, dev

@@ -85,8 +85,7 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
                          process_count)
     if not 0 <= seed < 2**32:
       raise DataError(f"seed must be in [0, 2**32), got {seed}")
-    self._steps = steps_per_epoch(split, batch_size)
-    if self._steps == 0:
+    if steps_per_epoch(split, batch_size) == 0:
       raise DataError(f"batch_size {batch_size} is larger than the split "
                       f"({len(split)} examples): no full batch per epoch")
     self._split = split
@@ -112,21 +111,7 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
     return {"ids": np.ascontiguousarray(self._split.ids[mine, :width]),
             "labels": self._split.labels[mine].astype(np.int32)}
 
-  @property
-  def steps_per_epoch(self) -> int:
-    return self._steps
-
-  @property
-  def step(self) -> int:
-    """Global batches produced so far (index of the next one)."""
-    return int(self._iterator.get_state()["next_index"])
-
-  @property
-  def epoch(self) -> int:
-    """The epoch the next batch belongs to."""
-    return self.step // self._steps
-
-  def __iter__(self) -> "TrainIterator":
+  def __iter__(self) -> TrainIterator:
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:

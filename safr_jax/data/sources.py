@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Optional
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class RawSplit:
   def __len__(self) -> int:
     return len(self.texts)
 
-  def take(self, indices: np.ndarray) -> "RawSplit":
+  def take(self, indices: np.ndarray) -> RawSplit:
     """The examples at ``indices`` (in that order)."""
     indices = np.asarray(indices, np.int64)
     return RawSplit(
@@ -151,21 +151,31 @@ def load_builtin(name: str, *, seed: int) -> dict[str, RawSplit]:
 # TFDS, through tfds.data_source only (array_record, no TensorFlow).
 # --------------------------------------------------------------------------
 
+class TfdsInfo(NamedTuple):
+  """How one TFDS dataset is read."""
+  text_key: str     # the feature holding the text
+  test_split: str   # the TFDS split used as test
+  download_url: str  # where TFDS downloads from (the probe asks this host)
+  description: str
+
+
 TFDS_INFO = {
-    # name: (text feature, test split, where TFDS downloads from, description)
-    "glue/sst2": (
-        "sentence", "validation",
-        "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
-        "GLUE SST-2 (Stanford Sentiment Treebank, binary sentences; Socher et "
-        "al. 2013) via TFDS. GLUE's test labels are hidden, so test = GLUE "
-        "validation (872) and dev is carved from GLUE train (dev_fraction, "
-        "seeded, stratified)."),
-    "imdb_reviews": (
-        "text", "test",
-        "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",
-        "IMDB Large Movie Review Dataset (Maas et al. 2011) via TFDS: official "
-        "25k train split 20,000/5,000 into train/dev (seeded, stratified, as "
-        "the authors do), official 25k test."),
+    "glue/sst2": TfdsInfo(
+        text_key="sentence", test_split="validation",
+        download_url="https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
+        description=(
+            "GLUE SST-2 (Stanford Sentiment Treebank, binary sentences; Socher "
+            "et al. 2013) via TFDS. GLUE's test labels are hidden, so test = "
+            "GLUE validation (872) and dev is carved from GLUE train "
+            "(dev_fraction, seeded, stratified).")),
+    "imdb_reviews": TfdsInfo(
+        text_key="text", test_split="test",
+        download_url=(
+            "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"),
+        description=(
+            "IMDB Large Movie Review Dataset (Maas et al. 2011) via TFDS: "
+            "official 25k train split 20,000/5,000 into train/dev (seeded, "
+            "stratified, as the authors do), official 25k test.")),
 }
 IMDB_DEV_SIZE = 5000
 
@@ -212,11 +222,11 @@ def probe_url(url: str, timeout: float) -> tuple[bool, str]:
   return ok, f"{why} from {url} after {time.monotonic() - start:.2f} s"
 
 
-def _tfds_source(tfds, name: str, split: str, data_dir: Optional[str]):
+def _tfds_source(tfds, name: str, split: str, data_dir: str | None):
   return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
 
 
-def tfds_is_prepared(name: str, data_dir: Optional[str]) -> tuple[bool, str]:
+def tfds_is_prepared(name: str, data_dir: str | None) -> tuple[bool, str]:
   """Whether ``name`` can be read locally without downloading anything."""
   tfds = _import_tfds()
   try:
@@ -227,7 +237,7 @@ def tfds_is_prepared(name: str, data_dir: Optional[str]) -> tuple[bool, str]:
     return False, f"{name} is not prepared in {where} ({type(e).__name__})"
 
 
-def prepare_tfds(name: str, data_dir: Optional[str], *,
+def prepare_tfds(name: str, data_dir: str | None, *,
                  probe_timeout: float, probe=probe_url) -> tuple[bool, str]:
   """Downloads and prepares ``name`` as array_record, only if its host answers.
 
@@ -235,7 +245,7 @@ def prepare_tfds(name: str, data_dir: Optional[str], *,
   ``probe_timeout`` seconds. Returns (ready, reason).
   """
   tfds = _import_tfds()
-  url = TFDS_INFO[name][2]
+  url = TFDS_INFO[name].download_url
   reachable, why = probe(url, probe_timeout)
   if not reachable:
     return False, f"download host unreachable: {why}"
@@ -247,7 +257,7 @@ def prepare_tfds(name: str, data_dir: Optional[str], *,
   return True, f"downloaded and prepared ({why})"
 
 
-def _read_tfds_split(tfds, name: str, split: str, data_dir: Optional[str],
+def _read_tfds_split(tfds, name: str, split: str, data_dir: str | None,
                      text_key: str) -> RawSplit:
   """All examples of one TFDS split; normalises mock (str, 0-d array) and real
   (bytes, int) values."""
@@ -282,7 +292,7 @@ def _read_tfds_split(tfds, name: str, split: str, data_dir: Optional[str],
                   example_ids=np.arange(n, dtype=np.int64))
 
 
-def load_tfds(name: str, *, data_dir: Optional[str], dev_fraction: float,
+def load_tfds(name: str, *, data_dir: str | None, dev_fraction: float,
               seed: int, probe_timeout: float = 5.0,
               probe=probe_url) -> dict[str, RawSplit]:
   """``glue/sst2`` or ``imdb_reviews`` from TFDS as train/dev/test.
@@ -304,9 +314,9 @@ def load_tfds(name: str, *, data_dir: Optional[str], dev_fraction: float,
           f"tfds.builder({name!r}).download_and_prepare("
           "file_format='array_record') and copy the data_dir here, or use "
           "source='auto' to fall back to the builtin data.")
-  text_key, test_split = TFDS_INFO[name][:2]
-  train = _read_tfds_split(tfds, name, "train", data_dir, text_key)
-  test = _read_tfds_split(tfds, name, test_split, data_dir, text_key)
+  info = TFDS_INFO[name]
+  train = _read_tfds_split(tfds, name, "train", data_dir, info.text_key)
+  test = _read_tfds_split(tfds, name, info.test_split, data_dir, info.text_key)
   if name == "imdb_reviews":
     dev_size = min(IMDB_DEV_SIZE, int(round(len(train) * 0.2)))
   else:

@@ -35,12 +35,12 @@ malformed line is a :class:`DataError` naming the file and line.
 
 from __future__ import annotations
 
-import logging
 import pathlib
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
+from absl import logging
 import numpy as np
 
 from safr_jax.data.errors import DataError
@@ -225,40 +225,23 @@ def _check_folder(sst_dir: str | pathlib.Path | None) -> pathlib.Path:
   return folder
 
 
-def read_sst_treebank(sst_dir: str | pathlib.Path | None
-                      ) -> tuple[dict[str, RawSplit], dict[str, Any]]:
-  """Reads the treebank folder as the SAFR authors do (see the module doc).
+class _Row(NamedTuple):
+  """A labelled sentence."""
+  index: int  # sentence_index
+  sentence: str
+  label: int  # 0 = negative, 1 = positive
 
-  Args:
-    sst_dir: the unzipped ``stanfordSentimentTreebank/`` folder.
 
-  Returns:
-    (splits, counts): ``splits`` maps "train"/"dev"/"test" to a
-    :class:`RawSplit` (labels 0 = negative, 1 = positive; ``example_ids`` =
-    ``sentence_index``); ``counts`` is JSON-ready provenance for
-    ``bundle.info["sst_treebank"]``: the number of ``sentences`` and of
-    ``dictionary_phrases`` (distinct), ``duplicate_dictionary_phrases``, and in
-    ``per_split`` for each split the sentences ``read``, ``dropped_unmatched``
-    (no dictionary phrase equals the sentence), ``dropped_no_sentiment`` (its
-    phrase id has no sentiment value), ``dropped_neutral``, the ``negative`` /
-    ``positive`` counts before balancing, ``dropped_balancing`` and ``kept``.
-
-  Raises:
-    DataError: missing folder or file, a malformed line (the message names the
-      file and line), an unknown split label, or a sentence without a split.
-  """
-  folder = _check_folder(sst_dir)
-  sentences_path = folder / SENTENCES_FILE
-  split_path = folder / SPLIT_FILE
-  sentences = _read_sentences(sentences_path)
-  split_of = _read_splits(split_path)
-  phrase_ids, dictionary_lines = _read_dictionary(folder / DICTIONARY_FILE)
-  sentiment_of = _read_sentiments(folder / SENTIMENT_FILE)
-
+def _label_sentences(
+    sentences: list[tuple[int, int, str]], split_of: dict[int, str],
+    phrase_ids: dict[str, list[int]], sentiment_of: dict[int, float],
+    split_path: pathlib.Path, sentences_path: pathlib.Path
+) -> tuple[dict[str, list[_Row]], dict[str, dict[str, int]]]:
+  """(rows per split in file order, counts per split): the authors' join."""
   per_split = {name: dict(read=0, dropped_unmatched=0, dropped_no_sentiment=0,
                           dropped_neutral=0, negative=0, positive=0,
                           dropped_balancing=0, kept=0) for name in SPLITS}
-  rows: dict[str, list[tuple[int, str, int]]] = {name: [] for name in SPLITS}
+  rows: dict[str, list[_Row]] = {name: [] for name in SPLITS}
   for number, index, sentence in sentences:
     split = split_of.get(index)
     if split is None:
@@ -282,22 +265,59 @@ def read_sst_treebank(sst_dir: str | pathlib.Path | None
         counts["dropped_neutral"] += 1
         continue
       counts[SENTIMENT_LABELS[label]] += 1
-      rows[split].append((index, sentence, label))
+      rows[split].append(_Row(index, sentence, label))
+  return rows, per_split
 
-  # Train: the first min(#pos, #neg) of each class, positives then negatives.
-  positives = [r for r in rows["train"] if r[2] == 1]
-  negatives = [r for r in rows["train"] if r[2] == 0]
+
+def _balanced(train: list[_Row]) -> list[_Row]:
+  """The first min(#pos, #neg) of each class, positives then negatives."""
+  positives = [r for r in train if r.label == 1]
+  negatives = [r for r in train if r.label == 0]
   keep = min(len(positives), len(negatives))
-  per_split["train"]["dropped_balancing"] = len(rows["train"]) - 2 * keep
-  rows["train"] = positives[:keep] + negatives[:keep]
+  return positives[:keep] + negatives[:keep]
+
+
+def read_sst_treebank(sst_dir: str | pathlib.Path | None
+                      ) -> tuple[dict[str, RawSplit], dict[str, Any]]:
+  """Reads the treebank folder as the SAFR authors do (see the module doc).
+
+  Args:
+    sst_dir: the unzipped ``stanfordSentimentTreebank/`` folder.
+
+  Returns:
+    (splits, counts): ``splits`` maps "train"/"dev"/"test" to a
+    :class:`RawSplit` (labels 0 = negative, 1 = positive; ``example_ids`` =
+    ``sentence_index``); ``counts`` is JSON-ready provenance for
+    ``bundle.info["sst_treebank"]``: the number of ``sentences`` and of
+    ``dictionary_phrases`` (distinct), ``duplicate_dictionary_phrases``, and in
+    ``per_split`` for each split the sentences ``read``, ``dropped_unmatched``
+    (no dictionary phrase equals the sentence), ``dropped_no_sentiment`` (its
+    phrase id has no sentiment value), ``dropped_neutral``, the ``negative`` /
+    ``positive`` counts before balancing, ``dropped_balancing`` and ``kept``.
+
+  Raises:
+    DataError: missing folder or file, a malformed line (the message names the
+      file and line), an unknown split label, or a sentence without a split.
+  """
+  folder = _check_folder(sst_dir)
+  sentences = _read_sentences(folder / SENTENCES_FILE)
+  split_of = _read_splits(folder / SPLIT_FILE)
+  phrase_ids, dictionary_lines = _read_dictionary(folder / DICTIONARY_FILE)
+  sentiment_of = _read_sentiments(folder / SENTIMENT_FILE)
+  rows, per_split = _label_sentences(
+      sentences, split_of, phrase_ids, sentiment_of, folder / SPLIT_FILE,
+      folder / SENTENCES_FILE)
+  balanced = _balanced(rows["train"])
+  per_split["train"]["dropped_balancing"] = len(rows["train"]) - len(balanced)
+  rows["train"] = balanced
 
   out = {}
   for name in SPLITS:
     per_split[name]["kept"] = len(rows[name])
     out[name] = RawSplit(
-        texts=[r[1] for r in rows[name]],
-        labels=np.asarray([r[2] for r in rows[name]], np.int32),
-        example_ids=np.asarray([r[0] for r in rows[name]], np.int64))
+        texts=[r.sentence for r in rows[name]],
+        labels=np.asarray([r.label for r in rows[name]], np.int32),
+        example_ids=np.asarray([r.index for r in rows[name]], np.int64))
 
   duplicates = dictionary_lines - len(phrase_ids)
   if duplicates:
@@ -316,9 +336,3 @@ def read_sst_treebank(sst_dir: str | pathlib.Path | None
       "per_split": per_split,
   }
   return out, counts
-
-
-def load_sst_treebank(sst_dir: str | pathlib.Path | None
-                      ) -> dict[str, RawSplit]:
-  """The train/dev/test splits of :func:`read_sst_treebank` (counts dropped)."""
-  return read_sst_treebank(sst_dir)[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import itertools
-import os
+import pathlib
 import re
 from typing import Iterable, Sequence
 
@@ -78,7 +78,7 @@ class Vocabulary:
 
   @classmethod
   def build(cls, texts: Iterable[str], *, min_freq: int = 2,
-            lowercase: bool = False, strip_html: bool = False) -> "Vocabulary":
+            lowercase: bool = False, strip_html: bool = False) -> Vocabulary:
     """Builds from (train) texts: tokens with count >= ``min_freq``."""
     if min_freq < 1:
       raise DataError(f"min_freq must be >= 1, got {min_freq}")
@@ -98,9 +98,6 @@ class Vocabulary:
 
   def __len__(self) -> int:
     return len(self._tokens)
-
-  def __contains__(self, token: str) -> bool:
-    return token in self._index
 
   def __eq__(self, other) -> bool:
     return (isinstance(other, Vocabulary) and self._tokens == other._tokens
@@ -160,21 +157,23 @@ class Vocabulary:
       lengths[row] = len(seq)
     return (ids, lengths, full) if full_lengths else (ids, lengths)
 
-  def save(self, path: str | os.PathLike) -> None:
+  def save(self, path: str | pathlib.Path) -> None:
     """Writes one token per line (UTF-8, ``\\n``), line number = id."""
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-      for tok in self._tokens:
-        f.write(tok + "\n")
+    pathlib.Path(path).write_text("".join(tok + "\n" for tok in self._tokens),
+                                  encoding="utf-8", newline="\n")
 
   @classmethod
-  def load(cls, path: str | os.PathLike, *, lowercase: bool = False,
-           strip_html: bool = False) -> "Vocabulary":
+  def load(cls, path: str | pathlib.Path, *, lowercase: bool = False,
+           strip_html: bool = False) -> Vocabulary:
     """Reads a file written by :meth:`save`."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
+    path = pathlib.Path(path)
+    if not path.exists():
       raise DataError(f"vocabulary file {path} does not exist")
-    with open(path, encoding="utf-8", newline="") as f:
-      content = f.read()
+    try:  # bytes, then decode: no newline translation
+      content = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise DataError(f"vocabulary file {path} is not valid UTF-8 ({e.reason} "
+                      f"at byte offset {e.start})") from None
     # Split on "\n" only: str.splitlines() would also split on \x85, \u2028…
     lines = content.split("\n")
     if lines and lines[-1] == "":

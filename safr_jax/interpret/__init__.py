@@ -5,18 +5,25 @@ Command-line tools (thin mains in ``safr_jax.explain``, ``.evaluate``,
 
 * ``explanations.explain_run``: token importance, attention pairs and neuron
   allocation per example → PNG + one self-contained HTML page.
-* ``evaluation.evaluate_run``: every metric → ``interpretability.json``.
+* ``interpretability.evaluate_run``: every metric → ``interpretability.json``.
 * ``comparison.compare_runs``: runs grouped by config → Markdown + plot.
+
+Each entry computes a typed result first (``explanations.explain`` →
+``ExplanationSet``, ``interpretability.measure`` → ``InterpretabilityReport``)
+and writes it with separate functions.
 
 The metrics, one concept per module (formulas in each docstring and in
 docs/METRICS.md): ``superposition`` (sharing, feature dimensionality),
 ``neurons`` (active FFN neuron sets, Jaccard overlap, picture order),
-``attention`` (attention received, pair strength), ``attribution`` (token
+``attention`` (attention received, pair strength), ``token_stats`` (those
+pooled over an evaluation subset, by token group), ``attribution`` (token
 importance from VMASK, attention, gradient × input, occlusion, random),
-``faithfulness`` (comprehensiveness, sufficiency, AOPC), ``planted``
+``faithfulness`` (comprehensiveness, sufficiency, AOPC), ``planted_recovery``
 (agreement with the known answers of the ``planted`` data). ``forward`` runs
-the model at fixed shapes; ``inputs`` rebuilds a run's split or encodes text;
-``plots`` and ``html`` draw.
+the model at fixed shapes (``forward.collect``: the one forward pass of
+explain and evaluate); ``inputs`` rebuilds a run's split or encodes text;
+``plots`` and ``html`` draw. ``evaluation`` is the old name of
+``interpretability``, kept until the command line imports the new one.
 
 The paper's own SRS score is not available, so it is not computed; every
 number here is defined by us.

@@ -14,14 +14,14 @@ import dataclasses
 import json
 import math
 import pathlib
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from safr_jax.interpret import attribution, plots
 from safr_jax.interpret.errors import InterpretError
 
-__all__ = ["compare_runs", "load_metrics", "flatten", "Compared"]
+__all__ = ["compare_runs", "load_metrics", "flatten", "format_mean_std", "Compared"]
 
 # results.json entries that are metrics (the rest is provenance).
 _RESULT_KEYS = ("test", "best_dev_accuracy", "best_epoch", "epochs_run",
@@ -74,8 +74,8 @@ def load_metrics(workdir: str | pathlib.Path) -> RunMetrics:
   workdir = pathlib.Path(workdir)
   results_path = workdir / "results.json"
   if not results_path.exists():
-    raise FileNotFoundError(f"{workdir} has no results.json: not a finished training "
-                            "run (train it with `python train.py --config=... "
+    raise InterpretError(f"{workdir} has no results.json: not a finished training "
+                         "run (train it with `python train.py --config=... "
                             f"--workdir={workdir}`)")
   results = _read_json(results_path)
   config = results.get("config", {})
@@ -97,18 +97,47 @@ def load_metrics(workdir: str | pathlib.Path) -> RunMetrics:
                     evaluated=evaluated)
 
 
-def _stats(values: Sequence[float]) -> tuple[float | None, float | None]:
-  if not values:
+def _finite(values: Iterable[float | None]) -> np.ndarray:
+  v = np.asarray([x for x in values if x is not None], np.float64)
+  return v[np.isfinite(v)]
+
+
+def _stats(values: Iterable[float | None]) -> tuple[float | None, float | None]:
+  """Mean and sample std (n − 1) of the finite values; None where undefined."""
+  v = _finite(values)
+  if not v.size:
     return None, None
-  v = np.asarray(values, np.float64)
   return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else None)
 
 
-def _cell(values: Sequence[float]) -> str:
+def format_mean_std(values: Iterable[float | None], digits: int = 4, *,
+                    std_digits: int | None = None, notation: str = "f",
+                    missing: str = "—") -> str:
+  """``"mean ± std"`` of the finite values (None, NaN and ±inf left out), std
+  the sample standard deviation (n − 1); only ``"mean"`` for one value;
+  ``missing`` for none.
+
+  Args:
+    values: the numbers, e.g. one metric over the seeds of a config.
+    digits: digits of the mean: decimals for ``notation="f"``, significant
+      digits for ``"g"``.
+    std_digits: the same for the std (default ``digits``).
+    notation: ``"f"`` (fixed point) or ``"g"`` (significant digits).
+    missing: what stands for no value.
+
+  ``format_mean_std([0.8, 0.9])`` → ``"0.8500 ± 0.0707"``;
+  ``format_mean_std([0.8, 0.9], 4, std_digits=2, notation="g")`` →
+  ``"0.85 ± 0.071"``.
+  """
+  if notation not in ("f", "g"):
+    raise ValueError(f"notation must be 'f' or 'g', got {notation!r}")
   mean, std = _stats(values)
   if mean is None:
-    return "—"
-  return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+    return missing
+  text = f"{mean:.{digits}{notation}}"
+  if std is None:
+    return text
+  return f"{text} ± {std:.{digits if std_digits is None else std_digits}{notation}}"
 
 
 def _own_key(run: RunMetrics, metric: str) -> str:
@@ -173,7 +202,7 @@ def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path
   for g in names:
     rs = groups[g]
     seeds = ", ".join(str(r.seed) for r in rs)
-    cells = [_cell(_values(rs, key, m)) for _, key, m in _SUMMARY]
+    cells = [format_mean_std(_values(rs, key, m)) for _, key, m in _SUMMARY]
     lines.append(f"| {g} | {len(rs)} | {seeds} | " + " | ".join(cells) + " |")
   missing = [str(r.workdir) for r in loaded if not r.evaluated]
   if missing:
@@ -184,7 +213,8 @@ def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path
             "|---|" + "---|" * len(names)]
   keys = sorted({k for r in loaded for k in r.metrics})
   for k in keys:
-    lines.append(f"| {k} | " + " | ".join(_cell(_values(groups[g], k)) for g in names) + " |")
+    cells = [format_mean_std(_values(groups[g], k)) for g in names]
+    lines.append(f"| {k} | " + " | ".join(cells) + " |")
   lines += ["", "Runs: " + ", ".join(f"{r.workdir} ({r.group}, seed {r.seed})"
                                       for r in loaded), ""]
   markdown = "\n".join(lines)

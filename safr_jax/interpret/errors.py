@@ -1,6 +1,5 @@
-"""The error a user can cause in explain/evaluate/compare (bad argument, bad
-file); the command-line tools print its message as one line."""
+"""explain/evaluate/compare's error: ``safr_jax.errors.InterpretError``."""
 
+from safr_jax.errors import InterpretError
 
-class InterpretError(ValueError):
-  """A bad argument or input file; the message says which and why."""
+__all__ = ["InterpretError"]

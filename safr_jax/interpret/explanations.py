@@ -4,44 +4,292 @@ and the FFN neuron allocation, as PNG files and one self-contained HTML page.
 Token importance is the VMASK keep-probability; a run without VMASK (the
 ``baseline`` variant) has none, so its pages use gradient × input instead and
 say so.
+
+Computing and writing are apart: ``explain`` returns an ``ExplanationSet``
+(one frozen ``Explanation`` per example, no file touched); ``write_pictures``,
+``write_json`` and ``write_html`` write it; ``explain_run`` (the command line's
+entry) does both.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime
 import json
 import pathlib
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from safr_jax import runs
 from safr_jax.interpret import attention as attention_lib
+from safr_jax.interpret import forward
 from safr_jax.interpret import html as html_lib
 from safr_jax.interpret import inputs, neurons, plots
 from safr_jax.interpret.errors import InterpretError
-from safr_jax.interpret.forward import Predictor
 
-__all__ = ["explain_run", "Explained", "INDEX_FILE"]
+__all__ = ["explain_run", "explain", "write_explanations", "write_pictures",
+           "write_json", "write_html", "Explained", "Explanation", "ExplanationSet",
+           "TokenNeurons", "INDEX_FILE", "JSON_FILE"]
 
 INDEX_FILE = "index.html"
 JSON_FILE = "explanations.json"
 _PNG = "example_{:03d}.png"
+_STRONGEST = 5  # neurons listed per token
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class TokenNeurons:
+  """One token's FFN neurons (last layer): ``active`` = how many it activates."""
+  token: str                       # "word (#position)"
+  importance: float
+  active: int
+  active_neurons: tuple[int, ...]
+  exclusive: tuple[int, ...]       # active for this token only
+  strongest: tuple[int, ...]       # its strongest active neurons, strongest first
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Explanation:
+  """One example explained. The JSON record is ``to_json``; ``strength``,
+  ``hidden`` and ``neuron_order`` are the arrays behind the picture (None for
+  an example without tokens)."""
+  id: str
+  name: str
+  title: str
+  text: str
+  tokens: tuple[str, ...]
+  words: tuple[str, ...]
+  importance: tuple[float, ...]
+  importance_label: str
+  importance_signed: bool          # signed scores (gradient × input), not in [0, 1]
+  pred: str
+  confidence: float
+  probs: Mapping[str, float]
+  true: str | None
+  notes: tuple[str, ...]
+  pair_positions: tuple[tuple[int, int, float], ...]  # strongest attention pairs (i, j, S_ij)
+  neurons: tuple[TokenNeurons, ...]
+  d_ff: int
+  threshold: float
+  planted: tuple[bool, ...] | None
+  strength: np.ndarray | None      # [n, n] attention pair strength
+  hidden: np.ndarray | None        # [n, d_ff] last FFN layer's activations
+  neuron_order: neurons.NeuronOrder | None
+
+  @property
+  def pairs(self) -> tuple[tuple[str, str, float], ...]:
+    """The strongest attention pairs as ("token (#i)", "token (#j)", S_ij)."""
+    return tuple((self._label(i), self._label(j), s) for i, j, s in self.pair_positions)
+
+  def _label(self, position: int) -> str:
+    return f"{self.tokens[position]} (#{position})"
+
+  @property
+  def figure_title(self) -> str:
+    true = "" if self.true is None else f", true {self.true}"
+    return f"{self.name}: predicted {self.pred} ({self.confidence:.2f}){true}"
+
+  def to_json(self, image: str | None = None) -> dict[str, Any]:
+    """The ``explanations.json`` record; ``image`` is the PNG's file name."""
+    return {
+        "id": self.id, "name": self.name, "title": self.title, "text": self.text,
+        "tokens": list(self.tokens), "words": list(self.words),
+        "importance": list(self.importance), "importance_label": self.importance_label,
+        "importance_signed": self.importance_signed, "pred": self.pred,
+        "confidence": self.confidence, "probs": dict(self.probs), "true": self.true,
+        "notes": list(self.notes), "pairs": [list(p) for p in self.pairs],
+        "neurons": [{k: list(v) if isinstance(v, tuple) else v
+                     for k, v in dataclasses.asdict(t).items()} for t in self.neurons],
+        "d_ff": self.d_ff, "threshold": self.threshold, "image": image,
+        "planted": None if self.planted is None else list(self.planted)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplanationSet:
+  """Every explanation of one ``explain`` call, with the page's header (about
+  the run) and page-wide notes."""
+  title: str
+  header: tuple[tuple[str, str], ...]
+  notes: tuple[str, ...]
+  explanations: tuple[Explanation, ...]
+  has_vmask: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Explained:
-  index: pathlib.Path      # the HTML page
-  records: list[dict]      # one per example (also in explanations.json)
-  notes: list[str]         # page-wide notes
+  """What ``explain_run`` wrote: the page, the JSON records (one per example,
+  as in ``explanations.json``), the page-wide notes and the computed set."""
+  index: pathlib.Path
+  records: list[dict]
+  notes: list[str]
+  explanations: ExplanationSet
 
 
-def _importance(run, predictor, ids, lengths, probs, keep):
-  if keep is not None:
-    return keep, "VMASK keep-probability", False
-  return (predictor.grad_x_input(ids, lengths, np.argmax(probs, -1)),
+# ----------------------------------------------------------------------------
+# Computing.
+
+
+def _importance(predictor, ids, lengths, passed: forward.ForwardPass):
+  """(scores [N, W], what they are, signed?)."""
+  if passed.keep_prob is not None:
+    return passed.keep_prob, "VMASK keep-probability", False
+  return (predictor.grad_x_input(ids, lengths, np.argmax(passed.probs, -1)),
           "gradient × input (this run has no VMASK)", True)
+
+
+def _token_neurons(tokens, importance, hidden, order, threshold):
+  out = []
+  for t, token in enumerate(tokens):
+    strongest = np.argsort(-hidden[t], kind="stable")[:_STRONGEST]
+    out.append(TokenNeurons(
+        token=f"{token} (#{t})", importance=float(importance[t]),
+        active=int(order.active_sets[t].size),
+        active_neurons=tuple(int(v) for v in order.active_sets[t]),
+        exclusive=tuple(int(v) for v in order.exclusive_sets[t]),
+        strongest=tuple(int(s) for s in strongest if hidden[t, s] > threshold)))
+  return tuple(out)
+
+
+def _explanation(k: int, ex: inputs.Example, *, probs, importance, label, signed,
+                 attention, hidden, names, d_ff, threshold, num_pairs) -> Explanation:
+  n = len(ex.tokens)
+  pred = int(np.argmax(probs))
+  strength = order = None
+  pairs, token_neurons = (), ()
+  if n:
+    strength = attention_lib.pair_strength(attention[:n, :n])
+    pairs = tuple(attention_lib.top_pairs(strength, num_pairs))
+    order = neurons.NeuronOrder(hidden, threshold)
+    token_neurons = _token_neurons(ex.tokens, importance, hidden, order, threshold)
+  return Explanation(
+      id=f"ex-{k}", name=ex.name, title=f"{k + 1}. {ex.name}", text=ex.text,
+      tokens=tuple(ex.tokens), words=tuple(ex.words),
+      importance=tuple(float(v) for v in importance[:n]), importance_label=label,
+      importance_signed=signed, pred=names[pred], confidence=float(probs[pred]),
+      probs={names[c]: float(p) for c, p in enumerate(probs)},
+      true=None if ex.label is None else names[ex.label], notes=tuple(ex.notes),
+      pair_positions=pairs, neurons=token_neurons, d_ff=d_ff, threshold=threshold,
+      planted=None if ex.planted is None else tuple(bool(v) for v in ex.planted[:n]),
+      strength=strength, hidden=hidden, neuron_order=order)
+
+
+def _header(run, importance_label: str, has_vmask: bool) -> tuple[tuple[str, str], ...]:
+  c = run.config
+  layers = int(c.model.num_layers)
+  return (("run", str(run.workdir)),
+          ("checkpoint", f"{run.which} (step {run.step})"),
+          ("config", f"{c.get('name')}:{c.get('variant')}  λ_imp={c.loss.importance:g} "
+                     f"λ_inter={c.loss.interaction:g}"),
+          ("data", str(run.dataset_info.get("source", "?"))),
+          ("model", f"d_model {c.model.d_model}, {c.model.num_heads} heads, {layers} "
+                    f"layer(s), d_ff {c.model.d_ff}, VMASK {'on' if has_vmask else 'off'}"),
+          ("token importance", importance_label),
+          ("generated", datetime.datetime.now().isoformat(timespec="seconds")))
+
+
+def _page_notes(has_vmask: bool, layers: int) -> tuple[str, ...]:
+  notes = []
+  if not has_vmask:
+    notes.append("This run has no VMASK layer (baseline): token importance is "
+                 "gradient × input of log p(predicted class) instead of a keep-probability.")
+  if layers > 1:
+    notes.append(f"The neuron pictures show the last of {layers} FFN layers; attention "
+                 "is averaged over heads and layers.")
+  return tuple(notes)
+
+
+def explain(run: runs.Run, examples: Sequence[inputs.Example], *,
+            threshold: float = 0.0, num_pairs: int = 5) -> ExplanationSet:
+  """Explains ``examples`` with ``run``'s model (one forward pass); writes nothing.
+
+  Args:
+    run: a loaded run (``runs.load_run``).
+    examples: from ``inputs.text_example`` or ``inputs.split_examples``.
+    threshold: an FFN neuron is active for a token above this activation.
+    num_pairs: strongest attention pairs listed per example.
+  """
+  if not examples:
+    raise InterpretError("nothing to explain: no example given")
+  predictor = forward.Predictor.for_run(run)
+  lengths = np.array([len(e.tokens) for e in examples], np.int32)
+  ids = np.stack([e.ids for e in examples])[:, :predictor.width(lengths)]
+  last_layer = {}
+  passed = forward.collect(predictor, ids, lengths,
+                           lambda row, acts: last_layer.__setitem__(row, acts.ffn[-1]))
+  importance, label, signed = _importance(predictor, ids, lengths, passed)
+  has_vmask = passed.keep_prob is not None
+  items = tuple(
+      _explanation(k, ex, probs=passed.probs[k], importance=importance[k], label=label,
+                   signed=signed, attention=passed.attention[k],
+                   hidden=last_layer.get(k), names=run.label_names,
+                   d_ff=int(run.model.d_ff), threshold=threshold, num_pairs=num_pairs)
+      for k, ex in enumerate(examples))
+  return ExplanationSet(
+      title=f"SAFR explanations: {run.workdir.name}",
+      header=_header(run, label, has_vmask),
+      notes=_page_notes(has_vmask, int(run.config.model.num_layers)),
+      explanations=items, has_vmask=has_vmask)
+
+
+# ----------------------------------------------------------------------------
+# Writing.
+
+
+def write_pictures(explained: ExplanationSet, out: str | pathlib.Path
+                   ) -> dict[str, pathlib.Path]:
+  """One PNG per explanation with tokens (``example_NNN.png``); removes the
+  pictures of an earlier, longer explain in ``out``. Returns id → file."""
+  out = pathlib.Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  for old in out.glob("example_*.png"):
+    old.unlink()
+  files = {}
+  for k, e in enumerate(explained.explanations):
+    if e.neuron_order is None:
+      continue
+    order = e.neuron_order
+    fig = plots.explanation_figure(
+        tokens=e.tokens, importance=np.asarray(e.importance),
+        importance_label=e.importance_label, strength=e.strength,
+        pairs=e.pair_positions, hidden=e.hidden[:, order.order], neuron_ids=order.order,
+        num_shared=order.num_shared, num_silent=order.num_silent,
+        unit_interval=not e.importance_signed, title=e.figure_title)
+    files[e.id] = plots.save(fig, out / _PNG.format(k))
+  return files
+
+
+def _records(explained: ExplanationSet, pictures: Mapping[str, pathlib.Path]) -> list[dict]:
+  return [e.to_json(pictures[e.id].name if e.id in pictures else None)
+          for e in explained.explanations]
+
+
+def write_json(explained: ExplanationSet, out: str | pathlib.Path,
+               pictures: Mapping[str, pathlib.Path]) -> pathlib.Path:
+  """``out/explanations.json``: header, notes, one record per example."""
+  path = pathlib.Path(out) / JSON_FILE
+  path.write_text(json.dumps({"header": dict(explained.header), "notes": list(explained.notes),
+                              "examples": _records(explained, pictures)}, indent=1) + "\n",
+                  encoding="utf-8")
+  return path
+
+
+def write_html(explained: ExplanationSet, out: str | pathlib.Path,
+               pictures: Mapping[str, pathlib.Path]) -> pathlib.Path:
+  """``out/index.html``, self-contained (the pictures inlined)."""
+  images = {k: html_lib.Picture(file=p.name, png=p.read_bytes()) for k, p in pictures.items()}
+  path = pathlib.Path(out) / INDEX_FILE
+  path.write_text(html_lib.render_page(explained, images), encoding="utf-8")
+  return path
+
+
+def write_explanations(explained: ExplanationSet, out: str | pathlib.Path) -> Explained:
+  """Pictures, ``explanations.json`` and ``index.html`` in ``out``."""
+  pictures = write_pictures(explained, out)
+  write_json(explained, out, pictures)
+  index = write_html(explained, out, pictures)
+  return Explained(index=index, records=_records(explained, pictures),
+                   notes=list(explained.notes), explanations=explained)
 
 
 def explain_run(workdir, *, texts: list[str] | None = None, split: str = "test",
@@ -58,99 +306,6 @@ def explain_run(workdir, *, texts: list[str] | None = None, split: str = "test",
     encoded = inputs.load_split(run, split)
     examples = inputs.split_examples(run, encoded, split,
                                      np.arange(min(num, len(encoded))))
-  out = pathlib.Path(out) if out else run.workdir / "explanations"
-  out.mkdir(parents=True, exist_ok=True)
-  for old in out.glob("example_*.png"):  # a previous, longer explain
-    old.unlink()
-
-  predictor = Predictor(run.model, run.params, max_len=run.config.data.max_len,
-                        pad_to=run.config.data.get("pad_to", "max_len"))
-  lengths = np.array([len(e.tokens) for e in examples], np.int32)
-  width = predictor.width(lengths)
-  ids = np.stack([e.ids for e in examples])[:, :width]
-  probs = np.zeros((len(examples), len(run.label_names)))
-  keep = np.zeros(ids.shape) if predictor.has_vmask else None
-  attn = np.zeros((len(examples), width, width))
-  ffn = None
-  for part, ins in predictor.insides(ids, lengths):
-    probs[part], attn[part] = ins.probs, ins.attention
-    if keep is not None:
-      keep[part] = ins.keep_prob
-    if ffn is None:
-      ffn = np.zeros((len(examples), width, ins.ffn.shape[-1]))
-    ffn[part] = ins.ffn[-1]
-  importance, importance_label, signed = _importance(run, predictor, ids, lengths,
-                                                     probs, keep)
-  names = run.label_names
-  layers = int(run.config.model.num_layers)
-
-  records = []
-  for k, ex in enumerate(examples):
-    n = len(ex.tokens)
-    pred = int(np.argmax(probs[k]))
-    record = {
-        "id": f"ex-{k}", "name": ex.name, "title": f"{k + 1}. {ex.name}",
-        "text": ex.text, "tokens": ex.tokens, "words": ex.words,
-        "importance": [float(v) for v in importance[k, :n]],
-        "importance_label": importance_label, "importance_signed": signed,
-        "pred": names[pred], "confidence": float(probs[k, pred]),
-        "probs": {names[c]: float(p) for c, p in enumerate(probs[k])},
-        "true": None if ex.label is None else names[ex.label],
-        "notes": list(ex.notes), "pairs": [], "neurons": [],
-        "d_ff": int(ffn.shape[-1]), "threshold": threshold, "image": None,
-        "planted": None if ex.planted is None else [bool(v) for v in ex.planted[:n]],
-    }
-    if n:
-      strength = attention_lib.pair_strength(attn[k, :n, :n])
-      pairs = attention_lib.top_pairs(strength, num_pairs)
-      record["pairs"] = [(f"{ex.tokens[i]} (#{i})", f"{ex.tokens[j]} (#{j})", s)
-                         for i, j, s in pairs]
-      hidden = ffn[k, :n]
-      order = neurons.NeuronOrder(hidden, threshold)
-      for t in range(n):
-        strongest = np.argsort(-hidden[t], kind="stable")[:5]
-        record["neurons"].append({
-            "token": f"{ex.tokens[t]} (#{t})", "importance": float(importance[k, t]),
-            "active": int(order.active_sets[t].size),
-            "active_neurons": order.active_sets[t].tolist(),
-            "exclusive": order.exclusive_sets[t].tolist(),
-            "strongest": [int(s) for s in strongest if hidden[t, s] > threshold]})
-      fig = plots.explanation_figure(
-          tokens=ex.tokens, importance=importance[k, :n],
-          importance_label=importance_label, strength=strength, pairs=pairs,
-          hidden=hidden[:, order.order], neuron_ids=order.order,
-          num_shared=order.num_shared, num_silent=order.num_silent,
-          unit_interval=not signed,
-          title=f"{ex.name}: predicted {names[pred]} ({probs[k, pred]:.2f})"
-                + ("" if ex.label is None else f", true {names[ex.label]}"))
-      path = plots.save(fig, out / _PNG.format(k))
-      record["image"] = path.name
-      record["image_base64"] = base64.b64encode(path.read_bytes()).decode("ascii")
-    records.append(record)
-
-  c = run.config
-  notes = []
-  if keep is None:
-    notes.append("This run has no VMASK layer (baseline): token importance is "
-                 "gradient × input of log p(predicted class) instead of a keep-probability.")
-  if layers > 1:
-    notes.append(f"The neuron pictures show the last of {layers} FFN layers; attention "
-                 "is averaged over heads and layers.")
-  header = [("run", str(run.workdir)),
-            ("checkpoint", f"{run.which} (step {run.step})"),
-            ("config", f"{c.get('name')}:{c.get('variant')}  λ_imp={c.loss.importance:g} "
-                       f"λ_inter={c.loss.interaction:g}"),
-            ("data", run.dataset_info.get("source", "?")),
-            ("model", f"d_model {c.model.d_model}, {c.model.num_heads} heads, {layers} "
-                      f"layer(s), d_ff {c.model.d_ff}, VMASK {'on' if keep is not None else 'off'}"),
-            ("token importance", importance_label),
-            ("generated", datetime.datetime.now().isoformat(timespec="seconds"))]
-  page = html_lib.render_page(title=f"SAFR explanations: {run.workdir.name}",
-                              header=header, notes=notes, records=records)
-  index = out / INDEX_FILE
-  index.write_text(page, encoding="utf-8")
-  slim = [{k: v for k, v in r.items() if k != "image_base64"} for r in records]
-  (out / JSON_FILE).write_text(json.dumps({"header": dict(header), "notes": notes,
-                                           "examples": slim}, indent=1) + "\n",
-                               encoding="utf-8")
-  return Explained(index=index, records=records, notes=notes)
+  explained = explain(run, examples, threshold=threshold, num_pairs=num_pairs)
+  return write_explanations(explained, pathlib.Path(out) if out else
+                            run.workdir / "explanations")

@@ -66,6 +66,58 @@ def _label(b: float) -> str:
   return f"{b * 100:g}%"
 
 
+def _perturbed_rows(ids, mask, n_tokens, examples, scores, bins, aopc_steps):
+  """Every perturbed row and its key ``(method, order index, example, kind, m)``:
+  kind "del" = the m top tokens deleted, "keep" = only they kept."""
+  rows, keys = [], []
+  for name, arrays in scores.items():
+    for o, s in enumerate(arrays):
+      s = np.asarray(s)
+      if s.shape != ids.shape:
+        raise ValueError(f"scores[{name!r}][{o}] has shape {s.shape}, ids {ids.shape}")
+      for e in examples:
+        n = int(n_tokens[e])
+        order = ranking(s[e], mask[e])
+        bsz = bin_sizes(n, bins)
+        for m in sorted(set(bsz) | {min(k, n) for k in range(1, aopc_steps + 1)}):
+          row = ids[e].copy()
+          row[order[:m]] = 0
+          rows.append(row)
+          keys.append((name, o, e, "del", m))
+        for m in sorted(set(bsz)):
+          row = np.zeros_like(ids[e])
+          row[order[:m]] = ids[e, order[:m]]
+          rows.append(row)
+          keys.append((name, o, e, "keep", m))
+  return rows, keys
+
+
+def _method(name, orders, examples, n_tokens, p_full, p_of, bins, aopc_steps) -> dict:
+  """One method's metrics from the probabilities ``p_of[key]`` of its rows."""
+  if not len(examples):
+    return {"comprehensiveness": None, "sufficiency": None, "aopc": None}
+  comp = np.zeros((orders, len(examples), len(bins)))
+  suff = np.zeros_like(comp)
+  aopc = np.zeros((orders, len(examples)))
+  for o in range(orders):
+    for x, e in enumerate(examples):
+      n, p0 = int(n_tokens[e]), p_full[e]
+      bsz = bin_sizes(n, bins)
+      comp[o, x] = [p0 - p_of[(name, o, e, "del", m)] for m in bsz]
+      suff[o, x] = [p0 - p_of[(name, o, e, "keep", m)] for m in bsz]
+      aopc[o, x] = sum(p0 - p_of[(name, o, e, "del", min(k, n))]
+                       for k in range(1, aopc_steps + 1)) / (aopc_steps + 1)
+  return {
+      "comprehensiveness": float(comp.mean()),
+      "sufficiency": float(suff.mean()),
+      "aopc": float(aopc.mean()),
+      "comprehensiveness_by_bin": {_label(b): float(v) for b, v in
+                                   zip(bins, comp.mean(axis=(0, 1)))},
+      "sufficiency_by_bin": {_label(b): float(v) for b, v in
+                             zip(bins, suff.mean(axis=(0, 1)))},
+  }
+
+
 def evaluate_faithfulness(
     prob_fn: Callable[[np.ndarray], np.ndarray],
     ids: np.ndarray,
@@ -100,56 +152,12 @@ def evaluate_faithfulness(
   target = np.argmax(full_probs, axis=-1)
   p_full = full_probs[np.arange(len(ids)), target]
   examples = np.flatnonzero(n_tokens > 0)
-
-  # Build every perturbed row: (method, order index, example, kind, m).
-  rows, keys = [], []
-  for name, arrays in scores.items():
-    for o, s in enumerate(arrays):
-      s = np.asarray(s)
-      if s.shape != ids.shape:
-        raise ValueError(f"scores[{name!r}][{o}] has shape {s.shape}, ids {ids.shape}")
-      for e in examples:
-        n = int(n_tokens[e])
-        order = ranking(s[e], mask[e])
-        bsz = bin_sizes(n, bins)
-        for m in sorted(set(bsz) | {min(k, n) for k in range(1, aopc_steps + 1)}):
-          row = ids[e].copy()
-          row[order[:m]] = 0
-          rows.append(row)
-          keys.append((name, o, e, "del", m))
-        for m in sorted(set(bsz)):
-          row = np.zeros_like(ids[e])
-          row[order[:m]] = ids[e, order[:m]]
-          rows.append(row)
-          keys.append((name, o, e, "keep", m))
+  rows, keys = _perturbed_rows(ids, mask, n_tokens, examples, scores, bins, aopc_steps)
   probs = prob_fn(np.stack(rows)) if rows else np.zeros((0, full_probs.shape[1]))
   p_of = {key: float(probs[r, target[key[2]]]) for r, key in enumerate(keys)}
-
-  methods = {}
-  for name, arrays in scores.items():
-    comp = np.zeros((len(arrays), len(examples), len(bins)))
-    suff = np.zeros_like(comp)
-    aopc = np.zeros((len(arrays), len(examples)))
-    for o in range(len(arrays)):
-      for x, e in enumerate(examples):
-        n, p0 = int(n_tokens[e]), p_full[e]
-        bsz = bin_sizes(n, bins)
-        comp[o, x] = [p0 - p_of[(name, o, e, "del", m)] for m in bsz]
-        suff[o, x] = [p0 - p_of[(name, o, e, "keep", m)] for m in bsz]
-        aopc[o, x] = sum(p0 - p_of[(name, o, e, "del", min(k, n))]
-                         for k in range(1, aopc_steps + 1)) / (aopc_steps + 1)
-    if not len(examples):
-      methods[name] = {"comprehensiveness": None, "sufficiency": None, "aopc": None}
-      continue
-    methods[name] = {
-        "comprehensiveness": float(comp.mean()),
-        "sufficiency": float(suff.mean()),
-        "aopc": float(aopc.mean()),
-        "comprehensiveness_by_bin": {_label(b): float(v) for b, v in
-                                     zip(bins, comp.mean(axis=(0, 1)))},
-        "sufficiency_by_bin": {_label(b): float(v) for b, v in
-                               zip(bins, suff.mean(axis=(0, 1)))},
-    }
+  methods = {name: _method(name, len(arrays), examples, n_tokens, p_full, p_of, bins,
+                           aopc_steps)
+             for name, arrays in scores.items()}
   if RANDOM in methods and methods[RANDOM]["aopc"] is not None:
     floor = methods[RANDOM]["aopc"]
     for m in methods.values():

@@ -7,11 +7,17 @@ each chunk the width of its longest row rounded up to 8, so few shapes are
 compiled and short texts do not pay for ``max_len``. A reference-mode run
 (``pad_to="max_len"``, where padding changes the result) always uses
 ``max_len``.
+
+``collect`` is the one forward pass of ``explain`` and ``evaluate``: it gathers
+the per-row arrays (probabilities, keep-probabilities, attention) and hands
+each example's per-token activations to a callback, so neither caller keeps
+every example's FFN activations in memory at once.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+import dataclasses
+from typing import Any, Callable, Iterator, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -20,11 +26,13 @@ import numpy as np
 
 from safr_jax import data
 
-__all__ = ["Predictor", "Insides"]
+__all__ = ["Predictor", "ForwardChunk", "ForwardPass", "TokenActivations", "collect",
+           "last_token"]
 
 
-class Insides(NamedTuple):
-  """One chunk of a forward pass, as host arrays (B rows, width W).
+class ForwardChunk(NamedTuple):
+  """One chunk of a forward pass, as host arrays (B rows, width W), read off
+  the model's ``Intermediates``.
 
   ``probs [B, C]``; ``keep_prob [B, W]`` (None without VMASK);
   ``embeddings [B, W, D]`` the VMASK-gated embeddings; ``attention [B, W, W]``
@@ -63,13 +71,13 @@ class Predictor:
     def probs(params, ids):
       return jax.nn.softmax(apply(params, ids)[0], axis=-1)
 
-    def insides(params, ids):
-      logits, inter = apply(params, ids)
-      return Insides(
-          probs=jax.nn.softmax(logits, axis=-1), keep_prob=inter.keep_prob,
-          embeddings=inter.masked_embeddings.astype(jnp.float32),
-          attention=jnp.mean(jnp.stack(inter.attention), axis=(0, 2)),
-          ffn=jnp.stack(inter.ffn_hidden).astype(jnp.float32))
+    def chunk(params, ids):
+      logits, intermediates = apply(params, ids)
+      return ForwardChunk(
+          probs=jax.nn.softmax(logits, axis=-1), keep_prob=intermediates.keep_prob,
+          embeddings=intermediates.masked_embeddings.astype(jnp.float32),
+          attention=jnp.mean(jnp.stack(intermediates.attention), axis=(0, 2)),
+          ffn=jnp.stack(intermediates.ffn_hidden).astype(jnp.float32))
 
     def grad_x_input(params, ids, target):
       # Gradient of log p(target) w.r.t. the embedding lookup, times it.
@@ -89,8 +97,14 @@ class Predictor:
       return jnp.sum(grads * embed, axis=-1)
 
     self._probs = jax.jit(probs)
-    self._insides = jax.jit(insides)
+    self._chunk = jax.jit(chunk)
     self._grad_x_input = jax.jit(grad_x_input)
+
+  @classmethod
+  def for_run(cls, run, **kwargs) -> Predictor:
+    """The predictor of a loaded ``runs.Run`` (its model, params, max_len, pad_to)."""
+    return cls(run.model, run.params, max_len=run.config.data.max_len,
+               pad_to=run.config.data.get("pad_to", "max_len"), **kwargs)
 
   # --------------------------------------------------------------------------
 
@@ -124,18 +138,18 @@ class Predictor:
       out[part] = p[:len(part)]
     return out if out is not None else np.zeros((0, self.model.num_classes))
 
-  def insides(self, ids: np.ndarray, lengths: np.ndarray, chunk_size: int = 64
-              ) -> Iterator[tuple[np.ndarray, Insides]]:
-    """``(row indices, Insides)`` per chunk, in the order of ``ids``; every
+  def chunks(self, ids: np.ndarray, lengths: np.ndarray, chunk_size: int = 64
+             ) -> Iterator[tuple[np.ndarray, ForwardChunk]]:
+    """``(row indices, ForwardChunk)`` per chunk, in the order of ``ids``; every
     chunk has the width of the whole set, so positions line up."""
     ids = np.asarray(ids, np.int32)
     width = self.width(lengths)
     for start in range(0, len(ids), chunk_size):
       part = np.arange(start, min(len(ids), start + chunk_size))
-      out = self._insides(self.params, self._fill(ids[part], chunk_size, width))
+      out = self._chunk(self.params, self._fill(ids[part], chunk_size, width))
       out = jax.tree.map(lambda x: np.asarray(x), out)
       n = len(part)
-      yield part, Insides(
+      yield part, ForwardChunk(
           probs=out.probs[:n].astype(np.float64),
           keep_prob=None if out.keep_prob is None else out.keep_prob[:n].astype(np.float64),
           embeddings=out.embeddings[:n], attention=out.attention[:n].astype(np.float64),
@@ -162,3 +176,61 @@ def last_token(ids: np.ndarray) -> np.ndarray:
   any_ = nonzero.any(axis=1)
   last = nonzero.shape[1] - np.argmax(nonzero[:, ::-1], axis=1)
   return np.where(any_, last, 0).astype(np.int32)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TokenActivations:
+  """One example's real tokens (n of them) in a forward pass.
+
+  ``embeddings [n, D]`` the VMASK-gated embeddings; ``ffn [layers, n, d_ff]``
+  ReLU activations; ``keep_prob [n]`` (None without VMASK); ``attention
+  [n, n]`` mean over heads and layers.
+  """
+  embeddings: np.ndarray
+  ffn: np.ndarray
+  keep_prob: np.ndarray | None
+  attention: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ForwardPass:
+  """Per-row results of ``collect`` for N rows of width W: ``probs [N, C]``,
+  ``keep_prob [N, W]`` (None without VMASK), ``attention [N, W, W]`` (mean over
+  heads and layers)."""
+  probs: np.ndarray
+  keep_prob: np.ndarray | None
+  attention: np.ndarray
+
+  @property
+  def width(self) -> int:
+    return int(self.attention.shape[-1])
+
+
+def collect(predictor: Predictor, ids: np.ndarray, lengths: np.ndarray,
+            each_example: Callable[[int, TokenActivations], None] | None = None,
+            ) -> ForwardPass:
+  """Runs ``predictor`` over ``ids [N, ≥W]`` (W = ``predictor.width(lengths)``).
+
+  Calls ``each_example(row, TokenActivations)`` for every row with at least one
+  token, in row order, and returns the per-row arrays.
+  """
+  lengths = np.asarray(lengths)
+  width = predictor.width(lengths)
+  ids = np.asarray(ids)[:, :width]
+  probs = np.zeros((len(ids), predictor.model.num_classes))
+  keep = np.zeros(ids.shape) if predictor.has_vmask else None
+  attention = np.zeros((len(ids), width, width))
+  for rows, chunk in predictor.chunks(ids, lengths):
+    probs[rows], attention[rows] = chunk.probs, chunk.attention
+    if keep is not None:
+      keep[rows] = chunk.keep_prob
+    if each_example is None:
+      continue
+    for x, row in enumerate(rows):
+      n = int(lengths[row])
+      if n:
+        each_example(int(row), TokenActivations(
+            embeddings=chunk.embeddings[x, :n], ffn=chunk.ffn[:, x, :n],
+            keep_prob=None if keep is None else keep[row, :n],
+            attention=attention[row, :n, :n]))
+  return ForwardPass(probs=probs, keep_prob=keep, attention=attention)

@@ -1,4 +1,5 @@
-"""One self-contained HTML page of explanations (images inlined as base64).
+"""One self-contained HTML page of explanations (images inlined as base64),
+rendered from an ``explanations.ExplanationSet``; this module writes no file.
 
 Every piece of text that comes from data or from the user goes through
 ``html.escape``: dataset text is untrusted, and ``<script>`` in a review must
@@ -7,10 +8,22 @@ show as text, never run.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import html as html_lib
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
-__all__ = ["render_page", "escape"]
+if TYPE_CHECKING:
+  from safr_jax.interpret.explanations import Explanation, ExplanationSet
+
+__all__ = ["render_page", "escape", "Picture"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Picture:
+  """A PNG to inline: its file name (beside the page) and its bytes."""
+  file: str
+  png: bytes
 
 
 def escape(value: Any) -> str:
@@ -33,13 +46,13 @@ img{max-width:100%;border:1px solid #eee}code{font-size:.9em}
 """
 
 
-def _token_spans(record: dict) -> str:
-  scores = record["importance"]
-  signed = record["importance_signed"]
+def _token_spans(e: Explanation) -> str:
+  scores = e.importance
+  signed = e.importance_signed
   scale = max((abs(s) for s in scores), default=0.0) or 1.0
-  planted = record.get("planted") or []
+  planted = e.planted or ()
   spans = []
-  for k, (tok, word, score) in enumerate(zip(record["tokens"], record["words"], scores)):
+  for k, (tok, word, score) in enumerate(zip(e.tokens, e.words, scores)):
     if signed:
       alpha = abs(score) / scale
       rgb = "255,140,0" if score >= 0 else "30,110,220"
@@ -58,72 +71,83 @@ def _token_spans(record: dict) -> str:
   return " ".join(spans)
 
 
-def _example(record: dict) -> str:
-  out = [f'<h2 id="{escape(record["id"])}">{escape(record["title"])}</h2>']
+def _neuron_table(e: Explanation) -> str:
+  rows = []
+  for t in e.neurons:
+    excl = ", ".join(map(str, t.exclusive[:20])) + (" …" if len(t.exclusive) > 20 else "")
+    rows.append(f'<tr><td>{escape(t.token)}</td><td>{t.importance:.3f}</td>'
+                f'<td>{t.active}</td><td>{len(t.exclusive)}</td>'
+                f'<td><code>{escape(excl) or "—"}</code></td>'
+                f'<td><code>{escape(", ".join(map(str, t.strongest)))}</code></td>'
+                f'<td><details><summary>{t.active}</summary><code>'
+                f'{escape(", ".join(map(str, t.active_neurons)))}</code></details></td></tr>')
+  return (f'<p>neurons per token (of {e.d_ff} in the last FFN layer; active = '
+          f'activation &gt; {e.threshold:g}):</p><table><tr><th>token</th>'
+          '<th>importance</th><th>active</th><th>exclusive</th><th>exclusive neurons</th>'
+          f'<th>strongest 5 neurons</th><th>all active neurons</th></tr>{"".join(rows)}</table>')
+
+
+def _importance_text(e: Explanation) -> list[str]:
+  legend = ["darker = more important" + ("; orange for, blue against the "
+                                           "predicted class" if e.importance_signed else "")]
+  if any(t == "<UNK>" for t in e.tokens):
+    legend.append("dashed outline = unknown word")
+  if any(e.planted or ()):
+    legend.append("underlined = planted token (the known answer)")
+  return [f'<p>token importance ({escape(e.importance_label)}; hover a '
+          f'token for its score):</p><div class="text">{_token_spans(e)}</div>',
+          f'<p class="raw">{escape("; ".join(legend))}</p>']
+
+
+def _example(e: Explanation, picture: Picture | None) -> str:
+  out = [f'<h2 id="{escape(e.id)}">{escape(e.title)}</h2>']
   verdict = ""
-  if record["true"] is not None:
-    ok = record["pred"] == record["true"]
-    verdict = (f' · true <b>{escape(record["true"])}</b> '
+  if e.true is not None:
+    ok = e.pred == e.true
+    verdict = (f' · true <b>{escape(e.true)}</b> '
                f'<span class="{"ok" if ok else "bad"}">{"✓" if ok else "✗"}</span>')
-  probs = ", ".join(f"{escape(k)} {v:.3f}" for k, v in record["probs"].items())
-  out.append(f'<p>predicted <b>{escape(record["pred"])}</b> with confidence '
-             f'{record["confidence"]:.3f}{verdict} <span class="raw">({probs})</span></p>')
-  for note in record["notes"]:
-    out.append(f'<div class="note">{escape(note)}</div>')
-  out.append(f'<p class="raw">text: {escape(record["text"])}</p>')
-  if record["tokens"]:
-    out.append(f'<p>token importance ({escape(record["importance_label"])}; hover a '
-               f'token for its score):</p><div class="text">{_token_spans(record)}</div>')
-    legend = ["darker = more important" + ("; orange for, blue against the "
-                                             "predicted class" if record["importance_signed"] else "")]
-    if any(t == "<UNK>" for t in record["tokens"]):
-      legend.append("dashed outline = unknown word")
-    if any(record.get("planted") or []):
-      legend.append("underlined = planted token (the known answer)")
-    out.append(f'<p class="raw">{escape("; ".join(legend))}</p>')
-  if record["pairs"]:
+  probs = ", ".join(f"{escape(k)} {v:.3f}" for k, v in e.probs.items())
+  out.append(f'<p>predicted <b>{escape(e.pred)}</b> with confidence '
+             f'{e.confidence:.3f}{verdict} <span class="raw">({probs})</span></p>')
+  out += [f'<div class="note">{escape(note)}</div>' for note in e.notes]
+  out.append(f'<p class="raw">text: {escape(e.text)}</p>')
+  if e.tokens:
+    out += _importance_text(e)
+  if e.pairs:
     rows = "".join(f"<tr><td>{escape(a)}</td><td>{escape(b)}</td><td>{s:.4f}</td></tr>"
-                   for a, b, s in record["pairs"])
+                   for a, b, s in e.pairs)
     out.append("<p>strongest attention pairs (what L_Inter pulls together):</p>"
                f"<table><tr><th>token</th><th>token</th><th>strength S</th></tr>{rows}</table>")
-  if record["neurons"]:
-    rows = []
-    for t in record["neurons"]:
-      excl = ", ".join(map(str, t["exclusive"][:20])) + (" …" if len(t["exclusive"]) > 20 else "")
-      rows.append(f'<tr><td>{escape(t["token"])}</td><td>{t["importance"]:.3f}</td>'
-                  f'<td>{t["active"]}</td><td>{len(t["exclusive"])}</td>'
-                  f'<td><code>{escape(excl) or "—"}</code></td>'
-                  f'<td><code>{escape(", ".join(map(str, t["strongest"])))}</code></td>'
-                  f'<td><details><summary>{t["active"]}</summary><code>'
-                  f'{escape(", ".join(map(str, t["active_neurons"])))}</code></details></td></tr>')
-    out.append(f'<p>neurons per token (of {record["d_ff"]} in the last FFN layer; active = '
-               f'activation &gt; {record["threshold"]:g}):</p><table><tr><th>token</th>'
-               '<th>importance</th><th>active</th><th>exclusive</th><th>exclusive neurons</th>'
-               f'<th>strongest 5 neurons</th><th>all active neurons</th></tr>{"".join(rows)}</table>')
-  if record.get("image_base64"):
-    out.append(f'<p><img src="data:image/png;base64,{record["image_base64"]}" '
-               f'alt="{escape(record["image"])}" data-file="{escape(record["image"])}"></p>')
+  if e.neurons:
+    out.append(_neuron_table(e))
+  if picture is not None:
+    data = base64.b64encode(picture.png).decode("ascii")
+    out.append(f'<p><img src="data:image/png;base64,{data}" '
+               f'alt="{escape(picture.file)}" data-file="{escape(picture.file)}"></p>')
   out.append('<p><a href="#index">back to the index</a></p>')
   return "\n".join(out)
 
 
-def render_page(*, title: str, header: Sequence[tuple[str, Any]],
-                notes: Sequence[str], records: Sequence[dict]) -> str:
-  """The whole page: a header about the run, an index, one section per record."""
-  head = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in header)
+def render_page(explained: ExplanationSet, pictures: Mapping[str, Picture] | None = None
+                ) -> str:
+  """The whole page: a header about the run, an index, one section per
+  explanation; ``pictures`` maps an explanation's id to its inlined PNG."""
+  pictures = pictures or {}
+  head = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>"
+                 for k, v in explained.header)
   index = []
-  for r in records:
-    ok = "" if r["true"] is None else ("✓" if r["pred"] == r["true"] else "✗")
-    snippet = r["text"] if len(r["text"]) <= 90 else r["text"][:89] + "…"
-    index.append(f'<tr><td><a href="#{escape(r["id"])}">{escape(r["name"])}</a></td>'
-                 f'<td>{escape(r["pred"])} ({r["confidence"]:.2f})</td>'
-                 f'<td>{escape(r["true"] if r["true"] is not None else "—")} {ok}</td>'
+  for e in explained.explanations:
+    ok = "" if e.true is None else ("✓" if e.pred == e.true else "✗")
+    snippet = e.text if len(e.text) <= 90 else e.text[:89] + "…"
+    index.append(f'<tr><td><a href="#{escape(e.id)}">{escape(e.name)}</a></td>'
+                 f'<td>{escape(e.pred)} ({e.confidence:.2f})</td>'
+                 f'<td>{escape(e.true if e.true is not None else "—")} {ok}</td>'
                  f'<td>{escape(snippet)}</td></tr>')
-  body = [f"<h1>{escape(title)}</h1>", f"<table>{head}</table>"]
-  body += [f'<div class="note">{escape(n)}</div>' for n in notes]
+  body = [f"<h1>{escape(explained.title)}</h1>", f"<table>{head}</table>"]
+  body += [f'<div class="note">{escape(n)}</div>' for n in explained.notes]
   body.append('<h2 id="index">Index</h2><table><tr><th>example</th><th>predicted '
               '(confidence)</th><th>true</th><th>text</th></tr>' + "".join(index) + "</table>")
-  body += [_example(r) for r in records]
+  body += [_example(e, pictures.get(e.id)) for e in explained.explanations]
   return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-          f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>\n"
+          f"<title>{escape(explained.title)}</title><style>{_CSS}</style></head><body>\n"
           + "\n".join(body) + "\n</body></html>\n")

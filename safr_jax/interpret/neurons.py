@@ -17,8 +17,7 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["active", "jaccard", "pairwise_jaccard", "NeuronOrder",
-           "order_neurons"]
+__all__ = ["active", "jaccard", "pairwise_jaccard", "NeuronOrder"]
 
 
 def active(hidden: np.ndarray, threshold: float = 0.0) -> np.ndarray:
@@ -36,10 +35,10 @@ def jaccard(a: Iterable[int], b: Iterable[int]) -> float:
 def pairwise_jaccard(active_sets: np.ndarray) -> np.ndarray:
   """``[n, n]`` Jaccard of the active sets, the rows of bool ``[n, neurons]``."""
   a = np.asarray(active_sets, np.float64)
-  inter = a @ a.T
+  intersection = a @ a.T
   size = a.sum(axis=1)
-  union = size[:, None] + size[None, :] - inter
-  return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+  union = size[:, None] + size[None, :] - intersection
+  return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
 
 
 class NeuronOrder:

@@ -1,17 +1,34 @@
-"""The SAFR authors' hyper-parameters and the variants shared by every dataset.
+"""Configs: the SAFR authors' hyper-parameters, the variants, and validation.
 
-A dataset config calls ``get_config(dataset, arg)``; variants are picked on
-the command line after a colon and compose left to right, e.g.
-``--config=configs/sst2.py:reference,baseline`` (the authors' numerics, plain
-Transformer) or ``:quick,baseline``. Every field can be overridden, e.g.
-``--config.train.learning_rate=3e-4``.
+Every config field is documented here, beside its default (the data fields in
+``safr_jax/data/config.py``). A dataset config file (``configs/sst2.py``,
+``configs/imdb.py``, ``configs/planted.py``) calls ``get_config(dataset, arg)``;
+variants are picked on the command line after a colon and compose left to
+right, e.g. ``--config=configs/sst2.py:reference,baseline`` (the authors'
+numerics, plain Transformer) or ``:quick,baseline``. Every field can be
+overridden, e.g. ``--config.train.learning_rate=3e-4``;
+``python -m safr_jax.configs configs/sst2.py[:VARIANTS]`` prints every field.
 """
 
 from __future__ import annotations
 
+import sys
+
+from absl import logging
 import ml_collections
 
 from safr_jax import data
+from safr_jax.errors import ConfigError
+from safr_jax.initializers import INIT_MODES
+from safr_jax.model import POOL_MODES
+from safr_jax.steps import DTYPES
+
+__all__ = ["VARIANTS", "DATASETS", "VMASK_KL_SCHEDULES", "base_config", "apply_variant",
+           "get_config", "validate_config"]
+
+VMASK_KL_SCHEDULES = ("constant", "vmask")
+
+
 
 VARIANTS = ("safr", "baseline", "vmask", "imp", "inter", "ib", "safr_ib",
             "reference", "quick")
@@ -29,7 +46,7 @@ DATASETS = {
 def base_config(dataset: str) -> ml_collections.ConfigDict:
   """The authors' settings for ``dataset`` ("sst2", "imdb" or "planted")."""
   if dataset not in DATASETS:
-    raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
+    raise ConfigError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
   c = ml_collections.ConfigDict()
   c.name = dataset
   c.variant = "safr"
@@ -82,6 +99,10 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.train.log_every_steps = 50
   c.train.stop_after_steps = 0   # >0: stop (as if killed) after this many steps
   c.train.progress_bar = True    # tqdm on a terminal; plain log lines otherwise
+  # A workdir holding *another* run (other data, model or settings) is an
+  # error; True moves that run aside (<workdir>.replaced-<time>) and starts
+  # over. The same run always resumes, whatever this says.
+  c.train.overwrite = False
 
   c.init_from = ""  # a workdir or checkpoint step folder to take weights from
   return c
@@ -90,7 +111,7 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
 def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
   """Sets the fields that make ``variant`` (one of ``VARIANTS``) on top of ``c``."""
   if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; choose one of "
+    raise ConfigError(f"unknown variant {variant!r}; choose one of "
                      f"{', '.join(VARIANTS)} (comma-separated to combine)")
   if variant == "baseline":  # the plain Transformer the paper compares against
     c.model.use_vmask = False
@@ -128,3 +149,65 @@ def get_config(dataset: str, arg: str | None = None) -> ml_collections.ConfigDic
     apply_variant(c, name)
   c.variant = ",".join(names)
   return c
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ``ConfigError`` naming the first field that cannot work."""
+  def need(ok: bool, field: str, rule: str) -> None:
+    if not ok:
+      value = config
+      for part in field.split("."):
+        value = value[part]
+      raise ConfigError(f"config.{field} {rule}, got {value!r}")
+
+  for term in ("importance", "interaction", "vmask_kl"):
+    value = config.loss[term]
+    need(isinstance(value, (int, float)) and value >= 0, f"loss.{term}",
+         "(a λ) must be a number >= 0")
+  need(config.data.max_len >= 1, "data.max_len", "must be >= 1")
+  need(config.data.pad_to in data.config.PAD_TO, "data.pad_to",
+       f"must be one of {data.config.PAD_TO}")
+  need(config.model.pool in POOL_MODES, "model.pool", f"must be one of {POOL_MODES}")
+  need(config.model.dtype in DTYPES, "model.dtype", f"must be one of {tuple(DTYPES)}")
+  need(config.model.init in INIT_MODES, "model.init", f"must be one of {INIT_MODES}")
+  need(config.loss.vmask_kl_schedule in VMASK_KL_SCHEDULES, "loss.vmask_kl_schedule",
+       f"must be one of {VMASK_KL_SCHEDULES}")
+  need(config.model.use_vmask or not config.loss.vmask_kl, "loss.vmask_kl",
+       "needs model.use_vmask=True (the bottleneck acts on VMASK's gate)")
+  for field in ("d_model", "num_heads", "num_layers", "d_ff", "vmask_hidden_dim"):
+    need(config.model[field] >= 1, f"model.{field}", "must be >= 1")
+  need(config.model.d_model % config.model.num_heads == 0, "model.d_model",
+       f"must be divisible by model.num_heads={config.model.num_heads}")
+  need(0.0 <= config.model.dropout_rate < 1.0, "model.dropout_rate", "must be in [0, 1)")
+  need(config.model.vmask_temperature > 0, "model.vmask_temperature", "must be > 0")
+  need(config.train.learning_rate >= 0, "train.learning_rate", "must be >= 0")
+  need(config.train.num_epochs >= 1, "train.num_epochs", "must be >= 1")
+  need(config.train.patience >= 1, "train.patience", "must be >= 1")
+  need(config.train.batch_size >= 1, "train.batch_size", "must be >= 1")
+  need(config.train.eval_batch_size >= 1, "train.eval_batch_size", "must be >= 1")
+  need(config.train.schedule in ("constant", "warmup_cosine"), "train.schedule",
+       "must be 'constant' or 'warmup_cosine'")
+  qb = config.loss.query_block_size
+  need(qb is None or qb >= 1, "loss.query_block_size", "must be None or >= 1")
+  if config.data.pad_to == "batch" and (config.model.pool == "all"
+                                        or config.loss.count_padding):
+    logging.warning(
+        "data.pad_to='batch' with reference semantics (model.pool=%r, "
+        "loss.count_padding=%s): results depend on how much padding each batch "
+        "gets. Use the `reference` variant for the authors' fixed padding.",
+        config.model.pool, config.loss.count_padding)
+
+
+def main(argv: list[str]) -> None:
+  """``python -m safr_jax.configs configs/sst2.py[:VARIANTS]``: every field."""
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  config_flags.DEFINE_config_file("config", None, "A config file[:variants].")
+  flags.FLAGS([argv[0], f"--config={argv[1]}"] if len(argv) > 1 else argv[:1])
+  if flags.FLAGS.config is None:
+    raise SystemExit("usage: python -m safr_jax.configs configs/sst2.py[:VARIANTS]")
+  print(flags.FLAGS.config)
+
+
+if __name__ == "__main__":
+  main(sys.argv)

@@ -1,0 +1,199 @@
+"""The model's training and evaluation steps and the state they change.
+
+Pure functions of arrays and pytrees (jit them with the static keywords bound):
+``build_model`` and ``make_optimizer`` from a config, ``create_train_state``,
+``train_step`` (one Adam step on ``[batch, length]`` ids) and ``eval_step``
+(metric sums). The loop that drives them is ``safr_jax.train_lib``; the
+jitted, sharded versions a run uses come from ``safr_jax.trainer``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from safr_jax import losses
+from safr_jax.model import SafrClassifier
+
+__all__ = ["DTYPES", "TrainState", "build_model", "create_train_state", "eval_step",
+           "loss_weights", "make_optimizer", "next_vmask_kl_weight", "train_step"]
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a training step changes.
+
+  Attributes:
+    step: number of steps taken (int32 scalar).
+    params: model parameters.
+    opt_state: optax state.
+    rng: raw key data (``jax.random.key_data``; typed keys do not checkpoint).
+  """
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def loss_weights(config: ml_collections.ConfigDict) -> losses.LossWeights:
+  return losses.LossWeights(importance=float(config.loss.importance),
+                            interaction=float(config.loss.interaction),
+                            vmask_kl=float(config.loss.vmask_kl))
+
+
+def next_vmask_kl_weight(beta: float, epoch: int, schedule: str) -> float:
+  """β for the epoch after ``epoch`` (1-based) under ``schedule``.
+
+  "vmask" is Chen & Ji's (UVa-NLP/VMASK ``lstm_VMASK/main.py``): after every
+  10th epoch, β -= 0.099 while β > 0.01 (1 → 0.901 → … → 0.01 after epoch
+  100). Floored at 0: in floating point their rule steps once more, to -0.089,
+  after epoch 110.
+  """
+  if schedule == "vmask" and epoch % 10 == 0 and beta > 0.01:
+    return max(beta - 0.099, 0.0)
+  return beta
+
+
+def build_model(model_config: ml_collections.ConfigDict, *, vocab_size: int,
+                num_classes: int) -> SafrClassifier:
+  return SafrClassifier(
+      vocab_size=vocab_size, num_classes=num_classes,
+      d_model=model_config.d_model, num_heads=model_config.num_heads,
+      num_layers=model_config.num_layers, d_ff=model_config.d_ff,
+      dropout_rate=model_config.dropout_rate, use_vmask=model_config.use_vmask,
+      vmask_hidden_dim=model_config.vmask_hidden_dim,
+      vmask_temperature=model_config.vmask_temperature, pool=model_config.pool,
+      # Runs saved before model.init existed were initialised the Flax way.
+      param_init=model_config.get("init", "flax"), dtype=DTYPES[model_config.dtype])
+
+
+def make_optimizer(train_config: ml_collections.ConfigDict,
+                   total_steps: int) -> optax.GradientTransformation:
+  """Adam (the authors'), with optional warmup-cosine schedule and clipping."""
+  lr = train_config.learning_rate
+  if train_config.schedule == "warmup_cosine":
+    lr = optax.warmup_cosine_decay_schedule(
+        0.0, lr, warmup_steps=train_config.warmup_steps,
+        decay_steps=max(total_steps, train_config.warmup_steps + 1))
+  tx = optax.adam(lr)
+  if train_config.grad_clip_norm:
+    tx = optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), tx)
+  return tx
+
+
+def create_train_state(model: SafrClassifier, tx: optax.GradientTransformation,
+                       *, seed: int, max_len: int) -> TrainState:
+  init_key, train_key = jax.random.split(jax.random.key(seed))
+  params = model.init(init_key, jnp.ones((1, max_len), jnp.int32))["params"]
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=tx.init(params), rng=jax.random.key_data(train_key))
+
+
+def _token_mask(insides, count_padding: bool, example_weights=None):
+  if count_padding:
+    return None
+  mask = insides.token_mask
+  if example_weights is not None:  # filler rows of the last eval batch
+    mask = mask & (example_weights > 0)[:, None]
+  return mask
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array],
+               vmask_kl_weight: jax.Array | None = None, *,
+               model: SafrClassifier, tx: optax.GradientTransformation,
+               weights: losses.LossWeights, count_padding: bool,
+               query_block_size: int | None = None) -> tuple[TrainState, dict]:
+  """One optimizer step on ``batch`` (``ids [B, L]``, ``labels [B]``).
+
+  ``vmask_kl_weight`` (a scalar, may be traced) replaces ``weights.vmask_kl``:
+  the bottleneck's β changes between epochs without recompiling.
+
+  Dropout and Gumbel noise come from ``fold_in(rng, step)``, so a resumed run
+  draws the same numbers. A step whose loss or gradient is not finite leaves
+  params and optimizer state unchanged (and says so in its metrics), so no NaN
+  ever reaches a checkpoint.
+
+  Returns:
+    The new state and metric sums (see ``safr_jax.metrics``).
+  """
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  gumbel_key, dropout_key = jax.random.split(key)
+  weights = _with_vmask_kl(weights, vmask_kl_weight)
+
+  def loss_fn(params):
+    logits, insides = model.apply({"params": params}, batch["ids"], deterministic=False,
+                                  rngs={"gumbel": gumbel_key, "dropout": dropout_key})
+    total, terms = losses.safr_loss(
+        logits=logits, labels=batch["labels"], intermediates=insides,
+        token_mask=_token_mask(insides, count_padding), weights=weights,
+        query_block_size=query_block_size)
+    return total, (terms, logits, insides)
+
+  (total, (terms, logits, insides)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  grad_norm = optax.tree.norm(grads)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+  new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
+                            opt_state=keep(opt_state, state.opt_state))
+  n = jnp.asarray(batch["labels"].shape[0], jnp.float32)
+  sums = {f"{k}_sum": v * n for k, v in terms.items()}
+  sums.update(
+      loss_sum=total * n,
+      accuracy_sum=jnp.sum(jnp.argmax(logits, -1) == batch["labels"]).astype(jnp.float32),
+      grad_norm_sum=grad_norm * n,
+      **_gate_sums(insides, n),
+      nonfinite_sum=(~finite).astype(jnp.float32) * n,
+      count=n)
+  return new_state, sums
+
+
+def _with_vmask_kl(weights: losses.LossWeights, value) -> losses.LossWeights:
+  return weights if value is None else dataclasses.replace(weights, vmask_kl=value)
+
+
+def _gate_sums(insides, n) -> dict[str, jax.Array]:
+  """The VMASK gate as two numbers (times ``n``): ``keep_rate``, the mean
+  keep-probability over real tokens, and ``keep_above_half``, the share of
+  real tokens with keep-probability > 0.5. Both 1 without VMASK."""
+  if insides.keep_prob is None:
+    one = jnp.ones((), jnp.float32) * n
+    return {"keep_rate_sum": one, "keep_above_half_sum": one}
+  mask = insides.token_mask.astype(jnp.float32)
+  tokens = jnp.maximum(jnp.sum(mask), 1.0)
+  return {"keep_rate_sum": jnp.sum(insides.keep_prob * mask) / tokens * n,
+          "keep_above_half_sum": jnp.sum((insides.keep_prob > 0.5) * mask) / tokens * n}
+
+
+def eval_step(params: Any, batch: dict[str, jax.Array],
+              vmask_kl_weight: jax.Array | None = None, *, model: SafrClassifier,
+              weights: losses.LossWeights, count_padding: bool,
+              query_block_size: int | None = None) -> dict:
+  """Metric sums on ``batch`` (``ids``, ``labels``, ``weights [B]``), eval mode.
+
+  ``batch["weights"]`` are example weights (0 for the filler rows that pad the
+  last batch); the keyword ``weights`` holds the λ of each loss term.
+  """
+  weights = _with_vmask_kl(weights, vmask_kl_weight)
+  logits, insides = model.apply({"params": params}, batch["ids"], deterministic=True)
+  example_weights = batch["weights"].astype(jnp.float32)
+  mask = _token_mask(insides, count_padding, example_weights)
+  total, terms = losses.safr_loss(
+      logits=logits, labels=batch["labels"], intermediates=insides, token_mask=mask,
+      weights=weights, example_weights=example_weights, query_block_size=query_block_size)
+  n = jnp.sum(example_weights)
+  sums = {f"{k}_sum": v * n for k, v in terms.items()}
+  correct = jnp.argmax(logits, -1) == batch["labels"]
+  sums.update(loss_sum=total * n, accuracy_sum=jnp.sum(example_weights * correct),
+              **_gate_sums(insides, n), count=n)
+  return sums

@@ -1,0 +1,236 @@
+"""A run's folder: which run it holds (identity) and who is training in it (lock).
+
+Identity: when a run starts, ``run_identity.json`` records what makes it this
+run and no other: the data actually used (source, a fingerprint of every
+encoded split, the vocabulary's hash, the label names) and the config minus
+the fields that may change on resume (``RESUMABLE_FIELDS``, e.g.
+``train.num_epochs``). Every later start compares itself with that record
+*before writing anything*; a difference is a ``WorkdirError`` naming it.
+
+Lock: ``train.lock`` (host, pid, start time) is held with ``flock`` while a
+trainer runs, so a second trainer on the same folder gets a one-line error
+naming the holder; the kernel releases the lock of a killed process, and the
+next trainer takes it over with a warning. ``explain``/``evaluate`` only read
+and never take it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import pathlib
+import socket
+import time
+from typing import Any
+
+from absl import logging
+import ml_collections
+import numpy as np
+
+from safr_jax.errors import WorkdirError
+
+__all__ = ["IDENTITY_FILE", "LOCK_FILE", "RESUMABLE_FIELDS", "WorkdirLock",
+           "run_identity", "check_identity", "holds_a_run", "move_aside"]
+
+IDENTITY_FILE = "run_identity.json"
+LOCK_FILE = "train.lock"
+# Config fields a later start may change without making it another run: how
+# long to train, how to log, where to read the same data from, memory layout.
+RESUMABLE_FIELDS = frozenset({
+    "variant", "init_from",
+    "train.num_epochs", "train.patience", "train.stop_after_steps",
+    "train.progress_bar", "train.log_every_steps", "train.checkpoint_every_steps",
+    "train.eval_batch_size", "train.overwrite",
+    "loss.query_block_size",
+    "data.auto_probe_timeout_s", "data.tfds_data_dir", "data.sst_dir",
+    "data.train_file", "data.dev_file", "data.test_file",
+})
+# What the run files of a workdir are; their presence means it holds a run.
+RUN_FILES = (IDENTITY_FILE, "config.json", "checkpoints", "results.json")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      out.update(_flatten(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def _jsonable(value: Any) -> Any:
+  """As the value reads back from JSON (tuples → lists, odd types → str)."""
+  return json.loads(json.dumps(value, default=str))
+
+
+def data_fingerprint(bundle: Any) -> str:
+  """sha256 over every split's encoded ids and labels: same data, same ids."""
+  h = hashlib.sha256()
+  for name in sorted(bundle.splits):
+    split = bundle.splits[name]
+    h.update(name.encode())
+    h.update(np.ascontiguousarray(split.ids, np.int32).tobytes())
+    h.update(np.ascontiguousarray(split.labels, np.int32).tobytes())
+  return h.hexdigest()
+
+
+def vocab_hash(tokens: list[str]) -> str:
+  return hashlib.sha256("\n".join(tokens).encode("utf-8")).hexdigest()
+
+
+def run_identity(config: ml_collections.ConfigDict, bundle: Any) -> dict[str, Any]:
+  """What makes this run this run (see the module docstring)."""
+  fields = _flatten(_jsonable(config.to_dict()))
+  return {
+      "config": {k: v for k, v in sorted(fields.items()) if k not in RESUMABLE_FIELDS},
+      "data": {"source": bundle.source,
+               "fingerprint": data_fingerprint(bundle),
+               "vocab_sha256": vocab_hash(list(bundle.vocab.tokens)),
+               "vocab_size": len(bundle.vocab),
+               "label_names": list(bundle.label_names),
+               "sizes": {k: len(v) for k, v in sorted(bundle.splits.items())}},
+  }
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+  out = []
+  sd, nd = saved.get("data", {}), now["data"]
+  if sd.get("label_names") != nd["label_names"]:
+    out.append(f"labels {sd.get('label_names')} (run) vs {nd['label_names']} (now)")
+  if sd.get("source") != nd["source"]:
+    out.append(f"data source {sd.get('source')!r} (run) vs {nd['source']!r} (now)")
+  elif sd.get("vocab_sha256") and sd.get("vocab_sha256") != nd["vocab_sha256"]:
+    out.append(f"vocabulary ({sd.get('vocab_size')} vs {nd['vocab_size']} tokens, "
+               "different words)")
+  elif sd.get("fingerprint") and sd.get("fingerprint") != nd["fingerprint"]:
+    out.append(f"data (same source and vocabulary, other examples: sizes "
+               f"{sd.get('sizes')} vs {nd['sizes']})")
+  sc, nc = saved.get("config", {}), now["config"]
+  for key in sorted(set(sc) | set(nc)):
+    if key in RESUMABLE_FIELDS:
+      continue
+    if sc.get(key, "<absent>") != nc.get(key, "<absent>"):
+      out.append(f"config.{key} {sc.get(key, '<absent>')!r} (run) vs "
+                 f"{nc.get(key, '<absent>')!r} (now)")
+  return out
+
+
+def holds_a_run(workdir: pathlib.Path) -> bool:
+  return any((workdir / name).exists() for name in RUN_FILES)
+
+
+def _legacy_identity(workdir: pathlib.Path) -> dict[str, Any] | None:
+  """What a run saved before identities existed tells about itself."""
+  config_path = workdir / "config.json"
+  if not config_path.exists():
+    return None
+  fields = _flatten(json.loads(config_path.read_text()))
+  out: dict[str, Any] = {"config": fields, "data": {}}
+  labels = workdir / "labels.json"
+  if labels.exists():
+    out["data"]["label_names"] = json.loads(labels.read_text()).get("label_names")
+  vocab = workdir / "vocab.txt"
+  if vocab.exists():
+    out["data"]["vocab_sha256"] = vocab_hash(vocab.read_text(encoding="utf-8").splitlines())
+  return out
+
+
+def check_identity(workdir: pathlib.Path, identity: dict[str, Any]) -> bool:
+  """Compares ``identity`` with the run ``workdir`` holds; writes nothing.
+
+  Returns:
+    True if the workdir holds this run (resume), False if it holds none.
+
+  Raises:
+    WorkdirError: it holds another run; the message names what differs.
+  """
+  path = workdir / IDENTITY_FILE
+  try:
+    saved = json.loads(path.read_text()) if path.exists() else _legacy_identity(workdir)
+  except (OSError, ValueError) as e:
+    raise WorkdirError(f"{path} cannot be read ({e}); the workdir's run is "
+                       "unknown. Use another --workdir.") from None
+  if saved is None:
+    return False
+  saved.setdefault("config", {})
+  differ = _differences(saved, identity)
+  if differ:
+    shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
+    raise WorkdirError(
+        f"{workdir} holds another run: {shown}. Use a new --workdir, or "
+        "--config.train.overwrite=True to move that run aside and start over here.")
+  return True
+
+
+def write_identity(workdir: pathlib.Path, identity: dict[str, Any]) -> None:
+  if not (workdir / IDENTITY_FILE).exists():
+    tmp = workdir / (IDENTITY_FILE + ".tmp")
+    tmp.write_text(json.dumps(dict(identity, created=time.strftime("%Y-%m-%d %H:%M:%S")),
+                              indent=1) + "\n")
+    tmp.replace(workdir / IDENTITY_FILE)
+
+
+def move_aside(workdir: pathlib.Path) -> pathlib.Path:
+  """Renames ``workdir`` to ``<workdir>.replaced-<time>`` (nothing is deleted)."""
+  target = workdir.with_name(f"{workdir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+  workdir.rename(target)
+  workdir.mkdir()
+  logging.warning("Moved the run that was in %s aside to %s (train.overwrite=True).",
+                  workdir, target)
+  return target
+
+
+@dataclasses.dataclass
+class WorkdirLock:
+  """``train.lock`` held with ``flock`` while a trainer runs in ``workdir``."""
+  workdir: pathlib.Path
+  _fd: int | None = None
+
+  def acquire(self) -> None:
+    path = self.workdir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      holder = _read_holder(fd)
+      os.close(fd)
+      if e.errno in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
+        raise WorkdirError(
+            f"{self.workdir} is in use by another trainer ({holder or 'unknown holder'}); "
+            "wait for it or stop it, or use another --workdir") from None
+      raise WorkdirError(f"cannot lock {path}: {e}") from None
+    previous = _read_holder(fd)
+    if previous:
+      logging.warning("Took over the lock of %s, left by a trainer that is gone (%s).",
+                      self.workdir, previous)
+    me = {"host": socket.gethostname(), "pid": os.getpid(),
+          "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+    self._fd = fd
+
+  def release(self) -> None:
+    if self._fd is None:
+      return
+    try:
+      os.ftruncate(self._fd, 0)  # an empty lock file = released cleanly
+    finally:
+      os.close(self._fd)  # also releases the flock
+      self._fd = None
+
+
+def _read_holder(fd: int) -> str:
+  try:
+    text = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+    holder = json.loads(text) if text else None
+  except (OSError, ValueError):
+    return ""
+  if not holder:
+    return ""
+  return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
