@@ -1,25 +1,48 @@
-"""experiments/report.py: tables and the per-table sentences, from synthetic summaries."""
+"""experiments/report.py: Welch intervals, tables and sentences, from synthetic summaries."""
 
 import json
-import pathlib
-import sys
+import math
+import re
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "experiments"))
-import report  # pylint: disable=g-import-not-at-top
+import pytest
+from scipy import stats
+
+from experiments import report
 
 
-def _summary(group, label, seed, accuracy, *, importance=0.5, vmask_aopc=None, gxi_aopc=None):
+def _summary(group, label, seed, accuracy, *, importance=0.5, vmask_aopc=None, gxi_aopc=None,
+             last_epoch=None, keep_rate=None, keep_above_half=None, use_vmask=None,
+             commit=None, sharing=None, sharing_among=None):
+  """A run summary; ``last_epoch``/``keep_above_half``/``sharing_among`` given
+  make it new-format (the fields old runs lack)."""
   faithfulness = {}
   if vmask_aopc is not None:
     faithfulness["vmask"] = {"aopc": vmask_aopc}
   if gxi_aopc is not None:
     faithfulness["gradient_x_input"] = {"aopc": gxi_aopc}
-  return {"name": f"{group}/{label}/seed{seed}", "group": group, "label": label,
-          "variant": "safr" if group == "lambda" else label, "seed": seed,
-          "results": {"test": {"accuracy": accuracy, "importance": importance},
-                      "epochs_run": 3},
-          "interpretability": {"faithfulness": faithfulness}}
+  test = {"accuracy": accuracy, "importance": importance}
+  if keep_rate is not None:
+    test["keep_rate"] = keep_rate
+  if keep_above_half is not None:
+    test["keep_above_half"] = keep_above_half
+  results = {"test": test, "epochs_run": 3}
+  if last_epoch is not None:
+    results["test_last_epoch"] = {"accuracy": last_epoch}
+  if commit is not None:
+    results["git_commit"] = commit
+  embeddings = {}
+  if sharing is not None:
+    embeddings["important"] = {"sharing": sharing}
+  if sharing_among is not None:
+    embeddings["important_among_important"] = {"sharing": sharing_among}
+  summary = {"name": f"{group}/{label}/seed{seed}", "group": group, "label": label,
+             "variant": "safr" if group == "lambda" else label, "seed": seed,
+             "results": results,
+             "interpretability": {"faithfulness": faithfulness,
+                                  "superposition": {"embeddings": embeddings}}}
+  if use_vmask is not None:
+    summary["config"] = {"model": {"use_vmask": use_vmask}}
+  return summary
 
 
 def _write(tmp_path, summaries):
@@ -32,42 +55,143 @@ def _write(tmp_path, summaries):
   return out.read_text()
 
 
-def test_tables_mean_std_and_sentence_says_when_safr_costs_accuracy(tmp_path):
+def _row(text, label, table=0):
+  """The cells of ``label``'s row in the group's ``table``-th table."""
+  rows = [line for line in text.splitlines() if line.startswith(f"| {label} |")]
+  return [c.strip() for c in rows[table].strip("|").split("|")]
+
+
+def _header(text, table=0):
+  heads = [line for line in text.splitlines() if line.startswith("| run | n |")]
+  return [c.strip() for c in heads[table].strip("|").split("|")]
+
+
+def _sentences(section):
+  return re.findall(r"[.!?](?=\s|$)", section)
+
+
+# --- Welch -------------------------------------------------------------------
+
+
+def test_welch_matches_the_hand_computation():
+  # mean diff −1; each variance 1, so se² = 1/3 + 1/3, df = (2/3)² / (2 · (1/3)² / 2) = 4;
+  # t(0.975, 4) = 2.776445105...
+  diff, low, high, df = report.welch([1, 2, 3], [2, 3, 4])
+  half = 2.7764451051977934 * math.sqrt(2 / 3)
+  assert diff == pytest.approx(-1)
+  assert df == pytest.approx(4)
+  assert (low, high) == pytest.approx((-1 - half, -1 + half))
+  assert (low, high) == pytest.approx((-3.266957935527519, 1.2669579355275191))
+
+
+def test_welch_unequal_variances_agree_with_scipy():
+  a, b = [0.70, 0.68, 0.71, 0.69], [0.73, 0.733, 0.726]
+  diff, low, high, df = report.welch(a, b)
+  ref = stats.ttest_ind(a, b, equal_var=False)
+  assert df == pytest.approx(ref.df)
+  assert (low, high) == pytest.approx(tuple(ref.confidence_interval(0.95)))
+  assert diff == pytest.approx(sum(a) / 4 - sum(b) / 3)
+
+
+def test_welch_needs_two_values_a_side_and_drops_missing():
+  assert report.welch([1.0], [2.0, 3.0]) is None
+  assert report.welch([1.0, None, math.nan], [2.0, 3.0]) is None
+  assert report.welch([1, 2, 3, None], [2, 3, 4])[0] == pytest.approx(-1)
+
+
+def test_compare_says_when_the_seeds_do_not_separate_two_variants():
+  assert report.compare("A", "B", [1, 2, 3], [2, 3, 4]) == (
+      "A − B = -1.0000 [-3.2670, +1.2670] (Welch 95 %, n = 3/3), not separated by these seeds")
+  separated = report.compare("A", "B", [1.0, 1.1, 1.2], [2.0, 2.1, 2.2])
+  assert separated.startswith("A − B = -1.0000 [")
+  assert "(Welch 95 %, n = 3/3)" in separated and "not separated" not in separated
+  assert report.compare("A", "B", [0.7], [0.75, 0.76]) == (
+      "A − B = -0.0550 (n = 1/2: n too small for an interval)")
+  assert "not run yet" in report.compare("A", "B", [0.7], [])
+
+
+# --- tables ------------------------------------------------------------------
+
+
+def test_tables_mean_std_and_new_columns_dash_for_old_runs(tmp_path):
   text = _write(tmp_path, [
-      _summary("rt_polarity", "baseline", 0, 0.80, gxi_aopc=0.5),
-      _summary("rt_polarity", "baseline", 1, 0.82, gxi_aopc=0.5),
-      _summary("rt_polarity", "safr", 0, 0.70, importance=0.1, vmask_aopc=0.3),
-      _summary("rt_polarity", "safr", 1, 0.72, importance=0.1, vmask_aopc=0.3),
-      _summary("rt_polarity", "vmask", 0, 0.79, vmask_aopc=0.2),
+      # old format: no last epoch, no keep_above_half, no among-important sharing
+      _summary("rt_polarity", "baseline", 0, 0.80, keep_rate=1.0, use_vmask=False),
+      _summary("rt_polarity", "baseline", 1, 0.82, keep_rate=1.0, use_vmask=False),
+      _summary("rt_polarity", "safr", 0, 0.70, keep_rate=0.25, sharing=10.0),
+      # new format
+      _summary("reference", "safr", 0, 0.69, last_epoch=0.68, keep_rate=0.2,
+               keep_above_half=0.125, sharing=1100.0, sharing_among=40.0),
+      _summary("reference", "safr", 1, 0.71, last_epoch=0.70, keep_rate=0.2,
+               keep_above_half=0.135, sharing=1200.0, sharing_among=42.0),
   ])
-  assert "| baseline | 2 | 0.81 ± 0.014 |" in text
-  assert "| safr | 2 | 0.71 ± 0.014 |" in text
-  assert "(-0.1000): on this data SAFR costs accuracy" in text
-  assert "more faithful with SAFR's losses than without (AOPC 0.300 vs 0.200" in text
-  assert "still below plain gradient × input on the baseline (AOPC 0.500)" in text
+  head = _header(text)
+  assert "VMASK keep-rate" not in text
+  assert head[2:8] == ["test acc., best-dev checkpoint", "test acc., last epoch", "L_Imp (test)",
+                       "L_Inter (test)", "mean keep-prob.", "share p > 0.5"]
+  interp = _header(text, 1)
+  i = interp.index("sharing, important tokens, pooled over all tokens")
+  assert interp[i + 1] == "sharing, important among important"
+  ref = text.index("## `rt_polarity`, the authors' numerics")
+  pad = text.index("## `rt_polarity` (the offline")
+  assert ref < pad  # the reproduction groups come first
+  new, old = text[ref:pad], text[pad:]
+  # format_mean_std(values, 4, std_digits=2, notation="g")
+  assert _row(new, "safr")[:6] == ["safr", "2", "0.7 ± 0.014", "0.69 ± 0.014", "0.5 ± 0",
+                                   "—"]
+  assert _row(new, "safr")[6:8] == ["0.2 ± 0", "0.13 ± 0.0071"]
+  assert _row(new, "safr", 1)[2:4] == ["1150 ± 71", "41 ± 1.4"]
+  assert _row(old, "baseline")[:4] == ["baseline", "2", "0.81 ± 0.014", "—"]
+  assert _row(old, "baseline")[6:8] == ["—", "—"]  # no VMASK: no gate, not "1"
+  assert _row(old, "safr")[6:8] == ["0.25", "—"]    # mean keep-prob. only
+  assert _row(old, "safr", 1)[2:4] == ["10", "—"]
 
 
-def test_sentence_without_vmask_run_compares_to_gradient_x_input(tmp_path):
+# --- per-group comparisons ----------------------------------------------------
+
+
+def test_group_comparisons_use_welch_intervals(tmp_path):
+  text = _write(tmp_path, [
+      _summary("rt_polarity", "baseline", 0, 0.80, gxi_aopc=0.50),
+      _summary("rt_polarity", "baseline", 1, 0.82, gxi_aopc=0.52),
+      _summary("rt_polarity", "safr", 0, 0.70, importance=0.1, vmask_aopc=0.30),
+      _summary("rt_polarity", "safr", 1, 0.72, importance=0.1, vmask_aopc=0.32),
+      _summary("rt_polarity", "vmask", 0, 0.79, vmask_aopc=0.20),
+      _summary("rt_polarity", "vmask", 1, 0.80, vmask_aopc=0.30),
+  ])
+  ci = report.welch([0.70, 0.72], [0.80, 0.82])
+  assert ("- Test accuracy, best-dev checkpoint: safr − baseline = -0.1000 "
+          f"[{ci[1]:+.4f}, {ci[2]:+.4f}] (Welch 95 %, n = 2/2).") in text
+  # 0.31 vs 0.25 with these spreads: the interval spans 0
+  assert ("AOPC of the VMASK explanation, what SAFR's losses add to VMASK: safr − vmask = "
+          "+0.060") in text
+  assert "(Welch 95 %, n = 2/2), not separated by these seeds." in text
+  # the fixed −0.01 verdict is gone
+  group = text.split("## `rt_polarity` (")[1]
+  assert "keeps accuracy" not in group and "costs accuracy" not in group
+
+
+def test_group_comparisons_with_one_seed_draw_no_interval(tmp_path):
   text = _write(tmp_path, [
       _summary("imdb_builtin", "baseline", 0, 0.85, gxi_aopc=0.4),
       _summary("imdb_builtin", "safr", 0, 0.849, vmask_aopc=0.45, gxi_aopc=0.5),
   ])
-  assert "Gradient × input is more faithful on the SAFR model than on the baseline " \
-         "(AOPC 0.500 vs 0.400)" in text
-  assert "SAFR keeps accuracy" in text
-  assert "AOPC 0.450, above gradient × input on the baseline (0.400)" in text
-  assert "no `vmask` run on this data" in text
+  assert ("safr − baseline = -0.0010 (n = 1/1: n too small for an interval)") in text
+  assert "No `vmask` run on this data" in text
+  assert "[" not in text.split("## `imdb_builtin`")[1].split("Differences of means")[1]
 
 
-def test_lambda_sentence_compares_each_lambda_with_the_baseline_spread(tmp_path):
+def test_lambda_sentence_is_descriptive_with_one_seed_each(tmp_path):
   text = _write(tmp_path, [
       _summary("rt_polarity", "baseline", 0, 0.80),
-      _summary("rt_polarity", "baseline", 1, 0.82),  # mean 0.81, std 0.0141
-      _summary("lambda", "lambda0.1", 0, 0.79),      # within 2 std
-      _summary("lambda", "lambda2.0", 0, 0.70),      # not
+      _summary("rt_polarity", "baseline", 1, 0.82),
+      _summary("lambda", "lambda0.1", 0, 0.81),      # within the baseline seeds' range
+      _summary("lambda", "lambda2.0", 0, 0.70),      # below it
   ])
-  assert "ranges from 0.7000 to 0.7900 over λ ∈ {0.1, 2}; the best is λ = 0.1" in text
-  assert "λ ∈ {0.1} stay within two of its standard deviations" in text
+  assert "One seed per λ, so no interval is possible" in text
+  assert "ranges from 0.7000 to 0.8100 over λ ∈ {0.1, 2} (highest at λ = 0.1)" in text
+  assert "(0.8000–0.8200), λ ∈ {2} lie below, λ ∈ {0.1} lie within that range" in text
+  assert "is not a test" in text
 
 
 def test_lambda_sentence_with_one_value_draws_no_conclusion(tmp_path):
@@ -84,3 +208,113 @@ def test_rerun_note_compares_the_repeated_command(tmp_path):
   assert "(the same code). Dev accuracy after one epoch: 0.6000 vs 0.6100; " \
          "test accuracy 0.7000 vs 0.7100." in text
   assert "rewritten" not in text  # that explanation is only for differing commits
+
+
+def test_commits_are_listed_per_group(tmp_path):
+  text = _write(tmp_path, [
+      _summary("reference", "safr", 0, 0.7, commit="577dbc6aaaa"),
+      _summary("reference", "baseline", 0, 0.7, commit="577dbc6aaaa"),
+      _summary("rt_polarity", "safr", 0, 0.7, commit="1111111bbbb"),
+      _summary("rt_polarity", "baseline", 0, 0.7, commit="2222222cccc"),
+  ])
+  assert "`reference`: pinned commit 577dbc6 (2 runs)" in text
+  assert "`rt_polarity`: 2222222 (1 run), 1111111 (1 run)" in text  # in file order
+
+
+# --- "Does this reproduce SAFR?" ---------------------------------------------
+
+
+def _reference_runs():
+  runs = []
+  for seed, (s, b) in enumerate(((0.60, 0.72), (0.62, 0.73), (0.61, 0.74))):
+    runs.append(_summary("reference", "safr", seed, s, last_epoch=s + 0.01, importance=0.2,
+                         vmask_aopc=0.30 + 0.01 * seed))
+    runs.append(_summary("reference", "baseline", seed, b, last_epoch=b))
+    runs.append(_summary("reference", "vmask", seed, 0.70, importance=0.6,
+                         vmask_aopc=0.20 + 0.01 * seed))
+  return runs
+
+
+def test_answer_without_reproduction_runs_says_not_run_yet(tmp_path):
+  text = _write(tmp_path, [
+      _summary("rt_polarity", "baseline", 0, 0.80), _summary("rt_polarity", "baseline", 1, 0.82),
+      _summary("rt_polarity", "safr", 0, 0.70), _summary("rt_polarity", "safr", 1, 0.72),
+  ])
+  assert text.startswith("# Results\n\n## Does this reproduce SAFR?\n")
+  section = report.answer_section(text)
+  assert len(_sentences(section)) == 3
+  lines = section.splitlines()
+  assert len(lines) == 3 and all("not run yet" in line for line in lines)
+  assert "0 seeds of the baseline have finished" in lines[0]
+  # the gap safr_ib would have to close is still given, with its interval
+  assert "the gap to close is `rt_polarity/safr` − `rt_polarity/baseline` = -0.1000 [" in lines[2]
+
+
+def test_answer_with_one_seed_says_no_interval_yet(tmp_path):
+  text = _write(tmp_path, [_summary("reference", "safr", 0, 0.69, last_epoch=0.68),
+                           _summary("reference", "baseline", 0, 0.73, last_epoch=0.72)])
+  section = report.answer_section(text)
+  assert len(_sentences(section)) == 3
+  assert ("only 1 seed of SAFR and 1 seed of the plain Transformer have finished, so no "
+          "interval is possible yet: test accuracy is 0.6900 vs 0.7300 with the best-dev "
+          "checkpoint and 0.6800 vs 0.7200 with the last epoch's weights") in section
+
+
+def test_answer_with_reference_and_bottleneck_runs_gives_welch_intervals(tmp_path):
+  ib = [_summary("bottleneck", "safr_ib", k, a) for k, a in enumerate((0.71, 0.73, 0.72))]
+  base = [_summary("rt_polarity", "baseline", k, a) for k, a in enumerate((0.72, 0.73, 0.725))]
+  safr = [_summary("rt_polarity", "safr", k, a) for k, a in enumerate((0.69, 0.68, 0.70))]
+  text = _write(tmp_path, _reference_runs() + ib + base + safr)
+  section = report.answer_section(text)
+  assert len(_sentences(section)) == 3
+  first, second, third = section.splitlines()
+  best = report.welch([0.60, 0.62, 0.61], [0.72, 0.73, 0.74])
+  assert (f"SAFR − baseline = -0.1200 [{best[1]:+.4f}, {best[2]:+.4f}] (Welch 95 %, n = 3/3) "
+          "with the best-dev checkpoint") in first
+  assert "does not reproduce here" in first
+  assert "SAFR − vmask = -0.4000" in second and "more faithful than VMASK alone" in second
+  assert "`safr_ib` − `rt_polarity/baseline` = -0.0050 [" in third
+  assert "not separated by these seeds" in third
+  assert "the gap may be closed but is not shown to be" in third
+  assert "does not close the gap" not in third
+  assert "(without the bottleneck: `rt_polarity/safr` − `rt_polarity/baseline` = -0.0350 [" \
+      in third
+
+
+def test_answer_when_seeds_do_not_separate_does_not_claim_a_reproduction(tmp_path):
+  runs = [_summary("reference", "safr", k, a, last_epoch=a)
+          for k, a in enumerate((0.70, 0.74, 0.72))]
+  runs += [_summary("reference", "baseline", k, a, last_epoch=a)
+           for k, a in enumerate((0.71, 0.73, 0.725))]
+  first = report.answer_section(_write(tmp_path, runs)).splitlines()[0]
+  assert "not separated by these seeds" in first
+  assert "consistent with the paper's claim but does not confirm it" in first
+  assert "does not reproduce" not in first
+
+
+def test_answer_says_when_the_bottleneck_does_not_close_the_gap(tmp_path):
+  runs = [_summary("bottleneck", "safr_ib", k, a) for k, a in enumerate((0.69, 0.70, 0.695))]
+  runs += [_summary("rt_polarity", "baseline", k, a) for k, a in enumerate((0.72, 0.73, 0.725))]
+  third = report.answer_section(_write(tmp_path, runs)).splitlines()[2]
+  assert "`safr_ib` − `rt_polarity/baseline` = -0.0300 [" in third
+  assert "so the bottleneck does not close the gap." in third
+  assert "without the bottleneck" not in third  # no rt_polarity/safr run to quote
+
+
+# --- init × padding ----------------------------------------------------------
+
+
+def test_init_padding_two_by_two_takes_torch_counted_from_reference(tmp_path):
+  text = _write(tmp_path, [
+      _summary("reference", "safr", 0, 0.6964, last_epoch=0.6900),
+      _summary("reference", "safr", 1, 0.7100, last_epoch=0.7000),  # not seed 0: not a cell
+      _summary("init_padding", "flax_init_counted", 0, 0.6800, last_epoch=0.6700),
+      _summary("init_padding", "flax_init_ignored", 0, 0.7022),
+  ])
+  table = text.split("| init \\ padding | ignored | counted |\n|---|---|---|\n")[1]
+  assert table.splitlines()[:2] == [
+      "| flax | 0.7022 | 0.6800 (0.6700) |",
+      "| torch | not run yet | 0.6964 (0.6900) |",
+  ]
+  assert "The torch × counted cell is `reference/safr/seed0`" in text
+  assert "One seed per cell, so no interval is possible" in text
