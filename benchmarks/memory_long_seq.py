@@ -48,7 +48,7 @@ def _child(args) -> dict:
   config = configs.get_config("imdb", "safr")
   config.data.max_len = args.length
   config.model.dtype = args.dtype
-  config.loss.query_block_size = qb
+  config.loss.query_block_size = "none" if qb is None else str(qb)
   model = steps.build_model(config.model, vocab_size=args.vocab_size, num_classes=2)
   tx = steps.make_optimizer(config.train, 1000)
   weights = steps.loss_weights(config)

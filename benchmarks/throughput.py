@@ -26,6 +26,25 @@ real data (``auto`` is replaced by its builtin fallback, ``rt_polarity`` /
   also counts elementwise ops); achieved FLOP/s = FLOPs of a pass / its time;
 * cores used: process CPU time / wall time during the timed passes (2 = both
   cores of a 2-core machine; less when other processes compete).
+* matmul peak and efficiency (``--matmul_peak``, on by default): after the
+  train timing, the same process times jitted matmuls of the model's own GEMM
+  shapes at the batch's mean width, in the config's dtype, each as one dense
+  layer's forward and backward GEMMs (``y = x·W``, ``dx = y·Wᵀ``,
+  ``dW = xᵀ·y``; see ``gemm_shapes`` and ``matmul_peak``), on one device.
+  The best of them is the machine's ``matmul_peak_flop_per_s``, and
+  ``efficiency`` = achieved FLOP/s (analytic) ÷ (matmul peak × devices in
+  the mesh): how much of what this machine's matmuls can do on these shapes
+  the whole training step gets, a ratio comparable across machines.
+* MFU: achieved FLOP/s (analytic) ÷ (devices × nominal dense peak of the
+  device kind, ``NOMINAL_PEAK_TFLOPS``: vendor figures, not measurements);
+  "n/a" for device kinds not in the table (e.g. CPUs) unless
+  ``--nominal_peak_tflops`` gives one.
+* machine: device kind and count, CPU model, load average at the start and the
+  end (a loaded machine shows there).
+
+``--num_devices=N`` builds the trainer's data-parallel mesh over the first N
+devices only (default: all of them, as training does); the global batch must
+be a multiple of N. ``--eval_repeats=0`` skips the eval timing.
 
 Prints a summary and one JSON line (``--json`` also writes it to a file).
 Numbers only; nothing is asserted.
@@ -34,7 +53,9 @@ Numbers only; nothing is asserted.
 from __future__ import annotations
 
 import collections
+import functools
 import json
+import math
 import os
 import pathlib
 import platform
@@ -56,8 +77,18 @@ _CONFIG = config_flags.DEFINE_config_file(
 _BATCH = flags.DEFINE_integer("batch_size", None, "Global batch (default: the config's).")
 _STEPS = flags.DEFINE_integer("steps", 30, "Training batches per timed pass.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed training passes (median reported).")
-_EVAL_REPEATS = flags.DEFINE_integer("eval_repeats", 3, "Timed passes over the dev split.")
+_EVAL_REPEATS = flags.DEFINE_integer(
+    "eval_repeats", 3, "Timed passes over the dev split (0: no eval timing).")
 _JSON = flags.DEFINE_string("json", None, "Also write the JSON result here.")
+_NUM_DEVICES = flags.DEFINE_integer(
+    "num_devices", None, "Data-parallel mesh over the first N devices (default: all).")
+_MATMUL_PEAK = flags.DEFINE_bool(
+    "matmul_peak", True, "Also time the model's GEMM shapes and report efficiency.")
+_PEAK_REPEATS = flags.DEFINE_integer(
+    "peak_repeats", 5, "Timed rounds per GEMM shape (the best round counts).")
+_NOMINAL_PEAK = flags.DEFINE_float(
+    "nominal_peak_tflops", None, "Nominal dense peak TFLOP/s of one device for MFU "
+    "(default: NOMINAL_PEAK_TFLOPS by device kind; n/a if unknown).")
 flags.mark_flags_as_required(["config"])
 
 GiB = 2**30
@@ -112,11 +143,159 @@ def _median_rate(times: list[float], examples: float) -> dict[str, float]:
           "max_examples_per_s": examples / min(times), "median_pass_s": med}
 
 
+# Nominal dense (no sparsity) peak TFLOP/s of ONE device, from the vendors'
+# data sheets: nominal figures, not measurements, used only for MFU. "tf32" is
+# the tensor-core TF32 rate (float32 matmuls at JAX's default precision on
+# these GPUs), "float32" the plain FP32 rate (default_matmul_precision=highest).
+# TPUs run float32 matmuls at default precision as one bfloat16 pass.
+NOMINAL_PEAK_TFLOPS = {
+    "H100 SXM": {"bfloat16": 989.0, "tf32": 495.0, "float32": 67.0},
+    "H100 PCIe": {"bfloat16": 756.0, "tf32": 378.0, "float32": 51.0},
+    "H200 SXM (H100 SXM compute)": {"bfloat16": 989.0, "tf32": 495.0, "float32": 67.0},
+    "A100": {"bfloat16": 312.0, "tf32": 156.0, "float32": 19.5},
+    "TPU v4": {"bfloat16": 275.0},
+    "TPU v5e": {"bfloat16": 197.0},
+    "TPU v5p": {"bfloat16": 459.0},
+}
+
+
+def nominal_entry(device_kind: str) -> str | None:
+  """The ``NOMINAL_PEAK_TFLOPS`` row of a ``jax.Device.device_kind``, or None."""
+  k = device_kind.upper().strip()
+  if "NVL" in k:  # H100/H200 NVL: other clocks and power; not in the table
+    return None
+  if "H100" in k:  # "NVIDIA H100 80GB HBM3" (SXM), "NVIDIA H100 PCIe"
+    return "H100 PCIe" if "PCIE" in k else "H100 SXM"
+  if "H200" in k:  # "NVIDIA H200"
+    return "H200 SXM (H100 SXM compute)"
+  if "A100" in k:  # SXM4 and PCIe: same nominal compute
+    return "A100"
+  return {"TPU V4": "TPU v4", "TPU V5 LITE": "TPU v5e", "TPU V5E": "TPU v5e",
+          "TPU V5": "TPU v5p", "TPU V5P": "TPU v5p"}.get(k)
+
+
+def nominal_peak(device_kind: str, platform_name: str, dtype: str,
+                 precision: str | None) -> tuple[float | None, str]:
+  """(nominal peak FLOP/s of one device or None, what it is) for matmuls in
+  ``dtype`` at JAX's ``default_matmul_precision`` ``precision``."""
+  entry = nominal_entry(device_kind)
+  if entry is None:
+    return None, f"n/a: no nominal peak for device kind {device_kind!r}"
+  rates = NOMINAL_PEAK_TFLOPS[entry]
+  key = dtype
+  if dtype == "float32":
+    default = precision in (None, "default", "fastest", "bfloat16", "tensorfloat32")
+    if platform_name == "gpu" and default and "tf32" in rates:
+      key = "tf32"
+    elif platform_name == "tpu" and default:
+      key = "bfloat16"
+  if key not in rates:
+    return None, f"n/a: no nominal {key} peak for {entry}"
+  basis = f"{entry} nominal dense {key} ({rates[key]:g} TFLOP/s)"
+  if key != dtype:
+    basis += (f"; float32 matmuls at JAX's default precision run as {key} here "
+              "(jax_default_matmul_precision=highest: true float32)")
+  return rates[key] * 1e12, basis
+
+
+def gemm_shapes(model_config, *, rows: int, width: int, dtype: str) -> dict[str, dict]:
+  """The model's matmuls on ``rows`` examples of ``width`` tokens (one device):
+  ``groups`` independent ``[m, k] × [k, n]`` products (d = d_model, F = d_ff,
+  V = VMASK hidden, H heads of d/H). The attention weights (and so L_Inter's
+  ``A Aᵀ``) are float32 in every dtype, as in ``safr_jax.model``."""
+  d, h, f = model_config.d_model, model_config.num_heads, model_config.d_ff
+  m = rows * width
+  shapes = {
+      "qkv_out_proj [BL,d]x[d,d]": dict(groups=1, m=m, k=d, n=d, dtype=dtype),
+      "ffn_in [BL,d]x[d,F]": dict(groups=1, m=m, k=d, n=f, dtype=dtype),
+      "ffn_out [BL,F]x[F,d]": dict(groups=1, m=m, k=f, n=d, dtype=dtype),
+  }
+  if model_config.use_vmask:
+    v = model_config.vmask_hidden_dim
+    shapes["vmask [BL,d]x[d,V]"] = dict(groups=1, m=m, k=d, n=v, dtype=dtype)
+  shapes["scores [BH: L,d/H]x[d/H,L]"] = dict(groups=rows * h, m=width, k=d // h,
+                                              n=width, dtype=dtype)
+  shapes["inter_AAt [BH: L,L]x[L,L]"] = dict(groups=rows * h, m=width, k=width,
+                                             n=width, dtype="float32")
+  return shapes
+
+
+def matmul_peak(shapes: dict[str, dict], *, repeats: int, accelerator: bool) -> dict:
+  """Times each shape as one layer's forward and backward GEMMs on one device.
+
+  One jitted program runs ``unroll`` chained iterations of ``y = x·W``,
+  ``dx = y·Wᵀ`` (the next ``x``), ``dW = xᵀ·y`` (summed): 6·g·m·k·n FLOPs
+  each, nothing XLA can hoist or drop. On accelerators ``unroll`` makes a
+  program ≥ ~50 GFLOP (at most 32 iterations); a round runs programs back to
+  back for ≥ 20 ms, so dispatch hardly counts; the best of ``repeats`` rounds
+  is reported.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  def program(unroll):
+    def f(x, w):
+      acc = jnp.zeros(w.shape, w.dtype)
+      for _ in range(unroll):
+        y = jnp.einsum("gmk,gkn->gmn", x, w)
+        acc = acc + jnp.einsum("gmk,gmn->gkn", x, y)
+        x = jnp.einsum("gmn,gkn->gmk", y, w)
+      return x, acc
+    return jax.jit(f)
+
+  out, rng = {}, np.random.default_rng(0)
+  for name, s in shapes.items():
+    g, m, k, n = s["groups"], s["m"], s["k"], s["n"]
+    flops_iter = 6.0 * g * m * k * n
+    unroll = min(32, max(1, math.ceil(5e10 / flops_iter))) if accelerator else 1
+    dt = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[s["dtype"]]
+    # w·wᵀ has its largest eigenvalue near 1, so the chain stays finite.
+    x = jnp.asarray(rng.standard_normal((g, m, k), np.float32), dt)
+    w = jnp.asarray(rng.standard_normal((g, k, n), np.float32)
+                    / (math.sqrt(k) + math.sqrt(n)), dt)
+    f = program(unroll)
+    start = time.perf_counter()
+    jax.block_until_ready(f(x, w))  # compile + first run
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    jax.block_until_ready(f(x, w))
+    once = time.perf_counter() - start
+    calls = min(1000, max(1, math.ceil(0.02 / max(once, 1e-9))))
+    best = math.inf
+    for _ in range(max(1, repeats)):
+      start = time.perf_counter()
+      for _ in range(calls):
+        r = f(x, w)
+      jax.block_until_ready(r)
+      best = min(best, (time.perf_counter() - start) / calls)
+    out[name] = {**s, "flop_per_s": unroll * flops_iter / best,
+                 "gflop_per_program": unroll * flops_iter / 1e9, "unroll": unroll,
+                 "calls_per_round": calls, "compile_s": round(compile_s, 2)}
+    del x, w, r
+  best_name = max(out, key=lambda n: out[n]["flop_per_s"])
+  return {"matmul_peak_flop_per_s": out[best_name]["flop_per_s"],
+          "best_shape": best_name, "shapes": out}
+
+
+def _flops(x: float | None) -> str:
+  if x is None:
+    return "n/a"
+  return f"{x / 1e12:.2f} TFLOP/s" if x >= 1e12 else f"{x / 1e9:.1f} GFLOP/s"
+
+
 def run(config) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from safr_jax import configs, data, sharding, trainer  # pylint: disable=g-import-not-at-top
 
+  loadavg_start = os.getloadavg()
+  if _NUM_DEVICES.value:  # the trainer builds its mesh with sharding.make_mesh()
+    if not 1 <= _NUM_DEVICES.value <= jax.device_count():
+      raise app.UsageError(f"--num_devices={_NUM_DEVICES.value}: this machine has "
+                           f"{jax.device_count()} device(s)")
+    sharding.make_mesh = functools.partial(sharding.make_mesh,
+                                           devices=jax.devices()[:_NUM_DEVICES.value])
   if config.data.source == "auto":
     config.data.source = config.data.auto_fallback  # real text, no network probe
   if _BATCH.value:
@@ -131,13 +310,17 @@ def run(config) -> dict:
                                                    "d_ff", "use_vmask", "vmask_hidden_dim")}}
   start = time.perf_counter()
   setup = trainer.make_trainer(config)
+  n_dev = int(setup.mesh.devices.size)
+  result["mesh_devices"] = n_dev
   result["data_and_setup_s"] = round(time.perf_counter() - start, 2)
   result["vocab_size"] = len(setup.bundle.vocab)
   state = setup.init_state()
 
   # The batches every pass uses: real, shuffled training batches.
+  batching = {k: config.data[k] for k in ("batching", "bucket_window") if k in config.data}
+  result["batching"] = batching.get("batching", "random")
   it = data.train_iterator(setup.bundle.splits["train"], batch_size=batch_size,
-                           seed=config.seed, pad_to=config.data.pad_to)
+                           seed=config.seed, pad_to=config.data.pad_to, **batching)
   start = time.perf_counter()
   batches = [next(it) for _ in range(_STEPS.value)]
   result["host_batching_ms_per_batch"] = 1e3 * (time.perf_counter() - start) / len(batches)
@@ -150,11 +333,15 @@ def run(config) -> dict:
 
   # Compile every train width (timed), then a warm-up pass.
   compile_s, lower_s, xla_flops, memory = {}, {}, {}, None
+  # Exactly the program training runs (the trainer's jitted, donated step).
+  step_jit = setup.jitted_train_step
+  extra_args = (jax.numpy.float32(config.loss.vmask_kl),)
+  lowered_what = "Trainer.jitted_train_step"
   for width in sorted(set(widths)):
     example = sharding.shard_batch(next(b for b in batches if b["ids"].shape[1] == width),
                                    setup.mesh)
     start = time.perf_counter()
-    lowered = setup.train_step.lower(state, example)
+    lowered = step_jit.lower(state, example, *extra_args)
     lower_s[width] = time.perf_counter() - start
     start = time.perf_counter()
     compiled = lowered.compile()
@@ -162,7 +349,7 @@ def run(config) -> dict:
     xla_flops[width] = _xla_flops(compiled)
     if width == max(widths):
       m = compiled.memory_analysis()
-      memory = {"xla_temp_gib": m.temp_size_in_bytes / GiB,
+      memory = None if m is None else {"xla_temp_gib": m.temp_size_in_bytes / GiB,
                 "xla_arguments_gib": m.argument_size_in_bytes / GiB,
                 "xla_outputs_gib": m.output_size_in_bytes / GiB}
   first = widths[0]
@@ -170,7 +357,7 @@ def run(config) -> dict:
       "first_width": first, "trace_and_lower_s": round(lower_s[first], 2),
       "compile_s": round(compile_s[first], 2),
       "all_widths_s": round(sum(lower_s.values()) + sum(compile_s.values()), 1),
-      "programs": len(compile_s)}
+      "programs": len(compile_s), "lowered": lowered_what}
   for b in batches:
     state, sums = setup.train_step(state, setup.shard(b))
   jax.block_until_ready(state)
@@ -206,6 +393,37 @@ def run(config) -> dict:
       "xla_cost_analysis": None if xla_pass is None
       else xla_pass / result["train"]["median_pass_s"]}
 
+  # The machine's own matmul peak on the model's shapes, and MFU.
+  dev0 = jax.devices()[0]
+  achieved = result["achieved_flop_per_s"]["analytic"]
+  if _MATMUL_PEAK.value:
+    shapes = gemm_shapes(config.model, rows=batch_size // n_dev,
+                         width=max(1, round(result["mean_width"])), dtype=config.model.dtype)
+    start = time.perf_counter()
+    peak = matmul_peak(shapes, repeats=_PEAK_REPEATS.value,
+                       accelerator=dev0.platform != "cpu")
+    peak["seconds"] = round(time.perf_counter() - start, 1)
+    peak["width"] = max(1, round(result["mean_width"]))
+    peak["rows_per_device"] = batch_size // n_dev
+    result["matmul_peak"] = peak
+    result["matmul_peak_flop_per_s"] = peak["matmul_peak_flop_per_s"]
+    result["efficiency"] = achieved / (n_dev * peak["matmul_peak_flop_per_s"])
+  else:
+    result["matmul_peak"] = result["matmul_peak_flop_per_s"] = result["efficiency"] = None
+  precision = jax.config.jax_default_matmul_precision
+  if _NOMINAL_PEAK.value:
+    nominal = _NOMINAL_PEAK.value * 1e12
+    basis = f"--nominal_peak_tflops={_NOMINAL_PEAK.value:g} TFLOP/s"
+  else:
+    nominal, basis = nominal_peak(dev0.device_kind, dev0.platform, config.model.dtype,
+                                  precision)
+  result["nominal_peak_flop_per_s"] = nominal
+  result["nominal_peak_basis"] = basis
+  result["mfu"] = None if nominal is None else achieved / (n_dev * nominal)
+  result["matmul_peak_vs_nominal"] = (
+      None if nominal is None or result["matmul_peak_flop_per_s"] is None
+      else result["matmul_peak_flop_per_s"] / nominal)
+
   # Eval: warm-up (compiles), then timed passes over the dev split.
   def eval_pass():
     sums = None
@@ -213,22 +431,28 @@ def run(config) -> dict:
       out = setup.eval_step(state.params, setup.shard(b))
       sums = out if sums is None else jax.tree.map(lambda x, y: x + y, sums, out)
     jax.block_until_ready(sums)
-  start = time.perf_counter()
-  eval_pass()
-  result["eval_first_pass_s"] = round(time.perf_counter() - start, 2)
-  eval_times = []
-  for _ in range(_EVAL_REPEATS.value):
-    t0 = time.perf_counter()
+  result["eval_first_pass_s"] = result["eval"] = None
+  if _EVAL_REPEATS.value > 0:
+    start = time.perf_counter()
     eval_pass()
-    eval_times.append(time.perf_counter() - t0)
-  result["eval"] = _median_rate(eval_times, float(len(dev)))
+    result["eval_first_pass_s"] = round(time.perf_counter() - start, 2)
+    eval_times = []
+    for _ in range(_EVAL_REPEATS.value):
+      t0 = time.perf_counter()
+      eval_pass()
+      eval_times.append(time.perf_counter() - t0)
+    result["eval"] = _median_rate(eval_times, float(len(dev)))
   result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   result["memory"] = memory
+  loadavg_end = os.getloadavg()
   result["machine"] = {"cpu": _cpu_name(), "cores": os.cpu_count(),
-                       "devices": jax.device_count(),
-                       "device_kind": jax.devices()[0].device_kind,
+                       "devices": jax.device_count(), "mesh_devices": n_dev,
+                       "platform": dev0.platform, "device_kind": dev0.device_kind,
+                       "default_matmul_precision": precision,
                        "jax": jax.__version__, "python": platform.python_version(),
-                       "loadavg_1min": os.getloadavg()[0],
+                       "loadavg_1min": loadavg_end[0],
+                       "loadavg_start": [round(x, 2) for x in loadavg_start],
+                       "loadavg_end": [round(x, 2) for x in loadavg_end],
                        "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}
   return result
 
@@ -247,6 +471,11 @@ def _print(r: dict) -> None:
   t, e, c = r["train"], r["eval"], r["compile"]
   fl = r["flops_per_step"]
   xla = fl["xla_cost_analysis"]
+  mc = r["machine"]
+  print(f"machine: {mc['devices']} x {mc['device_kind']} ({mc['platform']}; mesh over "
+        f"{mc['mesh_devices']}); CPU {mc['cpu']}, {mc['cores']} cores; load average "
+        f"{' '.join(f'{x:.2f}' for x in mc['loadavg_start'])} at start, "
+        f"{' '.join(f'{x:.2f}' for x in mc['loadavg_end'])} at end")
   print(f"{r['config']} on {r['source']}: max_len {r['max_len']}, pad_to={r['pad_to']}, "
         f"batch {r['batch_size']}, {r['dtype']}; widths {r['train_widths']} "
         f"(mean {r['mean_width']:.1f})")
@@ -255,13 +484,32 @@ def _print(r: dict) -> None:
   print(f"  train: {t['examples_per_s']:.1f} examples/s median (min {t['min_examples_per_s']:.1f},"
         f" max {t['max_examples_per_s']:.1f}); {t['ms_per_step']:.1f} ms/step; "
         f"cores used {t['cores_used']:.2f}; page faults/step {t['minor_page_faults_per_step']:.0f}")
-  print(f"  eval:  {e['examples_per_s']:.1f} examples/s median (dev split)")
+  if e is not None:
+    print(f"  eval:  {e['examples_per_s']:.1f} examples/s median (dev split)")
   print(f"  FLOPs/step: analytic {fl['analytic'] / 1e9:.2f} G"
         + (f", XLA cost analysis {xla / 1e9:.2f} G" if xla else "")
-        + f"; achieved {r['achieved_flop_per_s']['analytic'] / 1e9:.1f} GFLOP/s (analytic)")
+        + f"; achieved {_flops(r['achieved_flop_per_s']['analytic'])} (analytic)")
+  pk = r["matmul_peak"]
+  if pk is not None:
+    print(f"  matmul peak (model's GEMMs, fwd+bwd, {r['dtype']}, width {pk['width']}, "
+          f"{pk['rows_per_device']} rows/device, one device):")
+    for name, x in pk["shapes"].items():
+      groups = f"{x['groups']} x " if x["groups"] > 1 else ""
+      print(f"    {name:28s} {groups}[{x['m']},{x['k']}]x[{x['k']},{x['n']}] {x['dtype']}:"
+            f" {_flops(x['flop_per_s'])}")
+    print(f"  efficiency: {100 * r['efficiency']:.1f} % = achieved "
+          f"{_flops(r['achieved_flop_per_s']['analytic'])} / ({r['mesh_devices']} x "
+          f"matmul peak {_flops(r['matmul_peak_flop_per_s'])}, {pk['best_shape']})")
+  if r["mfu"] is None:
+    print(f"  MFU: n/a ({r['nominal_peak_basis']})")
+  else:
+    vs = r["matmul_peak_vs_nominal"]
+    print(f"  MFU: {100 * r['mfu']:.2f} % of {r['mesh_devices']} x {r['nominal_peak_basis']}"
+          + ("" if vs is None else f"; measured matmul peak = {100 * vs:.0f} % of nominal"))
   m = r["memory"]
-  print(f"  memory: peak RSS {r['peak_rss_gib']:.2f} GiB; widest step XLA temp "
-        f"{m['xla_temp_gib']:.3f} GiB, args {m['xla_arguments_gib']:.3f} GiB")
+  if m is not None:
+    print(f"  memory: peak RSS {r['peak_rss_gib']:.2f} GiB; widest step XLA temp "
+          f"{m['xla_temp_gib']:.3f} GiB, args {m['xla_arguments_gib']:.3f} GiB")
 
 
 def main(argv) -> None:

@@ -84,7 +84,10 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.loss.count_padding = False  # True = the authors' semantics
   # Compute L_Inter a block of queries at a time (None = all at once); saves
   # memory for long sequences, same value.
-  c.loss.query_block_size = ml_collections.FieldReference(None, field_type=int)
+  # "auto": compute L_Inter a block of query rows at a time once a
+  # [batch, heads, L, L] array would pass 128 MiB (long inputs); "none": all at
+  # once; or a number of rows. Same value either way, less memory.
+  c.loss.query_block_size = "auto"
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32   # global batch, over all devices and processes
@@ -99,6 +102,9 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.train.log_every_steps = 50
   c.train.stop_after_steps = 0   # >0: stop (as if killed) after this many steps
   c.train.progress_bar = True    # tqdm on a terminal; plain log lines otherwise
+  # XLA's persistent compilation cache (the command line turns it on): a later
+  # run of the same shapes skips compiling. "" = off.
+  c.train.compilation_cache_dir = "~/.cache/safr_jax/xla"
   # A workdir holding *another* run (other data, model or settings) is an
   # error; True moves that run aside (<workdir>.replaced-<time>) and starts
   # over. The same run always resumes, whatever this says.
@@ -165,6 +171,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     need(isinstance(value, (int, float)) and value >= 0, f"loss.{term}",
          "(a λ) must be a number >= 0")
   need(config.data.max_len >= 1, "data.max_len", "must be >= 1")
+  need(config.data.batching in data.config.BATCHING, "data.batching",
+       f"must be one of {data.config.BATCHING}")
   need(config.data.pad_to in data.config.PAD_TO, "data.pad_to",
        f"must be one of {data.config.PAD_TO}")
   need(config.model.pool in POOL_MODES, "model.pool", f"must be one of {POOL_MODES}")
@@ -188,7 +196,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   need(config.train.schedule in ("constant", "warmup_cosine"), "train.schedule",
        "must be 'constant' or 'warmup_cosine'")
   qb = config.loss.query_block_size
-  need(qb is None or qb >= 1, "loss.query_block_size", "must be None or >= 1")
+  need(qb is None or str(qb) in ("auto", "none") or (str(qb).isdigit() and int(qb) >= 1),
+       "loss.query_block_size", "must be 'auto', 'none' or a number of rows >= 1")
   if config.data.pad_to == "batch" and (config.model.pool == "all"
                                         or config.loss.count_padding):
     logging.warning(

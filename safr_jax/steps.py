@@ -22,9 +22,34 @@ from safr_jax import losses
 from safr_jax.model import SafrClassifier
 
 __all__ = ["DTYPES", "TrainState", "build_model", "create_train_state", "eval_step",
-           "loss_weights", "make_optimizer", "next_vmask_kl_weight", "train_step"]
+           "loss_weights", "make_optimizer", "next_vmask_kl_weight", "resolve_query_block",
+           "train_step"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# L_Inter keeps a few [batch, heads, length, length] float32 arrays alive for
+# the backward pass; with query_block_size="auto" it is computed a block of
+# query rows at a time once one such array would pass this size.
+AUTO_BLOCK_BYTES = 128 * 2**20
+
+
+def resolve_query_block(setting: int | str | None, *, batch: int, heads: int,
+                        length: int) -> int | None:
+  """The L_Inter query block for a ``[batch, length]`` input.
+
+  ``setting``: None or "none" (all rows at once), a number of rows, or "auto":
+  None while ``[batch, heads, length, length]`` float32 fits in
+  ``AUTO_BLOCK_BYTES``, else the largest power of two of rows that does (L =
+  2048, batch 8, 8 heads → 256; the paper's configs → None).
+  """
+  if setting is None or setting == "none":
+    return None
+  if setting != "auto":
+    return int(setting)
+  row_bytes = batch * heads * length * 4
+  if row_bytes * length <= AUTO_BLOCK_BYTES:
+    return None
+  rows = max(1, AUTO_BLOCK_BYTES // row_bytes)
+  return min(1 << (rows.bit_length() - 1), length)
 
 
 @flax.struct.dataclass
@@ -110,11 +135,12 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
                vmask_kl_weight: jax.Array | None = None, *,
                model: SafrClassifier, tx: optax.GradientTransformation,
                weights: losses.LossWeights, count_padding: bool,
-               query_block_size: int | None = None) -> tuple[TrainState, dict]:
+               query_block_size: int | str | None = None) -> tuple[TrainState, dict]:
   """One optimizer step on ``batch`` (``ids [B, L]``, ``labels [B]``).
 
   ``vmask_kl_weight`` (a scalar, may be traced) replaces ``weights.vmask_kl``:
   the bottleneck's β changes between epochs without recompiling.
+  ``query_block_size``: see ``resolve_query_block`` ("auto" decides per shape).
 
   Dropout and Gumbel noise come from ``fold_in(rng, step)``, so a resumed run
   draws the same numbers. A step whose loss or gradient is not finite leaves
@@ -128,13 +154,16 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
   gumbel_key, dropout_key = jax.random.split(key)
   weights = _with_vmask_kl(weights, vmask_kl_weight)
 
+  block = resolve_query_block(query_block_size, batch=batch["ids"].shape[0],
+                              heads=model.num_heads, length=batch["ids"].shape[1])
+
   def loss_fn(params):
     logits, insides = model.apply({"params": params}, batch["ids"], deterministic=False,
                                   rngs={"gumbel": gumbel_key, "dropout": dropout_key})
     total, terms = losses.safr_loss(
         logits=logits, labels=batch["labels"], intermediates=insides,
         token_mask=_token_mask(insides, count_padding), weights=weights,
-        query_block_size=query_block_size)
+        query_block_size=block)
     return total, (terms, logits, insides)
 
   (total, (terms, logits, insides)), grads = jax.value_and_grad(
@@ -178,7 +207,7 @@ def _gate_sums(insides, n) -> dict[str, jax.Array]:
 def eval_step(params: Any, batch: dict[str, jax.Array],
               vmask_kl_weight: jax.Array | None = None, *, model: SafrClassifier,
               weights: losses.LossWeights, count_padding: bool,
-              query_block_size: int | None = None) -> dict:
+              query_block_size: int | str | None = None) -> dict:
   """Metric sums on ``batch`` (``ids``, ``labels``, ``weights [B]``), eval mode.
 
   ``batch["weights"]`` are example weights (0 for the filler rows that pad the
@@ -190,7 +219,10 @@ def eval_step(params: Any, batch: dict[str, jax.Array],
   mask = _token_mask(insides, count_padding, example_weights)
   total, terms = losses.safr_loss(
       logits=logits, labels=batch["labels"], intermediates=insides, token_mask=mask,
-      weights=weights, example_weights=example_weights, query_block_size=query_block_size)
+      weights=weights, example_weights=example_weights,
+      query_block_size=resolve_query_block(
+          query_block_size, batch=batch["ids"].shape[0], heads=model.num_heads,
+          length=batch["ids"].shape[1]))
   n = jnp.sum(example_weights)
   sums = {f"{k}_sum": v * n for k, v in terms.items()}
   correct = jnp.argmax(logits, -1) == batch["labels"]

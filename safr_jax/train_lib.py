@@ -120,7 +120,8 @@ def _claim(config, workdir: pathlib.Path, trainer: Trainer) -> None:
   """
   identity = workdir_lib.run_identity(config, trainer.bundle)
   try:
-    workdir_lib.check_identity(workdir, identity)
+    workdir_lib.check_identity(workdir, identity,
+                               defaults=configs.base_config(config.name).to_dict())
   except WorkdirError:
     if not config.train.overwrite:
       raise
@@ -228,6 +229,8 @@ def _loop(run: _Run, state, meta, history, step: int, writer) -> dict[str, Any] 
     return history
   it = data.train_iterator(trainer.bundle.splits["train"], batch_size=config.train.batch_size,
                            seed=config.seed, pad_to=config.data.pad_to,
+                           batching=config.data.batching,
+                           bucket_window=config.data.bucket_window,
                            process_index=jax.process_index(),
                            process_count=jax.process_count())
   # The resumed epoch's sums so far: its averages cover the whole epoch.

@@ -37,6 +37,9 @@ class Trainer:
       jitted; donates ``state``.
     eval_step: ``(params, batch, vmask_kl_weight=β) -> metric sums``, jitted.
     steps_per_epoch: full global batches in the train split.
+    jitted_train_step: the ``jax.jit`` object behind ``train_step``, taking
+      ``(state, batch, β as float32)``: ``.lower(...)`` it to inspect or
+      compile exactly what training runs (benchmarks do).
   """
   config: ml_collections.ConfigDict
   bundle: Any
@@ -46,6 +49,7 @@ class Trainer:
   train_step: Callable
   eval_step: Callable
   steps_per_epoch: int
+  jitted_train_step: Any = None
 
   def init_state(self) -> steps.TrainState:
     """A fresh train state (``config.seed``), replicated over the mesh."""
@@ -123,4 +127,4 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
       config=config, bundle=bundle, model=model, tx=tx, mesh=mesh,
       train_step=lambda s, b, kl=base_kl: step_jit(s, b, jnp.float32(kl)),
       eval_step=lambda p, b, kl=base_kl: eval_jit(p, b, jnp.float32(kl)),
-      steps_per_epoch=spe)
+      steps_per_epoch=spe, jitted_train_step=step_jit)

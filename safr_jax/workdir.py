@@ -44,7 +44,7 @@ RESUMABLE_FIELDS = frozenset({
     "variant", "init_from",
     "train.num_epochs", "train.patience", "train.stop_after_steps",
     "train.progress_bar", "train.log_every_steps", "train.checkpoint_every_steps",
-    "train.eval_batch_size", "train.overwrite",
+    "train.eval_batch_size", "train.overwrite", "train.compilation_cache_dir",
     "loss.query_block_size",
     "data.auto_probe_timeout_s", "data.tfds_data_dir", "data.sst_dir",
     "data.train_file", "data.dev_file", "data.test_file",
@@ -98,7 +98,8 @@ def run_identity(config: ml_collections.ConfigDict, bundle: Any) -> dict[str, An
   }
 
 
-def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def _differences(saved: dict[str, Any], now: dict[str, Any],
+                 defaults: dict[str, Any]) -> list[str]:
   out = []
   sd, nd = saved.get("data", {}), now["data"]
   if sd.get("label_names") != nd["label_names"]:
@@ -114,6 +115,10 @@ def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
   sc, nc = saved.get("config", {}), now["config"]
   for key in sorted(set(sc) | set(nc)):
     if key in RESUMABLE_FIELDS:
+      continue
+    # A field added to the configs after the run started: the run behaved as
+    # its default says, so only a non-default value now is a difference.
+    if key not in sc and key in defaults and nc.get(key) == defaults[key]:
       continue
     if sc.get(key, "<absent>") != nc.get(key, "<absent>"):
       out.append(f"config.{key} {sc.get(key, '<absent>')!r} (run) vs "
@@ -141,8 +146,12 @@ def _legacy_identity(workdir: pathlib.Path) -> dict[str, Any] | None:
   return out
 
 
-def check_identity(workdir: pathlib.Path, identity: dict[str, Any]) -> bool:
+def check_identity(workdir: pathlib.Path, identity: dict[str, Any], *,
+                   defaults: dict[str, Any] | None = None) -> bool:
   """Compares ``identity`` with the run ``workdir`` holds; writes nothing.
+
+  ``defaults`` (a config's ``to_dict()`` at its defaults) lets a run saved
+  before a config field existed resume when that field is at its default.
 
   Returns:
     True if the workdir holds this run (resume), False if it holds none.
@@ -159,7 +168,7 @@ def check_identity(workdir: pathlib.Path, identity: dict[str, Any]) -> bool:
   if saved is None:
     return False
   saved.setdefault("config", {})
-  differ = _differences(saved, identity)
+  differ = _differences(saved, identity, _flatten(_jsonable(defaults or {})))
   if differ:
     shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
     raise WorkdirError(

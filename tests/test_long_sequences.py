@@ -82,3 +82,13 @@ def test_attention_softmax_value_is_jax_nn_softmax_and_jvp_works():
   _, tangent = jax.jvp(model_lib._softmax, (scores,), (g,))  # pylint: disable=protected-access
   np.testing.assert_allclose(tangent, jax.jvp(lambda s: jax.nn.softmax(s, axis=-1),
                                               (scores,), (g,))[1], rtol=1e-5, atol=1e-6)
+
+
+def test_auto_query_block_blocks_only_long_inputs():
+  from safr_jax import steps  # pylint: disable=g-import-not-at-top
+  auto = lambda b, l: steps.resolve_query_block("auto", batch=b, heads=8, length=l)
+  assert auto(32, 128) is None and auto(32, 256) is None  # the paper's configs
+  assert auto(8, 2048) == 256  # [8, 8, 256, 2048] float32 = 128 MiB
+  assert auto(1, 8192) == 512
+  assert steps.resolve_query_block("none", batch=8, heads=8, length=2048) is None
+  assert steps.resolve_query_block("64", batch=8, heads=8, length=2048) == 64

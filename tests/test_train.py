@@ -49,8 +49,11 @@ def _run(argv, timeout=300):
 
 def test_quick_config_runs_end_to_end_offline(tmp_path):
   workdir = tmp_path / "quick"
-  proc = _run(["train.py", "--config=configs/sst2.py:quick", f"--workdir={workdir}"])
+  cache = tmp_path / "xla_cache"
+  proc = _run(["train.py", "--config=configs/sst2.py:quick", f"--workdir={workdir}",
+               f"--config.train.compilation_cache_dir={cache}"])
   assert proc.returncode == 0, proc.stderr[-3000:]
+  assert list(cache.iterdir())  # the CLI turned XLA's persistent cache on
   results = json.loads((workdir / "results.json").read_text())
   # Offline, `auto` must have fallen back to the builtin substitute and said so.
   assert results["source"] == "rt_polarity"

@@ -230,3 +230,15 @@ def test_metrics_have_no_repeated_step_after_a_kill(tmp_path):
   epochs = [r for r in records if r["split"] == "train_epoch"]
   assert [r["epoch"] for r in epochs] == [1, 2]
   assert all(r["count"] == 320 for r in epochs)
+
+
+def test_a_field_added_since_the_run_started_resumes_at_its_default(tmp_path):
+  data = {"source": "files", "fingerprint": "f", "vocab_sha256": "v", "vocab_size": 9,
+          "label_names": ["a", "b"], "sizes": {"train": 1}}
+  saved = {"config": {"model.d_model": 16}, "data": data}
+  (tmp_path / workdir_lib.IDENTITY_FILE).write_text(json.dumps(saved))
+  now = lambda value: {"config": {"model.d_model": 16, "model.init": value}, "data": data}
+  defaults = {"model": {"d_model": 256, "init": "flax"}}
+  assert workdir_lib.check_identity(tmp_path, now("flax"), defaults=defaults)
+  with pytest.raises(errors.WorkdirError, match="config.model.init '<absent>'"):
+    workdir_lib.check_identity(tmp_path, now("torch"), defaults=defaults)

@@ -6,6 +6,7 @@ Usage::
   bundle = data.load_dataset(config.data, workdir)    # writes vocab.txt, labels.json
   train = bundle.splits["train"]                      # data.EncodedSplit
   it = data.train_iterator(train, batch_size=50, seed=0, pad_to="max_len")
+  # or batching="bucketed" (+ bucket_window=100): batches of similar length
   batch = next(it)            # ids int32 [50, L], labels int32 [50]
   state = it.get_state()      # JSON; it.set_state(state) resumes exactly
   for batch in data.eval_batches(bundle.splits["dev"], batch_size=50,
@@ -38,7 +39,8 @@ from safr_jax.data.dataset import (DatasetBundle, EncodedSplit, load_dataset,
                                    load_vocab_and_labels, resolve_auto,
                                    save_vocab_and_labels)
 from safr_jax.data.errors import DataError
-from safr_jax.data.pipeline import (TrainIterator, batch_width, eval_batches,
+from safr_jax.data.pipeline import (TrainIterator, batch_width,
+                                    bucketed_epoch, eval_batches,
                                     num_eval_batches, steps_per_epoch,
                                     train_iterator)
 from safr_jax.data.sources import probe_url
@@ -53,6 +55,7 @@ __all__ = [
     "UNK",
     "Vocabulary",
     "batch_width",
+    "bucketed_epoch",
     "default_config",
     "eval_batches",
     "load_dataset",

@@ -39,6 +39,7 @@ SOURCES = ("auto", "glue/sst2", "sst_treebank", "imdb_reviews", "rt_polarity",
 TFDS_SOURCES = ("glue/sst2", "imdb_reviews")
 BUILTIN_SOURCES = ("rt_polarity", "imdb_builtin")
 PAD_TO = ("max_len", "batch")
+BATCHING = ("random", "bucketed")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -84,6 +85,16 @@ def default_config() -> ml_collections.ConfigDict:
   # row of the global batch rounded up to a multiple of 8. Read by the
   # trainer, passed to train_iterator / eval_batches.
   c.pad_to = "max_len"
+  # Training batches: "random" = slices of a shuffled epoch; "bucketed" =
+  # examples of similar length together (less padding with pad_to="batch"):
+  # the shuffled epoch is cut into windows of bucket_window global batches,
+  # each sorted by length and cut into batches, and the batch order shuffled;
+  # same examples per epoch, seeded, resumable (pipeline.bucketed_epoch). Read
+  # by the trainer, passed to train_iterator; eval batches are never bucketed.
+  c.batching = "random"
+  # bucketed: global batches per length-sorted window (>= 1); larger = less
+  # padding but batches less random (1 gives random batches).
+  c.bucket_window = 100
   c.planted_train_size = 2000  # planted: examples per split
   c.planted_dev_size = 500
   c.planted_test_size = 500

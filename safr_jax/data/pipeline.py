@@ -7,6 +7,15 @@ for a batch axis sharded over processes in process order. With
 ``pad_to="batch"`` the width comes from the whole global batch, so all processes
 agree on the shape.
 
+Batching: ``"random"`` batches are consecutive slices of a shuffled epoch.
+``"bucketed"`` batches hold examples of similar length (fewer padding tokens with
+``pad_to="batch"``): the shuffled epoch is cut into windows of ``bucket_window``
+global batches, each window is sorted by length and cut into batches, and the
+order of all the epoch's batches is shuffled (see :func:`bucketed_epoch`).
+grain has no length-bucketing operator for random-access datasets, so that epoch
+order is a seeded numpy computation read by index from a grain ``MapDataset``;
+the grain iterator's position is still the whole checkpoint state.
+
 Everything runs in-process (no grain worker processes): the data are in memory
 and a batch is a numpy gather.
 """
@@ -22,7 +31,10 @@ from safr_jax.data.dataset import EncodedSplit
 from safr_jax.data.errors import DataError
 
 PAD_MULTIPLE = 8
+BATCHING = ("random", "bucketed")
 _STATE_VERSION = 1
+# Distinct SeedSequence streams of an epoch of bucketed batches.
+_EXAMPLES, _BATCH_ORDER, _ROWS = 0, 1, 2
 
 
 def _check(split: EncodedSplit, batch_size: int, pad_to: str,
@@ -69,23 +81,83 @@ def _shuffle_seed(seed: int) -> int:
   return (seed * 0x9E3779B1 + 0x7F4A7C15) % 2**32
 
 
+def _raw_permutation(n: int, seed: int, epoch: int, stream: int) -> np.ndarray:
+  """A permutation of ``range(n)`` fixed by (seed, epoch, stream): the raw
+  PCG64 output (fixed by its algorithm, unlike numpy's ``Generator`` methods)
+  ordered by a stable sort, as in ``splits.stable_permutation``."""
+  keys = np.random.PCG64([seed, epoch, stream]).random_raw(n)
+  return np.argsort(keys, kind="stable").astype(np.int64)
+
+
+def bucketed_epoch(lengths: np.ndarray, batch_size: int, bucket_window: int,
+                   seed: int, epoch: int) -> np.ndarray:
+  """The global batches of epoch ``epoch`` under ``batching="bucketed"``.
+
+  1. Shuffle the examples (seeded by ``seed`` and ``epoch``) and drop the last
+     ``N % batch_size`` of that order, so the dropped examples are random and
+     change from epoch to epoch.
+  2. Cut the rest into windows of ``bucket_window`` global batches (the last
+     window may be shorter), sort each window by length (stable, so ties stay
+     in shuffled order) and cut it into global batches.
+  3. Shuffle the rows inside each batch (a process' share is then not always
+     the batch's shortest rows) and the order of all the epoch's batches.
+
+  Args:
+    lengths: int [N] token counts of the train examples.
+    batch_size: the GLOBAL batch size.
+    bucket_window: global batches per sorted window (>= 1); 1 is random
+      batching, ``>= N // batch_size`` sorts the whole epoch.
+    seed, epoch: the epoch's order is a function of these alone.
+
+  Returns:
+    int64 [N // batch_size, batch_size]: row ``k`` is the ``k``-th global batch
+    of the epoch (example indices); every kept example exactly once.
+  """
+  lengths = np.asarray(lengths)
+  steps = len(lengths) // batch_size
+  kept = _raw_permutation(len(lengths), seed, epoch,
+                          _EXAMPLES)[:steps * batch_size]
+  window = bucket_window * batch_size
+  for start in range(0, len(kept), window):
+    part = kept[start:start + window]
+    kept[start:start + window] = part[np.argsort(lengths[part], kind="stable")]
+  batches = kept.reshape(steps, batch_size)
+  row_keys = np.random.PCG64([seed, epoch, _ROWS]).random_raw(
+      steps * batch_size).reshape(steps, batch_size)
+  batches = np.take_along_axis(
+      batches, np.argsort(row_keys, axis=1, kind="stable"), axis=1)
+  return batches[_raw_permutation(steps, seed, epoch, _BATCH_ORDER)]
+
+
 class TrainIterator(Iterator[dict[str, np.ndarray]]):
   """Infinite shuffled training batches, resumable from ``get_state()``.
 
   Yields ``dict(ids=int32 [b, L], labels=int32 [b])`` with ``b = batch_size //
   process_count`` and ``L`` from :func:`batch_width` of the global batch.
-  Epoch ``e`` is a permutation seeded by ``mix(seed) + e`` (grain's index
-  shuffle; ``mix`` keeps runs with seeds 0, 1, 2 … unrelated); an epoch's last
-  partial batch is dropped.
+  ``batching="random"``: epoch ``e`` is a permutation seeded by ``mix(seed) +
+  e`` (grain's index shuffle; ``mix`` keeps runs with seeds 0, 1, 2 …
+  unrelated), cut into batches. ``batching="bucketed"``: batches of similar
+  length, :func:`bucketed_epoch`. Either way an epoch has
+  :func:`steps_per_epoch` full global batches; the examples that do not fill
+  one are dropped.
   """
 
   def __init__(self, split: EncodedSplit, *, batch_size: int, seed: int,
-               pad_to: str, process_index: int = 0, process_count: int = 1):
+               pad_to: str, process_index: int = 0, process_count: int = 1,
+               batching: str = "random", bucket_window: int = 100):
     self._local = _check(split, batch_size, pad_to, process_index,
                          process_count)
     if not 0 <= seed < 2**32:
       raise DataError(f"seed must be in [0, 2**32), got {seed}")
-    if steps_per_epoch(split, batch_size) == 0:
+    if batching not in BATCHING:
+      raise DataError(f"batching must be one of {BATCHING}, got {batching!r}")
+    if (isinstance(bucket_window, bool)
+        or not isinstance(bucket_window, (int, np.integer))
+        or bucket_window < 1):
+      raise DataError(f"bucket_window must be an integer >= 1, got "
+                      f"{bucket_window!r}")
+    steps = steps_per_epoch(split, batch_size)
+    if steps == 0:
       raise DataError(f"batch_size {batch_size} is larger than the split "
                       f"({len(split)} examples): no full batch per epoch")
     self._split = split
@@ -94,13 +166,33 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
     self._pad_to = pad_to
     self._process_index = process_index
     self._process_count = process_count
-    dataset = (grain.MapDataset.range(len(split))
-               .shuffle(seed=_shuffle_seed(self._seed))
-               .batch(batch_size, drop_remainder=True)  # per epoch
-               .repeat(None)
-               .map(self._make_batch))
+    self._batching = batching
+    self._bucket_window = int(bucket_window)
+    self._steps = steps
+    self._epoch_cache: tuple[int, np.ndarray] | None = None
+    if batching == "random":
+      dataset = (grain.MapDataset.range(len(split))
+                 .shuffle(seed=_shuffle_seed(self._seed))
+                 .batch(batch_size, drop_remainder=True)  # per epoch
+                 .repeat(None)
+                 .map(self._make_batch))
+    else:
+      # Element i of the infinite dataset is batch i % steps of epoch
+      # i // steps, so grain's position (next_index) is the whole state.
+      dataset = (grain.MapDataset.range(steps)
+                 .repeat(None)
+                 .map_with_index(self._bucketed_rows)
+                 .map(self._make_batch))
     self._iterator = dataset.to_iter_dataset(
         grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)).__iter__()
+
+  def _bucketed_rows(self, index: int, step: int) -> np.ndarray:
+    epoch = index // self._steps
+    if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+      self._epoch_cache = (epoch, bucketed_epoch(
+          self._split.lengths, self._batch_size, self._bucket_window,
+          self._seed, epoch))
+    return self._epoch_cache[1][step]
 
   def _make_batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
     rows = np.asarray(rows, np.int64)
@@ -121,14 +213,25 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
     """A JSON-serialisable dict; the position plus what must match on restore."""
     return {"version": _STATE_VERSION, "grain": self._iterator.get_state(),
             "num_examples": len(self._split), "batch_size": self._batch_size,
-            "seed": self._seed}
+            "seed": self._seed, "batching": self._batching,
+            "bucket_window": self._bucket_window}
 
   def set_state(self, state: dict[str, Any]) -> None:
     """Restores ``get_state()``: the next batch is the one that would follow."""
     if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
       raise DataError(f"not a TrainIterator state: {state!r}")
-    for key, mine in (("num_examples", len(self._split)),
-                      ("batch_size", self._batch_size), ("seed", self._seed)):
+    # States from before `batching` existed are random batching; the window
+    # only matters to bucketed batching.
+    batching = state.get("batching", "random")
+    if batching != self._batching:
+      raise DataError(f"iterator state has batching={batching!r} but this "
+                      f"iterator has batching={self._batching!r}; the "
+                      "checkpoint belongs to a different data configuration")
+    checks = [("num_examples", len(self._split)),
+              ("batch_size", self._batch_size), ("seed", self._seed)]
+    if batching == "bucketed":
+      checks.append(("bucket_window", self._bucket_window))
+    for key, mine in checks:
       if int(state[key]) != mine:
         raise DataError(f"iterator state has {key}={state[key]} but this "
                         f"iterator has {key}={mine}; the checkpoint belongs to "
@@ -139,7 +242,8 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
 
 def train_iterator(split: EncodedSplit, *, batch_size: int, seed: int,
                    pad_to: str = "max_len", process_index: int = 0,
-                   process_count: int = 1) -> TrainIterator:
+                   process_count: int = 1, batching: str = "random",
+                   bucket_window: int = 100) -> TrainIterator:
   """Infinite training batches; see :class:`TrainIterator`.
 
   Args:
@@ -149,13 +253,18 @@ def train_iterator(split: EncodedSplit, *, batch_size: int, seed: int,
     pad_to: "max_len" (fixed width) or "batch" (longest row of the global
       batch, rounded up to a multiple of 8, capped at max_len).
     process_index, process_count: this process' share of the global batch.
+    batching: "random" (shuffled epochs cut into batches) or "bucketed"
+      (batches of similar length, :func:`bucketed_epoch`; pays off with
+      ``pad_to="batch"``).
+    bucket_window: bucketed only: global batches per length-sorted window.
 
   Returns:
     An iterator of dict(ids=int32 [b, L], labels=int32 [b]), b = batch_size //
     process_count, with ``get_state()`` / ``set_state()``.
   """
   return TrainIterator(split, batch_size=batch_size, seed=seed, pad_to=pad_to,
-                       process_index=process_index, process_count=process_count)
+                       process_index=process_index, process_count=process_count,
+                       batching=batching, bucket_window=bucket_window)
 
 
 def num_eval_batches(split: EncodedSplit, batch_size: int) -> int:
