@@ -7,7 +7,6 @@ traceback.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import sys
 
@@ -42,7 +41,7 @@ def _parse_flags_or_fail(argv: list[str]) -> list[str]:
   for arg in argv[1:]:
     if arg.startswith("--config="):
       path = arg.removeprefix("--config=").split(":", 1)[0]
-      if path and not os.path.isfile(path):
+      if path and not pathlib.Path(path).is_file():
         fail(f"--config: no such config file {path!r} (e.g. configs/sst2.py)")
   try:
     return flags.FLAGS(argv)
@@ -131,13 +130,13 @@ def _train(argv):
     _tune_malloc()
   if config.train.get("compilation_cache_dir"):
     import jax  # pylint: disable=g-import-not-at-top
-    cache = os.path.expanduser(config.train.compilation_cache_dir)
+    cache = str(pathlib.Path(config.train.compilation_cache_dir).expanduser())
     jax.config.update("jax_compilation_cache_dir", cache)
     logging.info("XLA compilation cache: %s (off: --config.train.compilation_cache_dir=)",
                  cache)
-  workdir = flags.FLAGS.workdir or os.path.join(
+  workdir = flags.FLAGS.workdir or str(pathlib.Path(
       "runs", f"{config.get('name', 'run')}_"
-      f"{config.get('variant', 'safr').replace(',', '_')}")
+      f"{config.get('variant', 'safr').replace(',', '_')}"))
   logging.info("workdir: %s", workdir)
   try:
     run_guarded(train_lib.train_and_evaluate, config, workdir)
@@ -274,7 +273,7 @@ def _evaluate(argv):
       if p is not None:
         print(f"  {name:<17} {p:>8.4f} {r:>12.4f}")
   print(f"{result['timing_s']['total']:.1f} s. Wrote "
-        f"{f.out or os.path.join(f.workdir, 'interpretability.json')}")
+        f"{f.out or pathlib.Path(f.workdir, 'interpretability.json')}")
 
 
 def evaluate_main() -> None:

@@ -73,6 +73,24 @@ def test_quick_config_runs_end_to_end_offline(tmp_path):
   assert steps and results["best_step"] in steps
   assert (workdir / "vocab.txt").exists() and (workdir / "config.json").exists()
   assert "Test accuracy" in proc.stdout
+  # Expected third-party noise is filtered at the command line.
+  for noise in ("Unable to initialize backend 'tpu'", "tracked_metric", "dataset_info.json"):
+    assert noise not in proc.stderr
+
+
+def test_unwritable_workdir_is_one_clear_error(tmp_path, monkeypatch):
+  # As root, chmod cannot make a folder read-only; the OS error is simulated.
+  import errno  # pylint: disable=g-import-not-at-top
+  real_mkdir = pathlib.Path.mkdir
+
+  def read_only(self, *args, **kwargs):
+    if self == tmp_path / "ro":
+      raise OSError(errno.EROFS, "Read-only file system", str(self))
+    return real_mkdir(self, *args, **kwargs)
+
+  monkeypatch.setattr(pathlib.Path, "mkdir", read_only)
+  with pytest.raises(errors.WorkdirError, match=r"cannot write in .*ro: Read-only file system"):
+    train_lib.train_and_evaluate(tiny_config(), tmp_path / "ro")
 
 
 # --- resume -------------------------------------------------------------------
