@@ -370,7 +370,9 @@ def _finish(run: _Run, history: dict[str, Any], start_time: float) -> dict[str, 
   else:
     test_last = trainer.evaluate(ckpts.restore(last, abstract).state.params, "test",
                                  kl_history[-1])
-  results = _results(run, history, test, test_last, last, start_time)
+  results = provenance.results_record(
+      trainer, history, test=test, test_last_epoch=test_last, last_step=last,
+      start_time=start_time, workdir=run.workdir)
   if jax.process_index() == 0:
     writer = metrics.MetricWriter(run.workdir)
     writer.write(best, "test", test)
@@ -384,35 +386,3 @@ def _finish(run: _Run, history: dict[str, Any], start_time: float) -> dict[str, 
         f"epoch's weights (what the authors' code tests): {test_last['accuracy']:.4f}.")
   print(f"Results: {run.workdir / 'results.json'}")
   return results
-
-
-def _results(run: _Run, history, test, test_last, last: int,
-             start_time: float) -> dict[str, Any]:
-  """The contents of ``results.json``."""
-  trainer, config = run.trainer, run.trainer.config
-  bundle, seconds = trainer.bundle, history["train_seconds"]
-  return {
-      "dataset": bundle.info,
-      "source": bundle.source,
-      "test": test,
-      "test_last_epoch": test_last,
-      "last_step": last,
-      "best_dev_accuracy": history["best_dev_accuracy"],
-      "best_epoch": history["best_epoch"],
-      "best_step": history["best_step"],
-      "epochs_run": len(history["dev_history"]),
-      "dev_history": history["dev_history"],
-      "vmask_kl_history": history.get("vmask_kl_history"),
-      "stopped_early": bool(history.get("stopped_early", False)),
-      "wall_time_s": time.time() - start_time,
-      "train_seconds": seconds,
-      # Training steps only (no evaluation), first-step compilation included.
-      "train_examples_per_s": (history["train_steps"] * config.train.batch_size
-                               / seconds) if seconds else None,
-      "devices": {"count": jax.device_count(), "processes": jax.process_count(),
-                  "kind": jax.devices()[0].device_kind},
-      "versions": provenance.versions(),
-      "git_commit": provenance.git_commit(),
-      "config": config.to_dict(),
-      "workdir": str(run.workdir),
-  }
