@@ -1,6 +1,7 @@
 """Interpretability metrics on hand-made cases with known answers (no training)."""
 
 import base64
+import functools
 import html.parser
 import importlib
 import json
@@ -236,6 +237,131 @@ def test_gradient_x_input_matches_the_embedding_table_gradient(small_model):
     want = [float(jnp.dot(g[i], table[i])) for i in ids[row, :n]]
     np.testing.assert_allclose(got[row, :n], want, rtol=1e-4, atol=1e-6)
     assert np.all(got[row, n:] == 0)
+
+
+# --- batched deletion passes (occlusion, faithfulness) vs a per-example reference ---
+
+
+_DELETION_MODELS = [("tokens", True, 1), ("all", False, 2)]
+
+
+@functools.lru_cache(maxsize=None)
+def _deletion_model(pool, use_vmask, num_layers, width=24):
+  """A tiny model (compiled once per module), 6 examples and a one-row reference."""
+  model = SafrClassifier(vocab_size=30, num_classes=3, d_model=16, num_heads=2,
+                         d_ff=32, vmask_hidden_dim=8, num_layers=num_layers,
+                         use_vmask=use_vmask, pool=pool, param_init="torch",
+                         dropout_rate=0.0)
+  params = model.init(jax.random.key(1), jnp.ones((1, width), jnp.int32))["params"]
+  rng = np.random.default_rng(0)
+  ids = rng.integers(1, 30, (6, width)).astype(np.int32)
+  for row, n in enumerate([24, 13, 5, 1, 0, 17]):    # one full row, one empty row
+    ids[row, n:] = 0
+  ids[1, 3] = 0                                      # a hole before the last token
+  one_row = jax.jit(lambda x: jax.nn.softmax(model.apply({"params": params}, x[None])[0][0]))
+  # Small tables and chunks: several table groups, widths and padded chunks.
+  pred = Predictor(model, params, max_len=width, pad_to="max_len", chunk_tokens=40,
+                   table_tokens=30)
+  return pred, ids, lambda row: np.asarray(one_row(jnp.asarray(row, jnp.int32)), np.float64)
+
+
+@pytest.mark.parametrize("pool,use_vmask,num_layers", _DELETION_MODELS)
+def test_deletion_probs_equal_the_model_on_the_built_rows(pool, use_vmask, num_layers):
+  pred, ids, one_row = _deletion_model(pool, use_vmask, num_layers)
+  rng = np.random.default_rng(1)
+  rows = rng.integers(0, len(ids), 120)
+  keep = rng.random((120, ids.shape[1])) < rng.random((120, 1))
+  keep[:6], rows[:6] = False, np.arange(6)           # everything deleted
+  keep[6:12], rows[6:12] = True, np.arange(6)        # nothing deleted
+  keep[12:30], rows[12:30] = keep[30:48], rows[30:48]  # duplicates
+  got = pred.deletion_probs(ids, rows, keep)
+  want = np.stack([one_row(np.where(k, ids[r], 0)) for r, k in zip(rows, keep)])
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+  np.testing.assert_allclose(got[6:12], pred.probs(ids), rtol=0, atol=1e-5)
+
+
+def _reference_occlusion(one_row, ids):
+  out = np.zeros(ids.shape)
+  for e, row in enumerate(ids):
+    full = one_row(row)
+    y = np.argmax(full)
+    for j in np.flatnonzero(row):
+      out[e, j] = full[y] - one_row(np.where(np.arange(len(row)) == j, 0, row))[y]
+  return out
+
+
+def _reference_faithfulness(one_row, ids, scores, bins=faithfulness.BINS, steps=10):
+  """The module docstring's formulas, one example and one model call at a time."""
+  methods = {}
+  for name, arrays in scores.items():
+    comp, suff, aopc = [], [], []
+    for s in arrays:
+      for row, score in zip(ids, s):
+        real = [int(j) for j in np.flatnonzero(row)]
+        if not real:
+          continue
+        full = one_row(row)
+        y = int(np.argmax(full))
+        ranked = sorted(real, key=lambda j: (-score[j], j))
+        n = len(real)
+
+        def without(m):
+          r = row.copy()
+          r[ranked[:m]] = 0
+          return full[y] - one_row(r)[y]
+
+        def only(m):
+          r = np.zeros_like(row)
+          r[ranked[:m]] = row[ranked[:m]]
+          return full[y] - one_row(r)[y]
+
+        sizes = [min(n, max(1, math.ceil(b * n - 1e-9))) for b in bins]
+        comp.append([without(m) for m in sizes])
+        suff.append([only(m) for m in sizes])
+        aopc.append(sum(without(min(k, n)) for k in range(1, steps + 1)) / (steps + 1))
+    methods[name] = {
+        "comprehensiveness": np.mean(comp), "sufficiency": np.mean(suff),
+        "aopc": np.mean(aopc),
+        "comprehensiveness_by_bin": dict(zip(["1%", "5%", "10%", "20%", "50%"],
+                                             np.mean(comp, axis=0))),
+        "sufficiency_by_bin": dict(zip(["1%", "5%", "10%", "20%", "50%"],
+                                       np.mean(suff, axis=0)))}
+  floor = methods["random"]["aopc"]
+  for m in methods.values():
+    m["aopc_minus_random"] = m["aopc"] - floor
+    m["aopc_over_random"] = m["aopc"] / floor
+  return methods
+
+
+@pytest.mark.parametrize("pool,use_vmask,num_layers", _DELETION_MODELS)
+def test_batched_occlusion_and_faithfulness_equal_a_per_example_reference(
+    pool, use_vmask, num_layers):
+  pred, ids, one_row = _deletion_model(pool, use_vmask, num_layers)
+  full = pred.probs(ids)
+  deletion_fn = functools.partial(pred.deletion_probs, ids)
+  occ = occlusion(pred.probs, ids, full, deletion_fn=deletion_fn)
+  np.testing.assert_allclose(occ, _reference_occlusion(one_row, ids), rtol=0, atol=1e-5)
+  np.testing.assert_allclose(occ, occlusion(pred.probs, ids, full), rtol=0, atol=1e-5)
+  rng = np.random.default_rng(2)
+  mask = ids != 0
+  scores = {"occlusion": [occ], "ties": [np.round(rng.random(ids.shape), 1)],
+            "random": [rng.random(ids.shape) for _ in range(3)]}
+  scores = {k: [np.where(mask, s, -np.inf) for s in v] for k, v in scores.items()}
+  got = faithfulness.evaluate_faithfulness(pred.probs, ids, scores, full_probs=full,
+                                           deletion_fn=deletion_fn)
+  unbatched = faithfulness.evaluate_faithfulness(pred.probs, ids, scores, full_probs=full)
+  want = _reference_faithfulness(one_row, ids, scores)
+  assert got["examples"] == 5
+  for name, metrics in want.items():
+    assert set(got["methods"][name]) == set(metrics)
+    for key, value in metrics.items():
+      for result in (got, unbatched):
+        if isinstance(value, dict):
+          assert result["methods"][name][key] == pytest.approx(value, rel=0, abs=1e-5)
+        elif key == "aopc_over_random":
+          assert result["methods"][name][key] == pytest.approx(value, rel=1e-4)
+        else:
+          assert result["methods"][name][key] == pytest.approx(value, rel=0, abs=1e-5)
 
 
 # --- HTML and comparison ----------------------------------------------------------

@@ -15,6 +15,8 @@ Padding positions score ``-inf``, so they are never ranked.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from safr_jax.interpret import attention as attention_lib
@@ -24,16 +26,26 @@ __all__ = ["METHODS", "token_scores", "occlusion"]
 METHODS = ("vmask", "attention", "gradient_x_input", "occlusion", "random")
 
 
-def occlusion(prob_fn, ids: np.ndarray, full_probs: np.ndarray) -> np.ndarray:
-  """Leave-one-out scores ``[N, L]``: the drop of p(ŷ) when token j is <PAD>."""
+def occlusion(prob_fn, ids: np.ndarray, full_probs: np.ndarray, *,
+              deletion_fn=None) -> np.ndarray:
+  """Leave-one-out scores ``[N, L]``: the drop of p(ŷ) when token j is <PAD>.
+
+  ``prob_fn``: ``ids [R, L] -> probs [R, C]``; ``deletion_fn`` (optional,
+  faster): ``(rows [R], keep [R, L]) -> probs`` of ``ids[rows]`` with the
+  tokens outside ``keep`` deleted (``forward.Predictor.deletion_probs``).
+  """
   ids = np.asarray(ids, np.int32)
   target = np.argmax(full_probs, axis=-1)
   where = np.argwhere(ids != 0)                      # (example, position)
-  rows = ids[where[:, 0]].copy()
-  rows[np.arange(len(where)), where[:, 1]] = 0
+  keep = ids[where[:, 0]] != 0
+  keep[np.arange(len(where)), where[:, 1]] = False
   scores = np.zeros(ids.shape, np.float64)
   if len(where):
-    p = prob_fn(rows)[np.arange(len(where)), target[where[:, 0]]]
+    if deletion_fn is None:
+      probs = prob_fn(np.where(keep, ids[where[:, 0]], 0))
+    else:
+      probs = deletion_fn(where[:, 0], keep)
+    p = probs[np.arange(len(where)), target[where[:, 0]]]
     scores[where[:, 0], where[:, 1]] = full_probs[where[:, 0], target[where[:, 0]]] - p
   return scores
 
@@ -61,7 +73,8 @@ def token_scores(predictor, ids: np.ndarray, lengths: np.ndarray, *,
   out["attention"] = [attention_lib.received(mean_attention, mask)]
   target = np.argmax(full_probs, axis=-1)
   out["gradient_x_input"] = [predictor.grad_x_input(ids, lengths, target)]
-  out["occlusion"] = [occlusion(predictor.probs, ids, full_probs)]
+  out["occlusion"] = [occlusion(predictor.probs, ids, full_probs,
+                                deletion_fn=functools.partial(predictor.deletion_probs, ids))]
   rng = np.random.default_rng(seed)
   out["random"] = [rng.random(ids.shape) for _ in range(random_orders)]
   return {k: [np.where(mask, s, -np.inf) for s in v] for k, v in out.items()}

@@ -66,30 +66,31 @@ def _label(b: float) -> str:
   return f"{b * 100:g}%"
 
 
-def _perturbed_rows(ids, mask, n_tokens, examples, scores, bins, aopc_steps):
-  """Every perturbed row and its key ``(method, order index, example, kind, m)``:
-  kind "del" = the m top tokens deleted, "keep" = only they kept."""
-  rows, keys = [], []
+def _perturbations(mask, n_tokens, examples, scores, bins, aopc_steps):
+  """Every perturbed copy as ``(example, keep mask)`` and its key ``(method,
+  order index, example, kind, m)``: kind "del" = the m top tokens deleted,
+  "keep" = only they kept. Returns ``(rows [R], keep [R, L], keys)``."""
+  rows, keeps, keys = [], [], []
+  width = mask.shape[1]
   for name, arrays in scores.items():
     for o, s in enumerate(arrays):
       s = np.asarray(s)
-      if s.shape != ids.shape:
-        raise ValueError(f"scores[{name!r}][{o}] has shape {s.shape}, ids {ids.shape}")
+      if s.shape != mask.shape:
+        raise ValueError(f"scores[{name!r}][{o}] has shape {s.shape}, ids {mask.shape}")
       for e in examples:
         n = int(n_tokens[e])
-        order = ranking(s[e], mask[e])
+        rank = np.full(width, n)            # padding: never among the top m ≤ n
+        rank[ranking(s[e], mask[e])] = np.arange(n)
         bsz = bin_sizes(n, bins)
-        for m in sorted(set(bsz) | {min(k, n) for k in range(1, aopc_steps + 1)}):
-          row = ids[e].copy()
-          row[order[:m]] = 0
-          rows.append(row)
-          keys.append((name, o, e, "del", m))
-        for m in sorted(set(bsz)):
-          row = np.zeros_like(ids[e])
-          row[order[:m]] = ids[e, order[:m]]
-          rows.append(row)
-          keys.append((name, o, e, "keep", m))
-  return rows, keys
+        deleted = sorted(set(bsz) | {min(k, n) for k in range(1, aopc_steps + 1)})
+        kept = sorted(set(bsz))
+        keeps.append(mask[e] & (rank >= np.array(deleted)[:, None]))
+        keeps.append(rank < np.array(kept)[:, None])
+        rows.extend([e] * (len(deleted) + len(kept)))
+        keys.extend([(name, o, e, "del", m) for m in deleted]
+                    + [(name, o, e, "keep", m) for m in kept])
+  keep = np.concatenate(keeps) if keeps else np.zeros((0, width), bool)
+  return np.asarray(rows, np.int64), keep, keys
 
 
 def _method(name, orders, examples, n_tokens, p_full, p_of, bins, aopc_steps) -> dict:
@@ -126,12 +127,14 @@ def evaluate_faithfulness(
     full_probs: np.ndarray | None = None,
     bins: Sequence[float] = BINS,
     aopc_steps: int = AOPC_STEPS,
+    deletion_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> dict:
   """Comprehensiveness, sufficiency and AOPC of each explanation method.
 
   Args:
-    prob_fn: ``ids [R, L] -> probs [R, C]`` (the model; 0 = padding). Every
-      perturbed row of every method goes to it in one call, so it should batch.
+    prob_fn: ``ids [R, L] -> probs [R, C]`` (the model; 0 = padding). Unless
+      ``deletion_fn`` is given, every perturbed row of every method goes to it
+      in one call, so it should batch.
     ids: ``[N, L]`` the examples.
     scores: method name → one or more ``[N, L]`` token scores (higher = more
       important); several score arrays (e.g. random orders) are averaged. The
@@ -139,6 +142,10 @@ def evaluate_faithfulness(
     full_probs: ``[N, C]`` probabilities of ``ids`` if already known.
     bins: fractions of the tokens for comprehensiveness and sufficiency.
     aopc_steps: K, the number of deletion steps of AOPC.
+    deletion_fn: ``(rows [R], keep [R, L]) -> probs [R, C]``, the probabilities
+      of ``ids[rows]`` with every token outside ``keep`` deleted (e.g.
+      ``functools.partial(forward.Predictor.deletion_probs, predictor, ids)``,
+      much faster than building the rows); default: ``prob_fn`` on the rows.
 
   Returns:
     ``{"bins", "aopc_steps", "examples", "methods": {name: {...}}}`` (see the
@@ -152,8 +159,11 @@ def evaluate_faithfulness(
   target = np.argmax(full_probs, axis=-1)
   p_full = full_probs[np.arange(len(ids)), target]
   examples = np.flatnonzero(n_tokens > 0)
-  rows, keys = _perturbed_rows(ids, mask, n_tokens, examples, scores, bins, aopc_steps)
-  probs = prob_fn(np.stack(rows)) if rows else np.zeros((0, full_probs.shape[1]))
+  if deletion_fn is None:
+    def deletion_fn(rows, keep):
+      return prob_fn(np.where(keep, ids[rows], 0))
+  rows, keep, keys = _perturbations(mask, n_tokens, examples, scores, bins, aopc_steps)
+  probs = deletion_fn(rows, keep) if len(rows) else np.zeros((0, full_probs.shape[1]))
   p_of = {key: float(probs[r, target[key[2]]]) for r, key in enumerate(keys)}
   methods = {name: _method(name, len(arrays), examples, n_tokens, p_full, p_of, bins,
                            aopc_steps)

@@ -12,11 +12,35 @@ compiled and short texts do not pay for ``max_len``. A reference-mode run
 the per-row arrays (probabilities, keep-probabilities, attention) and hands
 each example's per-token activations to a callback, so neither caller keeps
 every example's FFN activations in memory at once.
+
+``Predictor.deletion_probs`` runs the many perturbed copies of a few examples
+that occlusion and the faithfulness metrics need (tokens replaced by ``<PAD>``,
+positions kept) far faster than ``probs`` on the built rows, with the same
+result up to float rounding:
+
+* whatever the model computes per token before its first attention (embedding,
+  VMASK, positional encoding, the first layer's query/key/value projections)
+  is computed once per example and position and gathered into every perturbed
+  copy (``nn.intercept_methods`` hands it to the first block), so each copy
+  pays only for attention, the FFNs and later layers;
+* a padding-aware model (``pool="tokens"``: ``<PAD>`` is masked out of
+  attention and pooling) gets each copy *compacted*: only its kept tokens, in
+  order, each with its own position's values, in a row of their number rounded
+  up to 8. A reference-mode model (``pool="all"``, where every ``<PAD>``
+  position changes the pooled vector) keeps the full width of ``ids``;
+* attention is computed with the heads moved in front of the two matmuls
+  (``_attention``, same values as ``model.MultiHeadAttention`` up to rounding;
+  ~10 % faster per token on XLA:CPU than its ``einsum`` layout);
+* identical copies (e.g. two explanations deleting the same tokens) run once;
+* rows go through at most ``chunk_tokens`` tokens per call (small batches keep
+  the activations in cache: on 2 CPU cores 4-16 rows of 128-256 tokens run
+  ~1.5-2x faster per token than 256 rows), one compiled shape per width.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Iterator, NamedTuple
 
 import flax.linen as nn
@@ -28,6 +52,55 @@ from safr_jax import data
 
 __all__ = ["Predictor", "ForwardChunk", "ForwardPass", "TokenActivations", "collect",
            "last_token"]
+
+_QKV = ("query", "key", "value")
+_FIRST_BLOCK = ("block_0",)  # module path of the first Transformer block
+_MASKED_SCORE = -1e9         # model.MultiHeadAttention's score of a masked key
+
+
+def _first_block_part(context) -> str | None:
+  """"x" for the call of the first block, "query"/"key"/"value" for its
+  attention's projections, else None."""
+  if context.method_name != "__call__":
+    return None
+  path = tuple(context.module.path)
+  if path == _FIRST_BLOCK:
+    return "x"
+  if len(path) == 3 and path[:2] == _FIRST_BLOCK + ("attention",) and path[2] in _QKV:
+    return path[2]
+  return None
+
+
+def _is_attention(context) -> bool:
+  path = tuple(context.module.path)
+  return (context.method_name == "__call__" and len(path) == 2
+          and path[0].startswith("block_") and path[1] == "attention")
+
+
+def _attention(module, x, key_mask, qkv=None):
+  """``model.MultiHeadAttention.__call__`` of the bound ``module`` (its
+  params, same masking, scaling and float32 softmax), with the same values up
+  to float rounding but faster on XLA:CPU: the heads are moved in front before
+  the two matmuls instead of inside ``einsum``. ``qkv``: the projections if
+  already known (the first block's, from the table)."""
+  params = module.variables["params"]
+  b, l, d = x.shape
+  heads = module.num_heads
+  head_dim = d // heads
+
+  def dense(name, inputs):
+    return nn.Dense(d, dtype=module.dtype, param_dtype=module.param_dtype).apply(
+        {"params": params[name]}, inputs)
+
+  if qkv is None:
+    qkv = [dense(name, x) for name in _QKV]
+  q, k, v = (t.reshape(b, l, heads, head_dim).transpose(0, 2, 1, 3) for t in qkv)
+  scores = jnp.matmul(q, k.transpose(0, 1, 3, 2)) / math.sqrt(head_dim)
+  scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
+  scores = jnp.where(key_mask[:, None, None, :], scores, _MASKED_SCORE)
+  weights = jax.nn.softmax(scores, axis=-1)
+  context = jnp.matmul(weights.astype(v.dtype), v).transpose(0, 2, 1, 3)
+  return dense("out", context.reshape(b, l, d)), weights
 
 
 class ForwardChunk(NamedTuple):
@@ -54,16 +127,27 @@ class Predictor:
     max_len: the run's ``data.max_len``.
     pad_to: the run's ``data.pad_to`` ("batch" or "max_len").
     chunk_size: rows per compiled batch for probabilities.
+    chunk_tokens: tokens per compiled batch of ``deletion_probs`` (rows per
+      batch: ``chunk_tokens // width``, at least 1).
+    table_tokens: real tokens per table of first-block inputs in
+      ``deletion_probs`` (examples are processed in groups that fit).
   """
 
   def __init__(self, model, params: Any, *, max_len: int, pad_to: str = "max_len",
-               chunk_size: int = 256):
+               chunk_size: int = 256, chunk_tokens: int = 512,
+               table_tokens: int = 8192):
     self.model = model
     self.params = params
     self.max_len = int(max_len)
     self.pad_to = pad_to
     self.chunk_size = int(chunk_size)
+    self.chunk_tokens = int(chunk_tokens)
+    self.table_tokens = int(table_tokens)
     self.has_vmask = bool(model.use_vmask)
+    # <PAD> changes nothing (masked out of attention and pooling): rows can be
+    # trimmed and compacted. pool="all" averages every position in.
+    self.padding_invariant = model.pool == "tokens"
+    self._in_flight = 4  # chunks dispatched ahead of the one being read back
 
     def apply(params, ids):
       return model.apply({"params": params}, ids, deterministic=True)
@@ -96,9 +180,53 @@ class Predictor:
       grads = jax.grad(log_prob)(jnp.zeros_like(embed))
       return jnp.sum(grads * embed, axis=-1)
 
+    def first_block_inputs(params, ids):
+      # Per token: the first block's input x and its attention's q, k, v
+      # ([B, W, 4 * d_model]); everything after them is pruned by jit.
+      got = {}
+
+      def capture(next_fun, args, kwargs, context):
+        part = _first_block_part(context)
+        if part == "x":
+          got["x"] = args[0]
+        out = next_fun(*args, **kwargs)
+        if part in _QKV:
+          got[part] = out
+        return out
+
+      with nn.intercept_methods(capture):
+        apply(params, ids)
+      if set(got) != {"x", *_QKV}:
+        raise RuntimeError(f"the model's first block was not found ({sorted(got)})")
+      return jnp.concatenate([got[k] for k in ("x",) + _QKV], axis=-1)
+
+    def deleted_probs(params, ids, src, table):
+      # ``ids`` only masks (0 = <PAD>); token j's first-block input and q, k, v
+      # are ``table[src[:, j]]`` (computed by ``first_block_inputs``).
+      x, *qkv = jnp.split(table[src], 4, axis=-1)
+      used = set()
+
+      def inject(next_fun, args, kwargs, context):
+        if _first_block_part(context) == "x":
+          used.add("x")
+          return next_fun(x, *args[1:], **kwargs)
+        if _is_attention(context):
+          first = tuple(context.module.path[:1]) == _FIRST_BLOCK
+          used.update(_QKV if first else ())
+          return _attention(context.module, *args, qkv=qkv if first else None, **kwargs)
+        return next_fun(*args, **kwargs)
+
+      with nn.intercept_methods(inject):
+        logits, _ = apply(params, ids)
+      if used != {"x", *_QKV}:
+        raise RuntimeError(f"the model's first block was not found ({sorted(used)})")
+      return jax.nn.softmax(logits, axis=-1)
+
     self._probs = jax.jit(probs)
     self._chunk = jax.jit(chunk)
     self._grad_x_input = jax.jit(grad_x_input)
+    self._first_block_inputs = jax.jit(first_block_inputs)
+    self._deleted_probs = jax.jit(deleted_probs)
 
   @classmethod
   def for_run(cls, run, **kwargs) -> Predictor:
@@ -137,6 +265,104 @@ class Predictor:
         out = np.zeros((len(ids), p.shape[-1]), np.float64)
       out[part] = p[:len(part)]
     return out if out is not None else np.zeros((0, self.model.num_classes))
+
+  def deletion_probs(self, ids: np.ndarray, rows: np.ndarray, keep: np.ndarray
+                     ) -> np.ndarray:
+    """Class probabilities ``[R, C]`` of the examples ``ids[rows]`` (``ids
+    [N, L]``, 0 = padding) with every token outside ``keep [R, L]`` replaced by
+    ``<PAD>``, positions kept: ``probs(np.where(keep, ids[rows], 0))`` up to
+    float rounding, computed as the module docstring describes."""
+    ids = np.asarray(ids, np.int32)
+    rows = np.asarray(rows, np.int64).reshape(-1)
+    keep = np.asarray(keep, bool)
+    if keep.shape != (len(rows), ids.shape[1]):
+      raise ValueError(f"keep has shape {keep.shape}, expected {(len(rows), ids.shape[1])}")
+    keep = keep & (ids[rows] != 0)
+    if not len(rows):
+      return np.zeros((0, self.model.num_classes))
+    if self.model.num_layers < 1:
+      return self.probs(np.where(keep, ids[rows], 0))
+    # Identical copies run once.
+    key = np.concatenate([rows.astype("<i8").view(np.uint8).reshape(-1, 8),
+                          np.packbits(keep, axis=1)], axis=1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    rows, keep = rows[first], keep[first]
+    out = np.zeros((len(rows), self.model.num_classes))
+    for group in self._table_groups(ids, np.unique(rows)):
+      self._deletion_group(ids, group, rows, keep, out)
+    return out[np.asarray(inverse).reshape(-1)]
+
+  def _table_groups(self, ids: np.ndarray, examples: np.ndarray) -> Iterator[np.ndarray]:
+    """Consecutive runs of ``examples`` whose tokens fit one table."""
+    n = (ids[examples] != 0).sum(axis=1)
+    capacity = max(self.table_tokens, ids.shape[1])
+    start, used = 0, 0
+    for i, k in enumerate(n):
+      if used + k > capacity:
+        yield examples[start:i]
+        start, used = i, 0
+      used += int(k)
+    if start < len(examples):
+      yield examples[start:]
+
+  def _first_block_table(self, ids: np.ndarray, examples: np.ndarray
+                         ) -> tuple[jax.Array, np.ndarray, int, int]:
+    """The first block's per-token inputs of ``examples``' real tokens, then of
+    ``<PAD>`` at each position 0..L-1, then one zero row (a fixed number of
+    rows, so one compiled shape). Returns ``(table, entry [E, L] (row of each
+    real token, -1 elsewhere), first <PAD> row, zero row)``."""
+    width = ids.shape[1]
+    capacity = max(self.table_tokens, width)
+    size = max(1, self.chunk_tokens // width)
+    real = ids[examples] != 0
+    batches = [ids[examples[s:s + size]] for s in range(0, len(examples), size)]
+    batches.append(np.zeros((1, width), np.int32))            # <PAD> everywhere
+    parts = [np.asarray(self._first_block_inputs(self.params, self._fill(b, size, width)))
+             [:len(b)] for b in batches]
+    per_token = np.concatenate(parts[:-1])
+    table = np.zeros((capacity + width + 1, per_token.shape[-1]), per_token.dtype)
+    count = int(real.sum())
+    table[:count] = per_token[real]
+    table[capacity:capacity + width] = parts[-1][0]
+    entry = np.full(real.shape, -1, np.int32)
+    entry[real] = np.arange(count, dtype=np.int32)
+    return jax.device_put(table), entry, capacity, capacity + width
+
+  def _deletion_group(self, ids, examples, rows, keep, out) -> None:
+    """``out[r]`` for every ``rows[r]`` in ``examples`` (sorted)."""
+    table, entry, pad_row, zero_row = self._first_block_table(ids, examples)
+    width = ids.shape[1]
+    sel = np.flatnonzero(np.isin(rows, examples))
+    local = np.searchsorted(examples, rows[sel])
+    if self.padding_invariant:
+      count = keep[sel].sum(axis=1)
+      widths = np.minimum(width, np.maximum(8, -(-count // 8) * 8))
+    else:
+      widths = np.full(len(sel), width)
+    pending = []
+    for w in (int(w) for w in np.unique(widths)):
+      these = sel[widths == w]
+      k, e = keep[these], local[widths == w]
+      if self.padding_invariant:   # the kept tokens, in order, at the front
+        order = np.argsort(~k, axis=1, kind="stable")[:, :w]
+        valid = np.arange(w) < count[widths == w, None]
+        row_ids = np.where(valid, np.take_along_axis(ids[rows[these]], order, 1), 0)
+        src = np.where(valid, np.take_along_axis(entry[e], order, 1), zero_row)
+      else:                        # full width; deleted positions are <PAD>
+        row_ids = np.where(k, ids[rows[these]], 0)
+        src = np.where(k, entry[e], pad_row + np.arange(width))
+      size = max(1, self.chunk_tokens // w)
+      for start in range(0, len(these), size):
+        stop = min(len(these), start + size)
+        fill_src = np.full((size, w), zero_row, np.int32)
+        fill_src[:stop - start] = src[start:stop]
+        pending.append((these[start:stop], self._deleted_probs(
+            self.params, self._fill(row_ids[start:stop], size, w), fill_src, table)))
+        if len(pending) > self._in_flight:
+          done, p = pending.pop(0)
+          out[done] = np.asarray(p)[:len(done)]
+    for done, p in pending:
+      out[done] = np.asarray(p)[:len(done)]
 
   def chunks(self, ids: np.ndarray, lengths: np.ndarray, chunk_size: int = 64
              ) -> Iterator[tuple[np.ndarray, ForwardChunk]]:

@@ -163,7 +163,8 @@ def measure(run: runs.Run, encoded: data.EncodedSplit, *, split: str = "test",
                  full_probs=passed.probs, keep_prob=passed.keep_prob,
                  mean_attention=passed.attention, random_orders=random_orders, seed=seed)
   faith = timer("faithfulness", faithfulness.evaluate_faithfulness, predictor.probs,
-                ids, scores, full_probs=passed.probs)
+                ids, scores, full_probs=passed.probs,
+                deletion_fn=functools.partial(predictor.deletion_probs, ids))
   planted = (None if encoded.planted is None else
              timer("planted", _planted, encoded, idx, passed, scores))
   has_vmask = passed.keep_prob is not None
