@@ -31,3 +31,18 @@ def x64():
     yield
   finally:
     jax.config.update("jax_enable_x64", False)
+
+
+def split_with_lengths(lengths, rng, max_len: int):
+  """An ``EncodedSplit`` of random ids with these lengths; row i's first id is
+  i + 2, so a batch row names its example."""
+  from safr_jax import data  # pylint: disable=g-import-not-at-top
+  n = len(lengths)
+  ids = np.zeros((n, max_len), np.int32)
+  for i, n_tok in enumerate(lengths):
+    ids[i, :n_tok] = rng.integers(2, 50, size=n_tok)
+    ids[i, 0] = i + 2
+  return data.EncodedSplit(ids=ids, lengths=np.asarray(lengths, np.int32),
+                           labels=(np.arange(n) % 2).astype(np.int32),
+                           texts=[f"t{i}" for i in range(n)],
+                           example_ids=np.arange(n, dtype=np.int64))

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import split_with_lengths
 from safr_jax import data
 
 MAX_LEN = 120
@@ -16,14 +17,7 @@ def _split(n=1003, max_len=MAX_LEN, seed=0):
   rng = np.random.default_rng(seed)
   lengths = np.exp(rng.uniform(0, np.log(max_len), size=n)).astype(np.int32)
   lengths = np.clip(lengths, 1, max_len)
-  ids = np.zeros((n, max_len), np.int32)
-  for i, n_tok in enumerate(lengths):
-    ids[i, :n_tok] = rng.integers(2, 50, size=n_tok)
-    ids[i, 0] = i + 2
-  return data.EncodedSplit(ids=ids, lengths=lengths,
-                           labels=(np.arange(n) % 2).astype(np.int32),
-                           texts=[f"t{i}" for i in range(n)],
-                           example_ids=np.arange(n, dtype=np.int64))
+  return split_with_lengths(lengths, rng, max_len)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import split_with_lengths
 from safr_jax import data
 from safr_jax.data import planted as planted_lib
 from safr_jax.data import sources
@@ -56,14 +57,7 @@ def _toy_split(n=37, max_len=40, seed=0):
   rng = np.random.default_rng(seed)
   lengths = rng.integers(1, max_len + 1, size=n).astype(np.int32)
   lengths[3] = max_len
-  ids = np.zeros((n, max_len), np.int32)
-  for i, n_tok in enumerate(lengths):
-    ids[i, :n_tok] = rng.integers(2, 50, size=n_tok)
-    ids[i, 0] = i + 2
-  return data.EncodedSplit(ids=ids, lengths=lengths,
-                           labels=(np.arange(n) % 2).astype(np.int32),
-                           texts=[f"t{i}" for i in range(n)],
-                           example_ids=np.arange(n, dtype=np.int64))
+  return split_with_lengths(lengths, rng, max_len)
 
 
 def _rows(batch):
