@@ -82,8 +82,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   try:
     workdir.mkdir(parents=True, exist_ok=True)
     trainer = make_trainer(config)
-    with StopRequests(config.train.log_every_steps) as stops, _locked(workdir):
-      _claim(config, workdir, trainer)
+    with StopRequests(config.train.log_every_steps) as stops, _locked(workdir) as lock:
+      _claim(config, workdir, trainer, lock)
       ckpts = checkpointing.Checkpoints(workdir / "checkpoints", cleanup_tmp=True)
       run = _Run(trainer=trainer, workdir=workdir, ckpts=ckpts, stops=stops,
                  model_meta=_model_meta(config, trainer.bundle))
@@ -100,34 +100,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
 
 @contextlib.contextmanager
-def _locked(workdir: pathlib.Path) -> Iterator[None]:
+def _locked(workdir: pathlib.Path) -> Iterator[workdir_lib.WorkdirLock | None]:
   """Holds the workdir's lock (process 0 of a job; the others follow it)."""
   lock = workdir_lib.WorkdirLock(workdir) if jax.process_index() == 0 else None
   if lock is not None:
     lock.acquire()
   try:
-    yield
+    yield lock
   finally:
     if lock is not None:
       lock.release()
 
 
-def _claim(config, workdir: pathlib.Path, trainer: Trainer) -> None:
+def _claim(config, workdir: pathlib.Path, trainer: Trainer,
+           lock: workdir_lib.WorkdirLock | None) -> None:
   """Makes sure ``workdir`` holds this run (or none), then writes its files.
 
   Nothing is written before the identity check: a refused start leaves every
   file of the run that is there as it was.
   """
   identity = workdir_lib.run_identity(config, trainer.bundle)
+  # A config of another dataset name (a user's own file) has no defaults here.
+  defaults = (configs.base_config(config.name).to_dict()
+              if config.get("name") in configs.DATASETS else {})
   try:
-    workdir_lib.check_identity(workdir, identity,
-                               defaults=configs.base_config(config.name).to_dict())
+    workdir_lib.check_identity(workdir, identity, defaults=defaults)
   except WorkdirError:
     if not config.train.overwrite:
       raise
     checkpointing.multihost_sync("safr_jax_overwrite_check")
     if jax.process_index() == 0:
       workdir_lib.move_aside(workdir)
+    if lock is not None:  # the held lock moved aside with the old run
+      lock.release()
+      lock.acquire()
     checkpointing.multihost_sync("safr_jax_overwrite")
   if jax.process_index() != 0:
     return

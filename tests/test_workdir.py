@@ -159,6 +159,17 @@ def test_other_labels_in_a_finished_workdir_are_refused_and_cli_says_one_line(tm
   assert results["dataset"]["label_names"] == ["bad", "good"]
   aside = list(tmp_path.glob("run.replaced-*"))
   assert len(aside) == 1 and _hashes(aside[0]) == before
+  # The new run holds no stale lock of its own, and the moved run's lock is released.
+  assert (workdir / workdir_lib.LOCK_FILE).read_text() == ""
+  assert (aside[0] / workdir_lib.LOCK_FILE).exists()
+
+
+def test_a_config_of_another_dataset_name_trains_and_resumes(tmp_path):
+  config = _config(**{"train.num_epochs": 1, "data.max_examples": 80})
+  config.name = "my_dataset"  # a user's own config file, not sst2/imdb/planted
+  first = train_lib.train_and_evaluate(config, tmp_path / "run")
+  again = train_lib.train_and_evaluate(config, tmp_path / "run")
+  assert again["test"] == first["test"]
 
 
 # --- the lock -----------------------------------------------------------------------
