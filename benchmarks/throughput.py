@@ -89,6 +89,9 @@ _PEAK_REPEATS = flags.DEFINE_integer(
 _NOMINAL_PEAK = flags.DEFINE_float(
     "nominal_peak_tflops", None, "Nominal dense peak TFLOP/s of one device for MFU "
     "(default: NOMINAL_PEAK_TFLOPS by device kind; n/a if unknown).")
+_MALLOC = flags.DEFINE_bool(
+    "malloc_tuning", True, "Apply train.py's glibc malloc settings first, so the "
+    "numbers are what train.py gets (--nomalloc_tuning: glibc's defaults).")
 flags.mark_flags_as_required(["config"])
 
 GiB = 2**30
@@ -475,7 +478,8 @@ def _print(r: dict) -> None:
   print(f"machine: {mc['devices']} x {mc['device_kind']} ({mc['platform']}; mesh over "
         f"{mc['mesh_devices']}); CPU {mc['cpu']}, {mc['cores']} cores; load average "
         f"{' '.join(f'{x:.2f}' for x in mc['loadavg_start'])} at start, "
-        f"{' '.join(f'{x:.2f}' for x in mc['loadavg_end'])} at end")
+        f"{' '.join(f'{x:.2f}' for x in mc['loadavg_end'])} at end; malloc tuning "
+        f"{'on' if mc.get('malloc_tuning') else 'off'}")
   print(f"{r['config']} on {r['source']}: max_len {r['max_len']}, pad_to={r['pad_to']}, "
         f"batch {r['batch_size']}, {r['dtype']}; widths {r['train_widths']} "
         f"(mean {r['mean_width']:.1f})")
@@ -515,7 +519,10 @@ def _print(r: dict) -> None:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
+  from safr_jax import cli  # pylint: disable=g-import-not-at-top
+  malloc_tuned = _MALLOC.value and cli.tune_malloc()
   result = run(config)
+  result["machine"]["malloc_tuning"] = malloc_tuned
   _print(result)
   line = json.dumps(result, default=str)
   if _JSON.value:

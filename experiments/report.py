@@ -99,11 +99,14 @@ GROUP_TITLES = {
     "imdb_builtin": ("`imdb_builtin` (IMDB train reviews, test carved from train), max_len 256, "
                      "3 epochs, padding-aware"),
     "lambda": "λ sweep on `rt_polarity` (λ_imp = λ_inter = λ), padding-aware, seed 0",
+    "batching": ("`rt_polarity`, SAFR, padding-aware: length-bucketed against random "
+                 "batches (`data.batching`)"),
     "quick": "quick grid (tiny models, a few hundred examples; a smoke test, not a result)",
 }
 REPRODUCTION_GROUPS = ("reference", "bottleneck", "init_padding")
 ORDER = ["baseline", "vmask", "vmask_ib", "imp", "inter", "safr", "safr_ib",
-         "flax_init_ignored", "torch_init_ignored", "flax_init_counted"]
+         "flax_init_ignored", "torch_init_ignored", "flax_init_counted",
+         "safr_random", "safr_bucketed"]
 # init_padding's cells: (init, padding) -> (group, label); torch × counted is
 # the reference group's SAFR run (the same configuration, not trained twice).
 INIT_PADDING_CELLS = {
@@ -418,6 +421,13 @@ def _findings(group: str, rows, groups) -> list[str]:
     return out
   if group == "init_padding":
     return [_init_padding_table(groups)]
+  if group == "batching":
+    return [_bullet(name, compare("bucketed", "random", v("safr_bucketed", get),
+                                  v("safr_random", get), digits))
+            for name, get, digits in (
+                ("Test accuracy, best-dev checkpoint", ACCURACY, 4),
+                ("Test accuracy, last epoch", ACCURACY_LAST, 4),
+                ("AOPC of the VMASK explanation", AOPC_VMASK, 3))]
   if "safr" not in rows or "baseline" not in rows:
     return ["SAFR and the baseline have not both finished in this group; no comparison is "
             "drawn."]

@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 from experiments import report  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _ONLY = flags.DEFINE_multi_string("only", [], "Run names to run (e.g. rt_polarity/safr/seed0).")
-_GROUP = flags.DEFINE_multi_string("group", [], "Groups to run: rt_polarity, imdb_builtin, lambda.")
+_GROUP = flags.DEFINE_multi_string("group", [], "Groups to run: rt_polarity, imdb_builtin, lambda, reference, "
+    "bottleneck, init_padding, batching.")
 _ROOT = flags.DEFINE_string("root", str(ROOT / "runs" / "grid"), "Where run workdirs go.")
 _QUICK = flags.DEFINE_bool("quick", False, "Two tiny runs on a few hundred examples (for CI).")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only (re)write the report.")
@@ -95,7 +96,16 @@ def grid() -> list[Run]:
     runs.append(Run("lambda", "sst2.py", "safr", 0,
                     rt + (f"--config.loss.importance={lam}",
                           f"--config.loss.interaction={lam}"), label=f"lambda{lam}"))
-  return runs + reproduction_grid()
+  return runs + reproduction_grid() + batching_grid()
+
+
+def batching_grid() -> list[Run]:
+  """Length-bucketed against random batches (the speed issue): default SAFR on
+  rt_polarity, 3 seeds each, both trained at one commit."""
+  return [Run("batching", "sst2.py", "safr", seed,
+              ("--config.data.source=rt_polarity", f"--config.data.batching={batching}"),
+              label=f"safr_{batching}")
+          for seed in range(3) for batching in ("random", "bucketed")]
 
 
 def reproduction_grid() -> list[Run]:

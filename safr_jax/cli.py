@@ -127,7 +127,7 @@ def _train(argv):
   except OSError as e:  # the config file could not be loaded
     fail(_one_line(str(e)).replace("config_config", flags.FLAGS["config"].serialize()))
   if flags.FLAGS.malloc_tuning:
-    _tune_malloc()
+    tune_malloc()
   if config.train.get("compilation_cache_dir"):
     import jax  # pylint: disable=g-import-not-at-top
     cache = str(pathlib.Path(config.train.compilation_cache_dir).expanduser())
@@ -149,7 +149,7 @@ def _train(argv):
     sys.exit(130)
 
 
-def _tune_malloc() -> None:
+def tune_malloc() -> bool:
   """glibc's malloc settings for XLA on CPU, applied before training allocates.
 
   XLA allocates ~100 MB of temporaries per step; by default glibc hands them
@@ -157,20 +157,25 @@ def _tune_malloc() -> None:
   step. One arena, no mmap for large blocks and a 4 GiB trim threshold keep
   them (what GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:
   glibc.malloc.trim_threshold=4294967296 does). No effect on results.
+
+  Returns:
+    Whether glibc accepted all three settings (False off glibc/Linux).
   """
   import ctypes  # pylint: disable=g-import-not-at-top
   import ctypes.util  # pylint: disable=g-import-not-at-top
   name = ctypes.util.find_library("c")
   if not name or not sys.platform.startswith("linux"):
-    return
+    return False
   try:
     libc = ctypes.CDLL(name)
     m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # glibc's malloc.h
-    for option, value in ((m_arena_max, 1), (m_mmap_max, 0),
-                          (m_trim_threshold, 2**31 - 1)):
-      libc.mallopt(option, value)
+    # mallopt returns 1 on success; trim_threshold is an int (2 GiB - 1 is
+    # as good as the tunable's 4 GiB: both exceed any step's temporaries).
+    return all(libc.mallopt(option, value) == 1
+               for option, value in ((m_arena_max, 1), (m_mmap_max, 0),
+                                     (m_trim_threshold, 2**31 - 1)))
   except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
-    pass
+    return False
 
 
 _TRAIN_USAGE = """Trains a SAFR classifier (or resumes it in --workdir).

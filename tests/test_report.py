@@ -318,3 +318,19 @@ def test_init_padding_two_by_two_takes_torch_counted_from_reference(tmp_path):
   ]
   assert "The torch × counted cell is `reference/safr/seed0`" in text
   assert "One seed per cell, so no interval is possible" in text
+
+
+def test_batching_group_compares_bucketed_with_random(tmp_path):
+  text = _write(tmp_path, [
+      _summary("batching", "safr_random", 0, 0.74, vmask_aopc=0.20, last_epoch=0.73),
+      _summary("batching", "safr_random", 1, 0.76, vmask_aopc=0.22, last_epoch=0.75),
+      _summary("batching", "safr_bucketed", 0, 0.75, vmask_aopc=0.21, last_epoch=0.70),
+      _summary("batching", "safr_bucketed", 1, 0.77, vmask_aopc=0.23, last_epoch=0.72),
+  ])
+  section = text.split("length-bucketed against random")[1]
+  ci = report.welch([0.75, 0.77], [0.74, 0.76])
+  assert ("- Test accuracy, best-dev checkpoint: bucketed − random = +0.0100 "
+          f"[{ci[1]:+.4f}, {ci[2]:+.4f}] (Welch 95 %, n = 2/2), not separated by these "
+          "seeds.") in section
+  assert "- Test accuracy, last epoch: bucketed − random = -0.0300" in section
+  assert section.index("| safr_random |") < section.index("| safr_bucketed |")
