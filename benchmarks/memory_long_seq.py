@@ -1,6 +1,6 @@
 r"""Memory of one SAFR training step on long sequences (CPU).
 
-    python benchmarks/memory_long_seq.py                       # L=2048, batch 8
+    python benchmarks/memory_long_seq.py                       # L=2048, batch 8: auto, none
     python benchmarks/memory_long_seq.py --length=1024 --query_block_sizes=none,128,256
     python benchmarks/memory_long_seq.py --analysis_only       # compile, no step
 
@@ -38,17 +38,22 @@ IMDB_BUILTIN_VOCAB = 95_588  # len(vocab) of imdb_builtin at min_freq=2
 
 def _child(args) -> dict:
   sys.path.insert(0, str(ROOT))
+  from safr_jax import cli  # pylint: disable=g-import-not-at-top
+  # train.py's malloc settings keep freed memory in the process: measure with
+  # them, as a user's run has them (--nomalloc_tuning: glibc's defaults).
+  malloc_tuned = not args.nomalloc_tuning and cli.tune_malloc()
   from safr_jax import configs  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from safr_jax import steps  # pylint: disable=g-import-not-at-top
 
-  qb = None if args.query_block_size == "none" else int(args.query_block_size)
   config = configs.get_config("imdb", "safr")
   config.data.max_len = args.length
   config.model.dtype = args.dtype
-  config.loss.query_block_size = "none" if qb is None else str(qb)
+  # "auto" (the default config's value) is resolved as the trainer does.
+  qb = steps.resolve_query_block(args.query_block_size, batch=args.batch,
+                                 heads=config.model.num_heads, length=args.length)
   model = steps.build_model(config.model, vocab_size=args.vocab_size, num_classes=2)
   tx = steps.make_optimizer(config.train, 1000)
   weights = steps.loss_weights(config)
@@ -64,8 +69,9 @@ def _child(args) -> dict:
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
   analysis = compiled.memory_analysis()
-  out = {"length": args.length, "batch": args.batch, "query_block_size": qb,
-         "dtype": args.dtype, "compile_s": round(compile_s, 1),
+  out = {"length": args.length, "batch": args.batch,
+         "query_block_size": args.query_block_size, "query_block_rows": qb,
+         "dtype": args.dtype, "malloc_tuning": malloc_tuned, "compile_s": round(compile_s, 1),
          "xla_temp_gib": analysis.temp_size_in_bytes / GiB,
          "xla_arguments_gib": analysis.argument_size_in_bytes / GiB,
          "xla_outputs_gib": analysis.output_size_in_bytes / GiB,
@@ -87,12 +93,15 @@ def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--length", type=int, default=2048)
   parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--query_block_sizes", default="none,256",
-                      help="comma-separated loss.query_block_size values ('none' = all at once)")
+  parser.add_argument("--query_block_sizes", default="auto,none",
+                      help="comma-separated loss.query_block_size values ('auto' = the "
+                      "default config's, 'none' = all at once)")
   parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   parser.add_argument("--vocab_size", type=int, default=IMDB_BUILTIN_VOCAB)
   parser.add_argument("--analysis_only", action="store_true",
                       help="compile and report XLA's memory analysis, run no step")
+  parser.add_argument("--nomalloc_tuning", action="store_true",
+                      help="glibc's default malloc settings instead of train.py's")
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--query_block_size", default="none", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -105,6 +114,7 @@ def main() -> int:
     cmd = [sys.executable, __file__, "--child", f"--query_block_size={qb}",
            f"--length={args.length}", f"--batch={args.batch}", f"--dtype={args.dtype}",
            f"--vocab_size={args.vocab_size}"] + (["--analysis_only"] if args.analysis_only else [])
+    cmd += ["--nomalloc_tuning"] if args.nomalloc_tuning else []
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -114,8 +124,10 @@ def main() -> int:
       continue
     rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     row = rows[-1]
-    print(f"L={row['length']} B={row['batch']} {row['dtype']} query_block_size="
-          f"{str(row['query_block_size']):>4}: peak RSS {row['peak_rss_gib']:.2f} GiB "
+    print(f"L={row['length']} B={row['batch']} {row['dtype']} malloc tuning "
+          f"{'on' if row['malloc_tuning'] else 'off'}, query_block_size="
+          f"{row['query_block_size']} ({row['query_block_rows'] or 'all'} rows): "
+          f"peak RSS {row['peak_rss_gib']:.2f} GiB "
           f"(before the step {row['rss_before_step_gib']:.2f}) | XLA temp "
           f"{row['xla_temp_gib']:.2f} GiB, args {row['xla_arguments_gib']:.2f} GiB | "
           f"attention weights {row['attention_weights_gib']:.2f} GiB | compile "

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# docs/PERFORMANCE.md's before -> after tables, measured in one sitting on one
+# machine (stop every training run first: a benchmark beside one measures nothing).
+#
+#   bash benchmarks/perf_tables.sh                 # JSON lines in ./perf_results/
+#   OUT=/tmp/perf bash benchmarks/perf_tables.sh
+#
+# "before" is the step as train.py ran it before the speed work: glibc's
+# default malloc, random batches. "after" is what train.py does now (malloc
+# tuning on); "after, bucketed" adds data.batching=bucketed. Then the long-input
+# memory check (L = 2048, batch 8, the default query_block_size="auto") and the
+# compilation cache's start-up saving. About 25 minutes on 2 CPU cores.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-perf_results}
+mkdir -p "$OUT"
+IMDB_STEPS=(--steps=8 --repeats=3 --eval_repeats=1)
+
+bench() {  # name, then throughput.py arguments
+  local name=$1; shift
+  echo "=== $name: $*"
+  python benchmarks/throughput.py --peak_repeats=3 --json="$OUT/$name.json" "$@" \
+    2>&1 | grep -v '^{' | grep -v '^W[0-9]' || echo "FAILED: $name"
+}
+
+for cfg in sst2 imdb; do
+  extra=(); [ $cfg = imdb ] && extra=("${IMDB_STEPS[@]}")
+  bench "${cfg}_before" --config=configs/$cfg.py --nomalloc_tuning --config.data.batching=random "${extra[@]}"
+  bench "${cfg}_after" --config=configs/$cfg.py --config.data.batching=random "${extra[@]}"
+  bench "${cfg}_after_bucketed" --config=configs/$cfg.py --config.data.batching=bucketed "${extra[@]}"
+  bench "${cfg}_reference_before" --config=configs/$cfg.py:reference --nomalloc_tuning "${extra[@]}"
+  bench "${cfg}_reference_after" --config=configs/$cfg.py:reference "${extra[@]}"
+done
+
+echo "=== long inputs: L = 2048, batch 8"
+python benchmarks/memory_long_seq.py --query_block_sizes=auto,none 2>&1 | tail -3 | tee "$OUT/memory_long_seq.txt"
+echo "=== compilation cache"
+python benchmarks/startup.py 2>&1 | tail -5 | tee "$OUT/startup.txt"
