@@ -9,7 +9,8 @@
 # default malloc, random batches. "after" is what train.py does now (malloc
 # tuning on); "after, bucketed" adds data.batching=bucketed. Then the long-input
 # memory check (L = 2048, batch 8, the default query_block_size="auto") and the
-# compilation cache's start-up saving. About 25 minutes on 2 CPU cores.
+# compilation cache's start-up saving, and an IMDB `safr_jax.evaluate`. About
+# 30 minutes on 2 CPU cores.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-perf_results}
@@ -36,3 +37,9 @@ echo "=== long inputs: L = 2048, batch 8"
 python benchmarks/memory_long_seq.py --query_block_sizes=auto,none 2>&1 | tail -3 | tee "$OUT/memory_long_seq.txt"
 echo "=== compilation cache"
 python benchmarks/startup.py 2>&1 | tail -5 | tee "$OUT/startup.txt"
+echo "=== safr_jax.evaluate on imdb (a 4-step checkpoint: the time does not depend on training)"
+rm -rf "$OUT/imdb_eval_run"
+python train.py --config=configs/imdb.py --workdir="$OUT/imdb_eval_run" --config.train.stop_after_steps=4 \
+  --config.train.checkpoint_every_steps=3 --config.train.progress_bar=False >/dev/null 2>&1
+/usr/bin/time -v python -m safr_jax.evaluate --workdir="$OUT/imdb_eval_run" --split=test 2>&1 \
+  | grep -E "Wrote|Elapsed|Maximum resident" | tee "$OUT/imdb_evaluate.txt"
