@@ -4,6 +4,7 @@
 #
 #   bash benchmarks/perf_tables.sh                 # JSON lines in ./perf_results/
 #   OUT=/tmp/perf bash benchmarks/perf_tables.sh
+#   AUTHORS_REPO=/tmp/SAFR TORCH_DIR=/path/to/torch bash benchmarks/perf_tables.sh  # + the authors' code
 #
 # "before" is the step as train.py ran it before the speed work: glibc's
 # default malloc, random batches. "after" is what train.py does now (malloc
@@ -23,6 +24,18 @@ bench() {  # name, then throughput.py arguments
   python benchmarks/throughput.py --peak_repeats=3 --json="$OUT/$name.json" "$@" \
     2>&1 | grep -v '^{' | grep -v '^W[0-9]' || echo "FAILED: $name"
 }
+
+# The authors' own PyTorch step on the same text (optional: needs a checkout of
+# chili-lab/SAFR in AUTHORS_REPO and torch on TORCH_DIR; see authors_speed.py).
+if [ -n "${AUTHORS_REPO:-}" ]; then
+  for ds in sst2 imdb; do
+    steps=(); [ $ds = imdb ] && steps=(--steps=5 --repeats=3)
+    echo "=== authors_$ds"
+    PYTHONPATH=${TORCH_DIR:-} python benchmarks/authors_speed.py --authors_repo="$AUTHORS_REPO" \
+      --dataset=$ds --json="$OUT/authors_$ds.json" "${steps[@]}" 2>&1 | grep -v '^{' \
+      || echo "FAILED: authors_$ds"
+  done
+fi
 
 for cfg in sst2 imdb; do
   extra=(); [ $cfg = imdb ] && extra=("${IMDB_STEPS[@]}")
