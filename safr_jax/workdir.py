@@ -98,6 +98,13 @@ def run_identity(config: ml_collections.ConfigDict, bundle: Any) -> dict[str, An
   }
 
 
+# Fields whose default changed after they were added: what a run saved before
+# the field existed did (its default, not today's, for check_identity).
+VALUES_BEFORE_ADDED = {
+    "data.batching": "random",  # bucketed became the default later
+}
+
+
 def _differences(saved: dict[str, Any], now: dict[str, Any],
                  defaults: dict[str, Any]) -> list[str]:
   out = []
@@ -117,9 +124,16 @@ def _differences(saved: dict[str, Any], now: dict[str, Any],
     if key in RESUMABLE_FIELDS:
       continue
     # A field added to the configs after the run started: the run behaved as
-    # its default says, so only a non-default value now is a difference.
-    if key not in sc and key in defaults and nc.get(key) == defaults[key]:
-      continue
+    # that field's value before it existed (its default, unless the default
+    # has changed since), so only another value now is a difference.
+    if key not in sc and key in defaults:
+      was = VALUES_BEFORE_ADDED.get(key, defaults[key])
+      if nc.get(key) == was:
+        continue
+      if key in VALUES_BEFORE_ADDED:
+        out.append(f"config.{key} {was!r} (run, from before the field existed) vs "
+                   f"{nc.get(key)!r} (now; --config.{key}={was} resumes it)")
+        continue
     if sc.get(key, "<absent>") != nc.get(key, "<absent>"):
       out.append(f"config.{key} {sc.get(key, '<absent>')!r} (run) vs "
                  f"{nc.get(key, '<absent>')!r} (now)")

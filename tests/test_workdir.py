@@ -255,3 +255,20 @@ def test_a_field_added_since_the_run_started_resumes_at_its_default(tmp_path):
   assert workdir_lib.check_identity(tmp_path, now("flax"), defaults=defaults)
   with pytest.raises(errors.WorkdirError, match="config.model.init '<absent>'"):
     workdir_lib.check_identity(tmp_path, now("torch"), defaults=defaults)
+
+
+def test_a_field_whose_default_changed_resumes_at_its_old_value(tmp_path):
+  # A run saved before data.batching existed trained on random batches, which
+  # is what it must resume with, although bucketed is today's default.
+  data = {"source": "files", "fingerprint": "f", "vocab_sha256": "v", "vocab_size": 9,
+          "label_names": ["a", "b"], "sizes": {"train": 1}}
+  saved = {"config": {"model.d_model": 16}, "data": data}
+  (tmp_path / workdir_lib.IDENTITY_FILE).write_text(json.dumps(saved))
+  now = lambda value: {"config": {"model.d_model": 16, "data.batching": value}, "data": data}
+  defaults = configs.get_config("sst2", "safr").to_dict()
+  assert defaults["data"]["batching"] == "bucketed"
+  assert workdir_lib.check_identity(tmp_path, now("random"), defaults=defaults)
+  with pytest.raises(errors.WorkdirError,
+                     match="config.data.batching 'random' \\(run, from before the field "
+                     "existed\\) vs 'bucketed' \\(now; --config.data.batching=random resumes it\\)"):
+    workdir_lib.check_identity(tmp_path, now("bucketed"), defaults=defaults)
