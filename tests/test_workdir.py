@@ -245,11 +245,17 @@ def test_metrics_have_no_repeated_step_after_a_kill(tmp_path):
   assert all(r["count"] == 320 for r in epochs)
 
 
-def test_a_field_added_since_the_run_started_resumes_at_its_default(tmp_path):
+def _saved_without_the_field(tmp_path) -> dict:
+  """Writes a run identity saved before a config field existed; returns its data part."""
   data = {"source": "files", "fingerprint": "f", "vocab_sha256": "v", "vocab_size": 9,
           "label_names": ["a", "b"], "sizes": {"train": 1}}
   saved = {"config": {"model.d_model": 16}, "data": data}
   (tmp_path / workdir_lib.IDENTITY_FILE).write_text(json.dumps(saved))
+  return data
+
+
+def test_a_field_added_since_the_run_started_resumes_at_its_default(tmp_path):
+  data = _saved_without_the_field(tmp_path)
   now = lambda value: {"config": {"model.d_model": 16, "model.init": value}, "data": data}
   defaults = {"model": {"d_model": 256, "init": "flax"}}
   assert workdir_lib.check_identity(tmp_path, now("flax"), defaults=defaults)
@@ -260,10 +266,7 @@ def test_a_field_added_since_the_run_started_resumes_at_its_default(tmp_path):
 def test_a_field_whose_default_changed_resumes_at_its_old_value(tmp_path):
   # A run saved before data.batching existed trained on random batches, which
   # is what it must resume with, although bucketed is today's default.
-  data = {"source": "files", "fingerprint": "f", "vocab_sha256": "v", "vocab_size": 9,
-          "label_names": ["a", "b"], "sizes": {"train": 1}}
-  saved = {"config": {"model.d_model": 16}, "data": data}
-  (tmp_path / workdir_lib.IDENTITY_FILE).write_text(json.dumps(saved))
+  data = _saved_without_the_field(tmp_path)
   now = lambda value: {"config": {"model.d_model": 16, "data.batching": value}, "data": data}
   defaults = configs.get_config("sst2", "safr").to_dict()
   assert defaults["data"]["batching"] == "bucketed"
