@@ -124,7 +124,7 @@ def _import_torch():
   except Exception as e:  # pylint: disable=broad-except
     # ImportError, or OSError from a CUDA build missing its libraries.
     raise _Fail(f"cannot import torch ({type(e).__name__}: {str(e).splitlines()[0]}); "
-                "put a torch install on PYTHONPATH, e.g. PYTHONPATH=/work/torchlib") from e
+                "put a torch install on PYTHONPATH (see this script's docstring)") from e
   return torch
 
 
