@@ -8,8 +8,9 @@
     python experiments/run_grid.py --quick --root=/tmp/g # 2 tiny runs (CI)
 
 Each run trains with ``train.py`` into ``<root>/<name>`` (default root
-``runs/grid``). A finished run (``results.json`` present) is skipped; an
-interrupted one resumes from its checkpoints. Then ``safr_jax.evaluate`` writes
+``runs/grid``). A finished run is skipped: its workdir holds ``results.json``,
+or (workdir absent, e.g. on a fresh machine) its summary in ``--results_dir``
+records the same command; an interrupted one resumes from its checkpoints. Then ``safr_jax.evaluate`` writes
 ``interpretability.json`` per run, the small JSON results (not checkpoints)
 are copied to ``experiments/results/<name>.json`` for git, ``safr_jax.compare``
 draws each group's runs found under ``<root>`` (``docs/results/<group>/
@@ -196,12 +197,32 @@ def evaluate(run: Run, workdir: pathlib.Path) -> None:
     raise RuntimeError(f"evaluate {run.name} failed; see {workdir / 'evaluate.log'}")
 
 
+def recorded_command(run: Run) -> str:
+  """The training command as the committed summary records it (relative paths)."""
+  return "python " + " ".join(run.argv(pathlib.Path("runs/grid") / run.name, pathlib.Path())[1:])
+
+
+def summary_path(run: Run, results_dir: pathlib.Path) -> pathlib.Path:
+  return results_dir / f"{run.name.replace('/', '__')}.json"
+
+
+def finished_elsewhere(run: Run, workdir: pathlib.Path, results_dir: pathlib.Path) -> bool:
+  """True if this run's workdir is not here but its summary is, written by the
+  same command (e.g. the grid trained on another machine): nothing to redo."""
+  path = summary_path(run, results_dir)
+  if (workdir / "results.json").exists() or not path.exists():
+    return False
+  try:
+    return json.loads(path.read_text()).get("command") == recorded_command(run)
+  except (OSError, ValueError):
+    return False
+
+
 def summarise(run: Run, workdir: pathlib.Path, results_dir: pathlib.Path) -> None:
   """Copies the small results (no checkpoints) where git can keep them."""
   summary = {"name": run.name, "group": run.group, "variant": run.variant,
              "label": run.label or run.variant, "seed": run.seed,
-             "command": "python " + " ".join(
-                 run.argv(pathlib.Path("runs/grid") / run.name, pathlib.Path())[1:])}
+             "command": recorded_command(run)}
   results = json.loads((workdir / "results.json").read_text())
   summary["results"] = {k: v for k, v in results.items() if k != "config"}
   summary["config"] = results.get("config")
@@ -211,7 +232,7 @@ def summarise(run: Run, workdir: pathlib.Path, results_dir: pathlib.Path) -> Non
   interp = workdir / "interpretability.json"
   if interp.exists():
     summary["interpretability"] = json.loads(interp.read_text())
-  out = results_dir / f"{run.name.replace('/', '__')}.json"
+  out = summary_path(run, results_dir)
   out.parent.mkdir(parents=True, exist_ok=True)
   # Paths as the README's commands use them, whatever --root was on this machine.
   text = json.dumps(summary, indent=1, default=str).replace(
@@ -245,6 +266,10 @@ def main(argv):
   if not _REPORT_ONLY.value:
     for run in runs:
       workdir = root / run.name
+      if finished_elsewhere(run, workdir, results_dir):
+        print(f"[grid] {run.name}: finished (its summary is in {results_dir}), skipped",
+              flush=True)
+        continue
       train(run, workdir)
       evaluate(run, workdir)
       summarise(run, workdir, results_dir)

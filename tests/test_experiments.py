@@ -38,3 +38,18 @@ def test_quick_grid_trains_evaluates_and_reports(tmp_path):
   assert again.returncode == 0
   assert again.stdout.count("finished, skipped") == 2
   assert report.read_text() == text
+  # On a fresh machine (no workdirs) the committed summaries are enough...
+  runs = tmp_path / "runs"
+  runs.rename(tmp_path / "elsewhere")
+  fresh = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert fresh.returncode == 0, fresh.stderr[-2000:]
+  assert fresh.stdout.count("its summary is in") == 2
+  assert not runs.exists() and report.read_text() == text
+  # ...unless the grid's command for a run has changed since: that run trains.
+  summary = json.loads(summaries[0].read_text())
+  summaries[0].write_text(json.dumps(dict(summary, command=summary["command"] + " --x")))
+  argv_one = argv + ["--only=quick/baseline/seed0", "--skip_evaluate"]
+  changed = subprocess.run(argv_one, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert changed.returncode == 0, changed.stderr[-2000:]
+  assert "quick/baseline/seed0: training in" in changed.stdout
+  assert (runs / "quick" / "baseline" / "seed0" / "results.json").exists()
