@@ -11,8 +11,8 @@ temporary folder) three times in fresh processes:
 3. the same folder again: every program read back (every later run).
 
 Prints each run's wall time (process start to exit: imports, data, compiling,
-training, dev and test evaluation) and the time to the first logged training
-step, then one JSON line. Training time is the same in all three; the
+training, dev and test evaluation) and the time to the first progress line
+(step 10), then one JSON line. Training time is the same in all three; the
 differences are compiling.
 """
 
@@ -72,9 +72,9 @@ def main() -> int:
     for name, cache_dir in (("cache off", ""), ("first run, empty cache", cache),
                             ("second run, warm cache", cache)):
       rows[name] = run_once(args.config, args.epochs, tmp / name.replace(" ", "_"), cache_dir)
-      print(f"{name:>24}: {rows[name]['wall_s']:6.1f} s wall, first training step logged "
+      print(f"{name:>24}: {rows[name]['wall_s']:6.1f} s wall, first progress line (step 10) "
             f"after {rows[name]['first_step_s']} s", flush=True)
-    cached = sum(1 for _ in (tmp / "xla_cache").rglob("*") if _.is_file())
+    cached = sum(1 for f in (tmp / "xla_cache").rglob("*") if f.is_file())
   print(f"{cached} cached programs; the warm cache saves "
         f"{rows['cache off']['wall_s'] - rows['second run, warm cache']['wall_s']:.1f} s a run")
   print(json.dumps({"config": args.config, "epochs": args.epochs, "cached_files": cached,

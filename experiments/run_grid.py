@@ -10,13 +10,13 @@
 Each run trains with ``train.py`` into ``<root>/<name>`` (default root
 ``runs/grid``). A finished run is skipped: its workdir holds ``results.json``,
 or (workdir absent, e.g. on a fresh machine) its summary in ``--results_dir``
-records the same command; an interrupted one resumes from its checkpoints. Then ``safr_jax.evaluate`` writes
-``interpretability.json`` per run, the small JSON results (not checkpoints)
-are copied to ``experiments/results/<name>.json`` for git, ``safr_jax.compare``
-draws each group's runs found under ``<root>`` (``docs/results/<group>/
-comparison.{md,png}``: every metric, and accuracy against the faithfulness of
-each run's own explanation), and ``docs/RESULTS.md`` is written from every
-finished run's JSON.
+records the same command; an interrupted one resumes from its checkpoints.
+Then ``safr_jax.evaluate`` writes ``interpretability.json`` per run, the small
+JSON results (not checkpoints) are copied to ``experiments/results/<name>.json``
+for git, ``safr_jax.compare`` draws each group's runs found under ``<root>``
+(``docs/results/<group>/comparison.{md,png}``: every metric, and accuracy
+against the faithfulness of each run's own explanation), and
+``docs/RESULTS.md`` is written from every finished run's JSON.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ sys.path.insert(0, str(ROOT))
 from experiments import report  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _ONLY = flags.DEFINE_multi_string("only", [], "Run names to run (e.g. rt_polarity/safr/seed0).")
-_GROUP = flags.DEFINE_multi_string("group", [], "Groups to run: rt_polarity, imdb_builtin, lambda, reference, "
-    "bottleneck, init_padding, batching.")
+_GROUP = flags.DEFINE_multi_string(
+    "group", [], "Groups to run: rt_polarity, imdb_builtin, lambda, reference, bottleneck, "
+    "init_padding, batching.")
 _ROOT = flags.DEFINE_string("root", str(ROOT / "runs" / "grid"), "Where run workdirs go.")
 _QUICK = flags.DEFINE_bool("quick", False, "Two tiny runs on a few hundred examples (for CI).")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only (re)write the report.")
