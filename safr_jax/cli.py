@@ -154,8 +154,8 @@ def tune_malloc() -> bool:
 
   XLA allocates ~100 MB of temporaries per step; by default glibc hands them
   back to the OS after each step (mmap/trim), costing ~22,000 page faults a
-  step. One arena, no mmap for large blocks and a 4 GiB trim threshold keep
-  them (what GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:
+  step. One arena, no mmap for large blocks and a 2 GiB trim threshold keep
+  them (as GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:
   glibc.malloc.trim_threshold=4294967296 does). No effect on results.
 
   Returns:
@@ -169,8 +169,8 @@ def tune_malloc() -> bool:
   try:
     libc = ctypes.CDLL(name)
     m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # glibc's malloc.h
-    # mallopt returns 1 on success; trim_threshold is an int (2 GiB - 1 is
-    # as good as the tunable's 4 GiB: both exceed any step's temporaries).
+    # mallopt returns 1 on success; its value is a C int, hence 2 GiB - 1
+    # rather than the tunable's 4 GiB (both exceed any step's temporaries).
     return all(libc.mallopt(option, value) == 1
                for option, value in ((m_arena_max, 1), (m_mmap_max, 0),
                                      (m_trim_threshold, 2**31 - 1)))
