@@ -540,11 +540,38 @@ def _commits(groups) -> str:
     parts.append(f"`{group}`: {listed}")
   if not parts:
     return ""
+  evaluated = _evaluation_commits(groups)
   return ("Commits the runs were trained from (`results.git_commit`). The reproduction groups "
           "(`reference`, `bottleneck`, `init_padding`) are trained from one pinned commit, so "
           "code changes made while they run do not reach them; the older groups were trained "
           "while the code evolved, so comparisons across groups also compare commits. "
-          + "; ".join(parts) + ".\n")
+          + "; ".join(parts) + "." + evaluated + "\n")
+
+
+def _evaluation_commits(groups) -> str:
+  """Which commits computed the interpretability metrics, where that differs
+  from the training commit (``safr_jax.evaluate --reevaluate`` of older runs)."""
+  parts = []
+  for group in _group_order(groups):
+    counts = collections.Counter()
+    for runs in groups[group].values():
+      for s in runs:
+        trained = str(s.get("results", {}).get("git_commit") or "")[:7]
+        interp = s.get("interpretability")
+        if interp is None:
+          continue
+        evaluated = str((interp.get("provenance") or {}).get("git_commit") or "")[:7]
+        if evaluated and evaluated != trained:
+          counts[evaluated] += 1
+    if counts:
+      parts.append(f"`{group}`: " + ", ".join(
+          f"{c} ({_seeds(n).replace('seed', 'run')})" for c, n in counts.items()))
+  if not parts:
+    return ""
+  return (" Interpretability metrics computed by a later commit's `safr_jax.evaluate` "
+          "(`interpretability.provenance.git_commit`; training untouched, so metrics added "
+          "since the training commit are filled in): " + "; ".join(parts) + "; the other runs were evaluated "
+          "right after training, by the checkout that trained them.")
 
 
 def write(results_dir: pathlib.Path, report: pathlib.Path, *,

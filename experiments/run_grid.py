@@ -5,13 +5,15 @@
     python experiments/run_grid.py --group=rt_polarity   # one table
     python experiments/run_grid.py --group=reference --group=bottleneck --group=init_padding
     python experiments/run_grid.py --report_only         # tables from what is done
+    python experiments/run_grid.py --group=reference --reevaluate  # metrics anew
     python experiments/run_grid.py --quick --root=/tmp/g # 2 tiny runs (CI)
 
 Each run trains with ``train.py`` into ``<root>/<name>`` (default root
 ``runs/grid``). A finished run is skipped: its workdir holds ``results.json``,
 or (workdir absent, e.g. on a fresh machine) its summary in ``--results_dir``
 records the same command; an interrupted one resumes from its checkpoints.
-Then ``safr_jax.evaluate`` writes ``interpretability.json`` per run, the small
+Then ``safr_jax.evaluate`` writes ``interpretability.json`` per run (again with
+``--reevaluate``, by this checkout's code, whose commit it records), the small
 JSON results (not checkpoints) are copied to ``experiments/results/<name>.json``
 for git, ``safr_jax.compare`` draws each group's runs found under ``<root>``
 (``docs/results/<group>/comparison.{md,png}``: every metric, and accuracy
@@ -44,6 +46,9 @@ _ROOT = flags.DEFINE_string("root", str(ROOT / "runs" / "grid"), "Where run work
 _QUICK = flags.DEFINE_bool("quick", False, "Two tiny runs on a few hundred examples (for CI).")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only (re)write the report.")
 _SKIP_EVAL = flags.DEFINE_bool("skip_evaluate", False, "Do not run safr_jax.evaluate.")
+_REEVALUATE = flags.DEFINE_bool(
+    "reevaluate", False, "Run safr_jax.evaluate again on finished runs that have "
+    "interpretability.json (e.g. after a metric was added); training is untouched.")
 _EVAL_EXAMPLES = flags.DEFINE_integer(
     "eval_examples", 400, "Test examples the (slow) faithfulness metrics use per run.")
 _RESULTS_DIR = flags.DEFINE_string(
@@ -185,14 +190,20 @@ def train(run: Run, workdir: pathlib.Path) -> None:
     raise RuntimeError(f"{run.name} failed (exit {proc.returncode}); see {workdir / 'train.log'}")
 
 
-def evaluate(run: Run, workdir: pathlib.Path) -> None:
-  if (workdir / "interpretability.json").exists() or _SKIP_EVAL.value:
+def evaluate(run: Run, workdir: pathlib.Path, *, max_examples: int,
+             again: bool = False) -> None:
+  """``safr_jax.evaluate`` of a trained run, unless it has been evaluated
+  (``again``: evaluate anyway). This checkout's code measures; the summary
+  records its commit, which may be later than the training commit."""
+  if not (workdir / "results.json").exists():
+    return
+  if (workdir / "interpretability.json").exists() and not again:
     return
   print(f"[grid] {run.name}: evaluating", flush=True)
   with open(workdir / "evaluate.log", "a", encoding="utf-8") as log:
     proc = subprocess.run(
         [sys.executable, "-m", "safr_jax.evaluate", f"--workdir={workdir}",
-         "--split=test", f"--max_examples={_EVAL_EXAMPLES.value}"],
+         "--split=test", f"--max_examples={max_examples}"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
   if proc.returncode:
     raise RuntimeError(f"evaluate {run.name} failed; see {workdir / 'evaluate.log'}")
@@ -272,7 +283,8 @@ def main(argv):
               flush=True)
         continue
       train(run, workdir)
-      evaluate(run, workdir)
+      if not _SKIP_EVAL.value:
+        evaluate(run, workdir, max_examples=_EVAL_EXAMPLES.value, again=_REEVALUATE.value)
       summarise(run, workdir, results_dir)
       if _REPORT.value:
         report.write(results_dir, pathlib.Path(_REPORT.value), compare_dir=compare_dir)

@@ -53,3 +53,22 @@ def test_quick_grid_trains_evaluates_and_reports(tmp_path):
   assert changed.returncode == 0, changed.stderr[-2000:]
   assert "quick/baseline/seed0: training in" in changed.stdout
   assert (runs / "quick" / "baseline" / "seed0" / "results.json").exists()
+
+
+def test_reevaluate_runs_evaluate_again_only_on_finished_runs(tmp_path, monkeypatch):
+  from experiments import run_grid  # pylint: disable=import-outside-toplevel
+  calls = []
+  monkeypatch.setattr(run_grid.subprocess, "run",
+                      lambda argv, **kw: calls.append(argv) or subprocess.CompletedProcess(argv, 0))
+  run = run_grid.quick_grid()[1]
+  workdir = tmp_path / run.name
+  workdir.mkdir(parents=True)
+  run_grid.evaluate(run, workdir, max_examples=40, again=True)
+  assert not calls  # not trained: nothing to evaluate
+  (workdir / "results.json").write_text("{}")
+  (workdir / "interpretability.json").write_text("{}")
+  run_grid.evaluate(run, workdir, max_examples=40)
+  assert not calls  # evaluated already
+  run_grid.evaluate(run, workdir, max_examples=40, again=True)
+  assert calls == [[sys.executable, "-m", "safr_jax.evaluate", f"--workdir={workdir}",
+                    "--split=test", "--max_examples=40"]]

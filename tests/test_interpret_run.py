@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from safr_jax import configs
@@ -198,6 +199,11 @@ def test_evaluate_writes_every_metric(safr_run):
     assert set(pr["precision"]) == {"@1", "@3", "@5", "@|P|"}
     assert pr["precision"]["@|P|"] == pytest.approx(pr["recall"]["@|P|"])
   assert 0 <= planted["negation_pairs"]["pair_hit_rate"] <= 1
+  # Which code measured: a run may be evaluated at a later commit than it trained.
+  head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                        text=True, check=True).stdout.strip()
+  assert saved["provenance"]["git_commit"] == head
+  assert saved["provenance"]["versions"]["jax"] == jax.__version__
 
 
 def test_evaluate_baseline_and_compare(safr_run, baseline_run, tmp_path):

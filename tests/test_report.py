@@ -219,6 +219,24 @@ def test_commits_are_listed_per_group(tmp_path):
   ])
   assert "`reference`: pinned commit 577dbc6 (2 runs)" in text
   assert "`rt_polarity`: 2222222 (1 run), 1111111 (1 run)" in text  # in file order
+  assert "later commit's `safr_jax.evaluate`" not in text  # all evaluated when trained
+
+
+def test_runs_evaluated_at_a_later_commit_are_listed(tmp_path):
+  def evaluated(summary, commit):
+    summary["interpretability"]["provenance"] = {"git_commit": commit}
+    return summary
+  text = _write(tmp_path, [
+      evaluated(_summary("reference", "safr", 0, 0.7, commit="577dbc6aaaa"), "9999999dddd"),
+      evaluated(_summary("reference", "safr", 1, 0.7, commit="577dbc6aaaa"), "9999999dddd"),
+      evaluated(_summary("reference", "baseline", 0, 0.7, commit="577dbc6aaaa"), "577dbc6aaaa"),
+      _summary("rt_polarity", "safr", 0, 0.7, commit="1111111bbbb"),
+  ])
+  line = next(l for l in text.splitlines() if l.startswith("Commits the runs were trained"))
+  assert "`reference`: pinned commit 577dbc6 (3 runs)" in line
+  tail = line.split("later commit's `safr_jax.evaluate`")[1]
+  assert "`reference`: 9999999 (2 runs)" in tail
+  assert "577dbc6" not in tail and "rt_polarity" not in tail  # evaluated when trained
 
 
 # --- "Does this reproduce SAFR?" ---------------------------------------------

@@ -27,7 +27,7 @@ __all__ = ["compare_runs", "load_metrics", "flatten", "format_mean_std", "Compar
 _RESULT_KEYS = ("test", "best_dev_accuracy", "best_epoch", "epochs_run",
                 "train_seconds", "train_examples_per_s", "wall_time_s")
 # interpretability.json entries that are not metrics.
-_NOT_METRICS = ("run", "settings", "timing_s", "notes", "split")
+_NOT_METRICS = ("run", "settings", "timing_s", "notes", "split", "provenance")
 OWN = "own"  # the explanation a run trains: vmask, or gradient × input without
 
 

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from safr_jax import data, metrics, runs, steps
+from safr_jax import data, metrics, provenance, runs, steps
 from safr_jax.data import splits as splits_lib
 from safr_jax.interpret import attribution, faithfulness, forward, inputs
 from safr_jax.interpret import planted_recovery
@@ -66,6 +66,9 @@ class InterpretabilityReport:
   settings: Mapping[str, Any]
   timing_s: Mapping[str, float]
   notes: tuple[str, ...]
+  # The code that measured (git commit, package versions): a run trained at one
+  # commit may be evaluated at a later one, e.g. when a metric is added.
+  provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> dict[str, Any]:
     out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -183,7 +186,8 @@ def measure(run: runs.Run, encoded: data.EncodedSplit, *, split: str = "test",
                 "width": passed.width,
                 "faithfulness": {k: v for k, v in faith.items() if k != "methods"}},
       timing_s=timer.rounded(),
-      notes=(_SRS_NOTE,) + (() if has_vmask else (_NO_VMASK_NOTE,)))
+      notes=(_SRS_NOTE,) + (() if has_vmask else (_NO_VMASK_NOTE,)),
+      provenance={"git_commit": provenance.git_commit(), "versions": provenance.versions()})
 
 
 def write_report(report: InterpretabilityReport, path: str | pathlib.Path) -> pathlib.Path:
