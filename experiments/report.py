@@ -55,6 +55,9 @@ ACCURACY_LAST = _path("results", "test_last_epoch", "accuracy")
 IMPORTANCE = _path("results", "test", "importance")
 AOPC_VMASK = _path("interpretability", "faithfulness", "vmask", "aopc")
 AOPC_GXI = _path("interpretability", "faithfulness", "gradient_x_input", "aopc")
+# What L_Imp lowers, measured among the important tokens only (docs/METRICS.md).
+SHARING_AMONG = _path("interpretability", "superposition", "embeddings",
+                      "important_among_important", "sharing")
 
 # Two tables per group: accuracy, losses and the gate, then interpretability.
 COLUMNS: list[tuple[str, Getter]] = [
@@ -70,9 +73,7 @@ COLUMNS: list[tuple[str, Getter]] = [
 INTERPRETABILITY: list[tuple[str, Getter]] = [
     ("sharing, important tokens, pooled over all tokens",
      _path("interpretability", "superposition", "embeddings", "important", "sharing")),
-    ("sharing, important among important",
-     _path("interpretability", "superposition", "embeddings", "important_among_important",
-           "sharing")),
+    ("sharing, important among important", SHARING_AMONG),
     ("sharing, all tokens", _path("interpretability", "superposition", "embeddings",
                                   "all", "sharing")),
     ("neuron overlap, important pairs",
@@ -418,6 +419,9 @@ def _findings(group: str, rows, groups) -> list[str]:
         ib, "`vmask_ib`", v("safr_ib", AOPC_VMASK), v("vmask_ib", AOPC_VMASK), 3)
         + "; " + compare(ib, "`rt_polarity/safr`", v("safr_ib", AOPC_VMASK),
                          v("safr", AOPC_VMASK, "rt_polarity"), 3)))
+    out.append(_bullet("Sharing among important tokens (embeddings; L_Imp lowers it)",
+                       compare(ib, "`vmask_ib`", v("safr_ib", SHARING_AMONG),
+                               v("vmask_ib", SHARING_AMONG), 2)))
     return out
   if group == "init_padding":
     return [_init_padding_table(groups)]
@@ -443,6 +447,10 @@ def _findings(group: str, rows, groups) -> list[str]:
     out.append(_bullet("AOPC of the VMASK explanation, what SAFR's losses add to VMASK",
                        compare("safr", "vmask", v("safr", AOPC_VMASK), v("vmask", AOPC_VMASK),
                                3)))
+    if v("safr", SHARING_AMONG) or v("vmask", SHARING_AMONG):
+      out.append(_bullet("Sharing among important tokens (embeddings; L_Imp lowers it)",
+                         compare("safr", "vmask", v("safr", SHARING_AMONG),
+                                 v("vmask", SHARING_AMONG), 2)))
   else:
     out.append(_bullet("L_Imp on test (the baseline has no VMASK gate, so its L_Imp is on "
                        "ungated embeddings)",

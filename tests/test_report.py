@@ -352,3 +352,19 @@ def test_batching_group_compares_bucketed_with_random(tmp_path):
           "seeds.") in section
   assert "- Test accuracy, last epoch: bucketed − random = -0.0300" in section
   assert section.index("| safr_random |") < section.index("| safr_bucketed |")
+
+
+def test_sharing_among_important_tokens_is_compared_with_an_interval(tmp_path):
+  runs = []
+  for seed in range(3):
+    runs.append(_summary("bottleneck", "safr_ib", seed, 0.7, sharing_among=10.0 + seed))
+    runs.append(_summary("bottleneck", "vmask_ib", seed, 0.7, sharing_among=30.0 + 2 * seed))
+    runs.append(_summary("rt_polarity", "safr", seed, 0.7, sharing_among=5.0 + seed))
+    runs.append(_summary("rt_polarity", "vmask", seed, 0.7, sharing_among=5.0 + seed))
+    runs.append(_summary("rt_polarity", "baseline", seed, 0.7))
+  text = _write(tmp_path, runs)
+  diff, low, high, _ = report.welch([10, 11, 12], [30, 32, 34])
+  assert (f"- Sharing among important tokens (embeddings; L_Imp lowers it): `safr_ib` − "
+          f"`vmask_ib` = {diff:+.2f} [{low:+.2f}, {high:+.2f}] (Welch 95 %, n = 3/3).") in text
+  assert ("- Sharing among important tokens (embeddings; L_Imp lowers it): safr − vmask = "
+          "+0.00 [") in text and "not separated by these seeds" in text
