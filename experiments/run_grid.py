@@ -12,6 +12,8 @@ Each run trains with ``train.py`` into ``<root>/<name>`` (default root
 ``runs/grid``). A finished run is skipped: its workdir holds ``results.json``,
 or (workdir absent, e.g. on a fresh machine) its summary in ``--results_dir``
 records the same command; an interrupted one resumes from its checkpoints.
+SIGTERM or Ctrl-C to the grid reaches the running ``train.py`` once: it saves a
+checkpoint and the grid stops (exit 143 / 130); the same command resumes.
 Then ``safr_jax.evaluate`` writes ``interpretability.json`` per run (again with
 ``--reevaluate``, by this checkout's code, whose commit it records), the small
 JSON results (not checkpoints) are copied to ``experiments/results/<name>.json``
@@ -23,9 +25,11 @@ against the faithfulness of each run's own explanation), and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -171,6 +175,40 @@ def select(runs: list[Run]) -> list[Run]:
   return runs
 
 
+class GridError(Exception):
+  """A run failed or was stopped; the message is the grid's one-line report."""
+
+  def __init__(self, message: str, exit_code: int = 1):
+    super().__init__(message)
+    self.exit_code = exit_code
+
+
+# train.py's exit codes after SIGINT / SIGTERM: it saved a checkpoint and stopped.
+STOPPED_EXIT_CODES = (130, 143)
+
+
+@contextlib.contextmanager
+def forwarding_signals(proc: subprocess.Popen):
+  """SIGTERM/SIGINT sent to the grid go to the training process once (it runs
+  in its own session, so a terminal's Ctrl-C reaches it only this way): it
+  saves a checkpoint and stops, and the same grid command resumes it, instead
+  of being left training as an orphan or hit twice. Yields the list of signals
+  received, so the grid stops even if the run had just finished."""
+  received = []
+
+  def forward(signum, frame):
+    del frame
+    received.append(signum)
+    if proc.poll() is None:
+      proc.send_signal(signum)
+  previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    yield received
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+
+
 def train(run: Run, workdir: pathlib.Path) -> None:
   if (workdir / "results.json").exists():
     print(f"[grid] {run.name}: finished, skipped", flush=True)
@@ -179,15 +217,23 @@ def train(run: Run, workdir: pathlib.Path) -> None:
   print(f"[grid] {run.name}: training in {workdir}", flush=True)
   tic = time.time()
   with open(workdir / "train.log", "a", encoding="utf-8") as log:
-    proc = subprocess.run(run.argv(workdir), cwd=ROOT, stdout=log,
-                          stderr=subprocess.STDOUT, check=False)
+    proc = subprocess.Popen(run.argv(workdir), cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    with forwarding_signals(proc) as received:
+      returncode = proc.wait()
   seconds = time.time() - tic
-  # Wall time over every (resumed) attempt of this run.
+  # Wall time over every (resumed or stopped) attempt of this run.
   timing = workdir / "grid_wall_time.json"
   total = json.loads(timing.read_text())["seconds"] if timing.exists() else 0.0
   timing.write_text(json.dumps({"seconds": total + seconds}))
-  if proc.returncode:
-    raise RuntimeError(f"{run.name} failed (exit {proc.returncode}); see {workdir / 'train.log'}")
+  if returncode in STOPPED_EXIT_CODES:
+    raise GridError(f"stopped during {run.name} (train.py saved a checkpoint); run the same "
+                    "command to resume", returncode)
+  if received and not returncode:  # the signal came as the run was ending
+    raise GridError(f"stopped after {run.name} finished; run the same command to continue",
+                    128 + received[0])
+  if returncode:
+    raise GridError(f"{run.name} failed (exit {returncode}); see {workdir / 'train.log'}")
 
 
 def evaluate(run: Run, workdir: pathlib.Path, *, max_examples: int,
@@ -206,7 +252,7 @@ def evaluate(run: Run, workdir: pathlib.Path, *, max_examples: int,
          "--split=test", f"--max_examples={max_examples}"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
   if proc.returncode:
-    raise RuntimeError(f"evaluate {run.name} failed; see {workdir / 'evaluate.log'}")
+    raise GridError(f"evaluate {run.name} failed; see {workdir / 'evaluate.log'}")
 
 
 def recorded_command(run: Run) -> str:
@@ -271,6 +317,18 @@ def compare(group: str, runs: list[Run], root: pathlib.Path, out_root: pathlib.P
 
 def main(argv):
   del argv
+  try:
+    run_all()
+  except GridError as e:
+    print(f"run_grid.py: {e}", file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
+  except KeyboardInterrupt:  # e.g. Ctrl-C while evaluating: nothing half-written
+    print("run_grid.py: interrupted; run the same command to continue", file=sys.stderr,
+          flush=True)
+    sys.exit(130)
+
+
+def run_all() -> None:
   runs = select(quick_grid() if _QUICK.value else grid())
   root = pathlib.Path(_ROOT.value)
   results_dir = pathlib.Path(_RESULTS_DIR.value)

@@ -1,9 +1,14 @@
 """experiments/run_grid.py --quick: the whole grid pipeline on two tiny runs."""
 
 import json
+import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -72,3 +77,80 @@ def test_reevaluate_runs_evaluate_again_only_on_finished_runs(tmp_path, monkeypa
   run_grid.evaluate(run, workdir, max_examples=40, again=True)
   assert calls == [[sys.executable, "-m", "safr_jax.evaluate", f"--workdir={workdir}",
                     "--split=test", "--max_examples=40"]]
+
+
+# A stand-in for train.py: says it is ready, then notes which signal reached it
+# and exits as train.py does (128 + signum), or with 0 ("finish": the signal
+# came as the run was ending).
+_TRAINER = """
+import pathlib, signal, sys, time
+workdir = pathlib.Path(sys.argv[1])
+def stop(signum, frame):
+  (workdir / "got").write_text(str(signum))
+  sys.exit(0 if sys.argv[2] == "finish" else 128 + signum)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+(workdir / "ready").write_text("")
+time.sleep(60)
+sys.exit(int(sys.argv[2]))
+"""
+
+# Runs run_grid.train on that stand-in and reports how it ended.
+_DRIVER = """
+import dataclasses, json, pathlib, sys
+from experiments import run_grid
+
+@dataclasses.dataclass(frozen=True)
+class Fake(run_grid.Run):
+  def argv(self, workdir, root=run_grid.ROOT):
+    return [sys.executable, "-c", sys.argv[2], str(workdir), sys.argv[3]]
+
+try:
+  run_grid.train(Fake("g", "sst2.py", "safr", 0), pathlib.Path(sys.argv[1]))
+except run_grid.GridError as e:
+  print(json.dumps({"message": str(e), "exit_code": e.exit_code}))
+"""
+
+
+def _signal_the_grid(workdir, signum, ending):
+  driver = subprocess.Popen([sys.executable, "-c", _DRIVER, str(workdir), _TRAINER, ending],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  deadline = time.monotonic() + 60
+  while not (workdir / "ready").exists():
+    assert driver.poll() is None and time.monotonic() < deadline, "trainer never started"
+    time.sleep(0.05)
+  driver.send_signal(signum)
+  out, _ = driver.communicate(timeout=60)
+  assert driver.returncode == 0  # the grid itself handled the signal
+  return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_grid_stops_its_trainer_once_and_keeps_the_time(tmp_path, signum):
+  workdir = tmp_path / "g" / "safr" / "seed0"
+  ended = _signal_the_grid(workdir, signum, "stop")
+  assert (workdir / "got").read_text() == str(int(signum))  # forwarded, once
+  assert ended["exit_code"] == 128 + signum
+  assert ended["message"] == ("stopped during g/safr/seed0 (train.py saved a checkpoint); "
+                              "run the same command to resume")
+  assert json.loads((workdir / "grid_wall_time.json").read_text())["seconds"] > 0
+
+
+def test_a_signal_as_the_run_ends_still_stops_the_grid(tmp_path):
+  workdir = tmp_path / "g" / "safr" / "seed0"
+  ended = _signal_the_grid(workdir, signal.SIGTERM, "finish")
+  assert (workdir / "got").read_text() == str(int(signal.SIGTERM))
+  assert ended == {"message": "stopped after g/safr/seed0 finished; run the same command to "
+                              "continue", "exit_code": 143}
+
+
+def test_a_failed_trainer_is_one_line_naming_its_log(tmp_path):
+  workdir = tmp_path / "run"
+  trainer = "import sys; sys.exit(3)"
+  proc = subprocess.run([sys.executable, "-c", _DRIVER, str(workdir), trainer, "3"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=60,
+                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  ended = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert ended == {"message": f"g/safr/seed0 failed (exit 3); see {workdir / 'train.log'}",
+                   "exit_code": 1}
