@@ -47,7 +47,13 @@ def _gate(*keys: str) -> Getter:
 
 def _wall_minutes(summary):
   seconds = summary.get("grid_wall_time_s")
-  return seconds / 60 if isinstance(seconds, (int, float)) else None
+  if not isinstance(seconds, (int, float)):
+    return None
+  # An attempt killed with the grid itself went unrecorded (before the grid kept
+  # stopped attempts' time); training's own step time, summed over every
+  # attempt in its checkpoints, is then the better (lower) bound.
+  steps = summary.get("results", {}).get("train_seconds")
+  return max(seconds, steps if isinstance(steps, (int, float)) else 0.0) / 60
 
 
 ACCURACY = _path("results", "test", "accuracy")
@@ -126,7 +132,8 @@ which has no VMASK, or last-epoch accuracy of runs trained before `results.json`
 it) or has not been computed yet. Interpretability metrics use the first 400 test examples
 (`--eval_examples`); accuracy and losses the whole test split. "Wall time" is `train.py`'s
 (training with dev evaluation each epoch, then the test split), summed over resumed
-attempts, on 2 shared CPU cores; `safr_jax.evaluate` comes on top (under a minute per
+attempts, on 2 shared CPU cores (where an attempt went unrecorded, training's own step time
+summed over every attempt stands in: a lower bound); `safr_jax.evaluate` comes on top (under a minute per
 padding-aware `rt_polarity` run, ~8 min per `reference` run, whose rows are all padded to
 128, 12–14 min per `imdb_builtin` run; mostly occlusion).
 

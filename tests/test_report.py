@@ -368,3 +368,16 @@ def test_sharing_among_important_tokens_is_compared_with_an_interval(tmp_path):
           f"`vmask_ib` = {diff:+.2f} [{low:+.2f}, {high:+.2f}] (Welch 95 %, n = 3/3).") in text
   assert ("- Sharing among important tokens (embeddings; L_Imp lowers it): safr − vmask = "
           "+0.00 [") in text and "not separated by these seeds" in text
+
+
+def test_wall_time_is_never_below_the_training_time_over_every_attempt(tmp_path):
+  recorded = _summary("rt_polarity", "safr", 0, 0.7)
+  recorded["grid_wall_time_s"] = 600.0
+  recorded["results"]["train_seconds"] = 120.0
+  lost = _summary("rt_polarity", "vmask", 0, 0.7)  # an attempt killed with the grid
+  lost["grid_wall_time_s"] = 60.0
+  lost["results"]["train_seconds"] = 180.0
+  text = _write(tmp_path, [recorded, lost])
+  column = _header(text).index("wall time / run (min)")
+  assert _row(text, "safr")[column] == "10"
+  assert _row(text, "vmask")[column] == "3"
