@@ -134,8 +134,8 @@ it) or has not been computed yet. Interpretability metrics use the first 400 tes
 (training with dev evaluation each epoch, then the test split), summed over resumed
 attempts, on 2 shared CPU cores (where an attempt went unrecorded, training's own step time
 summed over every attempt stands in: a lower bound); `safr_jax.evaluate` comes on top (under a minute per
-padding-aware `rt_polarity` run, ~8 min per `reference` run, whose rows are all padded to
-128, 12–14 min per `imdb_builtin` run; mostly occlusion).
+padding-aware `rt_polarity` run, ~3 min per `reference` run, whose rows are all padded to
+128 (8 min with the pinned commit's unbatched evaluation), 12–14 min per `imdb_builtin` run; mostly occlusion).
 
 Produced by `python experiments/run_grid.py` (see its docstring); every row can be
 reproduced alone with `python experiments/run_grid.py --only=<group>/<label>/seed<k>`,
