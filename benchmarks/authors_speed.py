@@ -93,6 +93,8 @@ from absl import flags
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 _REPO = flags.DEFINE_string(
     "authors_repo", None, "Checkout of chili-lab/SAFR (analyzer.py, model/model.py, ...).")
 _DATASET = flags.DEFINE_enum("dataset", "sst2", ["sst2", "imdb"],
@@ -340,7 +342,6 @@ def _print(r: dict) -> None:
 
 def main(argv) -> None:
   del argv
-  import json  # pylint: disable=g-import-not-at-top
   try:
     if not _REPO.value:
       raise _Fail("--authors_repo=PATH (a checkout of chili-lab/SAFR) is required")
@@ -354,11 +355,7 @@ def main(argv) -> None:
   except _Fail as e:
     sys.exit(f"authors_speed.py: error: {e}")
   result["machine"]["malloc_tuning"] = malloc_tuned
-  _print(result)
-  line = json.dumps(result, default=str)
-  if _JSON.value:
-    pathlib.Path(_JSON.value).write_text(line + "\n")
-  print(line)
+  common.emit(result, show=_print, json_path=_JSON.value)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import json
 import math
 import os
 import pathlib
@@ -70,6 +69,8 @@ from ml_collections import config_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file[:variant], e.g. configs/sst2.py:reference.",
@@ -523,11 +524,7 @@ def main(argv) -> None:
   malloc_tuned = _MALLOC.value and cli.tune_malloc()
   result = run(config)
   result["machine"]["malloc_tuning"] = malloc_tuned
-  _print(result)
-  line = json.dumps(result, default=str)
-  if _JSON.value:
-    pathlib.Path(_JSON.value).write_text(line + "\n")
-  print(line)
+  common.emit(result, show=_print, json_path=_JSON.value)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,18 @@
+"""What the speed benchmarks do with a result: a table for people, then one
+JSON line for scripts (stdout, and ``--json=PATH`` when given)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, Callable
+
+
+def emit(result: dict[str, Any], *, show: Callable[[dict[str, Any]], None],
+         json_path: str | None) -> None:
+  """Prints ``result`` with ``show``, then as one JSON line (also to ``json_path``)."""
+  show(result)
+  line = json.dumps(result, default=str)
+  if json_path:
+    pathlib.Path(json_path).write_text(line + "\n")
+  print(line)
