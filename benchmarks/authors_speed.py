@@ -159,16 +159,6 @@ def _commit(path: pathlib.Path) -> str | None:
     return None  # e.g. a `git archive` export
 
 
-def _cpu_name() -> str:
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
-
-
 def run() -> dict:
   loadavg_start = os.getloadavg()
   torch = _import_torch()
@@ -304,7 +294,7 @@ def run() -> dict:
                 "max_examples_per_s": examples / min(times), "median_pass_s": med,
                 "ms_per_step": 1e3 * med / steps, "cores_used": statistics.median(cores),
                 "pass_s": times},
-      "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "device": str(device),
+      "machine": {"cpu": common.cpu_name(), "cores": os.cpu_count(), "device": str(device),
                   "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                   "torch_interop_threads": torch.get_num_interop_threads(),
                   "set_num_threads": "torch.set_num_threads(os.cpu_count())",

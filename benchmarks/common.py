@@ -1,10 +1,12 @@
-"""What the speed benchmarks do with a result: a table for people, then one
-JSON line for scripts (stdout, and ``--json=PATH`` when given)."""
+"""What the speed benchmarks share: the CPU's name for the record, and what
+they do with a result (a table for people, then one JSON line for scripts:
+stdout, and ``--json=PATH`` when given)."""
 
 from __future__ import annotations
 
 import json
 import pathlib
+import platform
 from typing import Any, Callable
 
 
@@ -16,3 +18,14 @@ def emit(result: dict[str, Any], *, show: Callable[[dict[str, Any]], None],
   if json_path:
     pathlib.Path(json_path).write_text(line + "\n")
   print(line)
+
+
+def cpu_name() -> str:
+  """The CPU model as /proc/cpuinfo names it (timings are per machine)."""
+  try:
+    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()

@@ -449,7 +449,7 @@ def run(config) -> dict:
   result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   result["memory"] = memory
   loadavg_end = os.getloadavg()
-  result["machine"] = {"cpu": _cpu_name(), "cores": os.cpu_count(),
+  result["machine"] = {"cpu": common.cpu_name(), "cores": os.cpu_count(),
                        "devices": jax.device_count(), "mesh_devices": n_dev,
                        "platform": dev0.platform, "device_kind": dev0.device_kind,
                        "default_matmul_precision": precision,
@@ -459,16 +459,6 @@ def run(config) -> dict:
                        "loadavg_end": [round(x, 2) for x in loadavg_end],
                        "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}
   return result
-
-
-def _cpu_name() -> str:
-  try:
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
 
 
 def _print(r: dict) -> None:
