@@ -64,6 +64,7 @@ AOPC_GXI = _path("interpretability", "faithfulness", "gradient_x_input", "aopc")
 # What L_Imp lowers, measured among the important tokens only (docs/METRICS.md).
 SHARING_AMONG = _path("interpretability", "superposition", "embeddings",
                       "important_among_important", "sharing")
+SHARING_AMONG_BULLET = "Sharing among important tokens (embeddings; L_Imp lowers it)"
 
 # Two tables per group: accuracy, losses and the gate, then interpretability.
 COLUMNS: list[tuple[str, Getter]] = [
@@ -426,7 +427,7 @@ def _findings(group: str, rows, groups) -> list[str]:
         ib, "`vmask_ib`", v("safr_ib", AOPC_VMASK), v("vmask_ib", AOPC_VMASK), 3)
         + "; " + compare(ib, "`rt_polarity/safr`", v("safr_ib", AOPC_VMASK),
                          v("safr", AOPC_VMASK, "rt_polarity"), 3)))
-    out.append(_bullet("Sharing among important tokens (embeddings; L_Imp lowers it)",
+    out.append(_bullet(SHARING_AMONG_BULLET,
                        compare(ib, "`vmask_ib`", v("safr_ib", SHARING_AMONG),
                                v("vmask_ib", SHARING_AMONG), 2)))
     return out
@@ -455,7 +456,7 @@ def _findings(group: str, rows, groups) -> list[str]:
                        compare("safr", "vmask", v("safr", AOPC_VMASK), v("vmask", AOPC_VMASK),
                                3)))
     if v("safr", SHARING_AMONG) or v("vmask", SHARING_AMONG):
-      out.append(_bullet("Sharing among important tokens (embeddings; L_Imp lowers it)",
+      out.append(_bullet(SHARING_AMONG_BULLET,
                          compare("safr", "vmask", v("safr", SHARING_AMONG),
                                  v("vmask", SHARING_AMONG), 2)))
   else:
@@ -541,6 +542,11 @@ def _group_order(groups) -> list[str]:
                                        if g in GROUP_TITLES else 99, g))
 
 
+def _by_commit(counts: collections.Counter) -> str:
+  """``"577dbc6 (3 runs), b8ccb7c (1 run)"``, in first-seen order."""
+  return ", ".join(f"{c} ({_seeds(n).replace('seed', 'run')})" for c, n in counts.items())
+
+
 def _commits(groups) -> str:
   """Which commits each group's runs were trained from (results.git_commit)."""
   parts = []
@@ -548,7 +554,7 @@ def _commits(groups) -> str:
     counts = collections.Counter(
         str(s.get("results", {}).get("git_commit") or "unknown")[:7]
         for runs in groups[group].values() for s in runs)
-    listed = ", ".join(f"{c} ({_seeds(n).replace('seed', 'run')})" for c, n in counts.items())
+    listed = _by_commit(counts)
     if group in REPRODUCTION_GROUPS:
       listed = (f"pinned commit {listed}" if len(counts) == 1
                 else f"{listed} (not one pinned commit)")
@@ -579,8 +585,7 @@ def _evaluation_commits(groups) -> str:
         if evaluated and evaluated != trained:
           counts[evaluated] += 1
     if counts:
-      parts.append(f"`{group}`: " + ", ".join(
-          f"{c} ({_seeds(n).replace('seed', 'run')})" for c, n in counts.items()))
+      parts.append(f"`{group}`: {_by_commit(counts)}")
   if not parts:
     return ""
   return (" Interpretability metrics computed by a later commit's `safr_jax.evaluate` "
