@@ -12,8 +12,9 @@ Each run trains with ``train.py`` into ``<root>/<name>`` (default root
 ``runs/grid``). A finished run is skipped: its workdir holds ``results.json``,
 or (workdir absent, e.g. on a fresh machine) its summary in ``--results_dir``
 records the same command; an interrupted one resumes from its checkpoints.
-SIGTERM or Ctrl-C to the grid reaches the running ``train.py`` once: it saves a
-checkpoint and the grid stops (exit 143 / 130); the same command resumes.
+SIGTERM or Ctrl-C to the grid reaches the running ``train.py`` (or evaluation)
+once: it saves a checkpoint and the grid stops (exit 143 / 130); the same
+command resumes.
 Then ``safr_jax.evaluate`` writes ``interpretability.json`` per run (again with
 ``--reevaluate``, by this checkout's code, whose commit it records), the small
 JSON results (not checkpoints) are copied to ``experiments/results/<name>.json``
@@ -209,6 +210,17 @@ def forwarding_signals(proc: subprocess.Popen):
       signal.signal(s, handler)
 
 
+def run_child(argv: list[str], log_path: pathlib.Path) -> tuple[int, list[int]]:
+  """Runs ``argv`` (appending its output to ``log_path``) in its own session,
+  forwarding the grid's SIGTERM/SIGINT to it; returns its exit code and the
+  signals the grid received meanwhile."""
+  with open(log_path, "a", encoding="utf-8") as log:
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    with forwarding_signals(proc) as received:
+      return proc.wait(), received
+
+
 def train(run: Run, workdir: pathlib.Path) -> None:
   if (workdir / "results.json").exists():
     print(f"[grid] {run.name}: finished, skipped", flush=True)
@@ -216,11 +228,7 @@ def train(run: Run, workdir: pathlib.Path) -> None:
   workdir.mkdir(parents=True, exist_ok=True)
   print(f"[grid] {run.name}: training in {workdir}", flush=True)
   tic = time.time()
-  with open(workdir / "train.log", "a", encoding="utf-8") as log:
-    proc = subprocess.Popen(run.argv(workdir), cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    with forwarding_signals(proc) as received:
-      returncode = proc.wait()
+  returncode, received = run_child(run.argv(workdir), workdir / "train.log")
   seconds = time.time() - tic
   # Wall time over every (resumed or stopped) attempt of this run.
   timing = workdir / "grid_wall_time.json"
@@ -246,12 +254,13 @@ def evaluate(run: Run, workdir: pathlib.Path, *, max_examples: int,
   if (workdir / "interpretability.json").exists() and not again:
     return
   print(f"[grid] {run.name}: evaluating", flush=True)
-  with open(workdir / "evaluate.log", "a", encoding="utf-8") as log:
-    proc = subprocess.run(
-        [sys.executable, "-m", "safr_jax.evaluate", f"--workdir={workdir}",
-         "--split=test", f"--max_examples={max_examples}"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
-  if proc.returncode:
+  returncode, received = run_child(
+      [sys.executable, "-m", "safr_jax.evaluate", f"--workdir={workdir}",
+       "--split=test", f"--max_examples={max_examples}"], workdir / "evaluate.log")
+  if received:  # evaluation starts over next time (it writes its file at the end)
+    raise GridError(f"stopped while evaluating {run.name}; run the same command to continue",
+                    128 + received[0])
+  if returncode:
     raise GridError(f"evaluate {run.name} failed; see {workdir / 'evaluate.log'}")
 
 
@@ -322,7 +331,7 @@ def main(argv):
   except GridError as e:
     print(f"run_grid.py: {e}", file=sys.stderr, flush=True)
     sys.exit(e.exit_code)
-  except KeyboardInterrupt:  # e.g. Ctrl-C while evaluating: nothing half-written
+  except KeyboardInterrupt:  # Ctrl-C between children (report, compare): nothing half-written
     print("run_grid.py: interrupted; run the same command to continue", file=sys.stderr,
           flush=True)
     sys.exit(130)

@@ -63,8 +63,7 @@ def test_quick_grid_trains_evaluates_and_reports(tmp_path):
 def test_reevaluate_runs_evaluate_again_only_on_finished_runs(tmp_path, monkeypatch):
   from experiments import run_grid  # pylint: disable=import-outside-toplevel
   calls = []
-  monkeypatch.setattr(run_grid.subprocess, "run",
-                      lambda argv, **kw: calls.append(argv) or subprocess.CompletedProcess(argv, 0))
+  monkeypatch.setattr(run_grid, "run_child", lambda argv, log: calls.append(argv) or (0, []))
   run = run_grid.quick_grid()[1]
   workdir = tmp_path / run.name
   workdir.mkdir(parents=True)
@@ -154,3 +153,15 @@ def test_a_failed_trainer_is_one_line_naming_its_log(tmp_path):
   ended = json.loads(proc.stdout.strip().splitlines()[-1])
   assert ended == {"message": f"g/safr/seed0 failed (exit 3); see {workdir / 'train.log'}",
                    "exit_code": 1}
+
+
+def test_a_signal_while_evaluating_stops_the_grid(tmp_path, monkeypatch):
+  from experiments import run_grid  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(run_grid, "run_child", lambda argv, log: (-15, [signal.SIGTERM]))
+  run = run_grid.quick_grid()[1]
+  (tmp_path / "results.json").write_text("{}")
+  with pytest.raises(run_grid.GridError) as stopped:
+    run_grid.evaluate(run, tmp_path, max_examples=40)
+  assert str(stopped.value) == ("stopped while evaluating quick/safr/seed0; run the same "
+                                "command to continue")
+  assert stopped.value.exit_code == 143
