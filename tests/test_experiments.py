@@ -91,7 +91,6 @@ signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)
 (workdir / "ready").write_text("")
 time.sleep(60)
-sys.exit(int(sys.argv[2]))
 """
 
 # Runs run_grid.train on that stand-in and reports how it ended.
@@ -109,12 +108,13 @@ try:
 except run_grid.GridError as e:
   print(json.dumps({"message": str(e), "exit_code": e.exit_code}))
 """
+_DRIVER_ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 
 
 def _signal_the_grid(workdir, signum, ending):
   driver = subprocess.Popen([sys.executable, "-c", _DRIVER, str(workdir), _TRAINER, ending],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                            env=_DRIVER_ENV)
   deadline = time.monotonic() + 60
   while not (workdir / "ready").exists():
     assert driver.poll() is None and time.monotonic() < deadline, "trainer never started"
@@ -149,7 +149,7 @@ def test_a_failed_trainer_is_one_line_naming_its_log(tmp_path):
   trainer = "import sys; sys.exit(3)"
   proc = subprocess.run([sys.executable, "-c", _DRIVER, str(workdir), trainer, "3"],
                         cwd=ROOT, capture_output=True, text=True, timeout=60,
-                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                        env=_DRIVER_ENV)
   ended = json.loads(proc.stdout.strip().splitlines()[-1])
   assert ended == {"message": f"g/safr/seed0 failed (exit 3); see {workdir / 'train.log'}",
                    "exit_code": 1}
