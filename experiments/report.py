@@ -323,16 +323,28 @@ def _answer(groups) -> list[str]:
               f"({_seeds(len(aopc_s))} of SAFR and {_seeds(len(aopc_v))} of `vmask` have "
               "interpretability metrics in `reference`).")
   else:
-    sign = _sign(aopc_s, aopc_v)
-    meaning = {
-        1: "so SAFR's losses make the gate's own explanation more faithful than VMASK alone",
-        -1: "so SAFR's losses make the gate's own explanation less faithful than VMASK alone",
-        0: "so these seeds do not show that SAFR's losses change the explanation's faithfulness",
-        None: "and no interval is possible until two seeds of each have finished",
-    }[sign]
+    faithfulness = {
+        1: "SAFR's losses make the gate's own explanation more faithful than VMASK alone",
+        -1: "SAFR's losses make the gate's own explanation less faithful than VMASK alone",
+        0: "these seeds do not show that SAFR's losses change the explanation's faithfulness",
+        None: "no interval is possible until two seeds of each have finished",
+    }[_sign(aopc_s, aopc_v)]
+    # L_Imp counts padding here; sharing among important tokens does not, so it
+    # says whether the mechanism SAFR targets moved (docs/METRICS.md).
+    share_s, share_v = v("reference", "safr", SHARING_AMONG), v("reference", "vmask", SHARING_AMONG)
+    mechanism = {
+        -1: "SAFR's losses lower the sharing among important tokens, as designed",
+        0: "these seeds do not separate the sharing among important tokens",
+        1: "SAFR's losses raise the sharing among important tokens, against their design",
+        None: None,
+    }[_sign(share_s, share_v)]
+    sharing = (f", sharing among important tokens (padding excluded) gives "
+               f"{compare('SAFR', 'vmask', share_s, share_v, 2)}"
+               if share_s and share_v else "")
+    meaning = f"so {mechanism}, and {faithfulness}" if mechanism else f"so {faithfulness}"
     second = (f"On interpretability in `reference`, L_Imp on test gives "
               f"{compare('SAFR', 'vmask', imp_s, imp_v)} (SAFR minimises it directly, so lower "
-              "is expected by construction) and the VMASK explanation's AOPC gives "
+              f"is expected by construction){sharing} and the VMASK explanation's AOPC gives "
               f"{compare('SAFR', 'vmask', aopc_s, aopc_v, 3)}, {meaning}.")
 
   # 3. Bottleneck: does safr_ib close the padding-aware accuracy gap?
@@ -473,6 +485,14 @@ def _findings(group: str, rows, groups) -> list[str]:
                      "one (gradient × input), AOPC",
                      compare("safr VMASK", "baseline gradient × input", v("safr", AOPC_VMASK),
                              v("baseline", AOPC_GXI), 3)))
+  if group == "reference" and "rt_polarity" in groups:
+    # Whether "SAFR keeps accuracy" here is SAFR holding up or the others falling.
+    out.append(_bullet(
+        "Each variant under the authors' numerics against itself padding-aware "
+        "(other commits), test accuracy",
+        "; ".join(compare(f"`reference/{l}`", f"`rt_polarity/{l}`", v(l, ACCURACY),
+                          v(l, ACCURACY, "rt_polarity"))
+                  for l in ("baseline", "vmask", "safr") if l in rows)))
   return out
 
 

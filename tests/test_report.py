@@ -299,6 +299,39 @@ def test_answer_with_reference_and_bottleneck_runs_gives_welch_intervals(tmp_pat
       in third
 
 
+def test_answer_reports_sharing_among_important_tokens_when_measured(tmp_path):
+  runs = _reference_runs()
+  for r in runs:  # SAFR's important tokens share far less than VMASK alone's
+    r["interpretability"]["superposition"]["embeddings"]["important_among_important"] = {
+        "sharing": {"safr": 10.0, "vmask": 40.0}.get(r["label"], 0.0) + r["seed"]}
+  second = report.answer_section(_write(tmp_path, runs)).splitlines()[1]
+  assert ("sharing among important tokens (padding excluded) gives SAFR − vmask = -30.00 ["
+          in second)
+  assert "so SAFR's losses lower the sharing among important tokens, as designed, and " \
+      "SAFR's losses make the gate's own explanation more faithful" in second
+  # without the metric (runs evaluated before it existed) the sentence leaves it out
+  (tmp_path / "old").mkdir()
+  plain = report.answer_section(_write(tmp_path / "old", _reference_runs())).splitlines()[1]
+  assert "sharing among important" not in plain
+  assert "so SAFR's losses make the gate's own explanation more faithful" in plain
+
+
+def test_reference_group_compares_each_variant_with_its_padding_aware_runs(tmp_path):
+  padding_aware = [_summary("rt_polarity", l, k, a + 0.01 * k)
+                   for l, a in (("baseline", 0.80), ("vmask", 0.78), ("safr", 0.62))
+                   for k in range(3)]
+  text = _write(tmp_path, _reference_runs() + padding_aware)
+  bullet = next(line for line in text.splitlines()
+                if line.startswith("- Each variant under the authors' numerics"))
+  assert "`reference/baseline` − `rt_polarity/baseline` = -0.0800 [" in bullet
+  assert "`reference/vmask` − `rt_polarity/vmask` = -0.0900 [" in bullet
+  assert ("`reference/safr` − `rt_polarity/safr` = -0.0200 [" in bullet
+          and bullet.endswith("not separated by these seeds."))
+  # without padding-aware runs there is nothing to set them against
+  (tmp_path / "alone").mkdir()
+  assert "- Each variant under" not in _write(tmp_path / "alone", _reference_runs())
+
+
 def test_answer_when_seeds_do_not_separate_does_not_claim_a_reproduction(tmp_path):
   runs = [_summary("reference", "safr", k, a, last_epoch=a)
           for k, a in enumerate((0.70, 0.74, 0.72))]
