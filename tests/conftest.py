@@ -20,16 +20,9 @@ def pytest_configure(config):
   subprocesses: tests compile the same small programs again and again (every
   ``train_and_evaluate`` jits anew, every subprocess starts cold), and reusing
   them halves the suite on 2 cores. Fresh per session: no test sees leftovers.
-  (``train.py`` subprocesses use their config's cache, ~/.cache/safr_jax/xla.)
-  Under ``pytest -n 2`` the workers inherit the controller's cache through the
-  environment, so they share its compilations, and the controller removes it."""
-  inherited = os.environ.get("SAFR_TEST_XLA_CACHE")
-  if os.environ.get("PYTEST_XDIST_WORKER") and inherited:
-    cache = inherited
-  else:
-    cache = tempfile.mkdtemp(prefix="safr_jax_test_xla_")
-    config.safr_xla_cache = cache
-    os.environ["SAFR_TEST_XLA_CACHE"] = cache
+  (``train.py`` subprocesses use their config's cache, ~/.cache/safr_jax/xla.)"""
+  cache = tempfile.mkdtemp(prefix="safr_jax_test_xla_")
+  config.safr_xla_cache = cache
   os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
   os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
   jax.config.update("jax_compilation_cache_dir", cache)
