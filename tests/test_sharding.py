@@ -38,10 +38,16 @@ def one_and_eight():
       cwd=ROOT, env=_env(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for devices in (1, 8)]
   out = []
-  for proc in procs:
-    stdout, stderr = proc.communicate(timeout=240)
-    assert proc.returncode == 0, stderr[-4000:]
-    out.append(json.loads(stdout.strip().splitlines()[-1]))
+  try:
+    for proc in procs:
+      stdout, stderr = proc.communicate(timeout=240)
+      assert proc.returncode == 0, stderr[-4000:]
+      out.append(json.loads(stdout.strip().splitlines()[-1]))
+  finally:  # a timeout or failure must not leave the other worker computing
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
   return tuple(out)
 
 
