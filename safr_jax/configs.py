@@ -12,12 +12,15 @@ overridden, e.g. ``--config.train.learning_rate=3e-4``;
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 
 from absl import logging
 import ml_collections
 
 from safr_jax import data
+from safr_jax import losses
 from safr_jax.errors import ConfigError
 from safr_jax.initializers import INIT_MODES
 from safr_jax.model import POOL_MODES
@@ -50,15 +53,10 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.variant = "safr"
   c.seed = 0
 
+  # Every data field at its default (safr_jax/data/config.py documents them,
+  # padding-aware batching included); a dataset changes only what differs.
   c.data = data.default_config()
   c.data.update(DATASETS[dataset])
-  # Padding-aware by default: padding never changes a result, so batches can
-  # be padded to their longest row, and length-bucketed batches need far less
-  # of it (rt_polarity: 0.55x the padded tokens, epochs 1.7x faster, test
-  # accuracy within seed noise of random batches over 3 seeds; docs/
-  # PERFORMANCE.md). The `reference` variant undoes both.
-  c.data.pad_to = "batch"
-  c.data.batching = "bucketed"
 
   c.model = ml_collections.ConfigDict()
   c.model.d_model = 256
@@ -170,9 +168,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         value = value[part]
       raise ConfigError(f"config.{field} {rule}, got {value!r}")
 
-  for term in ("importance", "interaction", "vmask_kl"):
+  for term in losses.weight_names():
+    if term not in config.loss:
+      raise ConfigError(f"config.loss.{term} is missing: every regularizer "
+                        "needs its λ (losses.LossWeights)")
     value = config.loss[term]
-    need(isinstance(value, (int, float)) and value >= 0, f"loss.{term}",
+    need(isinstance(value, (int, float)) and not isinstance(value, bool)
+         and math.isfinite(value) and value >= 0, f"loss.{term}",
          "(a λ) must be a number >= 0")
   need(config.data.max_len >= 1, "data.max_len", "must be >= 1")
   need(config.data.batching in data.config.BATCHING, "data.batching",
@@ -197,8 +199,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   need(config.train.patience >= 1, "train.patience", "must be >= 1")
   need(config.train.batch_size >= 1, "train.batch_size", "must be >= 1")
   need(config.train.eval_batch_size >= 1, "train.eval_batch_size", "must be >= 1")
+  need(config.train.log_every_steps >= 1, "train.log_every_steps", "must be >= 1")
+  need(config.train.checkpoint_every_steps >= 0, "train.checkpoint_every_steps",
+       "must be >= 0 (0 = at epoch ends only)")
+  need(config.train.stop_after_steps >= 0, "train.stop_after_steps", "must be >= 0")
+  need(math.isfinite(config.train.learning_rate), "train.learning_rate",
+       "must be finite")
+  need(config.train.grad_clip_norm >= 0, "train.grad_clip_norm", "must be >= 0")
   need(config.train.schedule in ("constant", "warmup_cosine"), "train.schedule",
        "must be 'constant' or 'warmup_cosine'")
+  _check_memory(config)
   qb = config.loss.query_block_size
   need(qb is None or str(qb) in ("auto", "none") or (str(qb).isdigit() and int(qb) >= 1),
        "loss.query_block_size", "must be 'auto', 'none' or a number of rows >= 1")
@@ -211,14 +221,54 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         config.model.pool, config.loss.count_padding)
 
 
+def attention_bytes(config: ml_collections.ConfigDict, devices: int = 1) -> int:
+  """Bytes of one layer's attention weights for the larger of a training and
+  an evaluation batch: ``[batch / devices, heads, max_len, max_len]`` in
+  float32, the model's largest array (it grows with max_len squared)."""
+  batch = max(config.train.batch_size, config.train.eval_batch_size)
+  per_device = -(-batch // max(devices, 1))
+  return per_device * config.model.num_heads * config.data.max_len ** 2 * 4
+
+
+def _machine_bytes() -> int | None:
+  """Memory of one device: the accelerator's limit, or this host's RAM."""
+  import jax  # pylint: disable=g-import-not-at-top
+  device = jax.local_devices()[0]
+  if device.platform != "cpu":
+    stats = device.memory_stats() or {}
+    return stats.get("bytes_limit")
+  try:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def _check_memory(config: ml_collections.ConfigDict) -> None:
+  """A max_len or batch whose attention weights alone cannot fit is a
+  ConfigError now, not an allocation traceback after the run files exist."""
+  import jax  # pylint: disable=g-import-not-at-top
+  need = attention_bytes(config, jax.local_device_count())
+  have = _machine_bytes()
+  if have and need > have:
+    gib = lambda b: f"{b / 2**30:,.1f} GiB"  # pylint: disable=unnecessary-lambda-assignment
+    raise ConfigError(
+        f"config.data.max_len={config.data.max_len} needs {gib(need)} for one "
+        f"layer's attention weights ([batch, heads, max_len, max_len] float32 "
+        f"with train.batch_size={config.train.batch_size}, "
+        f"train.eval_batch_size={config.train.eval_batch_size}), more than "
+        f"this device's {gib(have)}; lower data.max_len or the batch sizes")
+
+
 def main(argv: list[str]) -> None:
   """``python -m safr_jax.configs configs/sst2.py[:VARIANTS]``: every field."""
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
+  from safr_jax import cli  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file("config", None, "A config file[:variants].")
-  flags.FLAGS([argv[0], f"--config={argv[1]}"] if len(argv) > 1 else argv[:1])
-  if flags.FLAGS.config is None:
-    raise SystemExit("usage: python -m safr_jax.configs configs/sst2.py[:VARIANTS]")
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "-help"):
+    print("usage: python -m safr_jax.configs configs/sst2.py[:VARIANTS]")
+    sys.exit(0 if len(argv) > 1 else 2)
+  cli._parse_flags_or_fail([argv[0], f"--config={argv[1]}"])  # pylint: disable=protected-access
   print(flags.FLAGS.config)
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,9 @@ Array = jax.Array
 
 __all__ = [
     "LossWeights",
+    "REGULARIZERS",
+    "term_names",
+    "weight_names",
     "importance_loss",
     "interaction_loss",
     "vmask_kl_loss",
@@ -336,7 +339,8 @@ def cross_entropy_loss(*, logits: Array, labels: Array,
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-  """The λ of each term; the authors use importance = interaction = 1.
+  """The λ of each regularizer (one field per ``REGULARIZERS`` entry, same
+  name); the authors use importance = interaction = 1.
 
   A weight may be a (traced) array, e.g. an annealed β; a Python 0 drops its
   term from the total at trace time.
@@ -359,12 +363,64 @@ def _get(intermediates: Any, name: str) -> Any:
   return getattr(intermediates, name)
 
 
+def _importance_term(*, intermediates: Any, token_mask: Array | None,
+                     query_block_size: int | None) -> Array:
+  del query_block_size
+  return importance_loss(embeddings=_get(intermediates, "masked_embeddings"),
+                         token_mask=token_mask)
+
+
+def _interaction_term(*, intermediates: Any, token_mask: Array | None,
+                      query_block_size: int | None) -> Array:
+  """The mean over layers of each layer's ``L_Inter``."""
+  attention: Sequence[Array] = _get(intermediates, "attention")
+  if not attention:
+    raise ValueError("intermediates.attention must hold at least one layer's "
+                     "attention weights")
+  return jnp.mean(jnp.stack([
+      interaction_loss(attention_weights=a, token_mask=token_mask,
+                       query_block_size=query_block_size) for a in attention]))
+
+
+def _vmask_kl_term(*, intermediates: Any, token_mask: Array | None,
+                   query_block_size: int | None) -> Array:
+  """0 for a model without VMASK (``vmask_logits`` None)."""
+  del query_block_size
+  vmask_logits = _get(intermediates, "vmask_logits")
+  if vmask_logits is None:
+    return jnp.zeros((), jnp.result_type(float))
+  return vmask_kl_loss(mask_logits=vmask_logits, token_mask=token_mask)
+
+
+# The one list of loss terms: ``safr_loss`` adds each to the cross-entropy, in
+# this order, weighted by the ``LossWeights`` field of the same name; the
+# trainer's weights, config validation, metrics and divergence check all
+# derive from it. A new regularizer is one function
+# ``(*, intermediates, token_mask, query_block_size) -> scalar`` here plus one
+# LossWeights field and its ``config.loss`` default (docs/API.md).
+REGULARIZERS: dict[str, Callable[..., Array]] = {
+    "importance": _importance_term,
+    "interaction": _interaction_term,
+    "vmask_kl": _vmask_kl_term,
+}
+
+
+def weight_names() -> tuple[str, ...]:
+  """The λ names: the ``LossWeights`` fields, one per regularizer."""
+  return tuple(f.name for f in dataclasses.fields(LossWeights))
+
+
+def term_names() -> tuple[str, ...]:
+  """Every term ``safr_loss`` reports: "ce", then each regularizer."""
+  return ("ce", *REGULARIZERS)
+
+
 def safr_loss(*,
               logits: Array,
               labels: Array,
               intermediates: Any,
               token_mask: Array | None,
-              weights: LossWeights = LossWeights(),
+              weights: LossWeights | None = None,
               example_weights: Array | None = None,
               query_block_size: int | None = None,
               ) -> tuple[Array, dict[str, Array]]:
@@ -376,43 +432,35 @@ def safr_loss(*,
     intermediates: anything with fields (attributes or keys)
       ``masked_embeddings [batch, length, embed]``, ``attention`` (a sequence
       of ``[batch, heads, length, length]``, one per layer) and
-      ``vmask_logits [batch, length, 2]`` (may be None when ``vmask_kl`` is 0),
-      e.g. the ``Intermediates`` that ``SafrClassifier`` returns.
+      ``vmask_logits [batch, length, 2]`` (or None: no VMASK, ``vmask_kl``
+      is then 0), e.g. the ``Intermediates`` that ``SafrClassifier`` returns.
     token_mask: ``[batch, length]`` bool for padding-aware losses, or None for
       the authors' semantics (padding counted).
-    weights: the λ of each regularizer. A term whose weight is 0 is still
-      reported (so a baseline run logs what SAFR would penalise) but does not
-      enter the total.
+    weights: the λ of each regularizer (default ``LossWeights()``). A term
+      whose weight is 0 is still reported (so a baseline run logs what SAFR
+      would penalise) but does not enter the total.
     example_weights: optional ``[batch]`` weights of the cross-entropy (0 for
       dummy rows that pad an eval batch).
     query_block_size: passed to ``interaction_loss``.
 
   Returns:
-    ``(total, terms)`` with ``terms = {"ce", "importance", "interaction",
-    "vmask_kl"}``, all scalars. With several layers the interaction term is
-    the mean over layers.
+    ``(total, terms)``: ``terms`` maps each of ``term_names()`` ("ce",
+    "importance", "interaction", "vmask_kl") to a scalar. With several
+    layers the interaction term is the mean over layers.
   """
+  weights = LossWeights() if weights is None else weights
+  if set(REGULARIZERS) != set(weight_names()):
+    raise ValueError(f"losses.REGULARIZERS {sorted(REGULARIZERS)} and the "
+                     f"LossWeights fields {sorted(weight_names())} must name "
+                     "the same terms")
   ce = cross_entropy_loss(logits=logits, labels=labels, weights=example_weights)
-  importance = importance_loss(
-      embeddings=_get(intermediates, "masked_embeddings"), token_mask=token_mask)
-  attention: Sequence[Array] = _get(intermediates, "attention")
-  if not attention:
-    raise ValueError("intermediates.attention must hold at least one layer's "
-                     "attention weights")
-  interaction = jnp.mean(jnp.stack([
-      interaction_loss(attention_weights=a, token_mask=token_mask,
-                       query_block_size=query_block_size) for a in attention]))
-  vmask_logits = _get(intermediates, "vmask_logits")
-  if vmask_logits is None:
-    vmask_kl = jnp.zeros((), ce.dtype)
-  else:
-    vmask_kl = vmask_kl_loss(mask_logits=vmask_logits, token_mask=token_mask)
+  terms = {"ce": ce}
   total = ce
-  for term, weight in ((importance, weights.importance),
-                       (interaction, weights.interaction),
-                       (vmask_kl, weights.vmask_kl)):
+  for name, term_fn in REGULARIZERS.items():
+    value = term_fn(intermediates=intermediates, token_mask=token_mask,
+                    query_block_size=query_block_size)
+    terms[name] = value.astype(ce.dtype)
+    weight = getattr(weights, name)
     if not (isinstance(weight, (int, float)) and weight == 0):
-      total = total + weight * term
-  terms = {"ce": ce, "importance": importance, "interaction": interaction,
-           "vmask_kl": vmask_kl}
+      total = total + weight * terms[name]
   return total, terms

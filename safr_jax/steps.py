@@ -69,9 +69,9 @@ class TrainState:
 
 
 def loss_weights(config: ml_collections.ConfigDict) -> losses.LossWeights:
-  return losses.LossWeights(importance=float(config.loss.importance),
-                            interaction=float(config.loss.interaction),
-                            vmask_kl=float(config.loss.vmask_kl))
+  """``config.loss.<name>`` for each ``LossWeights`` field."""
+  return losses.LossWeights(**{name: float(config.loss[name])
+                               for name in losses.weight_names()})
 
 
 def next_vmask_kl_weight(beta: float, epoch: int, schedule: str) -> float:
