@@ -1,0 +1,337 @@
+"""IMDB's official archive (Maas et al. 2011), split as the SAFR authors do.
+
+This is the IMDB of the SAFR paper (source ``aclimdb``). The data is
+``aclImdb_v1.tar.gz`` (https://ai.stanford.edu/~amaas/data/sentiment/): one
+review per file, ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt``, 12,500
+files per folder. Only those files are read; ``unsup/``, the URL lists, the
+``.feat`` files and anything else are ignored.
+
+What the authors' ``data/read.py`` (chili-lab/SAFR, ``preprocess_imdb_data``
+and ``read_csv_data``, lines 47-95) does, and so what this does:
+
+1. Labels: ``pos`` = 1 (positive), ``neg`` = 0 (negative) (their lines 65-68).
+2. Splits: train = the first 10,000 reviews of each class of the official
+   train set, dev = the other 2,500 of each class, test = all 25,000 official
+   test reviews.
+3. Order inside each split: negatives first, then positives. (Their variable
+   ``train_dev_pos`` holds the file ``IMDB_train_neg.csv`` and ``test_pos``
+   holds ``IMDB_test_neg.csv``, lines 79-89, so each ``pd.concat`` puts the
+   negatives first.)
+4. Text: each file is read whole as UTF-8 text (``open(..., 'r',
+   encoding='utf-8')``): nothing is lowercased or stripped and ``<br />`` tags
+   stay; text mode turns ``\\r\\n`` and ``\\r`` into ``\\n``, and so does this
+   (the official files have no ``\\r``). Their CSV round trip through pandas
+   changes none of the official texts.
+
+One deliberate difference: inside a class the authors keep ``os.listdir``'s
+order, which depends on the file system, so "the first 10,000" differs
+between machines. Here a class is ordered by the numeric review id (the
+``<id>`` of ``<id>_<rating>.txt``, ascending: ``9_8.txt`` before
+``10_7.txt``), so train holds ids 0-9,999 of each class and dev ids
+10,000-12,499 in the official archive.
+
+``example_ids`` encode where a review came from and are unique across all
+three splits: ``official * 2,000,000 + label * 1,000,000 + id``, with
+``official`` 0 for ``aclImdb/train`` and 1 for ``aclImdb/test`` (so
+``aclImdb/test/pos/7_9.txt`` is 3,000,007). Review ids must be below 1,000,000.
+
+The archive is streamed (``tarfile`` over ``gzip``, never unpacked) and read to
+its end, so a truncated or damaged file is an error rather than fewer reviews.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pathlib
+import re
+import tarfile
+import time
+import zlib
+from typing import Any, NamedTuple
+
+from absl import logging
+import numpy as np
+
+from safr_jax.data.errors import DataError
+from safr_jax.data.sources import SENTIMENT_LABELS, SPLITS, RawSplit
+
+ARCHIVE_NAME = "aclImdb_v1.tar.gz"
+TRAIN_PER_CLASS = 10_000
+# The review folders, in the authors' concatenation order (negatives first).
+OFFICIAL_SPLITS = ("train", "test")
+CLASS_FOLDERS = ("neg", "pos")
+LABEL_OF = {"neg": 0, "pos": 1}
+ID_LIMIT = 1_000_000
+
+DESCRIPTION = (
+    "IMDB Large Movie Review Dataset (Maas et al. 2011) from the official "
+    "aclImdb archive, split as the SAFR authors do: train = the first 10,000 "
+    "reviews of each class of the official train set, dev = the other 2,500 "
+    "of each class, test = the 25,000 official test reviews; negatives then "
+    "positives in each split; a class in numeric review-id order (the "
+    "authors' os.listdir order is not portable). Texts as in the files: not "
+    "lowercased, <br /> tags kept.")
+EXAMPLE_IDS = ("official * 2000000 + label * 1000000 + review id; official 0 "
+               "= aclImdb/train, 1 = aclImdb/test; label 0 = neg, 1 = pos")
+
+_REVIEW = r"(\d+)_(\d+)\.txt"
+_MEMBER = re.compile(r"(?:\./)?aclImdb/(train|test)/(pos|neg)/(?:" + _REVIEW
+                     + ")")
+_IN_FOLDER = re.compile(r"(?:\./)?aclImdb/(?:train|test)/(?:pos|neg)/[^/]+")
+_FILE = re.compile(_REVIEW)
+_CHUNK = 1 << 20
+
+Folder = tuple[str, str]  # (official split, class folder): ("train", "neg")
+_FOLDERS: tuple[Folder, ...] = tuple((s, c) for s in OFFICIAL_SPLITS
+                                     for c in CLASS_FOLDERS)
+_EXPECTED = ("aclImdb_v1.tar.gz (or a .tar.gz of the same layout), the "
+             "unpacked aclImdb/ folder, or a folder containing aclImdb/")
+
+
+class _Review(NamedTuple):
+  review_id: int
+  text: str | None  # None when only the layout is checked
+  where: str        # file or archive member, for messages
+
+
+def example_id(official: str, label: int, review_id: int) -> int:
+  """The ``example_ids`` value of one review (see the module doc)."""
+  return (OFFICIAL_SPLITS.index(official) * 2 * ID_LIMIT + label * ID_LIMIT
+          + review_id)
+
+
+def _decode(data: bytes, where: str) -> str:
+  try:
+    text = data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise DataError(f"{where}: not valid UTF-8 ({e.reason} at byte {e.start}); "
+                    "the official review files are UTF-8") from None
+  if "\r" in text:  # as Python's text mode, which the authors read with
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+  return text
+
+
+class _Collector:
+  """Reviews per folder; refuses two files with the same review id."""
+
+  def __init__(self):
+    self.reviews: dict[Folder, list[_Review]] = {f: [] for f in _FOLDERS}
+    self.seen: dict[tuple[Folder, int], str] = {}
+    self.ignored = 0
+
+  def add(self, folder: Folder, review_id: str, text: str | None,
+          where: str) -> None:
+    number = int(review_id)
+    if number >= ID_LIMIT:
+      raise DataError(f"{where}: review id {number} is not below {ID_LIMIT}, "
+                      "which example_ids need (official ids are 0-12,499)")
+    first = self.seen.setdefault((folder, number), where)
+    if first != where:
+      raise DataError(f"{where}: review id {number} also appears as {first}")
+    self.reviews[folder].append(_Review(number, text, where))
+
+
+def _scan_archive(path: pathlib.Path, read_text: bool) -> _Collector:
+  """Streams the gzip tar at ``path`` to its end, collecting the reviews."""
+  found = _Collector()
+  try:
+    raw = open(path, "rb")  # pylint: disable=consider-using-with
+  except OSError as e:
+    raise DataError(f"{path} cannot be read: {e.strerror or e}") from None
+  with raw:
+    if raw.read(2) != b"\x1f\x8b":
+      raise DataError(f"{path} is not a gzip file; expected {_EXPECTED}")
+    raw.seek(0)
+    try:
+      with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+        with tarfile.open(fileobj=gz, mode="r|") as tar:
+          for member in tar:
+            match = _MEMBER.fullmatch(member.name)
+            if match is None:
+              found.ignored += bool(_IN_FOLDER.fullmatch(member.name))
+              continue
+            where = f"{path}:{member.name}"
+            if not member.isfile():
+              raise DataError(f"{where} is not a regular file")
+            text = None
+            if read_text:
+              text = _decode(tar.extractfile(member).read(), where)
+            found.add((match[1], match[2]), match[3], text, where)
+        # tarfile stops at the end-of-archive blocks; reading on to the end
+        # makes gzip check its CRC and length, so a truncated file fails.
+        while gz.read(_CHUNK):
+          pass
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+      reason = " ".join(str(e).split()) or type(e).__name__
+      raise DataError(f"{path} is not a readable .tar.gz archive ({reason}); "
+                      "a download cut off or a damaged file? Delete it and "
+                      "get it again") from None
+  return found
+
+
+def _scan_folder(root: pathlib.Path, read_text: bool) -> _Collector:
+  """The reviews of the unpacked ``aclImdb/`` folder ``root``."""
+  found = _Collector()
+  for folder in _FOLDERS:
+    where = root.joinpath(*folder)
+    if not where.is_dir():
+      raise DataError(f"{where} is missing: the aclImdb folder {root} must "
+                      "hold train/pos, train/neg, test/pos and test/neg")
+    with os.scandir(where) as entries:
+      for entry in entries:
+        if not entry.is_file():
+          continue
+        match = _FILE.fullmatch(entry.name)
+        if match is None:
+          found.ignored += 1
+          continue
+        text = None
+        if read_text:
+          try:
+            data = pathlib.Path(entry.path).read_bytes()
+          except OSError as e:
+            raise DataError(f"{entry.path} cannot be read: "
+                            f"{e.strerror or e}") from None
+          text = _decode(data, entry.path)
+        found.add(folder, match[1], text, entry.path)
+  return found
+
+
+def _locate(path: str | os.PathLike | None) -> tuple[pathlib.Path, str]:
+  """(archive file or aclImdb folder, "archive" or "folder")."""
+  if path is None or not str(path):
+    raise DataError(f"the aclimdb source needs config.data.imdb_dir: "
+                    f"{_EXPECTED} (see docs/DATA.md)")
+  path = pathlib.Path(path).expanduser()
+  if not path.exists():
+    raise DataError(f"config.data.imdb_dir {path} does not exist (expected "
+                    f"{_EXPECTED})")
+  if path.is_file():
+    return path, "archive"
+  if (path / "aclImdb").is_dir():
+    return path / "aclImdb", "folder"
+  if (path / "train").is_dir() or (path / "test").is_dir():
+    return path, "folder"
+  raise DataError(f"config.data.imdb_dir {path} is a folder without aclImdb/ "
+                  f"or train/ and test/ (expected {_EXPECTED})")
+
+
+def _scan(path: str | os.PathLike | None, read_text: bool
+          ) -> tuple[pathlib.Path, str, _Collector]:
+  where, form = _locate(path)
+  scan = _scan_archive if form == "archive" else _scan_folder
+  found = scan(where, read_text)
+  empty = [f"aclImdb/{s}/{c}" for s, c in _FOLDERS if not found.reviews[(s, c)]]
+  if empty:
+    raise DataError(f"{where} has no review files <id>_<rating>.txt in "
+                    f"{', '.join(empty)} (expected {_EXPECTED})")
+  if found.ignored:
+    logging.warning("%s: %d file(s) in the review folders are not named "
+                    "<id>_<rating>.txt and were ignored", where, found.ignored)
+  return where, form, found
+
+
+def check_archive(path: str | os.PathLike) -> dict[str, int]:
+  """Vets an IMDB archive without decoding texts (``download.ensure_file``'s
+  check).
+
+  Reads the whole gzip stream (so a truncated or damaged file fails) and
+  requires review files in each of the four folders.
+
+  Returns:
+    The number of review files per folder, e.g. ``{"train/neg": 12500, ...}``.
+
+  Raises:
+    DataError: not a file, not a gzip tar, truncated, or a folder without
+      reviews.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise DataError(f"{path} is not a file; expected the {ARCHIVE_NAME} "
+                    "archive")
+  _, _, found = _scan(path, read_text=False)
+  return {f"{s}/{c}": len(found.reviews[(s, c)]) for s, c in _FOLDERS}
+
+
+def _class_counts(split: RawSplit) -> dict[str, int]:
+  return {name: int(np.sum(split.labels == label))
+          for label, name in enumerate(SENTIMENT_LABELS)}
+
+
+def read_aclimdb(path: str | os.PathLike | None, *,
+                 train_per_class: int = TRAIN_PER_CLASS
+                 ) -> tuple[dict[str, RawSplit], dict[str, Any]]:
+  """Reads IMDB as the SAFR authors split it (see the module doc).
+
+  Args:
+    path: ``aclImdb_v1.tar.gz`` or any gzip tar of the same layout (streamed,
+      not unpacked), the unpacked ``aclImdb/`` folder, or a folder holding
+      ``aclImdb/``.
+    train_per_class: reviews of each class of the official train set that go
+      to train (the rest go to dev); the authors use 10,000.
+
+  Returns:
+    (splits, counts): ``splits`` maps "train"/"dev"/"test" to a
+    :class:`RawSplit` (labels 0 = negative, 1 = positive; negatives first;
+    ``example_ids`` as in the module doc). ``counts`` is JSON-ready provenance
+    for ``bundle.info["aclimdb"]``: ``path``, ``form`` ("archive" or
+    "folder"), ``official`` (reviews per official split and class),
+    ``per_split`` (per split and class), ``ignored_files`` (files in the
+    review folders not named ``<id>_<rating>.txt``), ``rule``, ``order`` and
+    ``example_ids``.
+
+  Raises:
+    DataError: a path that is none of the above, a damaged archive, a review
+      folder that is missing or empty, a file that is not UTF-8 (the message
+      names it), two files with one review id, or a class of the official
+      train set with no more than ``train_per_class`` reviews.
+  """
+  start = time.monotonic()
+  where, form, found = _scan(path, read_text=True)
+  parts: dict[str, list[tuple[Folder, list[_Review]]]] = {s: [] for s in SPLITS}
+  for folder in _FOLDERS:
+    official, _ = folder
+    reviews = sorted(found.reviews[folder], key=lambda r: r.review_id)
+    if official == "test":
+      parts["test"].append((folder, reviews))
+      continue
+    if len(reviews) <= train_per_class:
+      raise DataError(
+          f"{where}: aclImdb/{official}/{folder[1]} has {len(reviews)} "
+          f"reviews; the authors' split takes the first {train_per_class} of "
+          "each class for train and the rest for dev, so it needs more")
+    parts["train"].append((folder, reviews[:train_per_class]))
+    parts["dev"].append((folder, reviews[train_per_class:]))
+
+  out = {}
+  for split, pieces in parts.items():
+    texts, labels, ids = [], [], []
+    for (official, cls), reviews in pieces:
+      label = LABEL_OF[cls]
+      texts += [r.text for r in reviews]
+      labels += [label] * len(reviews)
+      ids += [example_id(official, label, r.review_id) for r in reviews]
+    out[split] = RawSplit(texts=texts, labels=np.asarray(labels, np.int32),
+                          example_ids=np.asarray(ids, np.int64))
+
+  counts = {
+      "path": str(where),
+      "form": form,
+      "official": {
+          official: {SENTIMENT_LABELS[LABEL_OF[c]]:
+                     len(found.reviews[(official, c)]) for c in CLASS_FOLDERS}
+          for official in OFFICIAL_SPLITS},
+      "per_split": {split: _class_counts(out[split]) for split in SPLITS},
+      "ignored_files": found.ignored,
+      "rule": (f"train = the first {train_per_class} of each class of "
+               "aclImdb/train, dev = the rest of aclImdb/train, test = all "
+               "of aclImdb/test"),
+      "order": ("negatives then positives; each class by numeric review id "
+                "(the authors use os.listdir order)"),
+      "example_ids": EXAMPLE_IDS,
+  }
+  logging.info("aclimdb: read %s (%s) in %.1f s: train %d, dev %d, test %d",
+               where, form, time.monotonic() - start, len(out["train"]),
+               len(out["dev"]), len(out["test"]))
+  return out, counts

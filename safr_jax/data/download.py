@@ -1,0 +1,420 @@
+"""A cache of downloaded datasets: complete or absent, shared between processes.
+
+Two entry points, one per kind of archive:
+
+* :func:`ensure_folder_from_zip`: a zip unpacked into ``<cache_dir>/<name>/``
+  (SST's ``stanfordSentimentTreebank.zip``);
+* :func:`ensure_file`: an archive kept as the file ``<cache_dir>/<filename>``
+  (IMDB's ``aclImdb_v1.tar.gz``, which ``aclimdb.py`` streams unpacked).
+
+The rules that make the cache safe:
+
+* Only the final path counts. A download is written to a temporary name in
+  ``cache_dir`` (``.<name>.*.part``, unpacked into ``.<name>.*.unpack``),
+  checked, and renamed into place last, so the final path exists only when it
+  is complete. Temporaries are removed on every exit (errors, Ctrl-C); those
+  left by a killed process are never read, and are deleted by the next
+  download of the same name.
+* A cached copy is returned without any network access (not even the probe).
+* A download starts only after ``probe(url, timeout)`` said the host answers,
+  so an offline machine gives up within ``probe_timeout`` seconds.
+* Processes started together download once: the downloader holds an exclusive
+  ``fcntl.flock`` on ``<cache_dir>/<name>.lock``; the others wait on it, then
+  find the finished copy. Lock files stay (deleting one would let two
+  processes lock different files of the same name); they are empty.
+
+Errors: :class:`DownloadUnavailable` (a :class:`DataError`) when the network
+did not deliver the file (host unreachable, HTTP error, connection lost, cut
+off) — a caller may fall back to other data; a plain :class:`DataError` when
+what arrived is unusable (corrupt archive, files missing) or the cache folder
+cannot be written. Every message is one line naming the URL or path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import http.client
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+
+from absl import logging
+
+from safr_jax.data import sources
+from safr_jax.data.errors import DataError
+
+__all__ = ["DownloadUnavailable", "ensure_folder_from_zip", "ensure_file"]
+
+Probe = Callable[[str, float], tuple[bool, str]]
+
+CHUNK_BYTES = 1 << 20
+# Seconds a blocked connect or read may take before the download fails.
+READ_TIMEOUT_S = 60.0
+
+
+class DownloadUnavailable(DataError):
+  """The network did not deliver the file; nothing was added to the cache.
+
+  Raised when the probe finds the host unreachable, or the download itself
+  fails (HTTP error status, lost connection, timeout, cut off mid-body).
+  """
+
+
+def _one_line(e: BaseException) -> str:
+  text = " ".join(str(e).split())
+  return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _check_name(name: str) -> None:
+  if (not name or name != pathlib.Path(name).name or name.startswith(".")
+      or name.endswith(".lock")):
+    raise ValueError(f"cache entry name {name!r} must be a plain file name")
+
+
+def _human(n: float) -> str:
+  """``n`` bytes as ``"812 B"``, ``"80.2 MiB"``."""
+  if n < 1024:
+    return f"{n:.0f} B"
+  for unit in ("KiB", "MiB"):
+    n /= 1024
+    if n < 1024:
+      return f"{n:.1f} {unit}"
+  return f"{n / 1024:.1f} GiB"
+
+
+# --------------------------------------------------------------------------
+# Download of one URL into an open file.
+# --------------------------------------------------------------------------
+
+def _progress_bar(total: int | None, desc: str, progress: bool):
+  """A tqdm byte counter on stderr, or None (off, or stderr not a terminal)."""
+  if not (progress and sys.stderr.isatty()):
+    return None
+  import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm.tqdm(total=total, desc=desc, unit="B", unit_scale=True,
+                   unit_divisor=1024, file=sys.stderr, leave=False)
+
+
+def _download(url: str, out, *, timeout: float, progress: bool,
+              desc: str) -> int:
+  """Streams ``url`` into the binary file ``out``; returns the bytes written.
+
+  Raises:
+    DownloadUnavailable: HTTP error status, connection failure or timeout, or
+      fewer bytes than the server's Content-Length announced.
+  """
+  request = urllib.request.Request(url, headers={"User-Agent": "safr-jax"})
+  try:
+    response = urllib.request.urlopen(request, timeout=timeout)
+  except urllib.error.HTTPError as e:
+    raise DownloadUnavailable(
+        f"download of {url} failed: HTTP {e.code} {e.reason}") from None
+  except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+    reason = getattr(e, "reason", e)
+    raise DownloadUnavailable(
+        f"download of {url} failed: {_one_line(reason)}; run again to "
+        "retry") from None
+  with response:
+    length = response.headers.get("Content-Length")
+    total = int(length) if length and length.isdigit() else None
+    logging.info("Downloading %s (%s) ...", url,
+                 _human(total) if total is not None else "size unknown")
+    start = time.monotonic()
+    done = 0
+    bar = _progress_bar(total, desc, progress)
+    try:
+      while True:
+        try:
+          chunk = response.read(CHUNK_BYTES)
+        except (OSError, http.client.HTTPException) as e:
+          raise DownloadUnavailable(
+              f"download of {url} failed after {done} bytes: {_one_line(e)}; "
+              "run again to retry") from None
+        if not chunk:
+          # http.client ends a body cut short without an error: see below.
+          break
+        try:
+          out.write(chunk)
+        except OSError as e:
+          raise DataError(f"cannot write the download of {url} into the cache "
+                          f"folder: {_one_line(e)}") from None
+        done += len(chunk)
+        if bar is not None:
+          bar.update(len(chunk))
+    finally:
+      if bar is not None:
+        bar.close()
+  if total is not None and done < total:
+    raise DownloadUnavailable(
+        f"download of {url} was cut off after {done} of {total} bytes; run "
+        "again to retry")
+  seconds = max(time.monotonic() - start, 1e-6)
+  logging.info("Downloaded %s: %s in %.1f s (%s/s)", url, _human(done),
+               seconds, _human(done / seconds))
+  return done
+
+
+# --------------------------------------------------------------------------
+# The cache: lock, temporaries, atomic rename.
+# --------------------------------------------------------------------------
+
+def _make_dir(cache_dir: pathlib.Path) -> None:
+  try:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise DataError(f"the download cache {cache_dir} cannot be created: "
+                    f"{_one_line(e)}; set config.data.cache_dir to a writable "
+                    "folder") from None
+
+
+@contextlib.contextmanager
+def _locked(cache_dir: pathlib.Path, name: str) -> Iterator[None]:
+  """Holds the exclusive lock ``<cache_dir>/<name>.lock`` (waits for it)."""
+  path = cache_dir / f"{name}.lock"
+  try:
+    handle = open(path, "a")  # pylint: disable=consider-using-with
+  except OSError as e:
+    raise DataError(f"the download cache {cache_dir} is not writable "
+                    f"({_one_line(e)}); set config.data.cache_dir to a "
+                    "writable folder") from None
+  with handle:
+    try:
+      fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      logging.info("Waiting for another process downloading %s (lock %s)",
+                   name, path)
+      fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _temp_prefix(name: str) -> str:
+  return f".{name}."
+
+
+def _remove(path: pathlib.Path) -> None:
+  """Deletes a file or folder if it exists (best effort: never raises)."""
+  try:
+    if path.is_dir() and not path.is_symlink():
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      path.unlink(missing_ok=True)
+  except OSError:
+    pass
+
+
+def _remove_stale(cache_dir: pathlib.Path, name: str) -> None:
+  """Deletes temporaries of ``name`` left by a killed process.
+
+  Called with the lock held: temporaries are only created under the lock, so
+  any that exist now belong to no live download.
+  """
+  for path in cache_dir.glob(_temp_prefix(name) + "*"):
+    if path.name.endswith((".part", ".unpack")):
+      logging.info("Removing %s, left by an interrupted download", path)
+      _remove(path)
+
+
+def _fetch_to_temp(url: str, cache_dir: pathlib.Path, name: str, *,
+                   timeout: float, progress: bool) -> pathlib.Path:
+  """Downloads ``url`` to a new temporary file in ``cache_dir``.
+
+  The caller removes it. On failure it is removed here.
+  """
+  try:
+    fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=_temp_prefix(name),
+                                suffix=".part")
+  except OSError as e:
+    raise DataError(f"the download cache {cache_dir} is not writable "
+                    f"({_one_line(e)})") from None
+  temp = pathlib.Path(temp)
+  try:
+    with os.fdopen(fd, "wb") as out:
+      _download(url, out, timeout=timeout, progress=progress, desc=name)
+      try:
+        out.flush()
+        os.fsync(out.fileno())  # whole on disk before it can be renamed
+      except OSError as e:
+        raise DataError(f"cannot write the download of {url} into "
+                        f"{cache_dir}: {_one_line(e)}") from None
+  except BaseException:
+    _remove(temp)
+    raise
+  return temp
+
+
+def _ensure(final: pathlib.Path, complete: Callable[[], bool], url: str, *,
+            probe: Probe, probe_timeout: float,
+            build: Callable[[], None]) -> pathlib.Path:
+  """The shared protocol: cached -> return; probe; lock; re-check; build."""
+  if complete():
+    return final
+  reachable, why = probe(url, probe_timeout)
+  if not reachable:
+    raise DownloadUnavailable(f"cannot download {url}: {why}")
+  cache_dir, name = final.parent, final.name
+  _make_dir(cache_dir)
+  with _locked(cache_dir, name):
+    if complete():  # another process finished it while we waited
+      logging.info("%s was downloaded by another process", final)
+      return final
+    if final.exists() or final.is_symlink():
+      raise DataError(
+          f"{final} exists but is not a complete download (was it edited?); "
+          "delete it and run again")
+    _remove_stale(cache_dir, name)
+    build()
+  return final
+
+
+def _check_member_name(url: str, name: str) -> None:
+  """Refuses zip members that would land outside the unpack folder."""
+  parts = name.replace("\\", "/").split("/")
+  if (name.startswith(("/", "\\")) or ".." in parts
+      or (len(name) > 1 and name[1] == ":")):
+    raise DataError(f"the archive from {url} holds the unsafe path {name!r} "
+                    "(absolute or with '..'); refused")
+
+
+def _unzip(url: str, archive: pathlib.Path, into: pathlib.Path) -> None:
+  try:
+    with zipfile.ZipFile(archive) as zf:
+      for info in zf.infolist():
+        _check_member_name(url, info.filename)
+      zf.extractall(into)
+  except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+    raise DataError(f"the archive from {url} is not a readable zip file "
+                    f"({_one_line(e)}); run again to download it anew"
+                    ) from None
+  except OSError as e:
+    raise DataError(f"cannot unpack the archive from {url} into {into.parent}: "
+                    f"{_one_line(e)}") from None
+
+
+def _holding_folder(url: str, root: pathlib.Path,
+                    required: Sequence[str]) -> pathlib.Path:
+  """The unpack root or the one top-level folder that holds all ``required``."""
+  candidates = [root] + sorted(p for p in root.iterdir()
+                               if p.is_dir() and not p.is_symlink())
+  missing = {c: [f for f in required if not (c / f).is_file()]
+             for c in candidates}
+  complete = [c for c in candidates if not missing[c]]
+  if complete:
+    return complete[0]
+  best = min(candidates, key=lambda c: len(missing[c]))
+  where = "its top level" if best == root else f"folder {best.name}/"
+  raise DataError(
+      f"the archive from {url} lacks {', '.join(missing[best])} (looked in "
+      f"{where} and each top-level folder; expected {', '.join(required)})")
+
+
+# --------------------------------------------------------------------------
+# Public entry points.
+# --------------------------------------------------------------------------
+
+def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike,
+                           name: str, required_files: Sequence[str],
+                           probe_timeout: float = 5.0,
+                           probe: Probe = sources.probe_url,
+                           progress: bool = True,
+                           timeout: float = READ_TIMEOUT_S) -> pathlib.Path:
+  """``<cache_dir>/<name>``, a folder holding ``required_files``, downloading
+  the zip at ``url`` and unpacking it there when it is not cached yet.
+
+  The zip may hold the files at its top level or inside one top-level folder
+  (``stanfordSentimentTreebank/``); that folder becomes ``<cache_dir>/<name>``
+  (other members, e.g. ``__MACOSX/``, are dropped).
+
+  Args:
+    url: the zip file's address.
+    cache_dir: the cache folder (created if missing).
+    name: the cached folder's name (a plain file name).
+    required_files: paths relative to the folder that must be files.
+    probe_timeout: seconds the probe may take.
+    probe: ``probe(url, timeout) -> (reachable, reason)``.
+    progress: a tqdm bar on stderr when it is a terminal.
+    timeout: socket timeout (s) of the download's connect and each read.
+
+  Raises:
+    DownloadUnavailable: the host did not answer the probe, or the download
+      failed or was cut off.
+    DataError: not a zip, unsafe member paths, files missing, or an unwritable
+      cache. Nothing is left in the cache on any error.
+  """
+  _check_name(name)
+  cache_dir = pathlib.Path(cache_dir).expanduser()
+  final = cache_dir / name
+
+  def complete() -> bool:
+    return final.is_dir() and all((final / f).is_file() for f in required_files)
+
+  def build() -> None:
+    archive = unpack = None
+    try:
+      archive = _fetch_to_temp(url, cache_dir, name, timeout=timeout,
+                               progress=progress)
+      unpack = pathlib.Path(tempfile.mkdtemp(
+          dir=cache_dir, prefix=_temp_prefix(name), suffix=".unpack"))
+      _unzip(url, archive, unpack)
+      found = _holding_folder(url, unpack, required_files)
+      os.rename(found, final)
+      logging.info("Unpacked %s into %s", url, final)
+    finally:
+      for temp in (archive, unpack):
+        if temp is not None:
+          _remove(temp)
+
+  return _ensure(final, complete, url, probe=probe,
+                 probe_timeout=probe_timeout, build=build)
+
+
+def ensure_file(url: str, *, cache_dir: str | os.PathLike, filename: str,
+                check: Callable[[pathlib.Path], object],
+                probe_timeout: float = 5.0, probe: Probe = sources.probe_url,
+                progress: bool = True,
+                timeout: float = READ_TIMEOUT_S) -> pathlib.Path:
+  """``<cache_dir>/<filename>``, downloading ``url`` there when not cached.
+
+  ``check(path)`` vets the downloaded file before it is renamed into place
+  (e.g. ``aclimdb.check_archive``) and raises :class:`DataError` when it is
+  not usable. A cached file is not checked again: it passed once, and only
+  checked files are ever at that path.
+
+  Args and Raises: as :func:`ensure_folder_from_zip`, with ``filename`` for
+  ``name``; the check's DataError is re-raised naming ``url``.
+  """
+  _check_name(filename)
+  cache_dir = pathlib.Path(cache_dir).expanduser()
+  final = cache_dir / filename
+
+  def build() -> None:
+    temp = None
+    try:
+      temp = _fetch_to_temp(url, cache_dir, filename, timeout=timeout,
+                            progress=progress)
+      try:
+        check(temp)
+      except DataError as e:
+        # The temporary name means nothing to the user: say the final one.
+        why = str(e).replace(str(temp), filename)
+        raise DataError(f"the file downloaded from {url} is not usable: {why}"
+                        ) from None
+      os.rename(temp, final)
+      temp = None
+    finally:
+      if temp is not None:
+        _remove(temp)
+
+  return _ensure(final, final.is_file, url, probe=probe,
+                 probe_timeout=probe_timeout, build=build)
