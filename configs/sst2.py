@@ -1,16 +1,24 @@
-"""SAFR on SST-2 (max_len 128).
+"""SAFR on the paper's SST-2 (max_len 128).
 
     python train.py --config=configs/sst2.py            # SAFR
     python train.py --config=configs/sst2.py:baseline   # plain Transformer
     python train.py --config=configs/sst2.py:quick --workdir=/tmp/quick
 
 Variants (combine with commas, e.g. `:reference,baseline`): safr, baseline,
-vmask, imp, inter, ib, safr_ib, reference, quick. Data: the paper's sentence-level
-SST-2 with --config.data.sst_dir=PATH/stanfordSentimentTreebank (source
-`sst_treebank`, docs/DATA.md); otherwise GLUE
-SST-2 from TFDS when it is prepared or downloadable; offline the builtin
+vmask, imp, inter, ib, safr_ib, reference, quick.
+
+Data (`source="auto"`, docs/DATA.md): the sentence-level Stanford Sentiment
+Treebank read as the authors read it (6,244 / 825 / 1,743) from
+--config.data.sst_dir=PATH/stanfordSentimentTreebank, else from the cache
+(~/.cache/safr_jax/data), else downloaded from the authors' address; then GLUE's
+phrase-level SST-2 from TFDS (not the paper's); offline the builtin
 `rt_polarity` (Rotten Tomatoes sentences, NOT the SST-2 benchmark) with a
-warning. Force one with --config.data.source=rt_polarity.
+warning.
+
+The values a run uses: every field and its default is in safr_jax/configs.py
+(model, loss, train) and safr_jax/data/config.py (data); this file changes
+only the dataset's own entry of configs.DATASETS, and a variant changes what it
+names. `python -m safr_jax.configs configs/sst2.py[:VARIANTS]` prints them all.
 """
 
 from safr_jax import configs

@@ -17,6 +17,7 @@ import os
 import sys
 
 from absl import logging
+import jax
 import ml_collections
 
 from safr_jax import data
@@ -232,7 +233,6 @@ def attention_bytes(config: ml_collections.ConfigDict, devices: int = 1) -> int:
 
 def _machine_bytes() -> int | None:
   """Memory of one device: the accelerator's limit, or this host's RAM."""
-  import jax  # pylint: disable=g-import-not-at-top
   device = jax.local_devices()[0]
   if device.platform != "cpu":
     stats = device.memory_stats() or {}
@@ -246,7 +246,6 @@ def _machine_bytes() -> int | None:
 def _check_memory(config: ml_collections.ConfigDict) -> None:
   """A max_len or batch whose attention weights alone cannot fit is a
   ConfigError now, not an allocation traceback after the run files exist."""
-  import jax  # pylint: disable=g-import-not-at-top
   need = attention_bytes(config, jax.local_device_count())
   have = _machine_bytes()
   if have and need > have:

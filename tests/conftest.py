@@ -21,6 +21,10 @@ def pytest_configure(config):
   ``train_and_evaluate`` jits anew, every subprocess starts cold), and reusing
   them halves the suite on 2 cores. Fresh per session: no test sees leftovers.
   (``train.py`` subprocesses use their config's cache, ~/.cache/safr_jax/xla.)"""
+  # No test reaches the network: `auto` decides "offline" without probing
+  # (tests of the probe and of downloads use a server on 127.0.0.1 and unset
+  # this), here and in every train.py subprocess.
+  os.environ["SAFR_JAX_OFFLINE"] = "1"
   cache = tempfile.mkdtemp(prefix="safr_jax_test_xla_")
   config.safr_xla_cache = cache
   os.environ["JAX_COMPILATION_CACHE_DIR"] = cache

@@ -192,29 +192,60 @@ def _tfds_unavailable(monkeypatch):
 def test_auto_without_a_usable_sst_dir(folder, tmp_path, monkeypatch, caplog):
   _tfds_unavailable(monkeypatch)
   small = dict(auto_fallback="planted", planted_train_size=40,
-               planted_dev_size=10, planted_test_size=10, planted_max_len=12)
+               planted_dev_size=10, planted_test_size=10, planted_max_len=12,
+               cache_dir=str(tmp_path / "cache"))
   # The IMDB config ignores sst_dir.
-  assert data.resolve_auto(_cfg(auto_tfds="imdb_reviews",
-                                auto_fallback="imdb_builtin",
-                                sst_dir=str(folder)))[0] == "imdb_builtin"
-  # Unset: the usual TFDS-then-fallback order.
-  assert data.resolve_auto(_cfg(auto_tfds="glue/sst2", **small)) == (
-      "planted", "test: not prepared; test: offline")
+  assert data.resolve_auto(_cfg(**dict(small, auto_tfds="imdb_reviews",
+                                       auto_fallback="imdb_builtin",
+                                       sst_dir=str(folder))),
+                           probe=_offline).source == "imdb_builtin"
+  # Unset: the cache, a download, TFDS, then the fallback, each reason said.
+  resolution = data.resolve_auto(_cfg(auto_tfds="glue/sst2", **small),
+                                 probe=_offline)
+  assert resolution.source == "planted"
+  assert resolution.steps == (
+      f"sst_treebank: not in {tmp_path / 'cache'}",
+      "sst_treebank: cannot download https://nlp.stanford.edu/~socherr/"
+      "stanfordSentimentTreebank.zip: test: offline",
+      "glue/sst2: test: not prepared; test: offline")
+  assert resolution.reason == "; ".join(resolution.steps)
   # Set but missing: a warning, and the fallback reason says so.
   missing = str(tmp_path / "nope")
   with caplog.at_level(logging.WARNING):
     bundle = data.load_dataset(_cfg(source="auto", auto_tfds="glue/sst2",
-                                    sst_dir=missing, **small))
+                                    sst_dir=missing, **small), probe=_offline)
   assert bundle.source == "planted"
-  assert f"config.data.sst_dir {missing} is not a folder" in (
+  assert f"config.data.sst_dir {missing} does not exist" in (
       bundle.info["fallback_reason"])
+  assert bundle.info["auto_steps"][0] == (
+      f"config.data.sst_dir {missing} does not exist")
   assert any("sst_dir" in r.getMessage() for r in caplog.records)
 
 
+def _offline(url, timeout):
+  del timeout
+  return False, "test: offline"
+
+
 @pytest.mark.parametrize("sst_dir", [None, ""])
-def test_source_without_sst_dir(sst_dir):
-  with pytest.raises(data.DataError, match=r"needs config\.data\.sst_dir"):
-    data.load_dataset(_cfg(source="sst_treebank", sst_dir=sst_dir))
+def test_source_without_sst_dir_or_cache_offline(sst_dir, tmp_path):
+  with pytest.raises(data.DataError, match=(
+      r"source 'sst_treebank' needs its data: set config\.data\.sst_dir, or "
+      rf"put it in {re.escape(str(tmp_path / 'stanfordSentimentTreebank'))}; "
+      r"downloading it failed: .*test: offline")):
+    data.load_dataset(_cfg(source="sst_treebank", sst_dir=sst_dir,
+                           cache_dir=str(tmp_path)), probe=_offline)
+
+
+def test_source_reads_the_cache_without_sst_dir(folder, tmp_path):
+  """A treebank in the cache is read with no probe at all."""
+  cache = tmp_path / "cache"
+  cache.mkdir()
+  folder.rename(cache / "stanfordSentimentTreebank")
+  bundle = data.load_dataset(_cfg(source="sst_treebank", cache_dir=str(cache)),
+                             probe=_tfds_must_not_run)
+  assert bundle.info["obtained"] == "cache"
+  assert bundle.splits["train"].example_ids.tolist() == TRAIN_IDS
 
 
 def test_missing_folder(tmp_path):

@@ -10,11 +10,13 @@ import dataclasses
 import json
 import pathlib
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from absl import logging
 import numpy as np
 
+from safr_jax.data import aclimdb as aclimdb_lib
+from safr_jax.data import acquire
 from safr_jax.data import config as config_lib
 from safr_jax.data import files as files_lib
 from safr_jax.data import planted as planted_lib
@@ -80,19 +82,30 @@ class DatasetBundle:
   info: dict[str, Any]
 
 
-def resolve_auto(cfg, *, probe=sources.probe_url) -> tuple[str, str | None]:
-  """Which source ``auto`` means here: (source, fallback reason or None).
+class Resolution(NamedTuple):
+  """What ``auto`` (or an explicit source) resolved to.
 
-  ``sst_treebank`` when ``auto_tfds`` is "glue/sst2" and ``sst_dir`` is set and
-  is a folder (the paper's sentence-level SST-2). Otherwise the TFDS dataset
-  ``auto_tfds`` when it is prepared locally, or when its download host answers
-  the probe within ``auto_probe_timeout_s`` (<= 10 s) and the download
-  succeeds; otherwise ``auto_fallback`` and the reason.
+  Attributes:
+    source: a concrete source (never "auto").
+    reason: None when ``source`` is the paper's benchmark (``sst_treebank``,
+      ``aclimdb``, TFDS ``imdb_reviews``: the same IMDB texts) or was asked
+      for; else why the steps before it were passed over (a fallback).
+    path: for ``sst_treebank`` / ``aclimdb``, where the data is.
+    obtained: how ``path`` was found: "config.data.sst_dir", "cache", or
+      "downloaded from URL".
+    steps: every step ``auto`` passed over, with its reason.
   """
+  source: str
+  reason: str | None
+  path: pathlib.Path | None = None
+  obtained: str | None = None
+  steps: tuple[str, ...] = ()
+
+
+def _check_auto(cfg) -> tuple[str, str]:
+  """(auto_tfds, auto_fallback), each checked."""
   name = config_lib.get(cfg, "auto_tfds")
   fallback = config_lib.get(cfg, "auto_fallback")
-  data_dir = config_lib.get(cfg, "tfds_data_dir")
-  timeout = min(float(config_lib.get(cfg, "auto_probe_timeout_s")), 10.0)
   if fallback not in config_lib.BUILTIN_SOURCES + ("planted",):
     raise DataError(f"auto_fallback must be one of "
                     f"{config_lib.BUILTIN_SOURCES + ('planted',)}, got "
@@ -100,43 +113,112 @@ def resolve_auto(cfg, *, probe=sources.probe_url) -> tuple[str, str | None]:
   if name not in config_lib.TFDS_SOURCES:
     raise DataError(f"auto_tfds must be one of {config_lib.TFDS_SOURCES}, got "
                     f"{name!r}")
-  note = ""
-  sst_dir = config_lib.get(cfg, "sst_dir")
-  if name == "glue/sst2" and sst_dir:
-    if pathlib.Path(sst_dir).expanduser().is_dir():
-      return "sst_treebank", None
-    note = (f"config.data.sst_dir {sst_dir} is not a folder, so sst_treebank "
-            "was not used; ")
-    logging.warning("data: %sauto tries %s next.", note, name)
+  return name, fallback
+
+
+def _probe_timeout(cfg) -> float:
+  return min(float(config_lib.get(cfg, "auto_probe_timeout_s")), 10.0)
+
+
+def resolve_auto(cfg, *, probe=sources.probe_url) -> Resolution:
+  """Which source ``auto`` means here (the order: ``data/config.py``).
+
+  SST-2 (``auto_tfds="glue/sst2"``): the treebank from ``sst_dir``, the
+  cache, or ``sst_url``; then TFDS ``glue/sst2``; then ``auto_fallback``.
+  IMDB (``auto_tfds="imdb_reviews"``): the archive from ``imdb_dir``; TFDS
+  ``imdb_reviews``; the archive from the cache or ``imdb_url``; then
+  ``auto_fallback``. Local answers come first; the hosts still needed are
+  probed at once, so an offline machine decides within one probe timeout.
+  """
+  name, fallback = _check_auto(cfg)
+  bench = acquire.SST if name == "glue/sst2" else acquire.IMDB
+  data_dir = config_lib.get(cfg, "tfds_data_dir")
+  timeout = _probe_timeout(cfg)
+  steps: list[str] = []
+
+  given = acquire.given_path(bench, cfg)
+  if given is not None:
+    if given.exists():
+      return Resolution(bench.source, None, given,
+                        f"config.data.{bench.path_field}")
+    steps.append(f"config.data.{bench.path_field} {given} does not exist")
+    logging.warning("data: %s; auto tries the next source.", steps[-1])
   try:
-    ready, why = sources.tfds_is_prepared(name, data_dir)
-    if ready:
-      return name, None
-    ready, why2 = sources.prepare_tfds(name, data_dir, probe_timeout=timeout,
-                                       probe=probe)
-    if ready:
-      return name, None
-    return fallback, f"{note}{why}; {why2}"
-  except DataError as e:  # e.g. tensorflow_datasets unusable
-    return fallback, f"{note}{e}"
+    tfds_ready, tfds_why = sources.tfds_is_prepared(name, data_dir)
+  except DataError as e:  # tensorflow_datasets unusable
+    tfds_ready, tfds_why = False, str(e)
+  hit = acquire.cached(bench, cfg)
+  if bench is acquire.IMDB and tfds_ready:
+    return Resolution(name, None, steps=tuple(steps))
+  if hit is not None:
+    return Resolution(bench.source, None, hit, "cache", tuple(steps))
+  steps.append(f"{bench.source}: not in {acquire.cache_dir(cfg)}")
+
+  urls = [acquire.url(bench, cfg)]
+  if not tfds_ready:
+    urls.append(sources.TFDS_INFO[name].download_url)
+  answers = sources.probe_all(urls, timeout, probe=probe)
+  answered = lambda url, t: answers[url]  # pylint: disable=unnecessary-lambda-assignment
+
+  def try_tfds() -> bool:
+    nonlocal tfds_why
+    if tfds_ready:
+      return True
+    ready, why = sources.prepare_tfds(name, data_dir, probe_timeout=timeout,
+                                      probe=answered)
+    tfds_why = f"{tfds_why}; {why}"
+    return ready
+
+  if bench is acquire.IMDB and try_tfds():
+    return Resolution(name, None, steps=tuple(steps))
+  try:
+    path = acquire.download(bench, cfg, probe=answered, timeout=timeout)
+    return Resolution(bench.source, None, path,
+                      f"downloaded from {acquire.url(bench, cfg)}", tuple(steps))
+  except DataError as e:  # no network, or a download that failed
+    steps.append(f"{bench.source}: {e}")
+  if bench is acquire.SST:
+    if try_tfds():
+      # GLUE's phrase-level SST-2 is not the paper's: said as a fallback.
+      return Resolution(name, "; ".join(steps), steps=tuple(steps))
+  steps.append(f"{name}: {tfds_why}")
+  return Resolution(fallback, "; ".join(steps), steps=tuple(steps))
 
 
-def _raw_splits(source: str, cfg, probe
+def _resolve(requested: str, cfg, probe) -> Resolution:
+  """``auto`` resolved, or an explicit source (located when it is one of the
+  paper's benchmarks)."""
+  if requested == "auto":
+    return resolve_auto(cfg, probe=probe)
+  if requested in acquire.BY_SOURCE:
+    path, obtained = acquire.locate(acquire.BY_SOURCE[requested], cfg,
+                                    probe=probe, timeout=_probe_timeout(cfg))
+    return Resolution(requested, None, path, obtained)
+  return Resolution(requested, None)
+
+
+def _raw_splits(resolution: Resolution, cfg, probe
                 ) -> tuple[dict[str, sources.RawSplit], list[str], str,
                            dict[str, Any]]:
   """(raw splits, label names, description, extra info) of a concrete source."""
+  source = resolution.source
   seed = int(config_lib.get(cfg, "split_seed"))
+  located = {"data_path": str(resolution.path),
+             "obtained": resolution.obtained} if resolution.path else {}
   if source == "sst_treebank":
-    raw, counts = sst_lib.read_sst_treebank(config_lib.get(cfg, "sst_dir"))
+    raw, counts = sst_lib.read_sst_treebank(resolution.path)
     return (raw, list(sources.SENTIMENT_LABELS), sst_lib.DESCRIPTION,
-            {"sst_dir": config_lib.get(cfg, "sst_dir"),
-             "sst_treebank": counts})
+            {"sst_dir": str(resolution.path), "sst_treebank": counts,
+             **located})
+  if source == "aclimdb":
+    raw, counts = aclimdb_lib.read_aclimdb(resolution.path)
+    return (raw, list(sources.SENTIMENT_LABELS), aclimdb_lib.DESCRIPTION,
+            {"imdb_dir": str(resolution.path), "aclimdb": counts, **located})
   if source in config_lib.TFDS_SOURCES:
     raw = sources.load_tfds(
         source, data_dir=config_lib.get(cfg, "tfds_data_dir"),
         dev_fraction=float(config_lib.get(cfg, "dev_fraction")), seed=seed,
-        probe_timeout=min(float(config_lib.get(cfg, "auto_probe_timeout_s")),
-                          10.0), probe=probe)
+        probe_timeout=_probe_timeout(cfg), probe=probe)
     return (raw, list(sources.SENTIMENT_LABELS),
             sources.TFDS_INFO[source].description,
             {"tfds_data_dir": config_lib.get(cfg, "tfds_data_dir")})
@@ -194,10 +276,13 @@ def _log_source(cfg, source: str, reason: str | None,
   if reason is None:
     logging.info("data: %s — %s", source, description)
     return
+  wanted = ("the paper's SST-2 (sst_treebank)"
+            if config_lib.get(cfg, "auto_tfds") == "glue/sst2"
+            else "IMDB (imdb_reviews or aclimdb)")
   logging.warning(
       "\n" + "!" * 78 + "\n!! DATA: source='auto' could not use %s, so this "
       "run uses %r instead.\n!! Why: %s\n!! What it is: %s\n" + "!" * 78,
-      config_lib.get(cfg, "auto_tfds"), source, reason, description)
+      wanted, source, reason, description)
 
 
 def _cap(raw: dict[str, sources.RawSplit], max_examples: Any, seed: int
@@ -249,10 +334,10 @@ def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
   """
   start = time.monotonic()
   requested, max_len, seed = _check_options(cfg)
-  source, reason = requested, None
-  if requested == "auto":
-    source, reason = resolve_auto(cfg, probe=probe)
-  raw, label_names, description, extra_info = _raw_splits(source, cfg, probe)
+  resolution = _resolve(requested, cfg, probe)
+  source, reason = resolution.source, resolution.reason
+  raw, label_names, description, extra_info = _raw_splits(resolution, cfg,
+                                                          probe)
   _log_source(cfg, source, reason, description)
   raw, max_examples = _cap(raw, config_lib.get(cfg, "max_examples"), seed)
   for name in sources.SPLITS:
@@ -269,6 +354,7 @@ def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
       "requested_source": requested,
       "source": source,
       "fallback_reason": reason,
+      "auto_steps": list(resolution.steps),
       "description": description,
       "label_names": list(label_names),
       "sizes": {k: len(v) for k, v in encoded.items()},

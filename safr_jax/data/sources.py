@@ -9,15 +9,19 @@ Every loader returns ``dict[split name -> RawSplit]`` with the splits ``train``,
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import dataclasses
 import functools
 import importlib.resources
 import io
+import ipaddress
+import os
 import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any, NamedTuple
 
@@ -173,11 +177,12 @@ TFDS_INFO = {
         download_url=(
             "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"),
         description=(
-            "IMDB Large Movie Review Dataset (Maas et al. 2011) via TFDS: "
-            "official 25k train split 20,000/5,000 into train/dev (seeded, "
-            "stratified, as the authors do), official 25k test.")),
+            "IMDB Large Movie Review Dataset (Maas et al. 2011) via TFDS: the "
+            "official 25k train split as the authors split it (the first "
+            "10,000 of each class train, the other 2,500 dev; in TFDS's "
+            "order), the official 25k test.")),
 }
-IMDB_DEV_SIZE = 5000
+IMDB_TRAIN_FRACTION = 0.8  # 10,000 of each class's 12,500
 
 
 def _import_tfds():
@@ -190,6 +195,19 @@ def _import_tfds():
   return tfds
 
 
+OFFLINE_ENV = "SAFR_JAX_OFFLINE"
+
+
+def _is_loopback(url: str) -> bool:
+  host = urllib.parse.urlsplit(url).hostname or ""
+  if host == "localhost":
+    return True
+  try:
+    return ipaddress.ip_address(host).is_loopback
+  except ValueError:
+    return False
+
+
 def probe_url(url: str, timeout: float) -> tuple[bool, str]:
   """Whether ``url``'s server answers within ``timeout`` seconds.
 
@@ -197,9 +215,15 @@ def probe_url(url: str, timeout: float) -> tuple[bool, str]:
   DNS lookup that hangs cannot hold the caller longer than ``timeout``. Any
   HTTP response, error statuses included, counts as reachable.
 
+  With the environment variable ``SAFR_JAX_OFFLINE=1`` (as ``HF_HUB_OFFLINE``)
+  nothing leaves the machine: every host but this one (127.0.0.0/8,
+  localhost, ::1) counts as unreachable at once. The tests set it.
+
   Returns:
     (reachable, a short reason for logs and ``bundle.info``).
   """
+  if os.environ.get(OFFLINE_ENV, "") not in ("", "0") and not _is_loopback(url):
+    return False, f"no network: {OFFLINE_ENV}={os.environ[OFFLINE_ENV]} (not probing {url})"
   result: dict[str, Any] = {}
 
   def attempt():
@@ -220,6 +244,14 @@ def probe_url(url: str, timeout: float) -> tuple[bool, str]:
     return False, f"no answer from {url} within {timeout:.1f} s"
   ok, why = result["ok"]
   return ok, f"{why} from {url} after {time.monotonic() - start:.2f} s"
+
+
+def probe_all(urls: list[str], timeout: float, *, probe=probe_url
+              ) -> dict[str, tuple[bool, str]]:
+  """``probe`` of every URL at once: the answers within one ``timeout``."""
+  with concurrent.futures.ThreadPoolExecutor(max(1, len(urls))) as pool:
+    futures = {url: pool.submit(probe, url, timeout) for url in dict.fromkeys(urls)}
+    return {url: future.result() for url, future in futures.items()}
 
 
 def _tfds_source(tfds, name: str, split: str, data_dir: str | None):
@@ -318,10 +350,25 @@ def load_tfds(name: str, *, data_dir: str | None, dev_fraction: float,
   train = _read_tfds_split(tfds, name, "train", data_dir, info.text_key)
   test = _read_tfds_split(tfds, name, info.test_split, data_dir, info.text_key)
   if name == "imdb_reviews":
-    dev_size = min(IMDB_DEV_SIZE, int(round(len(train) * 0.2)))
-  else:
-    if not 0.0 < dev_fraction < 1.0:
-      raise DataError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
-    dev_size = int(round(len(train) * dev_fraction))
+    train, dev = first_per_class(train, IMDB_TRAIN_FRACTION)
+    return {"train": train, "dev": dev, "test": test}
+  if not 0.0 < dev_fraction < 1.0:
+    raise DataError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
+  dev_size = int(round(len(train) * dev_fraction))
   train, dev = carve(train, [len(train) - dev_size, dev_size], seed)
   return {"train": train, "dev": dev, "test": test}
+
+
+def first_per_class(raw: RawSplit, fraction: float
+                    ) -> tuple[RawSplit, RawSplit]:
+  """The SAFR authors' IMDB rule: the first ``fraction`` of each class (in
+  the order given) is train, the rest dev; each part lists negatives, then
+  positives (10,000 + 10,000 and 2,500 + 2,500 for IMDB's 25k)."""
+  labels = np.asarray(raw.labels)
+  first, rest = [], []
+  for label in np.unique(labels):
+    rows = np.flatnonzero(labels == label)
+    keep = int(round(len(rows) * fraction))
+    first.append(rows[:keep])
+    rest.append(rows[keep:])
+  return raw.take(np.concatenate(first)), raw.take(np.concatenate(rest))

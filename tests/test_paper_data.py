@@ -1,0 +1,257 @@
+"""The paper's data by default: ``auto`` finds SST-2 and IMDB in a given path,
+the cache or a download (a server on 127.0.0.1), and falls back saying why."""
+
+import contextlib
+import functools
+import http.server
+import io
+import json
+import pathlib
+import subprocess
+import sys
+import tarfile
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+from safr_jax import data
+from safr_jax.data import aclimdb, sources
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_SST = SHARED_DATA / "sst" / "stanfordSentimentTreebank"
+WHY_ABSENT = f"{SHARED_DATA} is absent (a user's checkout): the paper's data is not here"
+
+# A miniature treebank: (sentence_index, sentence, split label, sentiment).
+SENTENCES = [(1, "a gorgeous film .", 1, 0.9), (2, "dull and tired .", 1, 0.1),
+             (3, "slow going .", 2, 0.3), (4, "pure joy .", 2, 0.95),
+             (5, "bad .", 3, 0.0), (6, "great .", 3, 0.8)]
+
+
+def _treebank_files() -> dict[str, str]:
+  return {
+      "datasetSentences.txt": "sentence_index\tsentence\n" + "".join(
+          f"{i}\t{s}\n" for i, s, _, _ in SENTENCES),
+      "datasetSplit.txt": "sentence_index,splitset_label\n" + "".join(
+          f"{i},{split}\n" for i, _, split, _ in SENTENCES),
+      "dictionary.txt": "".join(f"{s}|{100 + i}\n" for i, s, _, _ in SENTENCES),
+      "sentiment_labels.txt": "phrase ids|sentiment values\n" + "".join(
+          f"{100 + i}|{v}\n" for i, _, _, v in SENTENCES),
+  }
+
+
+def _treebank_zip() -> bytes:
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, "w") as z:
+    for name, text in _treebank_files().items():
+      z.writestr(f"stanfordSentimentTreebank/{name}", text)
+  return buffer.getvalue()
+
+
+def _imdb_tar_gz(per_folder: int = 3) -> bytes:
+  buffer = io.BytesIO()
+  with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    for official in ("train", "test"):
+      for folder in ("neg", "pos"):
+        for i in range(per_folder):
+          body = f"{folder} review {official} {i} <br /><br />fine".encode()
+          info = tarfile.TarInfo(f"aclImdb/{official}/{folder}/{i}_{7 if folder == 'pos' else 2}.txt")
+          info.size = len(body)
+          tar.addfile(info, io.BytesIO(body))
+  return buffer.getvalue()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+  def do_HEAD(self):  # pylint: disable=invalid-name
+    self._send(body=False)
+
+  def do_GET(self):  # pylint: disable=invalid-name
+    self._send(body=True)
+
+  def _send(self, body: bool):
+    payload = self.server.files.get(self.path)
+    if payload is None:
+      self.send_error(404)
+      return
+    if body:
+      self.server.gets.append(self.path)
+    self.send_response(200)
+    self.send_header("Content-Length", str(len(payload)))
+    self.end_headers()
+    if body:
+      self.wfile.write(payload)
+
+  def log_message(self, *args):  # quiet
+    del args
+
+
+@contextlib.contextmanager
+def _server(files: dict[str, bytes]):
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+  server.files, server.gets = files, []
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  try:
+    yield server, f"http://127.0.0.1:{server.server_address[1]}"
+  finally:
+    server.shutdown()
+    server.server_close()
+
+
+def _cfg(tmp_path, **overrides):
+  cfg = data.default_config()
+  cfg.update(max_len=16, min_freq=1, cache_dir=str(tmp_path / "cache"),
+             tfds_data_dir=str(tmp_path / "no_tfds"), auto_probe_timeout_s=2.0,
+             planted_train_size=40, planted_dev_size=10, planted_test_size=10,
+             planted_max_len=12)
+  cfg.update(overrides)
+  return cfg
+
+
+def _offline(url, timeout):
+  del timeout
+  return False, f"test: offline ({url})"
+
+
+# --- SST-2 ----------------------------------------------------------------------
+
+
+def test_auto_downloads_the_treebank_then_reads_the_cache_offline(tmp_path):
+  with _server({"/sst.zip": _treebank_zip()}) as (server, address):
+    cfg = _cfg(tmp_path, sst_url=f"{address}/sst.zip")
+    bundle = data.load_dataset(cfg)
+    assert server.gets == ["/sst.zip"]
+  assert bundle.source == "sst_treebank" and bundle.info["fallback_reason"] is None
+  assert bundle.info["obtained"] == f"downloaded from {address}/sst.zip"
+  assert bundle.info["sizes"] == {"train": 2, "dev": 2, "test": 2}
+  cached = tmp_path / "cache" / "stanfordSentimentTreebank"
+  assert sorted(p.name for p in cached.iterdir()) == sorted(_treebank_files())
+  # Server gone: the cache is enough, and nothing is probed.
+  again = data.load_dataset(cfg, probe=_must_not_probe)
+  assert again.info["obtained"] == "cache"
+  for name in ("train", "dev", "test"):
+    np.testing.assert_array_equal(again.splits[name].ids, bundle.splits[name].ids)
+
+
+def _must_not_probe(url, timeout):
+  raise AssertionError(f"probed {url} ({timeout} s) although the data is here")
+
+
+def test_auto_falls_back_step_by_step_and_says_why(tmp_path, monkeypatch):
+  """Offline, nothing cached, TFDS not prepared: rt_polarity's stand-in
+  (here `planted`), every step passed over named in order."""
+  monkeypatch.setattr(sources, "tfds_is_prepared", lambda name, d: (False, "not prepared"))
+  bundle = data.load_dataset(_cfg(tmp_path, auto_fallback="planted"), probe=_offline)
+  assert bundle.source == "planted"
+  steps = bundle.info["auto_steps"]
+  assert steps[0] == f"sst_treebank: not in {tmp_path / 'cache'}"
+  assert steps[1].startswith("sst_treebank: cannot download https://nlp.stanford.edu/")
+  assert steps[2].startswith("glue/sst2: not prepared; download host unreachable: test: offline")
+  assert bundle.info["fallback_reason"] == "; ".join(steps)
+  assert not (tmp_path / "cache" / "stanfordSentimentTreebank").exists()
+
+
+def test_glue_phrases_are_a_fallback_not_the_papers_sst2(tmp_path, monkeypatch):
+  monkeypatch.setattr(sources, "tfds_is_prepared", lambda name, d: (True, "prepared"))
+  resolution = data.resolve_auto(_cfg(tmp_path), probe=_offline)
+  assert resolution.source == "glue/sst2"
+  assert resolution.reason and "sst_treebank: cannot download" in resolution.reason
+
+
+def test_a_corrupt_download_falls_back_and_leaves_nothing(tmp_path, monkeypatch):
+  monkeypatch.setattr(sources, "tfds_is_prepared", lambda name, d: (False, "not prepared"))
+  with _server({"/sst.zip": b"this is not a zip"}) as (_, address):
+    bundle = data.load_dataset(_cfg(tmp_path, sst_url=f"{address}/sst.zip",
+                                    auto_fallback="planted"))
+  assert bundle.source == "planted"
+  assert f"{address}/sst.zip" in bundle.info["auto_steps"][1]
+  assert not any(p.name.startswith("stanfordSentimentTreebank")
+                 for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock"))
+
+
+def test_hosts_are_probed_at_once(tmp_path, monkeypatch):
+  """Offline, the treebank host and TFDS's are asked together, so the
+  decision takes one probe timeout, not two."""
+  monkeypatch.setattr(sources, "tfds_is_prepared", lambda name, d: (False, "not prepared"))
+  both = threading.Barrier(2, timeout=5)
+
+  def probe(url, timeout):
+    both.wait()  # breaks (BrokenBarrierError) if the probes ran one after the other
+    return False, f"test: no answer from {url}"
+  resolution = data.resolve_auto(_cfg(tmp_path, auto_fallback="planted"), probe=probe)
+  assert resolution.source == "planted"
+  assert "test: no answer from https://dl.fbaipublicfiles.com" in resolution.reason
+
+
+# --- IMDB -----------------------------------------------------------------------
+
+
+def test_imdb_auto_order(tmp_path, monkeypatch):
+  archive = tmp_path / "aclImdb_v1.tar.gz"
+  archive.write_bytes(_imdb_tar_gz())
+  prepared = {"value": False}
+  monkeypatch.setattr(sources, "tfds_is_prepared",
+                      lambda name, d: (prepared["value"], "test"))
+  imdb = dict(auto_tfds="imdb_reviews", auto_fallback="imdb_builtin")
+  # The user's archive wins, even over a prepared TFDS copy.
+  prepared["value"] = True
+  given = data.resolve_auto(_cfg(tmp_path, imdb_dir=str(archive), **imdb), probe=_offline)
+  assert (given.source, given.path, given.obtained) == ("aclimdb", archive, "config.data.imdb_dir")
+  assert data.resolve_auto(_cfg(tmp_path, **imdb), probe=_offline).source == "imdb_reviews"
+  # TFDS not prepared: the cache, then (offline) the builtin stand-in.
+  prepared["value"] = False
+  fallback = data.resolve_auto(_cfg(tmp_path, **imdb), probe=_offline)
+  assert fallback.source == "imdb_builtin" and "aclimdb: cannot download" in fallback.reason
+  (tmp_path / "cache").mkdir(exist_ok=True)
+  (tmp_path / "cache" / "aclImdb_v1.tar.gz").write_bytes(archive.read_bytes())
+  cached = data.resolve_auto(_cfg(tmp_path, **imdb), probe=_must_not_probe)
+  assert (cached.source, cached.obtained, cached.reason) == ("aclimdb", "cache", None)
+
+
+def test_imdb_archive_is_downloaded_whole(tmp_path, monkeypatch):
+  monkeypatch.setattr(sources, "tfds_is_prepared", lambda name, d: (False, "test"))
+  # The miniature archive has 3 reviews a class: 2 train, 1 dev.
+  monkeypatch.setattr(aclimdb, "read_aclimdb",
+                      functools.partial(aclimdb.read_aclimdb, train_per_class=2))
+  with _server({"/imdb.tar.gz": _imdb_tar_gz()}) as (server, address):
+    cfg = _cfg(tmp_path, auto_tfds="imdb_reviews", auto_fallback="imdb_builtin",
+               imdb_url=f"{address}/imdb.tar.gz")
+    bundle = data.load_dataset(cfg, probe=lambda url, t: (
+        (True, "test: up") if url.startswith(address) else (False, "test: offline")))
+  assert server.gets == ["/imdb.tar.gz"]
+  assert bundle.source == "aclimdb" and bundle.info["sizes"]["test"] == 6
+  assert (tmp_path / "cache" / "aclImdb_v1.tar.gz").read_bytes() == _imdb_tar_gz()
+  # Texts as the authors read them: <br /> kept, case kept.
+  assert "<br" in " ".join(bundle.splits["train"].texts)
+
+
+# --- the paper's own files (beside the checkout) ---------------------------------
+
+
+@pytest.mark.skipif(not SHARED_SST.is_dir(), reason=WHY_ABSENT)
+def test_the_papers_sst2_sizes():
+  bundle = data.load_dataset(dict(source="sst_treebank", sst_dir=str(SHARED_SST)))
+  assert bundle.info["sizes"] == {"train": 6244, "dev": 825, "test": 1743}
+  assert bundle.info["class_counts"] == {"train": [3122, 3122], "dev": [408, 417],
+                                         "test": [873, 870]}
+  dropped = {k: v["dropped_unmatched"]
+             for k, v in bundle.info["sst_treebank"]["per_split"].items()}
+  assert dropped == {"train": 427, "dev": 57, "test": 92}
+
+
+@pytest.mark.skipif(not SHARED_SST.is_dir(), reason=WHY_ABSENT)
+def test_train_py_trains_on_the_papers_sst2(tmp_path):
+  workdir = tmp_path / "run"
+  proc = subprocess.run(
+      [sys.executable, "train.py", "--config=configs/sst2.py:quick", f"--workdir={workdir}",
+       f"--config.data.sst_dir={SHARED_SST}", "--config.train.num_epochs=1"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((workdir / "results.json").read_text())
+  assert results["source"] == "sst_treebank"
+  assert results["dataset"]["requested_source"] == "auto"
+  assert results["dataset"]["fallback_reason"] is None
+  assert results["dataset"]["sst_treebank"]["per_split"]["train"]["kept"] == 6244
+  assert "source='auto' could not use" not in proc.stderr
