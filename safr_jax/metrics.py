@@ -13,8 +13,12 @@ import math
 import pathlib
 from typing import Any, Mapping
 
+from absl import logging
 import jax
 import numpy as np
+
+from safr_jax import provenance
+from safr_jax.errors import RunError
 
 __all__ = ["add", "means", "MetricWriter"]
 
@@ -47,7 +51,11 @@ class MetricWriter:
   def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True,
                tensorboard: bool = True, start_step: int | None = None):
     """``start_step``: the step training (re)starts from; records of later
-    steps, written before a kill, are dropped so no step appears twice."""
+    steps, written before a kill, are dropped so no step appears twice.
+
+    Raises:
+      RunError: the existing ``metrics.jsonl`` holds a damaged line.
+    """
     self.enabled = enabled
     self._jsonl = None
     self._tb = None
@@ -88,19 +96,50 @@ class MetricWriter:
 
 
 def _truncate_after(path: pathlib.Path, step: int) -> None:
-  """Keeps the records of steps <= ``step`` (a torn last line goes too; test
-  records go as well: a finished run writes them anew)."""
+  """Keeps the records of steps <= ``step`` (test records go as well: a
+  finished run writes them anew).
+
+  A torn last line (no newline: the writer was killed mid-write) is dropped
+  with a warning, as a kill leaves it. Any other line that is not a record
+  (invalid UTF-8, not JSON, no step or split) is damage this code never
+  writes: a ``RunError`` naming the file and line, and the file is left as is.
+  """
+  data = path.read_bytes()
+  lines = data.split(b"\n")
+  torn = lines.pop()  # b"" when the file ends with a newline
   kept = []
-  for line in path.read_text(encoding="utf-8").splitlines():
-    try:
-      record = json.loads(line)
-      if int(record["step"]) <= step and not record["split"].startswith("test"):
-        kept.append(line)
-    except (ValueError, KeyError, TypeError):
-      continue
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-  tmp.replace(path)
+  for number, raw in enumerate(lines, start=1):
+    record = _record(raw)
+    if isinstance(record, str):
+      raise RunError(
+          f"{path} line {number} is damaged ({record}); it is this run's metric log: "
+          "delete that line (or move the file aside) and run the same command again")
+    if record["step"] <= step and not record["split"].startswith("test"):
+      kept.append(raw.decode("utf-8"))
+  if torn:
+    record = _record(torn)
+    if isinstance(record, str):
+      logging.warning("Dropped the torn last line of %s (%d bytes, written when the "
+                      "run was killed).", path, len(torn))
+    elif record["step"] <= step and not record["split"].startswith("test"):
+      kept.append(torn.decode("utf-8"))
+  provenance.write_text(path, "".join(f"{line}\n" for line in kept))
+
+
+def _record(raw: bytes) -> dict[str, Any] | str:
+  """A metrics.jsonl line as a record, or what is wrong with it."""
+  try:
+    text = raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    return f"invalid UTF-8 at byte {e.start}"
+  try:
+    record = json.loads(text)
+  except ValueError as e:
+    return f"not JSON: {e}"
+  if (not isinstance(record, dict) or not isinstance(record.get("step"), int)
+      or not isinstance(record.get("split"), str)):
+    return "not a record with a step and a split"
+  return record
 
 
 def _json_number(value: Any) -> Any:

@@ -1,15 +1,29 @@
-"""Where a result came from: package versions, the git commit, ``results.json``."""
+"""Where a result came from: package versions, the git commit, ``results.json``;
+and the one way a run's files are written (``write_text``/``write_json``:
+atomic, so a reader or a kill never leaves half a file).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import pathlib
 import platform
 import subprocess
+import tempfile
 import time
 from typing import Any
 
-__all__ = ["versions", "git_commit", "write_json", "results_record"]
+from safr_jax import errors
+
+__all__ = ["versions", "git_commit", "write_text", "write_json", "results_record"]
+
+# The process' umask, read once: mkstemp creates its file 0600, and a run's
+# files get the mode an ordinary open() would give them.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain",
             "tensorflow-datasets", "numpy", "safr-jax")
@@ -37,11 +51,42 @@ def git_commit() -> str | None:
     return None
 
 
-def write_json(path: pathlib.Path, value: Any) -> None:
-  """Writes ``value`` as indented JSON atomically (a reader never sees half)."""
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
-  tmp.replace(path)
+def write_text(path: str | os.PathLike, text: str) -> None:
+  """Replaces ``path`` with ``text`` (UTF-8) atomically.
+
+  The text goes to a temporary file of a unique name in the same folder, is
+  synced to disk, then renamed over ``path``: a reader sees the old file or the
+  new one, never half; writers of the same path at once never collide (the
+  last rename wins); the temporary file is removed on any failure.
+
+  Raises:
+    WorkdirError: the folder cannot take the file (full, read-only, no
+      permission); one line naming ``path``.
+  """
+  path = pathlib.Path(path)
+  tmp = None
+  try:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, path)
+  except BaseException as e:
+    if tmp is not None:
+      with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    if isinstance(e, OSError) and e.errno in errors.UNWRITABLE_ERRNOS:
+      advice = ("; free some space and run again"
+                if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+      raise errors.WorkdirError(f"cannot write {path}: {e.strerror}{advice}") from None
+    raise
+
+
+def write_json(path: str | os.PathLike, value: Any) -> None:
+  """Writes ``value`` as indented JSON, atomically (``write_text``)."""
+  write_text(path, json.dumps(value, indent=2, default=str) + "\n")
 
 
 def results_record(trainer: Any, history: dict[str, Any], *, test: dict[str, float],

@@ -31,6 +31,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
+from safr_jax import provenance
 from safr_jax.errors import WorkdirError
 
 __all__ = ["IDENTITY_FILE", "LOCK_FILE", "RESUMABLE_FIELDS", "WorkdirLock",
@@ -111,7 +112,7 @@ def _differences(saved: dict[str, Any], now: dict[str, Any],
   sd, nd = saved.get("data", {}), now["data"]
   if sd.get("label_names") != nd["label_names"]:
     out.append(f"labels {sd.get('label_names')} (run) vs {nd['label_names']} (now)")
-  if sd.get("source") != nd["source"]:
+  if sd.get("source", nd["source"]) != nd["source"]:  # absent: rebuilt without it
     out.append(f"data source {sd.get('source')!r} (run) vs {nd['source']!r} (now)")
   elif sd.get("vocab_sha256") and sd.get("vocab_sha256") != nd["vocab_sha256"]:
     out.append(f"vocabulary ({sd.get('vocab_size')} vs {nd['vocab_size']} tokens, "
@@ -144,20 +145,57 @@ def holds_a_run(workdir: pathlib.Path) -> bool:
   return any((workdir / name).exists() for name in RUN_FILES)
 
 
-def _legacy_identity(workdir: pathlib.Path) -> dict[str, Any] | None:
-  """What a run saved before identities existed tells about itself."""
+# The files a start writes besides the identity: what it is rebuilt from.
+DEFINING_FILES = ("config.json", "dataset.json", "vocab.txt", "labels.json")
+
+
+def _rebuilt_identity(workdir: pathlib.Path) -> dict[str, Any] | None:
+  """The identity that the files defining a run tell, without its record.
+
+  A run saved before identities existed, or one whose ``run_identity.json``
+  was deleted, still has ``config.json`` (the whole config), ``dataset.json``
+  (source, sizes, labels), ``vocab.txt`` and ``labels.json``. The data
+  fingerprint is not among them, so it is not compared; the vocabulary's hash
+  and the split sizes stand in for it.
+
+  Returns:
+    None when there is no ``config.json`` to rebuild from.
+  """
   config_path = workdir / "config.json"
   if not config_path.exists():
     return None
-  fields = _flatten(json.loads(config_path.read_text()))
-  out: dict[str, Any] = {"config": fields, "data": {}}
+  out: dict[str, Any] = {"config": _flatten(_read_json(config_path)), "data": {}}
+  data = out["data"]
+  for name in ("dataset.json", "labels.json"):
+    path = workdir / name
+    if path.exists():
+      info = _read_json(path)
+      info = info.get("data", info) if name == "labels.json" else info
+      for key in ("source", "label_names", "vocab_size", "sizes"):
+        if key in info:
+          data.setdefault(key, info[key])
   labels = workdir / "labels.json"
-  if labels.exists():
-    out["data"]["label_names"] = json.loads(labels.read_text()).get("label_names")
+  if labels.exists():  # the names the run's ids map to
+    data["label_names"] = _read_json(labels).get("label_names", data.get("label_names"))
   vocab = workdir / "vocab.txt"
   if vocab.exists():
-    out["data"]["vocab_sha256"] = vocab_hash(vocab.read_text(encoding="utf-8").splitlines())
+    try:
+      tokens = vocab.read_bytes().decode("utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as e:
+      raise WorkdirError(f"{vocab} cannot be read ({e}); the workdir's run is "
+                         "unknown. Use another --workdir.") from None
+    if tokens and tokens[-1] == "":
+      tokens.pop()
+    data.update(vocab_sha256=vocab_hash(tokens), vocab_size=len(tokens))
   return out
+
+
+def _read_json(path: pathlib.Path) -> Any:
+  try:
+    return json.loads(path.read_bytes().decode("utf-8"))
+  except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+    raise WorkdirError(f"{path} cannot be read ({e}); the workdir's run is "
+                       "unknown. Use another --workdir.") from None
 
 
 def check_identity(workdir: pathlib.Path, identity: dict[str, Any], *,
@@ -166,6 +204,8 @@ def check_identity(workdir: pathlib.Path, identity: dict[str, Any], *,
 
   ``defaults`` (a config's ``to_dict()`` at its defaults) lets a run saved
   before a config field existed resume when that field is at its default.
+  Without ``run_identity.json`` (deleted, or a run from before it existed) the
+  identity is rebuilt from ``DEFINING_FILES`` and compared the same way.
 
   Returns:
     True if the workdir holds this run (resume), False if it holds none.
@@ -174,29 +214,31 @@ def check_identity(workdir: pathlib.Path, identity: dict[str, Any], *,
     WorkdirError: it holds another run; the message names what differs.
   """
   path = workdir / IDENTITY_FILE
-  try:
-    saved = json.loads(path.read_text()) if path.exists() else _legacy_identity(workdir)
-  except (OSError, ValueError) as e:
-    raise WorkdirError(f"{path} cannot be read ({e}); the workdir's run is "
-                       "unknown. Use another --workdir.") from None
+  rebuilt = not path.exists()
+  saved = _rebuilt_identity(workdir) if rebuilt else _read_json(path)
   if saved is None:
     return False
   saved.setdefault("config", {})
   differ = _differences(saved, identity, _flatten(_jsonable(defaults or {})))
+  present = [name for name in DEFINING_FILES if (workdir / name).exists()]
   if differ:
     shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
+    told = (f" ({IDENTITY_FILE} is missing; compared with {', '.join(present)})"
+            if rebuilt else "")
     raise WorkdirError(
-        f"{workdir} holds another run: {shown}. Use a new --workdir, or "
+        f"{workdir} holds another run{told}: {shown}. Use a new --workdir, or "
         "--config.train.overwrite=True to move that run aside and start over here.")
+  if rebuilt:
+    logging.warning("%s had no %s; rebuilt it from %s, which agree with this start.",
+                    workdir, IDENTITY_FILE, ", ".join(present))
   return True
 
 
 def write_identity(workdir: pathlib.Path, identity: dict[str, Any]) -> None:
+  """Writes ``run_identity.json`` unless the workdir has one."""
   if not (workdir / IDENTITY_FILE).exists():
-    tmp = workdir / (IDENTITY_FILE + ".tmp")
-    tmp.write_text(json.dumps(dict(identity, created=time.strftime("%Y-%m-%d %H:%M:%S")),
-                              indent=1) + "\n")
-    tmp.replace(workdir / IDENTITY_FILE)
+    provenance.write_json(workdir / IDENTITY_FILE,
+                          dict(identity, created=time.strftime("%Y-%m-%d %H:%M:%S")))
 
 
 def move_aside(workdir: pathlib.Path) -> pathlib.Path:

@@ -275,3 +275,108 @@ def test_a_field_whose_default_changed_resumes_at_its_old_value(tmp_path):
                      match="config.data.batching 'random' \\(run, from before the field "
                      "existed\\) vs 'bucketed' \\(now; --config.data.batching=random resumes it\\)"):
     workdir_lib.check_identity(tmp_path, now("bucketed"), defaults=defaults)
+
+
+# --- damaged or missing run files ---------------------------------------------------
+
+
+def test_a_deleted_identity_is_rebuilt_from_the_run_files_when_they_agree(tmp_path, caplog):
+  small = {"train.num_epochs": 1, "data.max_examples": 80}
+  workdir = tmp_path / "run"
+  assert train_lib.train_and_evaluate(
+      _config(**small, **{"train.stop_after_steps": 10}), workdir) is None
+  (workdir / workdir_lib.IDENTITY_FILE).unlink()
+  before = _hashes(workdir)
+  with pytest.raises(errors.WorkdirError,
+                     match=r"holds another run \(run_identity.json is missing; compared "
+                     r"with config.json, dataset.json, vocab.txt, labels.json\): "
+                     r"config.model.d_model 16 \(run\) vs 32 \(now\)"):
+    train_lib.train_and_evaluate(_config(**small, **{"model.d_model": 32}), workdir)
+  assert _hashes(workdir) == before
+  # The same run resumes (not "another run": data source None vs 'rt_polarity').
+  results = train_lib.train_and_evaluate(_config(**small), workdir)
+  assert results["epochs_run"] == 1
+  assert "rebuilt it from config.json, dataset.json, vocab.txt, labels.json" in caplog.text
+  saved = json.loads((workdir / workdir_lib.IDENTITY_FILE).read_text())
+  assert saved["data"]["source"] == "rt_polarity" and saved["data"]["fingerprint"]
+
+
+def _metrics_log(workdir: pathlib.Path, tail: bytes) -> pathlib.Path:
+  path = workdir / "metrics.jsonl"
+  lines = [json.dumps({"step": s, "split": "train", "loss": 1.0}) for s in (1, 2, 3)]
+  path.write_bytes("\n".join(lines).encode() + b"\n" + tail)
+  return path
+
+
+@pytest.mark.parametrize("damage, what", [
+    (b'{"step": 4, "split": "train", "loss": "\xff"}\n', "line 4 is damaged (invalid UTF-8"),
+    (b'{"step": 4, "spl\n{"step": 5, "split": "train"}\n', "line 4 is damaged (not JSON"),
+])
+def test_a_damaged_metrics_log_is_one_error_naming_the_file_and_line(tmp_path, damage, what):
+  from safr_jax import metrics  # pylint: disable=g-import-not-at-top
+  path = _metrics_log(tmp_path, damage)
+  before = path.read_bytes()
+  with pytest.raises(errors.RunError) as e:
+    metrics.MetricWriter(tmp_path, tensorboard=False, start_step=5)
+  assert f"{path} {what}" in str(e.value) and "\n" not in str(e.value)
+  assert path.read_bytes() == before  # nothing dropped behind the user's back
+
+
+def test_a_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path, caplog):
+  from safr_jax import metrics  # pylint: disable=g-import-not-at-top
+  path = _metrics_log(tmp_path, b'{"step": 4, "split": "tr')  # killed mid-write
+  metrics.MetricWriter(tmp_path, tensorboard=False, start_step=5).close()
+  assert [json.loads(l)["step"] for l in path.read_text().splitlines()] == [1, 2, 3]
+  assert "torn last line" in caplog.text and str(path) in caplog.text
+
+
+def test_concurrent_json_writers_never_collide_nor_show_half_a_file(tmp_path):
+  import threading  # pylint: disable=g-import-not-at-top
+  from safr_jax import provenance  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "shared.json"
+  provenance.write_json(path, {"writer": -1, "payload": []})
+  failures, reads = [], []
+
+  def write(i):
+    try:
+      for j in range(20):
+        provenance.write_json(path, {"writer": i, "payload": list(range(2000 + j))})
+    except Exception as e:  # pylint: disable=broad-except
+      failures.append(e)
+
+  def read(stop):
+    while not stop.is_set():
+      try:
+        reads.append(json.loads(path.read_text())["writer"])
+      except Exception as e:  # pylint: disable=broad-except
+        failures.append(e)
+
+  stop = threading.Event()
+  reader = threading.Thread(target=read, args=(stop,))
+  reader.start()
+  writers = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+  for t in writers:
+    t.start()
+  for t in writers:
+    t.join()
+  stop.set()
+  reader.join()
+  assert not failures, failures[:3]
+  assert reads and json.loads(path.read_text())["writer"] in range(8)
+  assert [p.name for p in tmp_path.iterdir()] == ["shared.json"]  # no temporary left
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_temporary(tmp_path,
+                                                                         monkeypatch):
+  import errno  # pylint: disable=g-import-not-at-top
+  from safr_jax import provenance  # pylint: disable=g-import-not-at-top
+
+  def full(fd):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(provenance.os, "fsync", full)
+  with pytest.raises(errors.WorkdirError,
+                     match=rf"cannot write {tmp_path / 'results.json'}: No space left on "
+                     "device; free some space and run again"):
+    provenance.write_json(tmp_path / "results.json", {"a": 1})
+  assert list(tmp_path.iterdir()) == []
