@@ -16,8 +16,16 @@ only while they are the latest.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import gc
+import json
+import logging as std_logging
+import os
 import pathlib
+import re
+import shutil
 import time
 from typing import Any
 
@@ -26,6 +34,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from safr_jax import errors
 from safr_jax.errors import CheckpointError
 
 __all__ = ["Checkpoints", "CheckpointError", "Restored"]
@@ -82,17 +91,71 @@ class Checkpoints:
   def best_step(self) -> int | None:
     return self._manager.best_step()
 
+  def has(self, step: int) -> bool:
+    """Whether ``step`` is saved (a save returns only once it is complete)."""
+    return step in self._manager.all_steps()
+
   # -- save / restore --------------------------------------------------------
 
   def save(self, step: int, *, state: Any, meta: dict[str, Any],
            dev_accuracy: float | None = None) -> None:
+    """Saves ``step``; returns when it is on disk.
+
+    Raises:
+      WorkdirError: the disk is full (the message gives the space a
+        checkpoint needs) or cannot be written; the half-written save is
+        removed, and the previous checkpoints are untouched, so the same
+        command resumes once there is room.
+    """
     metrics = (None if dev_accuracy is None
                else {_METRIC: float(dev_accuracy), "step": int(step)})
-    self._manager.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                meta=ocp.args.JsonSave(meta)),
-        metrics=metrics, force=True)
+    try:
+      with _orbax_thread_errors_hidden():
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                    meta=ocp.args.JsonSave(meta)),
+            metrics=metrics, force=True)
+      return
+    except Exception as e:  # pylint: disable=broad-except
+      code = _unwritable_errno(e)
+      if code is None:
+        raise
+      logging.vlog(1, "Saving %s/%d failed:", self.directory, step, exc_info=True)
+    # Outside the `except` block, so the failed save's frames are released:
+    # orbax's write coroutines that were still pending close now, while
+    # imports work, instead of at interpreter exit (where each printed a
+    # "sys.meta_path is None" traceback).
+    gc.collect()
+    self._remove_partial(step)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+      # Orbax's files take ~1.2x the arrays' bytes plus ~50 KB of metadata; the
+      # last checkpoint on disk, where there is one, is the measure itself.
+      need = max(int(1.2 * _tree_bytes(state)) + len(json.dumps(meta, default=str))
+                 + 64_000, self._disk_bytes(self.latest_step()))
+      latest = self.latest_step()
+      then = ("resume from step {latest}" if latest is not None
+              else "start again (no checkpoint was saved yet)").format(latest=latest)
+      raise errors.WorkdirError(
+          f"no space left in {self.directory} for checkpoint {step}: it needs about "
+          f"{_megabytes(need)}, {_megabytes(shutil.disk_usage(self.directory).free)} "
+          f"are free. Free some space there and run the same command to {then}.") from None
+    raise errors.WorkdirError(f"cannot write checkpoint {step} in {self.directory}: "
+                              f"{os.strerror(code)}") from None
+
+  def _remove_partial(self, step: int) -> None:
+    """Deletes what a failed save of ``step`` left (orbax's temporary folder):
+    on a full disk it holds the space the next try needs."""
+    if jax.process_index() != 0:
+      return
+    for path in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+      shutil.rmtree(path, ignore_errors=True)
+
+  def _disk_bytes(self, step: int | None) -> int:
+    if step is None:
+      return 0
+    return sum(f.stat().st_blocks * 512 for f in (self.directory / str(step)).rglob("*")
+               if f.is_file())
 
   def read_meta(self, step: int) -> dict[str, Any]:
     restored = self._manager.restore(
@@ -193,11 +256,16 @@ class Checkpoints:
     return moved
 
   def close(self) -> None:
-    """Waits for a save in flight, then releases the manager (idempotent)."""
+    """Waits for a save in flight, then releases the manager (idempotent).
+
+    Every exit path calls it: orbax's threads must not outlive the run into
+    interpreter shutdown."""
     if self._manager is not None:
-      self._manager.wait_until_finished()
-      self._manager.close()
-      self._manager = None
+      manager, self._manager = self._manager, None
+      try:
+        manager.wait_until_finished()
+      finally:
+        manager.close()
 
 
 def multihost_sync(name: str) -> None:
@@ -205,6 +273,50 @@ def multihost_sync(name: str) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(name)
+
+
+def _unwritable_errno(e: BaseException) -> int | None:
+  """The errno of a full / read-only / forbidden disk behind a failed save.
+
+  Orbax raises the ``OSError`` of its own files, or TensorStore's
+  ``ValueError("RESOURCE_EXHAUSTED: ... [os_error_code='28']")``."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno in errors.UNWRITABLE_ERRNOS:
+      return e.errno
+    code = re.search(r"os_error_code='?(\d+)", str(e))
+    if code and int(code.group(1)) in errors.UNWRITABLE_ERRNOS:
+      return int(code.group(1))
+    e = e.__cause__ or e.__context__
+  return None
+
+
+class _OrbaxThreadErrors(std_logging.Filter):
+  """Orbax's save threads log their failure with a traceback, then the save
+  raises it in the caller, which reports it (in one line where it can)."""
+
+  def filter(self, record) -> bool:
+    return not ("/orbax/" in record.pathname and "raised an exception" in str(record.msg))
+
+
+@contextlib.contextmanager
+def _orbax_thread_errors_hidden():
+  absl_logger = std_logging.getLogger("absl")
+  hide = _OrbaxThreadErrors()
+  absl_logger.addFilter(hide)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(hide)
+
+
+def _tree_bytes(tree: Any) -> int:
+  return sum(int(getattr(leaf, "nbytes", 0)) for leaf in jax.tree.leaves(tree))
+
+
+def _megabytes(n: int) -> str:
+  return f"{n / 1e6:.1f} MB"
 
 
 def _short(e: BaseException, limit: int = 120) -> str:

@@ -1,12 +1,22 @@
 """Preemption as a normal event: SIGTERM/SIGINT stop training at a step boundary.
 
 TPU VMs, SLURM and Kubernetes send SIGTERM before they take a machine; a
-person presses Ctrl-C (SIGINT). ``StopRequests`` turns the first such signal
-into a request that the training loop honours after the current step: it
-saves a checkpoint, flushes the metrics and raises ``Stopped``, which the
-command line reports in one line and exits with 128 + the signal (143 / 130).
-A second signal while saving is noted and waits for the save; a third exits at
-once.
+person presses Ctrl-C (SIGINT). Whenever it comes, the process ends with one
+line on stderr and exit status 128 + the signal (143 / 130):
+
+* during start-up (imports, data loading, before the first step):
+  ``handle_start_up`` (installed at process start) or the loop says "stopped
+  during start-up; nothing was trained";
+* during training: ``StopRequests`` turns the first signal into a request
+  that the loop honours after the current step: it saves a checkpoint (or
+  keeps the one just saved at that step), flushes the metrics and raises
+  ``Stopped``, which the command line reports;
+* during the final test evaluation: the evaluation is abandoned (training is
+  finished and saved; the same command runs the test);
+* after the results are written, the run is complete and says so.
+
+A second signal while stopping is noted and waits for the save; a third exits
+at once.
 
 Multi-process jobs must agree on the step they stop at: there the SIGTERM
 handler stays JAX's own (the coordination service's preemption notifier), and
@@ -21,33 +31,96 @@ import os
 import signal
 import sys
 import threading
+from typing import Sequence
 
 import jax
 import numpy as np
 
-__all__ = ["Stopped", "StopRequests"]
+__all__ = ["Stopped", "StopRequests", "handle_start_up", "START_UP_MESSAGE"]
 
 _NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
+START_UP_MESSAGE = ("stopped during start-up; nothing was trained; run the same "
+                    "command to start")
+
+# What a signal means outside a StopRequests block, in a process whose start
+# installed ``handle_start_up``: "start-up" until training takes over, then
+# "ended" (the run's files are closed; the process is on its way out).
+_process_stage = "start-up"
 
 
 class Stopped(Exception):
-  """Training stopped on a signal after saving a checkpoint at ``step``."""
+  """Training stopped on a signal; ``str()`` is the line to show the user."""
 
-  def __init__(self, signum: int, step: int):
-    super().__init__(f"stopped at step {step} (checkpoint saved); run the same "
-                     "command to resume")
+  def __init__(self, signum: int, step: int, message: str | None = None):
+    super().__init__(message or f"stopped at step {step} (checkpoint saved); run the "
+                     "same command to resume")
     self.signum, self.step = signum, step
+
+  @classmethod
+  def during_start_up(cls, signum: int) -> "Stopped":
+    return cls(signum, 0, START_UP_MESSAGE)
+
+  @classmethod
+  def before_test(cls, signum: int, step: int) -> "Stopped":
+    return cls(signum, step, f"stopped during the final test evaluation: training "
+               f"finished at step {step} and is saved; run the same command to test it")
+
+  @classmethod
+  def after_results(cls, signum: int, results: os.PathLike | str) -> "Stopped":
+    return cls(signum, -1, f"{_name(signum)} came as the run finished; it is complete "
+               f"({results})")
 
   @property
   def exit_code(self) -> int:
     return 128 + self.signum
 
 
+def _name(signum: int) -> str:
+  return _NAMES.get(signum, str(signum))
+
+
+def handle_start_up(pending: Sequence[int] = ()) -> None:
+  """Makes a stop before training starts one line and 143/130, not a silent death.
+
+  Call first thing in a training process (``train.py``). ``pending``: signals
+  noted before this module could be imported (importing JAX takes seconds);
+  the first of them stops the process now.
+  """
+  if pending:
+    _stop_outside_training(pending[0], None)
+  if threading.current_thread() is threading.main_thread():
+    for signum in (signal.SIGTERM, signal.SIGINT):
+      signal.signal(signum, _stop_outside_training)
+
+
+def _stop_outside_training(signum, frame) -> None:
+  del frame
+  if _process_stage == "start-up":
+    print(START_UP_MESSAGE, file=sys.stderr, flush=True)
+  else:
+    print(f"{_name(signum)} received while exiting; the run's files are closed",
+          file=sys.stderr, flush=True)
+  # SystemExit, not os._exit: `finally` blocks (temporary files) still run.
+  raise SystemExit(128 + signum)
+
+
 class StopRequests:
-  """Installs SIGTERM/SIGINT handlers for its ``with`` block (main thread only)."""
+  """Installs SIGTERM/SIGINT handlers for its ``with`` block (main thread only).
+
+  ``stage`` ("start-up", "training", "testing"; set by the training loop) is
+  what the first signal's notice says will happen.
+  """
+
+  _NOTICES = {
+      "start-up": "stopping before training starts...",
+      "training": "stopping after this step and saving a checkpoint...",
+      "testing": "stopping the final test evaluation (training is finished and "
+                 "saved)...",
+  }
 
   def __init__(self, sync_every: int = 10):
     self.signum: int | None = None
+    self.stage = "start-up"
     self._count = 0
     self._previous: dict[int, object] = {}
     self._sync_every = max(1, sync_every)
@@ -61,6 +134,8 @@ class StopRequests:
     return self
 
   def __exit__(self, *exc) -> None:
+    global _process_stage
+    _process_stage = "ended"
     for signum, handler in self._previous.items():
       signal.signal(signum, handler)
     self._previous.clear()
@@ -70,11 +145,11 @@ class StopRequests:
     self._count += 1
     if self._count == 1:
       self.signum = signum
-      print(f"\n{_NAMES.get(signum, signum)} received: stopping after this step "
-            "and saving a checkpoint...", file=sys.stderr, flush=True)
+      print(f"\n{_name(signum)} received: {self._NOTICES[self.stage]}",
+            file=sys.stderr, flush=True)
     elif self._count == 2:
-      print("still saving the checkpoint; a third signal exits at once and may "
-            "lose it", file=sys.stderr, flush=True)
+      print("still stopping; a third signal exits at once and may lose the "
+            "checkpoint being saved", file=sys.stderr, flush=True)
     else:
       os._exit(128 + signum)
 
@@ -96,3 +171,11 @@ class StopRequests:
         self.signum = agreed
       return bool(agreed) or preempted
     return preempted
+
+  def stop_now(self) -> bool:
+    """Whether to abandon an evaluation now (no step to agree on).
+
+    Single-process only: agreeing across processes would cost a collective
+    per batch, so a multi-process job finishes its evaluation.
+    """
+    return not self._multi and self.signum is not None

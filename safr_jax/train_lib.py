@@ -12,8 +12,8 @@ Restarting in a workdir that holds checkpoints resumes from the newest readable
 one: parameters, optimizer state, step, RNG, the data iterator, the early-
 stopping history and the epoch's metric sums are restored, so the run continues
 with exactly the batches and random numbers it would have seen (on the same
-device count). SIGTERM/SIGINT stop after the current step with a checkpoint
-(``safr_jax.preemption``).
+device count). SIGTERM/SIGINT stop after the current step with a checkpoint,
+or abandon the final test evaluation (``safr_jax.preemption``).
 
 The pieces: ``safr_jax.steps`` (the jitted step functions), ``safr_jax.trainer``
 (building them for a config), ``safr_jax.progress`` (what the user sees),
@@ -70,7 +70,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     ``train.stop_after_steps`` stopped the run early (as a kill would).
 
   Raises:
-    Stopped: SIGTERM/SIGINT; a checkpoint of the step it stopped at is saved.
+    Stopped: SIGTERM/SIGINT; a checkpoint of the step it stopped at is saved
+      (or nothing was trained yet, or the test evaluation was abandoned: its
+      message says which).
     ConfigError / DataError: bad config or data, before anything is written.
     WorkdirError: the workdir holds another run, is locked, or is unwritable.
     TrainingDiverged: a non-finite loss; the best checkpoint is untouched.
@@ -260,12 +262,18 @@ def _loop(run: _Run, state, meta, history, step: int, writer) -> dict[str, Any] 
 
   window, pending = None, None
   tic, tic_step = time.monotonic(), step
+  run.stops.stage = "training"
   try:
     while step < total_steps:
       if run.stops.should_stop(step):
         if pending is not None:
           _check_finite(*pending)
-        save()
+        if not run.ckpts.has(step):
+          if step == 0:  # a fresh start: nothing to save
+            raise Stopped.during_start_up(run.stops.signum)
+          save()
+        # else the epoch-end, periodic or resumed checkpoint of this very step
+        # (a signal during its save lands here): saving again would fail.
         run.ckpts.close()  # waits for the save, whatever signals come now
         raise Stopped(run.stops.signum, step)
       batch = trainer.shard(next(it))
@@ -359,23 +367,35 @@ def _end_epoch(trainer: Trainer, state, step: int, epoch_sums, history, writer,
 
 
 def _finish(run: _Run, history: dict[str, Any], start_time: float) -> dict[str, Any]:
+  """Tests the best and the last checkpoint and writes ``results.json``.
+
+  A stop request abandons the test evaluation (the next batch boundary): the
+  training is saved, and the same command runs the test again from it.
+  """
   trainer, config, ckpts = run.trainer, run.trainer.config, run.ckpts
+  run.stops.stage = "testing"
+  last = ckpts.latest_step()
+
+  def check():
+    if run.stops.stop_now():
+      raise Stopped.before_test(run.stops.signum, last)
+
   best = history["best_step"]
   if best is None:
     raise CheckpointError(f"{ckpts.directory} has no evaluated checkpoint to test")
   abstract = trainer.abstract_state()
   # Each checkpoint's loss is reported with the bottleneck β it trained under.
   kl_history = history.get("vmask_kl_history") or [float(config.loss.vmask_kl)]
+  check()
   test = trainer.evaluate(ckpts.restore(best, abstract).state.params, "test",
-                          kl_history[history["best_epoch"] - 1])
+                          kl_history[history["best_epoch"] - 1], check=check)
   # What the authors' code reports: it keeps `state_dict()` by reference, so
   # the weights it tests are the last epoch's, not the best dev epoch's.
-  last = ckpts.latest_step()
   if last is None or last == best:
     test_last, last = test, best
   else:
     test_last = trainer.evaluate(ckpts.restore(last, abstract).state.params, "test",
-                                 kl_history[-1])
+                                 kl_history[-1], check=check)
   results = provenance.results_record(
       trainer, history, test=test, test_last_epoch=test_last, last_step=last,
       start_time=start_time, workdir=run.workdir)
@@ -391,4 +411,6 @@ def _finish(run: _Run, history: dict[str, Any], start_time: float) -> dict[str, 
         f"{history['best_dev_accuracy']:.4f}) on {trainer.bundle.source}; the last "
         f"epoch's weights (what the authors' code tests): {test_last['accuracy']:.4f}.")
   print(f"Results: {run.workdir / 'results.json'}")
+  if run.stops.signum is not None:  # came after the last test batch
+    raise Stopped.after_results(run.stops.signum, run.workdir / "results.json")
   return results

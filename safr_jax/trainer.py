@@ -71,10 +71,12 @@ class Trainer:
     return sharding.shard_batch(batch, self.mesh)
 
   def evaluate(self, params: Any, split_name: str,
-               vmask_kl_weight: float | None = None) -> dict[str, float]:
+               vmask_kl_weight: float | None = None,
+               check: Callable[[], None] | None = None) -> dict[str, float]:
     """Means of every metric over the whole ``split_name`` split; the total
     ``loss`` uses the bottleneck weight ``vmask_kl_weight`` (default the
-    config's)."""
+    config's). ``check`` is called before each batch and may raise to abandon
+    the evaluation (a stop request)."""
     config = self.config
     kl = float(config.loss.vmask_kl if vmask_kl_weight is None else vmask_kl_weight)
     sums = None
@@ -83,6 +85,8 @@ class Trainer:
                                    pad_to=config.data.pad_to,
                                    process_index=jax.process_index(),
                                    process_count=jax.process_count()):
+      if check is not None:
+        check()
       sums = metrics.add(sums, self.eval_step(params, self.shard(batch), kl))
     if sums is None:
       raise DataError(f"the {split_name} split has no examples")

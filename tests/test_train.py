@@ -160,8 +160,8 @@ def test_test_metrics_come_from_the_best_checkpoint(tmp_path, monkeypatch):
   real_evaluate = trainer.Trainer.evaluate
   scripted = iter([0.5, 0.9, 0.6, 0.55])
 
-  def fake_dev(self, params, split_name, vmask_kl_weight=None):
-    out = real_evaluate(self, params, split_name, vmask_kl_weight)
+  def fake_dev(self, params, split_name, vmask_kl_weight=None, **kwargs):
+    out = real_evaluate(self, params, split_name, vmask_kl_weight, **kwargs)
     if split_name == "dev":
       out["accuracy"] = next(scripted)
     return out
