@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -96,8 +97,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         ckpts.close()
   except OSError as e:
     if e.errno in errors.UNWRITABLE_ERRNOS:
+      advice = ("; free some space there and run the same command"
+                if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
       raise WorkdirError(f"cannot write in {workdir}: {e.strerror}"
-                         f"{f' ({e.filename})' if e.filename else ''}") from None
+                         f"{f' ({e.filename})' if e.filename else ''}{advice}") from None
     raise
 
 
