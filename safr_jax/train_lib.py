@@ -37,7 +37,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from safr_jax import checkpointing, configs, data, errors, metrics, provenance, steps
+from safr_jax import checkpointing, configs, data, errors, losses, metrics, provenance, steps
 from safr_jax import workdir as workdir_lib
 from safr_jax.errors import (CheckpointError, ConfigError, TrainingDiverged,
                              WorkdirError)
@@ -323,9 +323,8 @@ def _loop(run: _Run, state, meta, history, step: int, writer) -> dict[str, Any] 
 def _check_finite(step: int, sums: dict) -> None:
   values = jax.device_get(sums)
   if values["nonfinite_sum"] > 0:
-    bad = [k.removesuffix("_sum") for k in ("ce_sum", "importance_sum", "interaction_sum",
-                                            "vmask_kl_sum", "grad_norm_sum")
-           if not math.isfinite(float(values[k]))]
+    bad = [k for k in (*losses.term_names(), "grad_norm")
+           if not math.isfinite(float(values[f"{k}_sum"]))]
     raise TrainingDiverged(
         f"training diverged at step {step}: non-finite {', '.join(bad) or 'loss'}; "
         "that update was not applied and no checkpoint was written after it. "

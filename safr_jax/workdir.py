@@ -48,6 +48,7 @@ RESUMABLE_FIELDS = frozenset({
     "train.eval_batch_size", "train.overwrite", "train.compilation_cache_dir",
     "loss.query_block_size",
     "data.auto_probe_timeout_s", "data.tfds_data_dir", "data.sst_dir",
+    "data.sst_url", "data.imdb_dir", "data.imdb_url", "data.cache_dir",
     "data.train_file", "data.dev_file", "data.test_file",
 })
 # What the run files of a workdir are; their presence means it holds a run.

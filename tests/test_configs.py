@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from safr_jax import configs, data, errors, losses, steps
+from safr_jax import configs, data, errors, losses, steps, train_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -93,6 +93,14 @@ def test_a_new_regularizer_is_one_function_and_one_field(toy_term):
   del c.loss["toy"]
   with pytest.raises(errors.ConfigError, match=r"config.loss.toy is missing"):
     configs.validate_config(c)
+
+
+def test_divergence_names_a_new_term(toy_term):
+  del toy_term
+  sums = {f"{k}_sum": 1.0 for k in losses.term_names()}
+  sums.update(toy_sum=float("nan"), grad_norm_sum=1.0, nonfinite_sum=1.0)
+  with pytest.raises(errors.TrainingDiverged, match=r"at step 7: non-finite toy;"):
+    train_lib._check_finite(7, sums)  # pylint: disable=protected-access
 
 
 def test_regularizers_and_weights_must_agree(monkeypatch):

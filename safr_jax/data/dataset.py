@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from absl import logging
 import numpy as np
 
+from safr_jax import provenance
 from safr_jax.data import aclimdb as aclimdb_lib
 from safr_jax.data import acquire
 from safr_jax.data import config as config_lib
@@ -394,10 +395,7 @@ def save_vocab_and_labels(bundle: DatasetBundle,
                        "max_len": bundle.info.get("max_len")},
       "data": bundle.info,
   }
-  tmp = workdir / (LABELS_FILE + ".tmp")
-  tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False),
-                 encoding="utf-8")
-  tmp.replace(workdir / LABELS_FILE)
+  provenance.write_json(workdir / LABELS_FILE, payload)
 
 
 def load_vocab_and_labels(workdir: str | pathlib.Path

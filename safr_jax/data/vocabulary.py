@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from safr_jax import provenance
 from safr_jax.data.errors import DataError
 
 PAD = "<PAD>"
@@ -159,8 +160,7 @@ class Vocabulary:
 
   def save(self, path: str | pathlib.Path) -> None:
     """Writes one token per line (UTF-8, ``\\n``), line number = id."""
-    pathlib.Path(path).write_text("".join(tok + "\n" for tok in self._tokens),
-                                  encoding="utf-8", newline="\n")
+    provenance.write_text(path, "".join(tok + "\n" for tok in self._tokens))
 
   @classmethod
   def load(cls, path: str | pathlib.Path, *, lowercase: bool = False,
