@@ -1,5 +1,13 @@
 """Writes docs/RESULTS.md from the per-run JSON summaries of run_grid.py.
 
+The report opens with the paper's benchmarks (``PAPER_GROUPS``: SST-2 read as
+the authors read it, padding-aware and under their numerics, and the official
+IMDB test): the answer to "does SAFR improve interpretability without costing
+accuracy?", one table, the two numerics side by side and each group's full
+tables. The stand-in groups (``rt_polarity``, ``imdb_builtin`` and the
+experiments on them) follow under their own heading. ``readme_summary`` renders
+the paper's table and answer for README.md (``python -m experiments.report``).
+
 Every comparison of two variants is the difference of their means over seeds
 with a Welch 95 % interval (``welch``, ``compare``); where the interval
 contains zero the report says the seeds do not separate the two, and where a
@@ -65,6 +73,8 @@ AOPC_GXI = _path("interpretability", "faithfulness", "gradient_x_input", "aopc")
 SHARING_AMONG = _path("interpretability", "superposition", "embeddings",
                       "important_among_important", "sharing")
 SHARING_AMONG_BULLET = "Sharing among important tokens (embeddings; L_Imp lowers it)"
+KEEP_RATE = _gate("results", "test", "keep_rate")
+KEEP_ABOVE_HALF = _gate("results", "test", "keep_above_half")
 
 # Two tables per group: accuracy, losses and the gate, then interpretability.
 COLUMNS: list[tuple[str, Getter]] = [
@@ -72,8 +82,8 @@ COLUMNS: list[tuple[str, Getter]] = [
     ("test acc., last epoch", ACCURACY_LAST),
     ("L_Imp (test)", IMPORTANCE),
     ("L_Inter (test)", _path("results", "test", "interaction")),
-    ("mean keep-prob.", _gate("results", "test", "keep_rate")),
-    ("share p > 0.5", _gate("results", "test", "keep_above_half")),
+    ("mean keep-prob.", KEEP_RATE),
+    ("share p > 0.5", KEEP_ABOVE_HALF),
     ("epochs", _path("results", "epochs_run")),
     ("wall time / run (min)", _wall_minutes),
 ]
@@ -98,7 +108,17 @@ INTERPRETABILITY: list[tuple[str, Getter]] = [
 
 REFERENCE_TITLE = ("`rt_polarity`, the authors' numerics: PyTorch initialisation, padding "
                    "counted in pooling and both losses, every row padded to 128")
+# The paper's benchmarks first (in this order), then the stand-ins.
 GROUP_TITLES = {
+    "sst2": ("SST-2 (`sst_treebank`, the paper's benchmark), max_len 128, padding-aware "
+             "defaults"),
+    "sst2_reference": ("SST-2 (`sst_treebank`), the authors' numerics: PyTorch "
+                       "initialisation, padding counted in pooling and both losses, every "
+                       "row padded to 128"),
+    "imdb_curve": ("IMDB (`aclimdb`, the official test), max_len 256: one SAFR run whose dev "
+                   "curve chooses the IMDB group's epoch cap"),
+    "imdb": ("IMDB (`aclimdb`, the official test, the paper's benchmark), max_len 256, "
+             "padding-aware"),
     "reference": REFERENCE_TITLE,
     "bottleneck": ("`rt_polarity`, padding-aware, with VMASK's annealed information "
                    "bottleneck (β = 1, −0.099 every 10 epochs)"),
@@ -112,6 +132,29 @@ GROUP_TITLES = {
     "quick": "quick grid (tiny models, a few hundred examples; a smoke test, not a result)",
 }
 REPRODUCTION_GROUPS = ("reference", "bottleneck", "init_padding")
+# The groups on the paper's own data; every other group is a stand-in.
+PAPER_GROUPS = ("sst2", "sst2_reference", "imdb_curve", "imdb")
+IMDB_GROUPS = ("imdb_curve", "imdb")
+# The paper's table: (group, dataset as the table names it, variants), and the
+# seeds run_grid plans per variant (what "n of planned" counts against).
+PAPER_ROWS = (
+    ("sst2", "SST-2", ("baseline", "vmask", "safr", "safr_ib")),
+    ("sst2_reference", "SST-2, authors' numerics", ("baseline", "vmask", "safr")),
+    ("imdb", "IMDB", ("baseline", "safr", "safr_ib")),
+)
+PLANNED_SEEDS = {"sst2": 5, "sst2_reference": 3, "imdb": 3, "imdb_curve": 1}
+PAPER_COLUMNS: list[tuple[str, Getter]] = [
+    ("test acc., best-dev checkpoint", ACCURACY),
+    ("test acc., last epoch", ACCURACY_LAST),
+    ("L_Imp (test)", IMPORTANCE),
+    ("AOPC (VMASK)", AOPC_VMASK),
+    ("AOPC (gradient × input)", AOPC_GXI),
+    ("sharing among important tokens", SHARING_AMONG),
+    ("mean keep-prob.", KEEP_RATE),
+    ("share p > 0.5", KEEP_ABOVE_HALF),
+]
+# safr_jax/configs.py's train.num_epochs: early stopping's open-ended budget.
+OPEN_ENDED_EPOCHS = 100
 ORDER = ["baseline", "vmask", "vmask_ib", "imp", "inter", "safr", "safr_ib",
          "flax_init_ignored", "torch_init_ignored", "flax_init_counted",
          "safr_random", "safr_bucketed"]
@@ -125,18 +168,25 @@ INIT_PADDING_CELLS = {
 }
 
 TITLE = "# Results\n"
+PAPER_QUESTION = ("## Does SAFR improve interpretability without costing accuracy, on the "
+                  "paper's benchmarks?\n")
+STANDIN_TITLE = "# Stand-in results (rt_polarity, imdb_builtin): not the paper's benchmarks\n"
+STANDIN_QUESTION = "## Does this reproduce SAFR? (on `rt_polarity`, a stand-in)\n"
 
+# How every table of the report was made; the parts that differ per group are
+# read from the summaries (``_paper_data``) or said in ``STANDIN_HEADER``.
 HEADER = """## How these numbers were made
 
 "—" marks a number that does not exist for that run (e.g. VMASK metrics of the baseline,
 which has no VMASK, or last-epoch accuracy of runs trained before `results.json` recorded
-it) or has not been computed yet. Interpretability metrics use the first 400 test examples
-(`--eval_examples`); accuracy and losses the whole test split. "Wall time" is `train.py`'s
-(training with dev evaluation each epoch, then the test split), summed over resumed
-attempts, on 2 shared CPU cores (where an attempt went unrecorded, training's own step time
-summed over every attempt stands in: a lower bound); `safr_jax.evaluate` comes on top (under a minute per
-padding-aware `rt_polarity` run, ~3 min per `reference` run, whose rows are all padded to
-128 (8 min with the pinned commit's unbatched evaluation), 12–14 min per `imdb_builtin` run; mostly occlusion).
+it) or has not been computed yet; "not run yet" marks a variant with no finished run.
+Accuracy, losses and the gate cover the whole test split; the other interpretability
+metrics a seeded, stratified subset of it (the class balance kept; `safr_jax.evaluate
+--max_examples`, which `run_grid.py` sets per run, 400 unless said otherwise; its size is
+given per group below). "Wall time" is `train.py`'s (training with dev evaluation each
+epoch, then the test split), summed over resumed attempts, on 2 shared CPU cores (where an
+attempt went unrecorded, training's own step time summed over every attempt stands in: a
+lower bound); `safr_jax.evaluate` comes on top.
 
 Produced by `python experiments/run_grid.py` (see its docstring); every row can be
 reproduced alone with `python experiments/run_grid.py --only=<group>/<label>/seed<k>`,
@@ -148,16 +198,43 @@ with one seed on either side no interval exists. Authors' hyper-parameters (d_mo
 8 heads, 1 layer, Adam 1e-4, batch 32, early stopping on dev accuracy with patience 3,
 λ = 1), CPU.
 
+Test accuracy is reported for the checkpoint with the best dev accuracy (ours) and for the
+last epoch's weights, which is what the authors' code tests. The VMASK gate is two
+numbers: the mean keep-probability over real test tokens and the share of those tokens
+with keep-probability p > 0.5. Superposition ("sharing") of the important tokens (p > 0.5)
+is given pooled over all tokens of the example and among the important tokens only
+(`docs/METRICS.md`). The paper's "SRS" score is not reproduced; the interpretability
+columns are our metrics, defined in `docs/METRICS.md`.
+
+Two numerics. *Padding-aware* (`sst2`, `imdb`): Flax initialisation, padding ignored in
+pooling and in both SAFR losses, length-bucketed batches each padded to its longest row
+(the defaults). *The authors'* (`sst2_reference`): PyTorch initialisation, padding counted
+in pooling and both losses, every row padded to 128, random batches, as their code does.
+`sst2` and `sst2_reference` read SST-2 as the authors do: `sst_treebank` on
+`../shared/data/sst/stanfordSentimentTreebank`, the treebank's own sentence-level
+train/dev/test, labels from the phrase dictionary, neutral sentences dropped, train
+balanced. `imdb` reads the official IMDB archive as the authors split it (`aclimdb` on
+`../shared/data/imdb/aclImdb_text.tar.gz`: train and dev from the official train, the
+official test whole). The sizes each run read are below, from its summary. If CPU time
+forces an epoch cap, one cap, chosen from the dev curve of `imdb_curve`'s uncapped run,
+holds for every `imdb` run and is said beside every IMDB number.
+"""
+
+STANDIN_HEADER = """## How the stand-in numbers were made
+
+As above ("—", mean ± std, Welch intervals, hyper-parameters, the gate, wall time, how to
+rerun a row), with these differences. Interpretability metrics use a seeded, stratified
+subset of 400 test examples (`--eval_examples`). `safr_jax.evaluate` comes on top of the
+wall time (under a minute per padding-aware `rt_polarity` run, ~3 min per `reference` run,
+whose rows are all padded to 128 (8 min with the pinned commit's unbatched evaluation),
+12–14 min per `imdb_builtin` run; mostly occlusion). Last-epoch accuracy exists only for
+runs trained since `results.json` recorded it.
+
 Two numerics. *Padding-aware* (`rt_polarity`, `imdb_builtin`, `lambda`, `bottleneck`):
-Flax initialisation, padding ignored in pooling and in both SAFR losses. *The authors'*
-(`reference`): PyTorch initialisation, padding counted in pooling and both losses, every
-row padded to 128, as their code does. `init_padding` crosses the two switches for SAFR
-(seed 0). Test accuracy is reported for the checkpoint with the best dev accuracy (ours)
-and, for runs trained since it was recorded, for the last epoch's weights, which is what
-the authors' code tests. The VMASK gate is two numbers: the mean keep-probability over
-real test tokens and the share of those tokens with keep-probability p > 0.5.
-Superposition ("sharing") of the important tokens (p > 0.5) is given pooled over all
-tokens of the example and among the important tokens only (`docs/METRICS.md`).
+Flax initialisation, padding ignored in pooling and in both SAFR losses, random batches
+(`batching` sets them against length-bucketed ones). *The authors'* (`reference`): PyTorch
+initialisation, padding counted in pooling and both losses, every row padded to 128, as
+their code does. `init_padding` crosses the two switches for SAFR (seed 0).
 
 One deviation: `imdb_builtin` runs get a fixed budget of 3 epochs (1,875 steps; an epoch
 takes ~12 min on the 2 CPU cores these ran on) instead of early stopping's open-ended 100
@@ -165,11 +242,11 @@ epochs; the test numbers still come from the checkpoint with the best dev accura
 `rt_polarity` runs' best checkpoints came after 1,000–2,100 steps, so this is a comparable
 number of updates, but IMDB models might improve with more.
 
-**These are not SST-2 or IMDB benchmark numbers.** `rt_polarity` is the Rotten Tomatoes
-sentence-polarity data SST-2 was built from, not SST-2 itself (different sentences, splits
-and labels); `imdb_builtin`'s test set is carved from IMDB's *train* split. Neither is
-comparable with published SST-2/IMDB figures. The paper's "SRS" score is not reproduced;
-the interpretability columns are our metrics, defined in `docs/METRICS.md`.
+**The numbers in this part are not SST-2 or IMDB benchmark numbers.** `rt_polarity` is the
+Rotten Tomatoes sentence-polarity data SST-2 was built from, not SST-2 itself (different
+sentences, splits and labels); `imdb_builtin`'s test set is carved from IMDB's *train*
+split. Neither is comparable with published SST-2/IMDB figures (the paper's benchmarks are
+above).
 """
 
 
@@ -375,6 +452,326 @@ def _answer(groups) -> list[str]:
 
 
 # ----------------------------------------------------------------------------
+# The paper's benchmarks: the answer, one table, the two numerics side by side.
+
+
+def _epoch_cap(summary: dict[str, Any]) -> int | None:
+  """The epoch cap a run trained under (``config.train.num_epochs`` when its
+  command sets it or it is below the open-ended default), None when early
+  stopping alone ended it."""
+  epochs = ((summary.get("config") or {}).get("train") or {}).get("num_epochs")
+  flag = re.search(r"--config\.train\.num_epochs=(\d+)", summary.get("command") or "")
+  if isinstance(epochs, int) and not isinstance(epochs, bool):
+    return epochs if flag or epochs < OPEN_ENDED_EPOCHS else None
+  return int(flag.group(1)) if flag else None
+
+
+def _budget(runs: Iterable[dict]) -> str:
+  """The epoch budget of ``runs``, to say beside their numbers: "capped at 3
+  epochs", "no epoch cap (early stopping)", or each budget with its count when
+  the runs disagree; "" for no runs."""
+  caps = collections.Counter(_epoch_cap(s) for s in runs)
+  name = lambda cap: (f"capped at {cap} epoch{'s' if cap != 1 else ''}" if cap
+                      else "no epoch cap (early stopping)")
+  if len(caps) <= 1:
+    return name(next(iter(caps))) if caps else ""
+  return "not one epoch budget: " + ", ".join(
+      f"{name(cap)} ({_seeds(n).replace('seed', 'run')})" for cap, n in caps.items())
+
+
+def _group_runs(groups, group: str) -> list[dict]:
+  return [s for runs in groups.get(group, {}).values() for s in runs]
+
+
+def _dataset_name(groups, group: str, name: str) -> str:
+  """The table's dataset cell; IMDB's carries its epoch budget."""
+  budget = _budget(_group_runs(groups, group)) if group in IMDB_GROUPS else ""
+  return f"{name}, {budget}" if budget else name
+
+
+def _paper_table(groups) -> str:
+  """One row per dataset × variant of ``PAPER_ROWS``: n and mean ± std."""
+  lines = ["| dataset | variant | n | " + " | ".join(c for c, _ in PAPER_COLUMNS) + " |",
+           "|---" * (len(PAPER_COLUMNS) + 3) + "|"]
+  for group, name, labels in PAPER_ROWS:
+    dataset = _dataset_name(groups, group, name)
+    for label in labels:
+      runs = groups.get(group, {}).get(label, [])
+      cells = ([_fmt([get(s) for s in runs]) for _, get in PAPER_COLUMNS] if runs
+               else ["not run yet"] + ["—"] * (len(PAPER_COLUMNS) - 1))
+      lines.append(f"| {dataset} | {label} | {len(runs)} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def _side(sign: int | None, below: str, level: str, above: str,
+          none: str = "no interval is possible yet (fewer than 2 seeds a side)") -> str:
+  """The phrase for the sign of a Welch interval (``_sign``)."""
+  return {-1: below, 0: level, 1: above, None: none}[sign]
+
+
+def _accuracy(groups, group: str, label: str, name: str, *, last: bool = True
+              ) -> tuple[str, str]:
+  """``label`` − baseline test accuracy in ``group`` (best-dev checkpoint and,
+  with ``last``, the last epoch's weights): the comparisons ("with the
+  best-dev checkpoint, A − baseline = …; with …") and the verdict without its
+  subject ("is not separated from the baseline in accuracy")."""
+  v = lambda l, get: _values(groups, group, l, get)
+  pairs = [("with the best-dev checkpoint", v(label, ACCURACY), v("baseline", ACCURACY))]
+  if last and (v(label, ACCURACY_LAST) or v("baseline", ACCURACY_LAST)):
+    pairs.append(("with the last epoch's weights", v(label, ACCURACY_LAST),
+                  v("baseline", ACCURACY_LAST)))
+  text = "; ".join(f"{when}, {compare(name, 'baseline', a, b)}" for when, a, b in pairs)
+  phrase = lambda sign: _side(
+      sign, "is less accurate than the baseline (costs accuracy)",
+      "is not separated from the baseline in accuracy",
+      "is more accurate than the baseline",
+      "has no accuracy interval yet (fewer than 2 seeds a side)")
+  signs = [_sign(a, b) for _, a, b in pairs]
+  if len(set(signs)) == 1:
+    verdict = phrase(signs[0])
+  else:
+    verdict = " but ".join(f"{phrase(s)} {when}" for s, (when, _, _) in zip(signs, pairs))
+  return text, verdict
+
+
+def _missing(groups, group: str, labels: Sequence[str]) -> str:
+  """"3 seeds of `safr` and 0 seeds of `baseline` have finished"."""
+  counts = [f"{_seeds(len(groups.get(group, {}).get(l, [])))} of `{l}`" for l in labels]
+  return ", ".join(counts[:-1]) + f" and {counts[-1]} have finished"
+
+
+def _paper_answer(groups) -> list[str]:
+  """At most five sentences, one a line: SST-2's accuracy and
+  interpretability padding-aware, SST-2 under the authors' numerics, IMDB,
+  and the answer in short."""
+  v = lambda g, l, get: _values(groups, g, l, get)
+  sentences = []
+  sst = "On SST-2 (`sst2`, padding-aware)"
+
+  # 1. SST-2 accuracy.
+  if not v("sst2", "safr", ACCURACY) or not v("sst2", "baseline", ACCURACY):
+    sentences.append(f"{sst}, SAFR against the plain Transformer is not run yet "
+                     f"({_missing(groups, 'sst2', ('safr', 'baseline'))}).")
+  else:
+    text, verdict = _accuracy(groups, "sst2", "safr", "SAFR")
+    sentence = f"{sst}, in test accuracy, {text}; so SAFR {verdict}"
+    if v("sst2", "safr_ib", ACCURACY):
+      ib_text, ib_verdict = _accuracy(groups, "sst2", "safr_ib", "`safr_ib`", last=False)
+      sentence += (f"; with VMASK's information bottleneck and {ib_text.removeprefix('with ')}, "
+                   f"so `safr_ib` {ib_verdict}")
+    sentences.append(sentence + ".")
+
+  # 2. SST-2 interpretability: SAFR's losses against VMASK alone.
+  aopc = v("sst2", "safr", AOPC_VMASK), v("sst2", "vmask", AOPC_VMASK)
+  if not aopc[0] or not aopc[1]:
+    sentences.append("On SST-2, SAFR's interpretability against VMASK alone is not run yet "
+                     f"({_missing(groups, 'sst2', ('safr', 'vmask'))} with interpretability "
+                     "metrics).")
+  else:
+    share = v("sst2", "safr", SHARING_AMONG), v("sst2", "vmask", SHARING_AMONG)
+    gxi = v("sst2", "safr", AOPC_GXI), v("sst2", "baseline", AOPC_GXI)
+    parts = [f"the AOPC of the gate's explanation gives {compare('SAFR', 'vmask', *aopc, 3)}"]
+    meaning = [_side(_sign(*aopc), "SAFR's explanation is less faithful than VMASK alone's",
+                     "the two explanations' faithfulness is not separated",
+                     "SAFR's explanation is more faithful than VMASK alone's")]
+    if share[0] and share[1]:
+      parts.append("the sharing among important tokens gives "
+                   f"{compare('SAFR', 'vmask', *share, 2)}")
+      meaning.append(_side(_sign(*share), "SAFR lowers that sharing, as designed",
+                           "the sharing is not separated",
+                           "SAFR raises that sharing, against its design"))
+    if gxi[0] and gxi[1]:
+      parts.append("gradient × input's AOPC on the model gives "
+                   f"{compare('SAFR', 'baseline', *gxi, 3)}")
+      meaning.append(_side(_sign(*gxi), "gradient × input explains SAFR's model less "
+                           "faithfully than the baseline's",
+                           "gradient × input is not separated between the two models",
+                           "gradient × input explains SAFR's model more faithfully"))
+    sentences.append(f"On SST-2's interpretability, {'; '.join(parts)}; so "
+                     f"{'; '.join(meaning)}.")
+
+  # 3. SST-2 under the authors' numerics.
+  ref = "On SST-2 under the authors' numerics (`sst2_reference`)"
+  if not v("sst2_reference", "safr", ACCURACY) or not v("sst2_reference", "baseline",
+                                                         ACCURACY):
+    sentences.append(f"{ref}, SAFR against the plain Transformer is not run yet "
+                     f"({_missing(groups, 'sst2_reference', ('safr', 'baseline', 'vmask'))}).")
+  else:
+    text, verdict = _accuracy(groups, "sst2_reference", "safr", "SAFR")
+    sentence = f"{ref}, in test accuracy, {text}; so SAFR {verdict}"
+    aopc_ref = v("sst2_reference", "safr", AOPC_VMASK), v("sst2_reference", "vmask", AOPC_VMASK)
+    if aopc_ref[0] and aopc_ref[1]:
+      sentence += (f"; the AOPC of the gate's explanation gives "
+                   f"{compare('SAFR', 'vmask', *aopc_ref, 3)}, so " + _side(
+                       _sign(*aopc_ref), "SAFR's explanation is less faithful than VMASK "
+                       "alone's", "the two explanations' faithfulness is not separated",
+                       "SAFR's explanation is more faithful than VMASK alone's"))
+    sentences.append(sentence + ".")
+
+  # 4. IMDB.
+  budget = _budget(_group_runs(groups, "imdb"))
+  if not v("imdb", "safr", ACCURACY) or not v("imdb", "baseline", ACCURACY):
+    done = (f" ({_missing(groups, 'imdb', ('baseline', 'safr', 'safr_ib'))}, {budget})"
+            if "imdb" in groups else "")
+    sentences.append("On IMDB (`imdb`: baseline, safr and safr_ib on the official test), "
+                     f"SAFR against the plain Transformer is not run yet{done}, so this "
+                     "report cannot yet answer on IMDB.")
+  else:
+    text, verdict = _accuracy(groups, "imdb", "safr", "SAFR")
+    sentence = (f"On IMDB (`imdb`, official test, {budget}), in test accuracy, {text}; so "
+                f"SAFR {verdict}")
+    if v("imdb", "safr_ib", ACCURACY):
+      ib_text, ib_verdict = _accuracy(groups, "imdb", "safr_ib", "`safr_ib`", last=False)
+      sentence += (f"; with VMASK's information bottleneck and {ib_text.removeprefix('with ')}, "
+                   f"so `safr_ib` {ib_verdict}")
+    gxi = v("imdb", "safr", AOPC_GXI), v("imdb", "baseline", AOPC_GXI)
+    if gxi[0] and gxi[1]:
+      sentence += (f"; gradient × input's AOPC gives {compare('SAFR', 'baseline', *gxi, 3)}"
+                   + ("" if _sign(*gxi) is None else ", so " + _side(
+                       _sign(*gxi), "it explains SAFR's model less faithfully",
+                       "it is not separated between the two models",
+                       "it explains SAFR's model more faithfully")))
+    sentences.append(sentence + " (no `vmask` run on IMDB isolates what SAFR's losses add "
+                     "to the gate's explanation).")
+
+  # 5. The answer in short.
+  def short(group: str) -> str:
+    if not v(group, "safr", ACCURACY) or not v(group, "baseline", ACCURACY):
+      return "SAFR is not run yet"
+    return "SAFR " + _accuracy(groups, group, "safr", "SAFR")[1]
+  sst_short = short("sst2")
+  if aopc[0] and aopc[1]:
+    sst_short += "; its gate's explanation " + _side(
+        _sign(*aopc), "is less faithful than VMASK alone's",
+        "is not separated from VMASK alone's in faithfulness",
+        "is more faithful than VMASK alone's", "has no interval yet")
+  imdb_short = short("imdb") + (f" ({budget})" if budget else "")
+  sentences.append(f"In short, on these seeds: on SST-2 (padding-aware) {sst_short}; on IMDB "
+                   f"{imdb_short}.")
+  return sentences
+
+
+def _short_commit(summary) -> str:
+  return str(summary.get("results", {}).get("git_commit") or "unknown")[:7]
+
+
+def _numerics_section(groups) -> str:
+  """SST-2 padding-aware (``sst2``) against the authors' numerics
+  (``sst2_reference``), each variant beside itself, with the commits."""
+  lines = ["## SST-2: padding-aware against the authors' numerics, each variant beside "
+           "itself\n"]
+  commits = {g: collections.Counter(_short_commit(s) for s in _group_runs(groups, g))
+             for g in ("sst2", "sst2_reference")}
+  if not commits["sst2"] or not commits["sst2_reference"]:
+    labels = ("baseline", "vmask", "safr")
+    lines.append(f"Not run yet: in `sst2`, {_missing(groups, 'sst2', labels)}; in "
+                 f"`sst2_reference`, {_missing(groups, 'sst2_reference', labels)}.")
+    return "\n".join(lines)
+  every = commits["sst2"] + commits["sst2_reference"]
+  if len(every) == 1:
+    commit = next(iter(every))
+    lines.append(f"Both groups were trained at the same commit, {commit} (`results.git_commit` "
+                 f"of all {sum(every.values())} runs), on the same data, so a difference "
+                 "below is the numerics (initialisation, padding in pooling and the losses, "
+                 "rows padded to 128, random batches) and the seeds, not the code.")
+  else:
+    lines.append(f"Not one commit: `sst2` was trained at {_by_commit(commits['sst2'])}, "
+                 f"`sst2_reference` at {_by_commit(commits['sst2_reference'])} "
+                 "(`results.git_commit`), so a difference below also compares code.")
+  lines.append("\nPadding-aware minus the authors' numerics, Welch 95 % intervals over seeds:\n")
+  metrics = [("test accuracy, best-dev checkpoint", ACCURACY, 4),
+             ("last epoch's weights", ACCURACY_LAST, 4),
+             ("AOPC (VMASK)", AOPC_VMASK, 3),
+             ("AOPC (gradient × input)", AOPC_GXI, 3),
+             ("sharing among important tokens", SHARING_AMONG, 2)]
+  for label in ("baseline", "vmask", "safr"):
+    parts = []
+    for what, get, digits in metrics:
+      a, b = (_values(groups, g, label, get) for g in ("sst2", "sst2_reference"))
+      if a or b or get is ACCURACY:
+        parts.append(f"{what}: " + compare(f"`sst2/{label}`", f"`sst2_reference/{label}`",
+                                           a, b, digits))
+    lines.append(f"- `{label}`: " + "; ".join(parts) + ".")
+  return "\n".join(lines)
+
+
+def _thousands(n: Any) -> str:
+  return f"{n:,}" if isinstance(n, int) else "?"
+
+
+def _paper_data(groups) -> str:
+  """Per paper group, read from its summaries: data source, path and sizes,
+  the numerics, the epoch budget, the interpretability subset, evaluation time."""
+  lines = ["Read from each group's summaries (`results.dataset`, `config`, "
+           "`interpretability`):\n"]
+  for group in PAPER_GROUPS:
+    runs = _group_runs(groups, group)
+    planned = sum(PLANNED_SEEDS.get(group, 0) * len(labels)
+                  for g, _, labels in PAPER_ROWS if g == group) or PLANNED_SEEDS.get(group, 0)
+    if not runs:
+      if group != "imdb_curve":
+        lines.append(f"- `{group}`: not run yet (0 of {planned} planned runs).")
+      continue
+    data = collections.Counter()
+    numerics = collections.Counter()
+    examples = collections.Counter()
+    for s in runs:
+      ds = s.get("results", {}).get("dataset") or {}
+      cfg = s.get("config") or {}
+      folder = (cfg.get("data") or {}).get(
+          {"sst_treebank": "sst_dir", "aclimdb": "imdb_dir"}.get(ds.get("source"), ""), "")
+      sizes = ds.get("sizes") or {}
+      data[(f"`{ds.get('source', '?')}`" + (f" on `{folder}`" if folder else "")
+            + ", train / dev / test " + " / ".join(_thousands(sizes.get(k))
+                                                  for k in ("train", "dev", "test"))
+            + f", max_len {ds.get('max_len', '?')}")] += 1
+      model, loss, dcfg = (cfg.get(k) or {} for k in ("model", "loss", "data"))
+      numerics[(f"`model.init={model.get('init', '?')}`, `model.pool={model.get('pool', '?')}`, "
+                f"`loss.count_padding={loss.get('count_padding', '?')}`, "
+                f"`data.batching={dcfg.get('batching', '?')}`, "
+                f"`data.pad_to={dcfg.get('pad_to', '?')}`")] += 1
+      interp = s.get("interpretability")
+      examples["not evaluated yet" if interp is None
+               else f"{interp.get('examples', '?')} test examples"] += 1
+    counted = lambda c: "; ".join(k if len(c) == 1 else f"{k} ({_seeds(n).replace('seed', 'run')})"
+                                  for k, n in c.items())
+    evaluate_min = _mean((s.get("interpretability") or {}).get("timing_s", {}).get("total")
+                         for s in runs)
+    lines.append(
+        f"- `{group}` ({len(runs)} of {planned} planned runs): {counted(data)}; "
+        f"{counted(numerics)}; {_budget(runs)}; interpretability subset {counted(examples)}"
+        + (f"; `safr_jax.evaluate` took {evaluate_min / 60:.1f} min per run on average"
+           if evaluate_min is not None else "") + ".")
+  return "\n".join(lines)
+
+
+def _dev_curves(rows) -> str:
+  """Each run's dev accuracy per epoch (what the IMDB epoch cap is chosen from)."""
+  lines = []
+  for label in sorted(rows):
+    for s in sorted(rows[label], key=lambda s: s.get("seed", 0)):
+      r = s.get("results", {})
+      curve = ", ".join(f"{e}: {a:.4f}" for e, a in enumerate(r.get("dev_history") or [], 1)
+                        if isinstance(a, (int, float)))
+      ended = ("stopped early" if r.get("stopped_early")
+               else "not stopped early (ran its budget)")
+      lines.append(f"- `{label}` seed {s.get('seed')} ({_budget([s])}): dev accuracy after "
+                   f"each epoch {curve or '—'}; best epoch {r.get('best_epoch', '?')}; {ended} "
+                   f"after {r.get('epochs_run', '?')} epochs.")
+  return "Dev accuracy per epoch (`results.dev_history`):\n\n" + "\n".join(lines)
+
+
+def readme_summary(results_dir: pathlib.Path | str) -> str:
+  """The paper's table and the answer sentences, as Markdown for README.md
+  (``python -m experiments.report`` prints it)."""
+  groups = load(pathlib.Path(results_dir))
+  return (_paper_table(groups) + "\n\n"
+          "Mean ± sample std over seeds (n); differences of means with Welch 95 % intervals "
+          "(every number, the commits and the wall time per run: `docs/RESULTS.md`).\n\n"
+          + "\n".join(_paper_answer(groups)) + "\n")
+
+
+# ----------------------------------------------------------------------------
 # Per-group comparisons.
 
 
@@ -452,6 +849,8 @@ def _findings(group: str, rows, groups) -> list[str]:
                 ("Test accuracy, best-dev checkpoint", ACCURACY, 4),
                 ("Test accuracy, last epoch", ACCURACY_LAST, 4),
                 ("AOPC of the VMASK explanation", AOPC_VMASK, 3))]
+  if group == "imdb_curve":
+    return [_dev_curves(rows)]
   if "safr" not in rows or "baseline" not in rows:
     return ["SAFR and the baseline have not both finished in this group; no comparison is "
             "drawn."]
@@ -461,6 +860,17 @@ def _findings(group: str, rows, groups) -> list[str]:
     out.append(_bullet("Test accuracy, last epoch's weights (the authors' protocol)",
                        compare("safr", "baseline", v("safr", ACCURACY_LAST),
                                v("baseline", ACCURACY_LAST))))
+  if "safr_ib" in rows:
+    out.append(_bullet("With VMASK's information bottleneck, test accuracy, best-dev checkpoint",
+                       compare("safr_ib", "baseline", v("safr_ib", ACCURACY),
+                               v("baseline", ACCURACY))))
+    if v("safr_ib", ACCURACY_LAST) or v("baseline", ACCURACY_LAST):
+      out.append(_bullet("With the bottleneck, test accuracy, last epoch's weights",
+                         compare("safr_ib", "baseline", v("safr_ib", ACCURACY_LAST),
+                                 v("baseline", ACCURACY_LAST))))
+    out.append(_bullet("AOPC of the VMASK explanation, with the bottleneck against without",
+                       compare("safr_ib", "safr", v("safr_ib", AOPC_VMASK),
+                               v("safr", AOPC_VMASK), 3)))
   if "vmask" in rows:
     out.append(_bullet("L_Imp on test (SAFR minimises it, so lower is by construction)",
                        compare("safr", "vmask", v("safr", IMPORTANCE), v("vmask", IMPORTANCE))))
@@ -567,92 +977,148 @@ def _by_commit(counts: collections.Counter) -> str:
   return ", ".join(f"{c} ({_seeds(n).replace('seed', 'run')})" for c, n in counts.items())
 
 
-def _commits(groups) -> str:
-  """Which commits each group's runs were trained from (results.git_commit)."""
+def _commits(groups, names: Sequence[str], intro: str) -> str:
+  """Which commits the runs of each group in ``names`` were trained from
+  (results.git_commit), after ``intro``; "" when none of them has runs."""
   parts = []
-  for group in _group_order(groups):
-    counts = collections.Counter(
-        str(s.get("results", {}).get("git_commit") or "unknown")[:7]
-        for runs in groups[group].values() for s in runs)
+  for group in names:
+    counts = collections.Counter(_short_commit(s) for s in _group_runs(groups, group))
     listed = _by_commit(counts)
-    if group in REPRODUCTION_GROUPS:
+    if group in REPRODUCTION_GROUPS or group in PAPER_GROUPS:
       listed = (f"pinned commit {listed}" if len(counts) == 1
                 else f"{listed} (not one pinned commit)")
     parts.append(f"`{group}`: {listed}")
   if not parts:
     return ""
-  evaluated = _evaluation_commits(groups)
-  return ("Commits the runs were trained from (`results.git_commit`). The reproduction groups "
-          "(`reference`, `bottleneck`, `init_padding`) are trained from one pinned commit, so "
-          "code changes made while they run do not reach them; the older groups were trained "
-          "while the code evolved, so comparisons across groups also compare commits. "
-          + "; ".join(parts) + "." + evaluated + "\n")
+  return (f"Commits the runs were trained from (`results.git_commit`). {intro}"
+          + "; ".join(parts) + "." + _evaluation_commits(groups, names) + "\n")
 
 
-def _evaluation_commits(groups) -> str:
+STANDIN_COMMITS = ("The reproduction groups (`reference`, `bottleneck`, `init_padding`) are "
+                   "trained from one pinned commit, so code changes made while they run do "
+                   "not reach them; the older groups were trained while the code evolved, so "
+                   "comparisons across groups also compare commits. ")
+PAPER_COMMITS = ("Each group is trained from a pinned worktree, so code changes made while "
+                 "it runs do not reach it; a group whose runs span commits says so. ")
+
+
+def _evaluation_commits(groups, names: Sequence[str]) -> str:
   """Which commits computed the interpretability metrics, where that differs
   from the training commit (``safr_jax.evaluate --reevaluate`` of older runs)."""
   parts = []
-  for group in _group_order(groups):
+  for group in names:
     counts = collections.Counter()
-    for runs in groups[group].values():
-      for s in runs:
-        trained = str(s.get("results", {}).get("git_commit") or "")[:7]
-        interp = s.get("interpretability")
-        if interp is None:
-          continue
-        evaluated = str((interp.get("provenance") or {}).get("git_commit") or "")[:7]
-        if evaluated and evaluated != trained:
-          counts[evaluated] += 1
+    for s in _group_runs(groups, group):
+      trained = str(s.get("results", {}).get("git_commit") or "")[:7]
+      interp = s.get("interpretability")
+      if interp is None:
+        continue
+      evaluated = str((interp.get("provenance") or {}).get("git_commit") or "")[:7]
+      if evaluated and evaluated != trained:
+        counts[evaluated] += 1
     if counts:
       parts.append(f"`{group}`: {_by_commit(counts)}")
   if not parts:
     return ""
   return (" Interpretability metrics computed by a later commit's `safr_jax.evaluate` "
           "(`interpretability.provenance.git_commit`; training untouched, so metrics added "
-          "since the training commit are filled in): " + "; ".join(parts) + "; the other runs were evaluated "
-          "right after training, by the checkout that trained them.")
+          "since the training commit are filled in): " + "; ".join(parts) + "; the other "
+          "runs were evaluated right after training, by the checkout that trained them.")
+
+
+def _plots(group: str, report: pathlib.Path,
+           compare_dir: pathlib.Path | None) -> pathlib.Path | None:
+  """Where ``group``'s ``safr_jax.compare`` table and plot are: ``compare_dir``
+  (drawn by this call), else the committed ones beside the report
+  (``docs/results/<group>``, e.g. when run_grid draws none)."""
+  for folder in (compare_dir, report.parent / "results"):
+    if folder is not None and (folder / group / "comparison.png").exists():
+      return folder / group
+  return None
+
+
+def _group_section(group: str, groups, report: pathlib.Path,
+                   compare_dir: pathlib.Path | None) -> list[str]:
+  """A group's heading, its two tables, what they show and its plot's link."""
+  rows = groups[group]
+  title = GROUP_TITLES.get(group, group)
+  if group in IMDB_GROUPS:  # the epoch budget goes beside every IMDB number
+    title += f"; {_budget(_group_runs(groups, group))}"
+  lines = [f"\n## {title}\n"]
+  labels = sorted(rows, key=lambda l: (ORDER.index(l) if l in ORDER else 99, l))
+  for columns in (COLUMNS, INTERPRETABILITY):
+    lines.append("| run | n | " + " | ".join(c for c, _ in columns) + " |")
+    lines.append("|---" * (len(columns) + 2) + "|")
+    for label in labels:
+      runs = rows[label]
+      cells = [_fmt([get(s) for s in runs]) for _, get in columns]
+      lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    lines.append("")
+  lines.append("")
+  lines.append(_sentence(group, rows, groups))
+  folder = _plots(group, report, compare_dir)
+  if folder is not None:
+    rel = os.path.relpath(folder, report.parent)
+    lines.append("")
+    lines.append(f"Every metric of every run: [`{rel}/comparison.md`]({rel}/comparison.md); "
+                 "test accuracy against the faithfulness of each run's own explanation:\n\n"
+                 f"![accuracy vs faithfulness, {group}]({rel}/comparison.png)")
+  return lines
 
 
 def write(results_dir: pathlib.Path, report: pathlib.Path, *,
           compare_dir: pathlib.Path | None = None) -> None:
-  """Writes ``report`` from the summaries in ``results_dir``; links each group's
-  ``safr_jax.compare`` plot and full table when ``compare_dir/<group>`` has them."""
+  """Writes ``report`` from the summaries in ``results_dir``: the paper's
+  benchmarks first, then the stand-ins under their own heading. Links each
+  group's ``safr_jax.compare`` plot and full table found in
+  ``compare_dir/<group>`` or beside the report (``results/<group>``)."""
   groups = load(results_dir)
-  lines = [TITLE, "## Does this reproduce SAFR?\n", "\n".join(_answer(groups)), "", HEADER]
-  commits = _commits(groups)
+  order = _group_order(groups)
+  paper = [g for g in order if g in PAPER_GROUPS]
+  standin = [g for g in order if g not in PAPER_GROUPS]
+  lines = [TITLE, PAPER_QUESTION, "\n".join(_paper_answer(groups)), "",
+           "## The paper's benchmarks in one table\n",
+           "Mean ± sample std over seeds (n); IMDB's epoch budget beside its name. The "
+           "columns are defined below; every number of every group follows in its own "
+           "section.\n", _paper_table(groups), "", _numerics_section(groups), "", HEADER,
+           _paper_data(groups), ""]
+  commits = _commits(groups, paper, PAPER_COMMITS)
   if commits:
     lines.append(commits)
-  for group in _group_order(groups):
-    rows = groups[group]
-    lines.append(f"\n## {GROUP_TITLES.get(group, group)}\n")
-    labels = sorted(rows, key=lambda l: (ORDER.index(l) if l in ORDER else 99, l))
-    for columns in (COLUMNS, INTERPRETABILITY):
-      lines.append("| run | n | " + " | ".join(c for c, _ in columns) + " |")
-      lines.append("|---" * (len(columns) + 2) + "|")
-      for label in labels:
-        runs = rows[label]
-        cells = [_fmt([get(s) for s in runs]) for _, get in columns]
-        lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
-      lines.append("")
-    lines.append("")
-    lines.append(_sentence(group, rows, groups))
-    if compare_dir is not None and (compare_dir / group / "comparison.png").exists():
-      rel = os.path.relpath(compare_dir / group, report.parent)
-      lines.append("")
-      lines.append(f"Every metric of every run: [`{rel}/comparison.md`]({rel}/comparison.md); "
-                   "test accuracy against the faithfulness of each run's own explanation:\n\n"
-                   f"![accuracy vs faithfulness, {group}]({rel}/comparison.png)")
+  for group in PAPER_GROUPS:
+    if group in groups:
+      lines += _group_section(group, groups, report, compare_dir)
+    elif group != "imdb_curve":
+      lines += [f"\n## {GROUP_TITLES[group]}\n", "Not run yet."]
+  if standin:
+    lines += ["", STANDIN_TITLE, STANDIN_QUESTION, "\n".join(_answer(groups)), "",
+              STANDIN_HEADER]
+    commits = _commits(groups, standin, STANDIN_COMMITS)
+    if commits:
+      lines.append(commits)
+    for group in standin:
+      lines += _group_section(group, groups, report, compare_dir)
   note = _rerun_note(groups)
   if note:
     lines += ["", "## Reruns", "", note]
-  if not groups:
-    lines.append("\nNo run has finished yet.")
   report.parent.mkdir(parents=True, exist_ok=True)
   report.write_text("\n".join(lines) + "\n")
 
 
 def answer_section(text: str) -> str:
-  """The "Does this reproduce SAFR?" section of a written report (for tests)."""
-  match = re.search(r"## Does this reproduce SAFR\?\n\n(.*?)\n\n", text, re.S)
+  """The stand-in "Does this reproduce SAFR?" section of a written report (for tests)."""
+  match = re.search(r"## Does this reproduce SAFR\?[^\n]*\n\n(.*?)\n\n", text, re.S)
   return match.group(1) if match else ""
+
+
+def paper_answer_section(text: str) -> str:
+  """The answer on the paper's benchmarks in a written report (for tests)."""
+  match = re.search(re.escape(PAPER_QUESTION) + r"\n(.*?)\n\n", text, re.S)
+  return match.group(1) if match else ""
+
+
+if __name__ == "__main__":
+  # python -m experiments.report [RESULTS_DIR]: the README's results, as Markdown.
+  import sys  # pylint: disable=g-import-not-at-top
+  print(readme_summary(sys.argv[1] if len(sys.argv) > 1 else
+                       pathlib.Path(__file__).resolve().parent / "results"), end="")

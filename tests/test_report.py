@@ -258,7 +258,9 @@ def test_answer_without_reproduction_runs_says_not_run_yet(tmp_path):
       _summary("rt_polarity", "baseline", 0, 0.80), _summary("rt_polarity", "baseline", 1, 0.82),
       _summary("rt_polarity", "safr", 0, 0.70), _summary("rt_polarity", "safr", 1, 0.72),
   ])
-  assert text.startswith("# Results\n\n## Does this reproduce SAFR?\n")
+  # the stand-in question comes under the stand-in heading, after the paper's
+  standin = text.index(report.STANDIN_TITLE)
+  assert text.index(report.STANDIN_QUESTION) == standin + len(report.STANDIN_TITLE) + 1
   section = report.answer_section(text)
   assert len(_sentences(section)) == 3
   lines = section.splitlines()
@@ -414,3 +416,204 @@ def test_wall_time_is_never_below_the_training_time_over_every_attempt(tmp_path)
   column = _header(text).index("wall time / run (min)")
   assert _row(text, "safr")[column] == "10"
   assert _row(text, "vmask")[column] == "3"
+
+
+# --- the paper's benchmarks ---------------------------------------------------
+
+
+def _paper(group, label, seed, accuracy, *, commit="ba7738a0123", epochs=100,
+           epochs_flag=False, sizes=(6244, 825, 1743), source="sst_treebank", **kw):
+  """A run on the paper's data: its command, config and dataset as
+  run_grid.summarise records them; ``epochs_flag`` puts the epoch budget on
+  the command line (an epoch cap)."""
+  s = _summary(group, label, seed, accuracy, commit=commit, **kw)
+  command = f"python train.py --config=configs/sst2.py:{label} --config.seed={seed}"
+  s["command"] = command + (f" --config.train.num_epochs={epochs}" if epochs_flag else "")
+  s["config"] = {"model": {"use_vmask": label != "baseline", "init": "flax", "pool": "tokens"},
+                 "loss": {"count_padding": False},
+                 "data": {"batching": "bucketed", "pad_to": "batch", "sst_dir": "../sst/tb"},
+                 "train": {"num_epochs": epochs, "patience": 3}}
+  s["results"]["dataset"] = {"source": source, "max_len": 128,
+                             "sizes": dict(zip(("train", "dev", "test"), sizes))}
+  s["interpretability"]["examples"] = 400
+  return s
+
+
+def _paper_group(group, accuracies, **kw):
+  """Three seeds per label: ``accuracies[label] = (best-dev, last-epoch)``
+  triples."""
+  return [_paper(group, label, k, best[k], last_epoch=last[k], **kw)
+          for label, (best, last) in accuracies.items() for k in range(3)]
+
+
+def test_paper_section_comes_first_and_the_stand_ins_follow_under_their_heading(tmp_path):
+  text = _write(tmp_path, _paper_group("sst2", {"baseline": ((0.78, 0.79, 0.77),) * 2,
+                                                "safr": ((0.75, 0.76, 0.74),) * 2})
+                + [_summary("rt_polarity", "safr", 0, 0.7),
+                   _summary("reference", "safr", 0, 0.69)])
+  assert text.startswith("# Results\n\n## Does SAFR improve interpretability without "
+                         "costing accuracy, on the paper's benchmarks?\n\n")
+  standin = text.index("\n# Stand-in results (rt_polarity, imdb_builtin): not the paper's "
+                       "benchmarks\n")
+  paper, after = text[:standin], text[standin:]
+  assert paper.index("| dataset | variant | n |") < paper.index("## SST-2 (`sst_treebank`")
+  assert "| SST-2 | safr | 3 | 0.75 ± 0.01 |" in paper
+  # every stand-in group, its answer and its disclaimer below the heading only
+  for part in ("## Does this reproduce SAFR?", "## `rt_polarity` (the offline",
+               "## `rt_polarity`, the authors' numerics", "not SST-2 or IMDB benchmark"):
+    assert part not in paper and part in after
+
+
+def test_paper_answer_separates_only_where_the_interval_excludes_zero(tmp_path):
+  # best-dev: SAFR − baseline = −0.01 with a wide spread (spans 0);
+  # last epoch: −0.05 with a narrow one (separated)
+  runs = _paper_group("sst2", {"baseline": ((0.78, 0.74, 0.82), (0.79, 0.80, 0.81)),
+                               "safr": ((0.79, 0.71, 0.81), (0.74, 0.75, 0.76))})
+  section = report.paper_answer_section(_write(tmp_path, runs))
+  lines = section.splitlines()
+  assert len(lines) == len(_sentences(section)) == 5
+  best = report.welch([0.79, 0.71, 0.81], [0.78, 0.74, 0.82])
+  last = report.welch([0.74, 0.75, 0.76], [0.79, 0.80, 0.81])
+  assert best[1] < 0 < best[2] and last[2] < 0
+  assert (f"with the best-dev checkpoint, SAFR − baseline = {best[0]:+.4f} [{best[1]:+.4f}, "
+          f"{best[2]:+.4f}] (Welch 95 %, n = 3/3), not separated by these seeds; with the "
+          f"last epoch's weights, SAFR − baseline = {last[0]:+.4f} [{last[1]:+.4f}, "
+          f"{last[2]:+.4f}] (Welch 95 %, n = 3/3); so SAFR is not separated from the "
+          "baseline in accuracy with the best-dev checkpoint but is less accurate than the "
+          "baseline (costs accuracy) with the last epoch's weights") in lines[0]
+  assert lines[4].startswith("In short, on these seeds: on SST-2 (padding-aware) SAFR is not "
+                             "separated from the baseline in accuracy with the best-dev "
+                             "checkpoint but is less accurate")
+
+
+def test_paper_answer_interpretability_and_too_few_seeds(tmp_path):
+  runs = _paper_group("sst2", {"baseline": ((0.78, 0.79, 0.77),) * 2})
+  runs += [_paper("sst2", "safr", k, 0.75, vmask_aopc=0.30 + 0.01 * k,
+                  sharing_among=10.0 + k) for k in range(3)]
+  runs += [_paper("sst2", "vmask", k, 0.76, vmask_aopc=0.20 + 0.01 * k,
+                  sharing_among=12.0 - k) for k in range(3)]
+  runs += [_paper("sst2", "safr_ib", 0, 0.77)]  # one seed: no interval
+  lines = report.paper_answer_section(_write(tmp_path, runs)).splitlines()
+  assert ("`safr_ib` − baseline = -0.0100 (n = 1/3: n too small for an interval), so "
+          "`safr_ib` has no accuracy interval yet (fewer than 2 seeds a side)") in lines[0]
+  assert "the AOPC of the gate's explanation gives SAFR − vmask = +0.100 [+0.0" in lines[1]
+  assert "the sharing among important tokens gives SAFR − vmask = +0.00 [" in lines[1]
+  assert ("so SAFR's explanation is more faithful than VMASK alone's; the sharing is not "
+          "separated") in lines[1]
+  assert "its gate's explanation is more faithful than VMASK alone's" in lines[4]
+
+
+def test_imdb_and_the_authors_numerics_not_run_yet(tmp_path):
+  text = _write(tmp_path, _paper_group("sst2", {"baseline": ((0.78, 0.79, 0.77),) * 2,
+                                                "safr": ((0.75, 0.76, 0.74),) * 2}))
+  lines = report.paper_answer_section(text).splitlines()
+  assert lines[2] == ("On SST-2 under the authors' numerics (`sst2_reference`), SAFR against "
+                      "the plain Transformer is not run yet (0 seeds of `safr`, 0 seeds of "
+                      "`baseline` and 0 seeds of `vmask` have finished).")
+  assert "On IMDB" in lines[3] and "not run yet" in lines[3] and "[" not in lines[3]
+  assert lines[4].endswith("; on IMDB SAFR is not run yet.")
+  for label in ("baseline", "safr", "safr_ib"):
+    assert f"| IMDB | {label} | 0 | not run yet |" in text
+  assert "| SST-2, authors' numerics | vmask | 0 | not run yet |" in text
+  assert "## IMDB (`aclimdb`, the official test, the paper's benchmark)" in text
+  assert "- `imdb`: not run yet (0 of 9 planned runs)." in text
+  assert ("Not run yet: in `sst2`, 3 seeds of `baseline`, 0 seeds of `vmask` and 3 seeds of "
+          "`safr` have finished; in `sst2_reference`, 0 seeds of `baseline`") in text
+
+
+def test_the_imdb_epoch_cap_is_said_beside_every_imdb_number(tmp_path):
+  imdb = _paper_group("imdb", {"baseline": ((0.85, 0.86, 0.84),) * 2,
+                               "safr": ((0.84, 0.85, 0.83),) * 2},
+                      source="aclimdb", sizes=(20000, 5000, 25000), epochs=4,
+                      epochs_flag=True)
+  curve = _paper("imdb_curve", "safr", 0, 0.84, source="aclimdb")
+  curve["results"].update(dev_history=[0.80, 0.83, 0.82], best_epoch=2, epochs_run=3,
+                          stopped_early=True)
+  text = _write(tmp_path, imdb + [curve])
+  answer = report.paper_answer_section(text).splitlines()
+  assert answer[3].startswith("On IMDB (`imdb`, official test, capped at 4 epochs), in test "
+                              "accuracy, with the best-dev checkpoint, SAFR − baseline = "
+                              "-0.0100 [")
+  assert answer[4].endswith("on IMDB SAFR is not separated from the baseline in accuracy "
+                            "(capped at 4 epochs).")
+  assert "| IMDB, capped at 4 epochs | safr | 3 | 0.84 ± 0.01 |" in text
+  heading = next(l for l in text.splitlines()
+                 if l.startswith("## IMDB (`aclimdb`, the official test, the paper's"))
+  assert heading.endswith("; capped at 4 epochs")
+  assert "train / dev / test 20,000 / 5,000 / 25,000" in text
+  # the uncapped curve run: its budget and its dev curve
+  assert ("- `safr` seed 0 (no epoch cap (early stopping)): dev accuracy after each epoch "
+          "1: 0.8000, 2: 0.8300, 3: 0.8200; best epoch 2; stopped early after 3 epochs.") in text
+
+
+def test_epoch_budget_reads_the_command_and_the_config():
+  cap = lambda **kw: report._epoch_cap(_paper("imdb", "safr", 0, 0.8, **kw))
+  assert cap(epochs=100) is None                       # early stopping's open budget
+  assert cap(epochs=100, epochs_flag=True) == 100      # set on the command line
+  assert cap(epochs=5) == 5                            # below the default: a cap
+  assert report._budget([_paper("imdb", "safr", k, 0.8, epochs=e, epochs_flag=True)
+                         for k, e in enumerate((3, 3, 5))]) == (
+      "not one epoch budget: capped at 3 epochs (2 runs), capped at 5 epochs (1 run)")
+
+
+def test_the_two_numerics_on_sst2_are_compared_at_the_commit_they_share(tmp_path):
+  acc = {"baseline": ((0.78, 0.79, 0.80),) * 2, "vmask": ((0.76, 0.77, 0.78),) * 2,
+         "safr": ((0.74, 0.75, 0.76),) * 2}
+  ref = {"baseline": ((0.70, 0.71, 0.72),) * 2, "vmask": ((0.69, 0.70, 0.71),) * 2,
+         "safr": ((0.73, 0.76, 0.73),) * 2}
+  text = _write(tmp_path, _paper_group("sst2", acc) + _paper_group("sst2_reference", ref))
+  section = text.split("## SST-2: padding-aware against the authors' numerics")[1].split(
+      "\n## ")[0]
+  assert "Both groups were trained at the same commit, ba7738a (`results.git_commit` of all " \
+         "18 runs)" in section
+  bullets = [l for l in section.splitlines() if l.startswith("- `")]
+  assert [b.split(":")[0] for b in bullets] == ["- `baseline`", "- `vmask`", "- `safr`"]
+  d = report.welch([0.74, 0.75, 0.76], [0.73, 0.76, 0.73])
+  assert (f"test accuracy, best-dev checkpoint: `sst2/safr` − `sst2_reference/safr` = "
+          f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}] (Welch 95 %, n = 3/3), not separated") \
+      in bullets[2]
+  assert "`sst2/baseline` − `sst2_reference/baseline` = +0.0800 [" in bullets[0]
+  # trained at two commits: said, and named
+  (tmp_path / "two").mkdir()
+  text = _write(tmp_path / "two", _paper_group("sst2", acc)
+                + _paper_group("sst2_reference", ref, commit="1234567abcd"))
+  assert ("Not one commit: `sst2` was trained at ba7738a (9 runs), `sst2_reference` at "
+          "1234567 (9 runs)") in text
+
+
+def test_dataset_sizes_and_settings_come_from_the_summaries(tmp_path):
+  runs = [_paper("sst2", "safr", 0, 0.7, sizes=(1234, 56, 789)),
+          _paper("sst2", "safr", 1, 0.7, sizes=(1234, 56, 789))]
+  runs[1]["interpretability"]["examples"] = 300
+  text = _write(tmp_path, runs)
+  line = next(l for l in text.splitlines() if l.startswith("- `sst2` ("))
+  assert line.startswith("- `sst2` (2 of 20 planned runs): `sst_treebank` on `../sst/tb`, "
+                         "train / dev / test 1,234 / 56 / 789, max_len 128; "
+                         "`model.init=flax`, `model.pool=tokens`")
+  assert "`data.batching=bucketed`" in line
+  assert "interpretability subset 400 test examples (1 run); 300 test examples (1 run)" in line
+
+
+def test_readme_summary_is_the_table_and_the_answer(tmp_path):
+  runs = _paper_group("sst2", {"baseline": ((0.78, 0.79, 0.77),) * 2,
+                               "safr": ((0.75, 0.76, 0.74),) * 2})
+  text = _write(tmp_path, runs)
+  summary = report.readme_summary(tmp_path / "results")
+  assert summary.startswith("| dataset | variant | n | test acc., best-dev checkpoint |")
+  assert report.paper_answer_section(text) in summary
+  assert "| SST-2 | baseline | 3 | 0.78 ± 0.01 |" in summary
+  assert "rt_polarity" not in summary and "# " not in summary
+
+
+def test_committed_plots_beside_the_report_are_linked(tmp_path):
+  docs = tmp_path / "docs"
+  (docs / "results" / "rt_polarity").mkdir(parents=True)
+  (docs / "results" / "rt_polarity" / "comparison.png").write_bytes(b"png")
+  results = tmp_path / "results"
+  results.mkdir()
+  s = _summary("rt_polarity", "safr", 0, 0.7)
+  (results / "rt_polarity__safr__seed0.json").write_text(json.dumps(s))
+  # run_grid --compare_dir= draws none (compare_dir "."): the committed plot stays linked
+  report.write(results, docs / "RESULTS.md", compare_dir=tmp_path / "nothing")
+  assert "[`results/rt_polarity/comparison.md`](results/rt_polarity/comparison.md)" in (
+      docs / "RESULTS.md").read_text()
