@@ -771,6 +771,23 @@ def readme_summary(results_dir: pathlib.Path | str) -> str:
           + "\n".join(_paper_answer(groups)) + "\n")
 
 
+README_BEGIN = "<!-- results: written by experiments/report.py (run_grid.py --report_only) -->"
+README_END = "<!-- results: end -->"
+
+
+def update_readme(readme: pathlib.Path, results_dir: pathlib.Path) -> bool:
+  """Replaces the README's block between ``README_BEGIN`` and ``README_END``
+  with ``readme_summary``; False (and nothing written) without the markers."""
+  text = readme.read_text(encoding="utf-8")
+  if README_BEGIN not in text or README_END not in text:
+    return False
+  head, rest = text.split(README_BEGIN, 1)
+  _, tail = rest.split(README_END, 1)
+  readme.write_text(f"{head}{README_BEGIN}\n{readme_summary(results_dir)}{README_END}{tail}",
+                    encoding="utf-8")
+  return True
+
+
 # ----------------------------------------------------------------------------
 # Per-group comparisons.
 

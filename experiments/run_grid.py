@@ -390,14 +390,18 @@ def run_all() -> None:
                  again=_REEVALUATE.value)
       summarise(run, workdir, results_dir)
       if _REPORT.value:
-        report.write(results_dir, pathlib.Path(_REPORT.value), compare_dir=compare_dir)
+        report.write(results_dir, pathlib.Path(_REPORT.value),
+                     compare_dir=compare_dir if _COMPARE_DIR.value else None)
   everything = quick_grid() if _QUICK.value else grid()
   if _COMPARE_DIR.value:
     for group in dict.fromkeys(r.group for r in runs):
       compare(group, everything, root, compare_dir)
   if _REPORT.value:
-    report.write(results_dir, pathlib.Path(_REPORT.value), compare_dir=compare_dir)
+    report.write(results_dir, pathlib.Path(_REPORT.value),
+                 compare_dir=compare_dir if _COMPARE_DIR.value else None)
     print(f"[grid] report: {_REPORT.value}", flush=True)
+    if report.update_readme(ROOT / "README.md", results_dir):
+      print(f"[grid] README results: {ROOT / 'README.md'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -605,6 +605,21 @@ def test_readme_summary_is_the_table_and_the_answer(tmp_path):
   assert "rt_polarity" not in summary and "# " not in summary
 
 
+def test_readme_block_is_rewritten_between_its_markers_only(tmp_path):
+  runs = _paper_group("sst2", {"baseline": ((0.78, 0.79, 0.77),) * 2})
+  _write(tmp_path, runs)
+  readme = tmp_path / "README.md"
+  readme.write_text(f"# top\n\n{report.README_BEGIN}\nold table\n{report.README_END}\n\n## after\n")
+  assert report.update_readme(readme, tmp_path / "results")
+  text = readme.read_text()
+  assert "old table" not in text and text.startswith("# top\n") and text.endswith("## after\n")
+  assert report.readme_summary(tmp_path / "results") in text
+  plain = tmp_path / "PLAIN.md"
+  plain.write_text("no markers\n")
+  assert not report.update_readme(plain, tmp_path / "results")
+  assert plain.read_text() == "no markers\n"
+
+
 def test_committed_plots_beside_the_report_are_linked(tmp_path):
   docs = tmp_path / "docs"
   (docs / "results" / "rt_polarity").mkdir(parents=True)
