@@ -7,6 +7,16 @@ key-padding mask filling masked scores with -1e9) → mean pooling → Dense.
 ``SafrClassifier.__call__`` returns ``(logits, Intermediates)``: everything the
 regularizers and the interpretability tools need, not hidden in ``sow``
 collections. Under ``jit`` whatever a caller ignores is pruned away.
+
+``__call__`` is three methods run in turn, which other code may call on their
+own (``model.apply(variables, ..., method=...)``) to run the model's own
+computation in parts: ``embed`` (the embedding rows, the input of gradient ×
+input), ``token_inputs`` (everything computed token by token, up to the first
+block's query/key/value: ``TokenInputs``) and ``classify`` (where tokens meet:
+attention, FFNs, pooling). ``interpret.forward`` computes ``TokenInputs`` once
+per example and gathers their rows into many copies with tokens deleted.
+The modules are ``setup``-style for that (as flax's ``lm1b`` Transformer with
+its ``encode``/``decode``), with the parameter names and RNG streams they had.
 """
 
 from __future__ import annotations
@@ -20,11 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from safr_jax.initializers import INIT_MODES, dense_init, embed_init
-from safr_jax.vmask import VMask
+from safr_jax.vmask import VMask, VMaskOutput
 
 Array = jax.Array
 
-__all__ = ["SafrClassifier", "Intermediates", "sinusoidal_positions",
+__all__ = ["SafrClassifier", "Intermediates", "TokenInputs", "sinusoidal_positions",
            "POOL_MODES", "INIT_MODES"]
 
 POOL_MODES = ("all", "tokens")
@@ -52,6 +62,26 @@ class Intermediates(NamedTuple):
   masked_embeddings: Array
   attention: tuple[Array, ...]
   ffn_hidden: tuple[Array, ...]
+
+
+class TokenInputs(NamedTuple):
+  """What ``SafrClassifier.classify`` reads: the first block's inputs.
+
+  Row j of each array depends only on token j and its position (its own
+  positional encoding is already added), so rows may be gathered, dropped or
+  reordered between ``token_inputs`` and ``classify``.
+
+  Attributes:
+    token_mask: ``[batch, length]`` bool, the keys attention may read (and,
+      with ``pool="tokens"``, the rows pooled).
+    x: ``[batch, length, d_model]`` gated embeddings plus positions, after
+      dropout.
+    qkv: the first block's ``(query, key, value)`` projections of ``x``, each
+      ``[batch, length, d_model]``; None without blocks.
+  """
+  token_mask: Array
+  x: Array
+  qkv: tuple[Array, Array, Array] | None
 
 
 def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
@@ -88,23 +118,33 @@ def _softmax_jvp(primals, tangents):
 
 
 class MultiHeadAttention(nn.Module):
-  """Self-attention that also returns its ``[batch, heads, q, k]`` weights."""
+  """Self-attention in two steps: ``project`` works token by token, ``attend``
+  lets tokens meet and also returns the ``[batch, heads, q, k]`` weights."""
+  d_model: int
   num_heads: int
   param_init: str = "flax"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, x: Array, key_mask: Array) -> tuple[Array, Array]:
-    b, l, d = x.shape
-    if d % self.num_heads:
-      raise ValueError(f"d_model={d} must be divisible by num_heads="
+  def setup(self):
+    if self.d_model % self.num_heads:
+      raise ValueError(f"d_model={self.d_model} must be divisible by num_heads="
                        f"{self.num_heads}")
+    dense = lambda: nn.Dense(self.d_model, dtype=self.dtype, param_dtype=self.param_dtype,
+                             **dense_init(self.param_init, self.d_model))
+    self.query, self.key, self.value, self.out = dense(), dense(), dense(), dense()
+
+  def project(self, x: Array) -> tuple[Array, Array, Array]:
+    """``(query, key, value)`` of ``x [batch, length, d_model]``, each that shape."""
+    return self.query(x), self.key(x), self.value(x)
+
+  def attend(self, query: Array, key: Array, value: Array, key_mask: Array
+             ) -> tuple[Array, Array]:
+    """``[batch, length, d_model]`` output and ``[batch, heads, length, length]``
+    float32 weights; keys outside ``key_mask [batch, length]`` get none."""
+    b, l, d = query.shape
     head_dim = d // self.num_heads
-    dense = lambda name: nn.Dense(d, dtype=self.dtype, param_dtype=self.param_dtype,
-                                  name=name, **dense_init(self.param_init, d))
-    split = lambda t: t.reshape(b, l, self.num_heads, head_dim)
-    q, k, v = (split(dense(n)(x)) for n in ("query", "key", "value"))
+    q, k, v = (t.reshape(b, l, self.num_heads, head_dim) for t in (query, key, value))
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
     # Softmax in float32 at least: bf16 attention weights would make the
     # regularizers noisy.
@@ -112,11 +152,15 @@ class MultiHeadAttention(nn.Module):
     scores = jnp.where(key_mask[:, None, None, :], scores, _MASKED_SCORE)
     weights = _softmax(scores)
     context = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(v.dtype), v)
-    return dense("out")(context.reshape(b, l, d)), weights
+    return self.out(context.reshape(b, l, d)), weights
+
+  def __call__(self, x: Array, key_mask: Array) -> tuple[Array, Array]:
+    return self.attend(*self.project(x), key_mask)
 
 
 class TransformerBlock(nn.Module):
   """Post-norm block: ``LN1(x + MHA(x))`` then ``LN2(x + FFN(x))``."""
+  d_model: int
   num_heads: int
   d_ff: int
   dropout_rate: float
@@ -124,20 +168,28 @@ class TransformerBlock(nn.Module):
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, x: Array, key_mask: Array, *, deterministic: bool
-               ) -> tuple[Array, Array, Array]:
+  def setup(self):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    drop = nn.Dropout(self.dropout_rate, deterministic=deterministic)
-    d = x.shape[-1]
-    attended, weights = MultiHeadAttention(self.num_heads, self.param_init,
-                                           name="attention", **kw)(x, key_mask)
-    x = nn.LayerNorm(epsilon=1e-5, name="norm1", **kw)(x + drop(attended))
-    hidden = nn.relu(nn.Dense(self.d_ff, name="ffn_in", **kw,
-                              **dense_init(self.param_init, d))(x))
-    ffn_out = nn.Dense(d, name="ffn_out", **kw,
-                       **dense_init(self.param_init, self.d_ff))(hidden)
-    x = nn.LayerNorm(epsilon=1e-5, name="norm2", **kw)(x + drop(ffn_out))
+    self.attention = MultiHeadAttention(self.d_model, self.num_heads, self.param_init, **kw)
+    self.norm1 = nn.LayerNorm(epsilon=1e-5, **kw)
+    self.ffn_in = nn.Dense(self.d_ff, **kw, **dense_init(self.param_init, self.d_model))
+    self.ffn_out = nn.Dense(self.d_model, **kw, **dense_init(self.param_init, self.d_ff))
+    self.norm2 = nn.LayerNorm(epsilon=1e-5, **kw)
+    # The name seeds the dropout RNG stream: "Dropout_0" as the block has
+    # always drawn from (runs resume with the same masks).
+    self.dropout = nn.Dropout(self.dropout_rate, name="Dropout_0")
+
+  def __call__(self, x: Array, key_mask: Array, *, deterministic: bool,
+               qkv: tuple[Array, Array, Array] | None = None
+               ) -> tuple[Array, Array, Array]:
+    """``x [batch, length, d_model]`` → ``(x, attention weights, FFN ReLU
+    activations [batch, length, d_ff])``. ``qkv``: ``attention.project(x)`` if
+    already computed."""
+    attended, weights = self.attention.attend(
+        *(self.attention.project(x) if qkv is None else qkv), key_mask)
+    x = self.norm1(x + self.dropout(attended, deterministic=deterministic))
+    hidden = nn.relu(self.ffn_in(x))
+    x = self.norm2(x + self.dropout(self.ffn_out(hidden), deterministic=deterministic))
     return x, weights, hidden
 
 
@@ -176,7 +228,24 @@ class SafrClassifier(nn.Module):
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
-  @nn.compact
+  def setup(self):
+    if self.pool not in POOL_MODES:
+      raise ValueError(f"pool must be one of {POOL_MODES}, got {self.pool!r}")
+    if self.param_init not in INIT_MODES:
+      raise ValueError(f"init must be one of {INIT_MODES}, got {self.param_init!r}")
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    self.embedding = nn.Embed(self.vocab_size, self.d_model, **kw,
+                              **embed_init(self.param_init))
+    self.vmask = (VMask(self.vmask_hidden_dim, self.vmask_temperature, self.param_init, **kw)
+                  if self.use_vmask else None)
+    self.dropout = nn.Dropout(self.dropout_rate, name="Dropout_0")  # see TransformerBlock
+    self.blocks = [TransformerBlock(self.d_model, self.num_heads, self.d_ff,
+                                    self.dropout_rate, self.param_init,
+                                    name=f"block_{i}", **kw)
+                   for i in range(self.num_layers)]
+    self.classifier = nn.Dense(self.num_classes, **kw,
+                               **dense_init(self.param_init, self.d_model))
+
   def __call__(self, ids: Array, *, deterministic: bool = True
                ) -> tuple[Array, Intermediates]:
     """Classifies ``ids [batch, length]`` (int, 0 = padding).
@@ -190,30 +259,53 @@ class SafrClassifier(nn.Module):
     if ids.ndim != 2:
       raise ValueError(f"ids must have shape [batch, length], got shape "
                        f"{tuple(ids.shape)}")
-    if self.pool not in POOL_MODES:
-      raise ValueError(f"pool must be one of {POOL_MODES}, got {self.pool!r}")
-    if self.param_init not in INIT_MODES:
-      raise ValueError(f"init must be one of {INIT_MODES}, got {self.param_init!r}")
-    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     token_mask = ids != 0
-    x = nn.Embed(self.vocab_size, self.d_model, name="embedding", **kw,
-                 **embed_init(self.param_init))(ids)
-    x = x * math.sqrt(self.d_model)
-    if self.use_vmask:
-      gated = VMask(self.vmask_hidden_dim, self.vmask_temperature, self.param_init,
-                    name="vmask", **kw)(x, deterministic=deterministic)
-      x, vmask_logits, keep_prob = gated.masked, gated.logits, gated.keep_prob
-    else:
-      vmask_logits = keep_prob = None
-    masked_embeddings = x
-    positions = sinusoidal_positions(ids.shape[1], self.d_model)
-    x = x + jnp.asarray(positions, x.dtype)
-    x = nn.Dropout(self.dropout_rate, deterministic=deterministic)(x)
+    inputs, masked_embeddings, gate = self.token_inputs(
+        self.embed(ids), token_mask, deterministic=deterministic)
+    logits, attention, ffn_hidden = self.classify(inputs, deterministic=deterministic)
+    return logits, Intermediates(
+        token_mask=token_mask,
+        vmask_logits=None if gate is None else gate.logits,
+        keep_prob=None if gate is None else gate.keep_prob,
+        masked_embeddings=masked_embeddings, attention=attention, ffn_hidden=ffn_hidden)
+
+  def embed(self, ids: Array) -> Array:
+    """The embedding rows of ``ids [batch, length]``, ``[batch, length,
+    d_model]``, before any scaling."""
+    return self.embedding(ids)
+
+  def token_inputs(self, embedded: Array, token_mask: Array, *,
+                   deterministic: bool = True
+                   ) -> tuple[TokenInputs, Array, VMaskOutput | None]:
+    """Everything computed token by token from ``embed``'s rows.
+
+    Returns:
+      ``TokenInputs``; the masked embeddings ``[batch, length, d_model]``
+      (after VMASK; ``Intermediates.masked_embeddings``); VMASK's
+      ``VMaskOutput``, or None without VMASK.
+    """
+    x = embedded * math.sqrt(self.d_model)
+    gate = None if self.vmask is None else self.vmask(x, deterministic=deterministic)
+    masked_embeddings = x if gate is None else gate.masked
+    positions = sinusoidal_positions(x.shape[1], self.d_model)
+    x = masked_embeddings + jnp.asarray(positions, x.dtype)
+    x = self.dropout(x, deterministic=deterministic)
+    qkv = self.blocks[0].attention.project(x) if self.blocks else None
+    return TokenInputs(token_mask, x, qkv), masked_embeddings, gate
+
+  def classify(self, inputs: TokenInputs, *, deterministic: bool = True
+               ) -> tuple[Array, tuple[Array, ...], tuple[Array, ...]]:
+    """The blocks, pooling and classifier on ``inputs``.
+
+    Returns:
+      ``logits [batch, num_classes]`` (float32) and, per layer, the attention
+      weights and FFN activations (``Intermediates.attention``/``ffn_hidden``).
+    """
+    x, token_mask = inputs.x, inputs.token_mask
     attention, ffn_hidden = [], []
-    for i in range(self.num_layers):
-      x, weights, hidden = TransformerBlock(
-          self.num_heads, self.d_ff, self.dropout_rate, self.param_init,
-          name=f"block_{i}", **kw)(x, token_mask, deterministic=deterministic)
+    for i, block in enumerate(self.blocks):
+      x, weights, hidden = block(x, token_mask, deterministic=deterministic,
+                                 qkv=inputs.qkv if i == 0 else None)
       attention.append(weights)
       ffn_hidden.append(hidden)
     if self.pool == "all":
@@ -222,10 +314,6 @@ class SafrClassifier(nn.Module):
       weights = token_mask.astype(x.dtype)[..., None]
       pooled = jnp.sum(x * weights, axis=1) / jnp.maximum(
           jnp.sum(weights, axis=1), 1.0)
-    logits = nn.Dense(self.num_classes, name="classifier", **kw,
-                      **dense_init(self.param_init, self.d_model))(pooled)
+    logits = self.classifier(pooled)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
-    return logits, Intermediates(
-        token_mask=token_mask, vmask_logits=vmask_logits, keep_prob=keep_prob,
-        masked_embeddings=masked_embeddings, attention=tuple(attention),
-        ffn_hidden=tuple(ffn_hidden))
+    return logits, tuple(attention), tuple(ffn_hidden)

@@ -116,6 +116,48 @@ def test_intermediates_shapes_and_baseline_switch():
       assert inter.vmask_logits is None and "vmask" not in variables["params"]
 
 
+def test_call_is_embed_then_token_inputs_then_classify():
+  """The parts other code runs (``interpret.forward``) are the model's own:
+  composed they give ``__call__`` bit for bit, dropout and Gumbel draws too."""
+  ids = _ids([7, 3, 5], 7)
+  model = _tiny(dropout_rate=0.3)
+  params = model.init(jax.random.key(0), ids)["params"]
+  rngs = {"gumbel": jax.random.key(1), "dropout": jax.random.key(2)}
+
+  def parts(module, ids, deterministic):
+    inputs, masked, gate = module.token_inputs(module.embed(ids), ids != 0,
+                                               deterministic=deterministic)
+    logits, attention, ffn = module.classify(inputs, deterministic=deterministic)
+    return logits, masked, gate.keep_prob, attention, ffn
+
+  for deterministic in (True, False):
+    logits, inter = model.apply({"params": params}, ids, deterministic=deterministic,
+                                rngs=rngs)
+    got = model.apply({"params": params}, ids, deterministic, method=parts, rngs=rngs)
+    want = (logits, inter.masked_embeddings, inter.keep_prob, inter.attention,
+            inter.ffn_hidden)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_token_inputs_are_per_token():
+  """Each row of ``TokenInputs`` depends on its token and position only: the
+  rows of a token at position j are the same in any example."""
+  ids = _ids([7, 3], 7)
+  model = _tiny()
+  params = model.init(jax.random.key(0), ids)["params"]
+  run = lambda x: model.apply(
+      {"params": params}, x, method=lambda m, x: m.token_inputs(m.embed(x), x != 0)[0])
+  both, alone = run(ids), run(ids[1:])
+  other = run(ids.at[0, 3:].set(0))                  # a row with later tokens deleted
+  for a, b, c in zip(jax.tree.leaves(both), jax.tree.leaves(alone), jax.tree.leaves(other)):
+    if a.dtype == bool:
+      continue
+    np.testing.assert_allclose(a[1], b[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(a[0, :3], c[0, :3], rtol=1e-6, atol=1e-6)
+  assert len(both.qkv) == 3 and both.qkv[0].shape == (2, 7, 16)
+
+
 def test_token_pooling_is_padding_invariant_and_all_pooling_is_not():
   ids = _ids([6, 2, 1], 6)
   padded = jnp.pad(ids, ((0, 0), (0, 10)))

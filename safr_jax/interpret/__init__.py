@@ -20,15 +20,14 @@ pooled over an evaluation subset, by token group), ``attribution`` (token
 importance from VMASK, attention, gradient × input, occlusion, random),
 ``faithfulness`` (comprehensiveness, sufficiency, AOPC), ``planted_recovery``
 (agreement with the known answers of the ``planted`` data). ``forward`` runs
-the model at fixed shapes (``forward.collect``: the one forward pass of
-explain and evaluate); ``inputs`` rebuilds a run's split or encodes text;
-``plots`` and ``html`` draw. ``evaluation`` is the old name of
-``interpretability``, kept until the command line imports the new one.
+the trained model's own code at fixed shapes (``forward.collect``: the one
+forward pass of explain and evaluate); ``inputs`` rebuilds a run's split or
+encodes text; ``plots`` and ``html`` draw.
 
 The paper's own SRS score is not available, so it is not computed; every
 number here is defined by us.
 """
 
-from safr_jax.interpret.errors import InterpretError
+from safr_jax.errors import InterpretError
 
 __all__ = ["InterpretError"]

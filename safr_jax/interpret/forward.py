@@ -18,19 +18,17 @@ that occlusion and the faithfulness metrics need (tokens replaced by ``<PAD>``,
 positions kept) far faster than ``probs`` on the built rows, with the same
 result up to float rounding:
 
-* whatever the model computes per token before its first attention (embedding,
-  VMASK, positional encoding, the first layer's query/key/value projections)
-  is computed once per example and position and gathered into every perturbed
-  copy (``nn.intercept_methods`` hands it to the first block), so each copy
-  pays only for attention, the FFNs and later layers;
+* whatever the model computes token by token (``SafrClassifier.token_inputs``:
+  embedding, VMASK, positional encoding, the first block's query/key/value) is
+  computed once per example and position and its rows gathered into every
+  perturbed copy, which runs only ``SafrClassifier.classify`` (attention, the
+  FFNs, later layers: the model's own code, so the explanations show the
+  trained model's computation);
 * a padding-aware model (``pool="tokens"``: ``<PAD>`` is masked out of
   attention and pooling) gets each copy *compacted*: only its kept tokens, in
   order, each with its own position's values, in a row of their number rounded
   up to 8. A reference-mode model (``pool="all"``, where every ``<PAD>``
   position changes the pooled vector) keeps the full width of ``ids``;
-* attention is computed with the heads moved in front of the two matmuls
-  (``_attention``, same values as ``model.MultiHeadAttention`` up to rounding;
-  ~10 % faster per token on XLA:CPU than its ``einsum`` layout);
 * identical copies (e.g. two explanations deleting the same tokens) run once;
 * rows go through at most ``chunk_tokens`` tokens per call (small batches keep
   the activations in cache: on 2 CPU cores 4-16 rows of 128-256 tokens run
@@ -40,67 +38,27 @@ result up to float rounding:
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Iterator, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from safr_jax import data
+from safr_jax.model import TokenInputs
 
 __all__ = ["Predictor", "ForwardChunk", "ForwardPass", "TokenActivations", "collect",
            "last_token"]
 
-_QKV = ("query", "key", "value")
-_FIRST_BLOCK = ("block_0",)  # module path of the first Transformer block
-_MASKED_SCORE = -1e9         # model.MultiHeadAttention's score of a masked key
+
+def _token_inputs(model, ids):
+  """The model's ``TokenInputs`` of ``ids`` (a ``method`` for ``apply``)."""
+  return model.token_inputs(model.embed(ids), ids != 0)[0]
 
 
-def _first_block_part(context) -> str | None:
-  """"x" for the call of the first block, "query"/"key"/"value" for its
-  attention's projections, else None."""
-  if context.method_name != "__call__":
-    return None
-  path = tuple(context.module.path)
-  if path == _FIRST_BLOCK:
-    return "x"
-  if len(path) == 3 and path[:2] == _FIRST_BLOCK + ("attention",) and path[2] in _QKV:
-    return path[2]
-  return None
-
-
-def _is_attention(context) -> bool:
-  path = tuple(context.module.path)
-  return (context.method_name == "__call__" and len(path) == 2
-          and path[0].startswith("block_") and path[1] == "attention")
-
-
-def _attention(module, x, key_mask, qkv=None):
-  """``model.MultiHeadAttention.__call__`` of the bound ``module`` (its
-  params, same masking, scaling and float32 softmax), with the same values up
-  to float rounding but faster on XLA:CPU: the heads are moved in front before
-  the two matmuls instead of inside ``einsum``. ``qkv``: the projections if
-  already known (the first block's, from the table)."""
-  params = module.variables["params"]
-  b, l, d = x.shape
-  heads = module.num_heads
-  head_dim = d // heads
-
-  def dense(name, inputs):
-    return nn.Dense(d, dtype=module.dtype, param_dtype=module.param_dtype).apply(
-        {"params": params[name]}, inputs)
-
-  if qkv is None:
-    qkv = [dense(name, x) for name in _QKV]
-  q, k, v = (t.reshape(b, l, heads, head_dim).transpose(0, 2, 1, 3) for t in qkv)
-  scores = jnp.matmul(q, k.transpose(0, 1, 3, 2)) / math.sqrt(head_dim)
-  scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
-  scores = jnp.where(key_mask[:, None, None, :], scores, _MASKED_SCORE)
-  weights = jax.nn.softmax(scores, axis=-1)
-  context = jnp.matmul(weights.astype(v.dtype), v).transpose(0, 2, 1, 3)
-  return dense("out", context.reshape(b, l, d)), weights
+def _logits_of_embedded(model, embedded, token_mask):
+  """The model's logits from ``embed``'s rows (a ``method`` for ``apply``)."""
+  return model.classify(model.token_inputs(embedded, token_mask)[0])[0]
 
 
 class ForwardChunk(NamedTuple):
@@ -164,68 +122,35 @@ class Predictor:
           ffn=jnp.stack(intermediates.ffn_hidden).astype(jnp.float32))
 
     def grad_x_input(params, ids, target):
-      # Gradient of log p(target) w.r.t. the embedding lookup, times it.
-      def log_prob(delta):
-        def add_delta(next_fun, args, kwargs, context):
-          out = next_fun(*args, **kwargs)
-          if isinstance(context.module, nn.Embed) and context.method_name == "__call__":
-            return out + delta
-          return out
-        with nn.intercept_methods(add_delta):
-          logits, _ = apply(params, ids)
+      # Gradient of log p(target) w.r.t. the embedding rows, times them.
+      variables = {"params": params}
+      embedded = model.apply(variables, ids, method=model.embed)
+
+      def log_prob(embedded):
+        logits = model.apply(variables, embedded, ids != 0, method=_logits_of_embedded)
         logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
         return jnp.sum(jnp.take_along_axis(logp, target[:, None], axis=-1))
 
-      embed = params["embedding"]["embedding"][ids].astype(jnp.float32)
-      grads = jax.grad(log_prob)(jnp.zeros_like(embed))
-      return jnp.sum(grads * embed, axis=-1)
+      grads = jax.grad(log_prob)(embedded)
+      return jnp.sum(grads.astype(jnp.float32) * embedded.astype(jnp.float32), axis=-1)
 
-    def first_block_inputs(params, ids):
-      # Per token: the first block's input x and its attention's q, k, v
-      # ([B, W, 4 * d_model]); everything after them is pruned by jit.
-      got = {}
-
-      def capture(next_fun, args, kwargs, context):
-        part = _first_block_part(context)
-        if part == "x":
-          got["x"] = args[0]
-        out = next_fun(*args, **kwargs)
-        if part in _QKV:
-          got[part] = out
-        return out
-
-      with nn.intercept_methods(capture):
-        apply(params, ids)
-      if set(got) != {"x", *_QKV}:
-        raise RuntimeError(f"the model's first block was not found ({sorted(got)})")
-      return jnp.concatenate([got[k] for k in ("x",) + _QKV], axis=-1)
+    def token_table(params, ids):
+      # Per token: x and the first block's q, k, v ([B, W, 4 * d_model]).
+      inputs = model.apply({"params": params}, ids, method=_token_inputs)
+      return jnp.concatenate([inputs.x, *inputs.qkv], axis=-1)
 
     def deleted_probs(params, ids, src, table):
-      # ``ids`` only masks (0 = <PAD>); token j's first-block input and q, k, v
-      # are ``table[src[:, j]]`` (computed by ``first_block_inputs``).
+      # ``ids`` only masks (0 = <PAD>); token j's ``TokenInputs`` row is
+      # ``table[src[:, j]]`` (from ``token_table``).
       x, *qkv = jnp.split(table[src], 4, axis=-1)
-      used = set()
-
-      def inject(next_fun, args, kwargs, context):
-        if _first_block_part(context) == "x":
-          used.add("x")
-          return next_fun(x, *args[1:], **kwargs)
-        if _is_attention(context):
-          first = tuple(context.module.path[:1]) == _FIRST_BLOCK
-          used.update(_QKV if first else ())
-          return _attention(context.module, *args, qkv=qkv if first else None, **kwargs)
-        return next_fun(*args, **kwargs)
-
-      with nn.intercept_methods(inject):
-        logits, _ = apply(params, ids)
-      if used != {"x", *_QKV}:
-        raise RuntimeError(f"the model's first block was not found ({sorted(used)})")
+      inputs = TokenInputs(token_mask=ids != 0, x=x, qkv=tuple(qkv))
+      logits, _, _ = model.apply({"params": params}, inputs, method=model.classify)
       return jax.nn.softmax(logits, axis=-1)
 
     self._probs = jax.jit(probs)
     self._chunk = jax.jit(chunk)
     self._grad_x_input = jax.jit(grad_x_input)
-    self._first_block_inputs = jax.jit(first_block_inputs)
+    self._token_table = jax.jit(token_table)
     self._deleted_probs = jax.jit(deleted_probs)
 
   @classmethod
@@ -305,9 +230,9 @@ class Predictor:
     if start < len(examples):
       yield examples[start:]
 
-  def _first_block_table(self, ids: np.ndarray, examples: np.ndarray
-                         ) -> tuple[jax.Array, np.ndarray, int, int]:
-    """The first block's per-token inputs of ``examples``' real tokens, then of
+  def _examples_table(self, ids: np.ndarray, examples: np.ndarray
+                      ) -> tuple[jax.Array, np.ndarray, int, int]:
+    """The ``TokenInputs`` rows (x, q, k, v) of ``examples``' real tokens, then of
     ``<PAD>`` at each position 0..L-1, then one zero row (a fixed number of
     rows, so one compiled shape). Returns ``(table, entry [E, L] (row of each
     real token, -1 elsewhere), first <PAD> row, zero row)``."""
@@ -317,7 +242,7 @@ class Predictor:
     real = ids[examples] != 0
     batches = [ids[examples[s:s + size]] for s in range(0, len(examples), size)]
     batches.append(np.zeros((1, width), np.int32))            # <PAD> everywhere
-    parts = [np.asarray(self._first_block_inputs(self.params, self._fill(b, size, width)))
+    parts = [np.asarray(self._token_table(self.params, self._fill(b, size, width)))
              [:len(b)] for b in batches]
     per_token = np.concatenate(parts[:-1])
     table = np.zeros((capacity + width + 1, per_token.shape[-1]), per_token.dtype)
@@ -330,7 +255,7 @@ class Predictor:
 
   def _deletion_group(self, ids, examples, rows, keep, out) -> None:
     """``out[r]`` for every ``rows[r]`` in ``examples`` (sorted)."""
-    table, entry, pad_row, zero_row = self._first_block_table(ids, examples)
+    table, entry, pad_row, zero_row = self._examples_table(ids, examples)
     width = ids.shape[1]
     sel = np.flatnonzero(np.isin(rows, examples))
     local = np.searchsorted(examples, rows[sel])
