@@ -15,7 +15,7 @@ input), ``token_inputs`` (everything computed token by token, up to the first
 block's query/key/value: ``TokenInputs``) and ``classify`` (where tokens meet:
 attention, FFNs, pooling). ``interpret.forward`` computes ``TokenInputs`` once
 per example and gathers their rows into many copies with tokens deleted.
-The modules are ``setup``-style for that (as flax's ``lm1b`` Transformer with
+The modules are ``setup``-style for that (as flax's ``wmt`` example's Transformer with
 its ``encode``/``decode``), with the parameter names and RNG streams they had.
 """
 
