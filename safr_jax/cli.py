@@ -2,12 +2,18 @@
 
 Each turns the errors a user can cause (bad flags, config values, data files,
 checkpoints) into one clear line on stderr and exit status 2, instead of a
-traceback.
+traceback. explain, evaluate and compare also end a SIGINT or SIGTERM in one
+line, with exit status 130 or 143 (``_stops_in_one_line``). ``--help`` exits 0.
+Text from data shown on the terminal has its bidi controls made visible
+(``[U+202E]``), so a right-to-left override cannot reorder the line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pathlib
+import signal
 import sys
 
 from absl import app
@@ -17,9 +23,15 @@ from absl import logging
 from safr_jax import errors
 
 
+def shown(text: str) -> str:
+  """``text`` safe to print: bidi controls as ``[U+202E]`` (data is untrusted)."""
+  from safr_jax.interpret import html  # pylint: disable=g-import-not-at-top
+  return html.neutralise_bidi(text)
+
+
 def fail(message: str) -> None:
   """Prints ``message`` as one line and exits with status 2."""
-  print(f"error: {message}", file=sys.stderr)
+  print(f"error: {shown(message)}", file=sys.stderr)
   sys.exit(2)
 
 
@@ -36,8 +48,19 @@ def run_guarded(fn, *args, **kwargs):
 
 
 
+# absl's help flags: each prints the help, then exits with status 1.
+_HELP_FLAGS = ("help", "h", "?", "helpshort", "helpfull", "helpxml")
+
+
+def _asks_for_help(argv: list[str]) -> bool:
+  args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+  return any(a.startswith("-") and a.lstrip("-").split("=", 1)[0] in _HELP_FLAGS
+             for a in args)
+
+
 def _parse_flags_or_fail(argv: list[str]) -> list[str]:
-  """absl flag parsing whose errors (unknown field, bad variant) are one line."""
+  """absl flag parsing whose errors (unknown field, bad variant) are one line,
+  and whose ``--help`` exits 0 (absl's exits 1: asking for help is no error)."""
   for arg in argv[1:]:
     if arg.startswith("--config="):
       path = arg.removeprefix("--config=").split(":", 1)[0]
@@ -45,6 +68,10 @@ def _parse_flags_or_fail(argv: list[str]) -> list[str]:
         fail(f"--config: no such config file {path!r} (e.g. configs/sst2.py)")
   try:
     return flags.FLAGS(argv)
+  except SystemExit:
+    if _asks_for_help(argv):
+      sys.exit(0)
+    raise
   except flags.UnrecognizedFlagError as e:
     import difflib  # pylint: disable=g-import-not-at-top
     name = getattr(e, "flagname", "") or ""
@@ -192,16 +219,19 @@ def train_main() -> None:
   """``train.py`` / ``safr-train``: ``--config=FILE[:VARIANTS] [--workdir=DIR]``."""
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file(
-      "config", None, "Config file[:variants], e.g. configs/sst2.py or "
+      "config", None, "Required. Config file[:variants], e.g. configs/sst2.py or "
       "configs/sst2.py:reference,baseline; override fields with --config.FIELD=VALUE "
       "(list them: python -m safr_jax.configs configs/sst2.py).",
       lock_config=True)
+  flags.FLAGS["config"].default_as_str = None  # no default: not "(default: 'None')"
   flags.DEFINE_string("workdir", None,
                       "Where checkpoints, metrics and results go (default "
                       "runs/<config name>_<variants>). The same command resumes it.")
   flags.DEFINE_bool("malloc_tuning", True,
                     "Keep glibc from returning XLA's per-step temporaries to the OS "
-                    "(mallopt; ~13 % faster steps on CPU). --nomalloc_tuning: off.")
+                    "(mallopt; on CPU +11 % training and +22 % evaluation "
+                    "examples/s, slower compiling: docs/PERFORMANCE.md). "
+                    "--nomalloc_tuning: off.")
   flags.mark_flags_as_required(["config"])
   _show_in_help("config", "workdir", "malloc_tuning")
   sys.modules["__main__"].__doc__ = _TRAIN_USAGE
@@ -210,6 +240,59 @@ def train_main() -> None:
 
 # ----------------------------------------------------------------------------
 # Interpretability: explain, evaluate, compare.
+
+
+class _Stopped(KeyboardInterrupt):
+  """SIGINT or SIGTERM while a read-only command works. A KeyboardInterrupt,
+  so code that cleans up after Ctrl-C (``runs.write_file``) also does after
+  SIGTERM."""
+
+  def __init__(self, signum: int):
+    super().__init__(signal.Signals(signum).name)
+    self.name = signal.Signals(signum).name
+    self.exit_code = 128 + signum
+
+
+def _raise_stopped(signum, frame):
+  del frame
+  raise _Stopped(signum)
+
+
+def _exit_now(signum, frame):
+  """A stop once the work is done (or its error printed): Python would raise it
+  inside an atexit callback (a traceback); everything is written, so leave."""
+  del frame
+  os.write(2, f"stopped by {signal.Signals(signum).name} while exiting; what was "
+              "written is complete\n".encode())
+  os._exit(128 + signum)  # pylint: disable=protected-access
+
+
+def _work_done() -> None:
+  """From here on a stop ends the process at once (``_exit_now``)."""
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, _exit_now)
+
+
+@contextlib.contextmanager
+def _stops_in_one_line(command: str, left: str):
+  """SIGINT/SIGTERM during ``command``: one line and exit status 130/143.
+
+  Args:
+    command: its name in the message.
+    left: what the user finds after the stop (its files are written whole or
+      not at all, so no half-written file is ever trusted later).
+  """
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, _raise_stopped)
+  try:
+    yield
+  except KeyboardInterrupt as e:  # also a SIGINT that came before our handler
+    _work_done()
+    print(f"error: {command} stopped by {getattr(e, 'name', 'SIGINT')} before it "
+          f"finished; {left}", file=sys.stderr, flush=True)
+    sys.exit(getattr(e, "exit_code", 130))
+  finally:
+    _work_done()
 
 
 def _show_in_help(*names: str) -> None:
@@ -228,11 +311,12 @@ def _explain(argv):
   from safr_jax.interpret import explanations  # pylint: disable=g-import-not-at-top
   result = run_guarded(explanations.explain_run, f.workdir, texts=f.text, split=f.split,
                        num=f.num, out=f.out, which=f.checkpoint)
+  _work_done()
   for r in result.records:
     for note in r["notes"]:
-      print(f"note: {r['name']}: {note}", file=sys.stderr)
+      print(shown(f"note: {r['name']}: {note}"), file=sys.stderr)
   for note in result.notes:
-    print(f"note: {note}", file=sys.stderr)
+    print(shown(f"note: {note}"), file=sys.stderr)
   images = sum(r["image"] is not None for r in result.records)
   print(f"Explained {len(result.records)} example(s) ({images} picture(s)): {result.index}")
 
@@ -249,7 +333,9 @@ def explain_main() -> None:
   flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint.")
   flags.mark_flags_as_required(["workdir"])
   _show_in_help("workdir", "text", "split", "num", "out", "checkpoint")
-  app.run(_explain, flags_parser=_parse_flags_or_fail)
+  with _stops_in_one_line("explain", "its index.html is written last, so a folder "
+                          "without one is incomplete; run it again"):
+    app.run(_explain, flags_parser=_parse_flags_or_fail)
 
 
 def _evaluate(argv):
@@ -262,6 +348,7 @@ def _evaluate(argv):
                        max_examples=f.max_examples, random_orders=f.random_orders,
                        active_threshold=f.active_threshold, seed=f.seed,
                        which=f.checkpoint, out=f.out)
+  _work_done()
   methods = result["faithfulness"]
   print(f"{result['split']}: accuracy {result['accuracy']:.4f}, L_Imp "
         f"{result['importance_loss']:.4f}, L_Inter {result['interaction_loss']:.4f} "
@@ -298,7 +385,10 @@ def evaluate_main() -> None:
   flags.mark_flags_as_required(["workdir"])
   _show_in_help("workdir", "split", "max_examples", "random_orders", "active_threshold",
                 "seed", "checkpoint", "out")
-  app.run(_evaluate, flags_parser=_parse_flags_or_fail)
+  with _stops_in_one_line("evaluate", "its output file (default "
+                          "RUN/interpretability.json) is written whole at the end, "
+                          "so it was not written; run it again"):
+    app.run(_evaluate, flags_parser=_parse_flags_or_fail)
 
 
 def _compare(argv):
@@ -310,7 +400,10 @@ def _compare(argv):
   from safr_jax.interpret import comparison  # pylint: disable=g-import-not-at-top
   result = run_guarded(comparison.compare_runs, runs, f.out, method=f.method,
                        metric=f.metric)
-  print(result.markdown.split("\n## Every metric")[0].rstrip())
+  _work_done()
+  for note in result.notes:
+    print(shown(f"note: {note}"), file=sys.stderr)
+  print(shown(result.markdown.split("\n## Every metric")[0].rstrip()))
   print(f"\nWrote {result.table} and {result.plot}")
 
 
@@ -325,4 +418,6 @@ def compare_main() -> None:
                     ["comprehensiveness", "sufficiency", "aopc", "aopc_minus_random",
                      "aopc_over_random"], "Faithfulness metric on the plot's x axis.")
   _show_in_help("out", "method", "metric")
-  app.run(_compare, flags_parser=_parse_flags_or_fail)
+  with _stops_in_one_line("compare", "comparison.md and comparison.png are each "
+                          "written whole or not at all; run it again"):
+    app.run(_compare, flags_parser=_parse_flags_or_fail)

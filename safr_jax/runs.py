@@ -3,24 +3,39 @@
 ``load_run(workdir)`` gives the config, the model, the best (or latest)
 parameters, and the vocabulary and labels the run was trained with, so ids
 never shift between training and explaining.
+
+``config.json``, ``labels.json``, ``vocab.txt`` and ``dataset.json`` are plain
+files a user can edit; ``run_identity.json`` (``safr_jax.workdir``) records
+what the run was trained with. Each file is checked against it before use, so
+an edited max_len or a swapped label list is an error naming the file and the
+field, never a silently different accuracy or swapped labels.
+
+``write_file`` is how explain/evaluate/compare write their outputs: whole or
+not at all.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
-from typing import Any
+import secrets
+from typing import Any, Callable
 
 import ml_collections
 
 from safr_jax import checkpointing, data, steps
-from safr_jax.errors import RunError
+from safr_jax import workdir as workdir_lib
+from safr_jax.data import dataset as dataset_lib
+from safr_jax.errors import CheckpointError, RunError, UNWRITABLE_ERRNOS
 from safr_jax.model import SafrClassifier
 
-__all__ = ["Run", "load_run", "RunError"]
+__all__ = ["Run", "load_run", "RunError", "write_file"]
 
-
+# Tries of ``load_run`` when the chosen checkpoint is deleted under it (a
+# trainer beside it keeps only the latest and the best).
+_RESTORE_TRIES = 5
 
 
 @dataclasses.dataclass
@@ -34,6 +49,91 @@ class Run:
   step: int
   which: str            # "best" or "latest"
   dataset_info: dict[str, Any]
+  # run_identity.json (None for a run saved before identities existed).
+  identity: dict[str, Any] | None = None
+
+
+def _read_text(path: pathlib.Path) -> str:
+  """``path`` as UTF-8 text; unreadable or non-UTF-8 is a RunError naming it."""
+  try:
+    return path.read_bytes().decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise RunError(f"{path} is not valid UTF-8 (byte {e.start}): the file is "
+                   "damaged; restore it or train the run again") from None
+  except OSError as e:
+    raise RunError(f"{path} cannot be read: {e.strerror}") from None
+
+
+def _read_json(path: pathlib.Path) -> Any:
+  try:
+    return json.loads(_read_text(path))
+  except json.JSONDecodeError as e:
+    raise RunError(f"{path} is not valid JSON: {e}") from None
+
+
+def _mismatch(path: pathlib.Path, field: str, found: Any, trained: Any) -> RunError:
+  return RunError(
+      f"{path}: {field} is {found!r} but the run was trained with {trained!r} "
+      f"({workdir_lib.IDENTITY_FILE}); the file was edited or replaced: restore it, "
+      "or explain/evaluate the run it belongs to")
+
+
+def _check_config(path: pathlib.Path, config: dict[str, Any],
+                  identity: dict[str, Any]) -> None:
+  """Every field the identity holds must have its value in ``config.json``.
+
+  Fields the identity lacks may differ (resumable ones such as num_epochs, and
+  fields added to the configs after the run started).
+  """
+  fields = workdir_lib._flatten(config)  # pylint: disable=protected-access
+  for key, trained in sorted(identity.get("config", {}).items()):
+    if fields.get(key, "<absent>") != trained:
+      raise _mismatch(path, key, fields.get(key, "<absent>"), trained)
+
+
+def _check_data(workdir: pathlib.Path, vocab: data.Vocabulary, label_names: list[str],
+                info: dict[str, Any], identity: dict[str, Any]) -> None:
+  """labels.json, vocab.txt and dataset.json against the identity's data."""
+  trained, config = identity.get("data", {}), identity.get("config", {})
+  labels = workdir / dataset_lib.LABELS_FILE
+  if "label_names" in trained and label_names != trained["label_names"]:
+    raise _mismatch(labels, "label_names", label_names, trained["label_names"])
+  options = {"lowercase": vocab.lowercase, "strip_html": vocab.strip_html}
+  for name, value in options.items():
+    if f"data.{name}" in config and value != config[f"data.{name}"]:
+      raise _mismatch(labels, f"text_options.{name}", value, config[f"data.{name}"])
+  if trained.get("vocab_sha256") and (
+      workdir_lib.vocab_hash(list(vocab.tokens)) != trained["vocab_sha256"]):
+    raise RunError(f"{workdir / dataset_lib.VOCAB_FILE}: the vocabulary differs from the one "
+                   f"the run was trained with ({len(vocab)} tokens now, "
+                   f"{trained.get('vocab_size')} trained; {workdir_lib.IDENTITY_FILE}); "
+                   "restore the file")
+  if trained.get("source") and info.get("source", trained["source"]) != trained["source"]:
+    raise _mismatch(workdir / "dataset.json", "source", info.get("source"),
+                    trained["source"])
+
+
+def _restore(ckpt_dir: pathlib.Path, which: str) -> checkpointing.Restored:
+  """The ``which`` checkpoint; when a trainer beside us deletes it between
+  listing and reading (retention keeps only the latest and the best), the
+  newest one that exists now."""
+  for _ in range(_RESTORE_TRIES):
+    ckpts = checkpointing.Checkpoints(ckpt_dir)
+    try:
+      step = ckpts.best_step() if which == "best" else ckpts.latest_step()
+      if step is None:
+        step = ckpts.latest_step()
+      if step is None:
+        raise RunError(f"{ckpt_dir} holds no checkpoint yet")
+      try:
+        return ckpts.restore(step)
+      except CheckpointError:
+        if (ckpt_dir / str(step)).exists():
+          raise  # really unreadable, not deleted under us
+    finally:
+      ckpts.close()
+  raise RunError(f"{ckpt_dir}: the checkpoints were deleted while being read "
+                 f"({_RESTORE_TRIES} tries); is a trainer saving there? Try again")
 
 
 def load_run(workdir: str | pathlib.Path, *, which: str = "best") -> Run:
@@ -44,7 +144,9 @@ def load_run(workdir: str | pathlib.Path, *, which: str = "best") -> Run:
     which: "best" (best dev accuracy) or "latest" checkpoint.
 
   Raises:
-    RunError: naming the missing piece (no config, no vocabulary, no checkpoint).
+    RunError: naming the missing piece (no config, no vocabulary, no
+      checkpoint), a file that cannot be read, or a file that disagrees with
+      ``run_identity.json`` (naming the field).
   """
   workdir = pathlib.Path(workdir)
   if which not in ("best", "latest"):
@@ -53,32 +155,68 @@ def load_run(workdir: str | pathlib.Path, *, which: str = "best") -> Run:
   if not config_path.exists():
     raise RunError(f"{workdir} is not a safr-jax run: {config_path.name} is missing "
                    "(train one with `python train.py --config=... --workdir=...`)")
-  try:
-    config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-  except json.JSONDecodeError as e:
-    raise RunError(f"{config_path} is not valid JSON: {e}") from None
+  config_dict = _read_json(config_path)
+  if not isinstance(config_dict, dict):
+    raise RunError(f"{config_path} holds no config (a JSON object)")
+  identity_path = workdir / workdir_lib.IDENTITY_FILE
+  identity = _read_json(identity_path) if identity_path.exists() else None
+  if identity is not None:
+    _check_config(config_path, config_dict, identity)
+  config = ml_collections.ConfigDict(config_dict)
+  for name in (dataset_lib.LABELS_FILE, dataset_lib.VOCAB_FILE):
+    if (workdir / name).exists():
+      _read_text(workdir / name)  # damaged bytes: an error naming the file
   try:
     vocab, label_names = data.load_vocab_and_labels(workdir)
   except (OSError, data.DataError) as e:
     raise RunError(f"{workdir}: cannot read the run's vocabulary/labels: {e}") from None
+  info_path = workdir / "dataset.json"
+  info = _read_json(info_path) if info_path.exists() else {}
+  if identity is not None:
+    _check_data(workdir, vocab, label_names, info, identity)
   ckpt_dir = workdir / "checkpoints"
   if not ckpt_dir.is_dir():
     raise RunError(f"{workdir} has no checkpoints folder: training has not saved "
                    "a checkpoint yet")
-  ckpts = checkpointing.Checkpoints(ckpt_dir)
-  try:
-    step = ckpts.best_step() if which == "best" else ckpts.latest_step()
-    if step is None:
-      step = ckpts.latest_step()
-    if step is None:
-      raise RunError(f"{ckpt_dir} holds no checkpoint yet")
-    restored = ckpts.restore(step)
-  finally:
-    ckpts.close()
+  restored = _restore(ckpt_dir, which)
   model = steps.build_model(config.model, vocab_size=len(vocab),
-                                num_classes=len(label_names))
-  info_path = workdir / "dataset.json"
-  info = json.loads(info_path.read_text()) if info_path.exists() else {}
+                            num_classes=len(label_names))
   return Run(workdir=workdir, config=config, model=model,
              params=restored.state["params"], vocab=vocab, label_names=label_names,
-             step=step, which=which, dataset_info=info)
+             step=restored.step, which=which, dataset_info=info, identity=identity)
+
+
+def write_file(path: str | pathlib.Path,
+               content: str | bytes | Callable[[pathlib.Path], Any]) -> pathlib.Path:
+  """Writes ``path`` whole or not at all, so no reader (or later command)
+  trusts half a file.
+
+  The content goes to a unique hidden temporary file beside ``path``
+  (``.<stem>.<random>.tmp<suffix>``: two writers never share it), which is
+  then renamed over ``path``. Any failure or stop (full disk, SIGINT) removes
+  the temporary file.
+
+  Args:
+    path: the file to write; its folder must exist.
+    content: text (UTF-8), bytes, or a function that writes the file it is
+      given (e.g. a figure's ``savefig``; the name keeps ``path``'s suffix).
+
+  Raises:
+    OSError: naming ``path`` (not the temporary file) when the folder cannot
+      take it (full, read-only, no permission).
+  """
+  path = pathlib.Path(path)
+  tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+  try:
+    if callable(content):
+      content(tmp)
+    else:
+      with open(tmp, "xb") as f:
+        f.write(content.encode("utf-8") if isinstance(content, str) else content)
+    os.replace(tmp, path)
+  except BaseException as e:
+    tmp.unlink(missing_ok=True)
+    if isinstance(e, OSError) and e.errno in UNWRITABLE_ERRNOS:
+      raise OSError(e.errno, e.strerror, str(path)) from None
+    raise
+  return path

@@ -532,6 +532,88 @@ def test_malformed_rows_name_the_line(tmp_path):
                                  dev=good, ext="jsonl"))
 
 
+def _reviews(n, first_column="text"):
+  """A CSV of n one-line reviews (line k + 2 holds review k)."""
+  rows = [(f"review number {k} is fine", "pos" if k % 2 else "neg") for k in range(n)]
+  if first_column == "label":
+    return "label,text\n" + "".join(f"{l},{t}\n" for t, l in rows)
+  return "text,label\n" + "".join(f"{t},{l}\n" for t, l in rows)
+
+
+def _replace_line(text, line, content):
+  lines = text.split("\n")
+  lines[line - 1] = content
+  return "\n".join(lines)
+
+
+@pytest.mark.parametrize("first_column", ["text", "label"])
+def test_a_quote_that_never_closes_is_an_error_naming_where_it_opens(tmp_path, first_column):
+  """It would swallow every later row into one text (200 rows read as 20)."""
+  quoted = ('"an unclosed quote,pos' if first_column == "text"
+            else 'pos,"an unclosed quote')
+  train = _replace_line(_reviews(200, first_column), 22, quoted)
+  with pytest.raises(data.DataError, match=r"train\.csv, line 22: a quote opens on "
+                     r"this line and never closes, so lines 22–201 \(the rest of the "
+                     r"file\)"):
+    data.load_dataset(_files_cfg(tmp_path, train, _reviews(20, first_column),
+                                 text_field="text"))
+
+
+def test_a_quote_closed_late_is_named_where_it_opens(tmp_path, caplog):
+  # Closed 39 lines later, the row still has two fields: a warning.
+  train = _replace_line(_reviews(200, "label"), 22, 'pos,"a quote opens')
+  train = _replace_line(train, 61, 'neg,and closes here"')
+  with caplog.at_level(logging.WARNING):
+    bundle = data.load_dataset(_files_cfg(tmp_path, train, _reviews(20)))
+  assert bundle.info["sizes"]["train"] + bundle.info["sizes"]["dev"] == 200 - 39
+  warnings = [r.getMessage() for r in caplog.records if "unusually long" in r.getMessage()]
+  assert len(warnings) == 1 and "train.csv" in warnings[0]
+  assert "row(s) starting at line 22 (" in warnings[0] and "over 40 lines" in warnings[0]
+  # Closed 3 lines later by a quoted text: the field count breaks, and the
+  # error names the line where the quote opens, not where the row ends.
+  train = _replace_line(_reviews(50), 22, '"a quote opens,pos')
+  train = _replace_line(train, 25, '"quoted, text",neg')
+  with pytest.raises(data.DataError, match=r"train\.csv, line 22: 3 fields, the header "
+                     r"has 2 \(this row spans lines 22–25"):
+    data.load_dataset(_files_cfg(tmp_path, train, _reviews(20)))
+
+
+def test_a_row_far_longer_than_the_others_is_a_warning(tmp_path, caplog):
+  train = _replace_line(_reviews(60), 31, "word " * 1000 + ",pos")
+  with caplog.at_level(logging.WARNING):
+    data.load_dataset(_files_cfg(tmp_path, train, _reviews(20)))
+  warnings = [r.getMessage() for r in caplog.records if "unusually long" in r.getMessage()]
+  assert len(warnings) == 1 and "line 31 (5000 characters over 1 lines)" in warnings[0]
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):  # ordinary multi-line texts: no warning
+    data.load_dataset(_files_cfg(tmp_path, _reviews(60) + '"two\nlines",pos\n',
+                                 _reviews(20)))
+  assert not [r for r in caplog.records if "unusually long" in r.getMessage()]
+
+
+@pytest.mark.parametrize("ext", ["csv", "tsv", "jsonl"])
+def test_nul_bytes_are_an_error_naming_file_and_line(tmp_path, ext):
+  good = {"csv": _reviews(20), "tsv": _reviews(20).replace(",", "\t"),
+          "jsonl": "".join(json.dumps({"text": f"t {i}", "label": i % 2}) + "\n"
+                           for i in range(20))}[ext]
+  lines = good.split("\n")
+  lines[3] = lines[3][:2] + "\x00" + lines[3][2:]
+  bad = "\n".join(lines)
+  with pytest.raises(data.DataError, match=rf"test\.{ext}, line 4: a NUL byte; this is "
+                     "not a text file"):
+    data.load_dataset(_files_cfg(tmp_path, good, bad, ext=ext))
+
+
+def test_jsonl_control_character_error_is_complete(tmp_path):
+  good = json.dumps({"text": "a", "label": 0}) + "\n"
+  bad = good + '{"text": "tab\there", "label": 1}\n'
+  with pytest.raises(data.DataError) as e:
+    data.load_dataset(_files_cfg(tmp_path, good * 4, bad, dev=good, ext="jsonl"))
+  assert str(e.value).endswith(
+      "test.jsonl, line 2: not valid JSON: a raw control character U+0009 ('\\t') at "
+      "column 14, inside a string; JSON needs it escaped (e.g. \\t)")
+
+
 def test_non_utf8_is_replaced_with_a_warning(tmp_path, caplog):
   train = GOOD_CSV.encode() + b"caf\xe9 latte,pos\n"
   with caplog.at_level(logging.WARNING):

@@ -13,8 +13,10 @@ import jax
 import pytest
 
 from safr_jax import configs
-from safr_jax import runs, train_lib
+from safr_jax import checkpointing, runs, train_lib
 from safr_jax.interpret import comparison, explanations, inputs, interpretability
+from safr_jax.interpret import html as html_lib
+from safr_jax.interpret.errors import InterpretError
 from safr_jax.interpret import token_stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -242,11 +244,13 @@ def _cli(*argv):
 
 def test_cli_explain_and_one_line_errors(safr_run, tmp_path):
   proc = _cli("safr_jax.explain", f"--workdir={safr_run}", f"--text={SCRIPT} good",
-              "--text=", f"--out={tmp_path / 'e'}")
+              "--text=", "--text=good \u202eqqqunknown", f"--out={tmp_path / 'e'}")
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert "Explained 2 example(s) (1 picture(s))" in proc.stdout
+  assert "Explained 3 example(s) (2 picture(s))" in proc.stdout
   assert "empty text" in proc.stderr
-  assert _parse(tmp_path / "e" / "index.html").ids >= {"ex-0", "ex-1", "index"}
+  # An unknown word with a right-to-left override, as the terminal shows it.
+  assert "\u202e" not in proc.stderr and "[U+202E]qqqunknown" in proc.stderr
+  assert _parse(tmp_path / "e" / "index.html").ids >= {"ex-0", "ex-1", "ex-2", "index"}
   # A workdir without a checkpoint: one line, exit status 2.
   empty = tmp_path / "no_ckpt"
   empty.mkdir()
@@ -258,3 +262,119 @@ def test_cli_explain_and_one_line_errors(safr_run, tmp_path):
       f"error: {empty} has no checkpoints folder: training has not saved a checkpoint yet")
   proc = _cli("safr_jax.compare", str(empty), f"--out={tmp_path / 'c'}")
   assert proc.returncode == 2 and "has no results.json" in proc.stderr
+
+
+# ----------------------------------------------------------------------------
+# A run's files as a user may find them: damaged, edited, deleted under us.
+
+
+def _copy_run(run, tmp_path):
+  copy = tmp_path / "run"
+  shutil.copytree(run, copy, ignore=shutil.ignore_patterns(
+      "train.lock", "explanations", "interpretability.json", "tensorboard"))
+  return copy
+
+
+@pytest.mark.parametrize("name", ["labels.json", "config.json", "vocab.txt", "dataset.json"])
+def test_a_run_file_that_is_not_utf8_is_an_error_naming_it(safr_run, tmp_path, name):
+  run = _copy_run(safr_run, tmp_path)
+  raw = (run / name).read_bytes()
+  (run / name).write_bytes(raw[:20] + b"\xff\xfe" + raw[20:])
+  with pytest.raises(runs.RunError, match=rf"{run / name} is not valid UTF-8 \(byte 20\)"):
+    runs.load_run(run)
+
+
+def test_run_files_that_disagree_with_the_run_identity_are_errors(safr_run, tmp_path):
+  run = _copy_run(safr_run, tmp_path)
+  originals = {n: (run / n).read_text() for n in ("labels.json", "config.json", "vocab.txt")}
+
+  def edit(name, change):
+    for n, text in originals.items():  # one edit at a time
+      (run / n).write_text(text)
+    value = json.loads(originals[name]) if name.endswith(".json") else originals[name]
+    value = change(value)
+    (run / name).write_text(json.dumps(value) if name.endswith(".json") else value)
+
+  edit("labels.json", lambda v: dict(v, label_names=v["label_names"][::-1]))
+  with pytest.raises(runs.RunError, match=r"labels\.json: label_names is \['positive', "
+                     r"'negative'\] but the run was trained with \['negative', 'positive'\] "
+                     r"\(run_identity\.json\)"):
+    runs.load_run(run)
+  edit("config.json", lambda v: {**v, "data": dict(v["data"], max_len=v["data"]["max_len"] + 8)})
+  with pytest.raises(runs.RunError, match=r"config\.json: data\.max_len is \d+ but the run "
+                     r"was trained with \d+"):
+    runs.load_run(run)
+  edit("labels.json", lambda v: dict(v, text_options=dict(v["text_options"], lowercase=True)))
+  with pytest.raises(runs.RunError, match=r"labels\.json: text_options\.lowercase is True"):
+    runs.load_run(run)
+  lines = originals["vocab.txt"].splitlines()
+  lines[2], lines[3] = lines[3], lines[2]  # two words swap ids
+  edit("vocab.txt", lambda v: "\n".join(lines) + "\n")
+  with pytest.raises(runs.RunError, match=r"vocab\.txt: the vocabulary differs"):
+    runs.load_run(run)
+  # A field that may change on resume (how long to train) is no mismatch.
+  edit("config.json", lambda v: {**v, "train": dict(v["train"], num_epochs=99)})
+  loaded = runs.load_run(run)
+  assert loaded.label_names == ["negative", "positive"] and loaded.identity is not None
+  # One line on the command line, naming the file and the field.
+  edit("config.json", lambda v: {**v, "data": dict(v["data"], max_len=v["data"]["max_len"] + 8)})
+  proc = _cli("safr_jax.evaluate", f"--workdir={run}", f"--out={tmp_path / 'i.json'}")
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      f"error: {run / 'config.json'}: data.max_len is ")
+  assert not (tmp_path / "i.json").exists()
+
+
+def test_latest_checkpoint_deleted_while_loading_falls_back_to_the_newest(
+    safr_run, tmp_path, monkeypatch):
+  """A trainer beside explain deletes the checkpoint explain chose (retention)."""
+  run = _copy_run(safr_run, tmp_path)
+  (step,) = [int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit()]
+  shutil.copytree(run / "checkpoints" / str(step), run / "checkpoints" / str(step + 100))
+  restore = checkpointing.Checkpoints.restore
+  deleted = []
+
+  def restore_after_retention(self, s, *args, **kwargs):
+    if not deleted:  # the trainer's retention gets there first
+      shutil.rmtree(run / "checkpoints" / str(s))
+      deleted.append(s)
+    return restore(self, s, *args, **kwargs)
+
+  monkeypatch.setattr(checkpointing.Checkpoints, "restore", restore_after_retention)
+  loaded = runs.load_run(run, which="latest")
+  assert deleted == [step + 100] and loaded.step == step
+
+
+def test_compare_counts_a_run_once_and_skips_what_is_not_a_run(safr_run, tmp_path):
+  log = tmp_path / "train.log"
+  log.write_text("not a run\n")
+  unfinished = tmp_path / "unfinished"
+  unfinished.mkdir()
+  (unfinished / "config.json").write_text("{}")
+  given = [safr_run, pathlib.Path(f"{safr_run}/"), safr_run / ".." / safr_run.name, log,
+           unfinished, tmp_path / "missing"]
+  out = comparison.compare_runs(given, tmp_path / "cmp")
+  assert [len(v) for v in out.groups.values()] == [1]
+  assert " | 1 | 0 |" in out.table.read_text()
+  assert len(out.notes) == 5
+  assert sum("is the same run as" in n and "counted once" in n for n in out.notes) == 2
+  assert f"{log} is a file, not a run folder: skipped" in out.notes
+  assert any(n.startswith(f"{unfinished} has no results.json") for n in out.notes)
+  assert f"{tmp_path / 'missing'} does not exist: skipped" in out.notes
+  with pytest.raises(InterpretError, match=r"no run to compare: .*train\.log is a file"):
+    comparison.compare_runs([log], tmp_path / "cmp2")
+
+
+BIDI = "\u202e\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+def test_bidi_controls_are_shown_not_obeyed(safr_run, tmp_path):
+  text = "good \u202eevitagen\u202c not bad \u2067w1\u2069"
+  result = explanations.explain_run(safr_run, texts=[text], out=tmp_path)
+  page = result.index.read_text(encoding="utf-8")
+  assert not set(BIDI) & set(page)
+  assert "[U+202E]evitagen[U+202C]" in page and "[U+2067]" in page
+  assert html_lib.neutralise_bidi(BIDI) == "".join(f"[U+{ord(c):04X}]" for c in BIDI)
+  # The stored record keeps the text as given.
+  saved = json.loads((tmp_path / "explanations.json").read_text(encoding="utf-8"))
+  assert saved["examples"][0]["text"] == text

@@ -24,8 +24,16 @@ such a label as a class, with a warning. The class counts per split are
 logged on one line either way.
 
 Files are parsed as data only (csv / json), never evaluated or unpickled.
-Non-UTF-8 bytes are replaced by U+FFFD with one warning per file. Empty texts
-are kept (all-padding rows, length 0) and counted in ``bundle.info``.
+Non-UTF-8 bytes are replaced by U+FFFD with one warning per file; a NUL byte
+(a binary or UTF-16 file) is an error naming its line. Empty texts are kept
+(all-padding rows, length 0) and counted in ``bundle.info``.
+
+A CSV quote that never closes would swallow every row after it into one
+text: that is an error naming the line where the quote opens. A row whose
+text spans more than ``MAX_ROW_LINES`` physical lines, or is over
+``LONG_ROW_FACTOR`` times the median text length (and at least
+``LONG_ROW_MIN_CHARS`` characters), is a warning naming the line where it
+starts: usually a quote closed many rows later.
 """
 
 from __future__ import annotations
@@ -53,6 +61,10 @@ JSONL_EXT = (".jsonl", ".ndjson", ".json")
 # error (unless config.data.allow_rare_labels); errors show this many lines.
 RARE_LABEL_FRACTION = 0.01
 MAX_LINES_SHOWN = 5
+# A delimited row this unlike the others is named in a warning (see above).
+MAX_ROW_LINES = 10
+LONG_ROW_FACTOR = 100
+LONG_ROW_MIN_CHARS = 2000
 
 
 def _read_text(path: pathlib.Path, what: str) -> str:
@@ -73,6 +85,11 @@ def _read_text(path: pathlib.Path, what: str) -> str:
         "undecodable bytes were replaced by U+FFFD.", what, path, line, e.start)
   if text.startswith("\ufeff"):
     text = text[1:]
+  nul = text.find("\x00")
+  if nul >= 0:
+    raise DataError(f"{what} {path}, line {text.count(chr(10), 0, nul) + 1}: a NUL "
+                    "byte; this is not a text file (binary, or UTF-16: save it "
+                    "as UTF-8)")
   return text
 
 
@@ -117,6 +134,9 @@ def read_labelled_file(path: str | pathlib.Path | None, *, text_field: str,
 def _read_delimited(text, path, what, text_field, label_field, *, tsv):
   csv.field_size_limit(sys.maxsize)
   options = dict(delimiter="\t", quoting=csv.QUOTE_NONE) if tsv else {}
+  # The physical lines as the csv reader splits them, to find where a row
+  # starts and what it spans.
+  physical = io.StringIO(text, newline="").readlines()
   reader = csv.reader(io.StringIO(text, newline=""), **options)
   try:
     header = next(reader)
@@ -128,23 +148,66 @@ def _read_delimited(text, path, what, text_field, label_field, *, tsv):
       raise DataError(f"{what} {path}: no column {field!r} in the header "
                       f"(columns: {header})")
   ti, li = header.index(text_field), header.index(label_field)
-  texts, labels, lines = [], [], []
+  texts, labels, lines, spans = [], [], [], []
+  start = reader.line_num + 1
   try:
     for row in reader:
-      line = reader.line_num
+      line, end, start = start, reader.line_num, reader.line_num + 1
       if not row or (len(row) == 1 and not row[0].strip()):
         continue  # blank line
       where = f"{what} {path}, line {line}"
+      if end > line:  # a quoted field with line breaks
+        _check_quote_closes(physical, line, end, where, tsv)
       if len(row) != len(header):
         raise DataError(f"{where}: {len(row)} fields, the header has "
-                        f"{len(header)}")
+                        f"{len(header)}" + _spanned(line, end))
       texts.append(row[ti])
       labels.append(_canonical_label(row[li], f"{where}, field "
                                      f"{label_field!r}"))
       lines.append(line)
+      spans.append(end - line + 1)
   except csv.Error as e:
-    raise DataError(f"{what} {path}, line {reader.line_num}: {e}") from None
+    raise DataError(f"{what} {path}, line {start}: {e}"
+                    + _spanned(start, reader.line_num)) from None
+  _warn_unusual_rows(texts, lines, spans, f"{what} {path}", text_field)
   return texts, labels, lines
+
+
+def _spanned(line: int, end: int) -> str:
+  return (f" (this row spans lines {line}–{end}: a quote that opens on line "
+          f"{line} and closes late?)" if end > line else "")
+
+
+def _check_quote_closes(physical: list[str], line: int, end: int, where: str,
+                        tsv: bool) -> None:
+  """A row that runs to the end of the file with an odd number of quotes
+  opened a quote that never closes (csv then reads every later line into it)."""
+  if tsv or end < len(physical):
+    return
+  if "".join(physical[line - 1:end]).count('"') % 2:
+    raise DataError(f"{where}: a quote opens on this line and never closes, so "
+                    f"lines {line}–{end} (the rest of the file) would be read as one "
+                    "text; close it, or double a quote inside a quoted text (\"\")")
+
+
+def _warn_unusual_rows(texts: list[str], lines: list[int], spans: list[int],
+                       where: str, text_field: str) -> None:
+  """One warning naming the rows that span many lines or are far longer than
+  the others: a misplaced quote joins rows without failing."""
+  if not texts:
+    return
+  median = float(np.median([len(t) for t in texts]))
+  limit = max(LONG_ROW_MIN_CHARS, LONG_ROW_FACTOR * median)
+  odd = [f"line {n} ({len(t)} characters over {k} lines)"
+         for t, n, k in zip(texts, lines, spans) if k > MAX_ROW_LINES or len(t) > limit]
+  if odd:
+    more = len(odd) - MAX_LINES_SHOWN
+    logging.warning(
+        "%s: unusually long %r field in the row(s) starting at %s%s; the median row "
+        "has %d characters on one line. A quote opened there and closed late joins "
+        "the rows in between into one text: check the quotes.", where, text_field,
+        ", ".join(odd[:MAX_LINES_SHOWN]), f" (+{more} more)" if more > 0 else "",
+        median)
 
 
 def _read_jsonl(text, path, what, text_field, label_field):
@@ -156,7 +219,7 @@ def _read_jsonl(text, path, what, text_field, label_field):
     try:
       obj = json.loads(content)
     except json.JSONDecodeError as e:
-      raise DataError(f"{where}: not valid JSON ({e.msg})") from None
+      raise DataError(f"{where}: {_json_error(e)}") from None
     if not isinstance(obj, dict):
       raise DataError(f"{where}: expected a JSON object, got "
                       f"{type(obj).__name__}")
@@ -175,6 +238,15 @@ def _read_jsonl(text, path, what, text_field, label_field):
                                    f"{where}, field {label_field!r}"))
     lines.append(line)
   return texts, labels, lines
+
+
+def _json_error(e: json.JSONDecodeError) -> str:
+  """json's message in full (its ``msg`` alone ends "... character at")."""
+  if e.msg.startswith("Invalid control character"):
+    char = e.doc[e.pos]
+    return (f"not valid JSON: a raw control character U+{ord(char):04X} ({char!r}) "
+            f"at column {e.colno}, inside a string; JSON needs it escaped (e.g. \\t)")
+  return f"not valid JSON ({e.msg} at column {e.colno})"
 
 
 def label_vocabulary(train_labels: Sequence[Any],

@@ -11,6 +11,7 @@ and ``interpretability.json`` is in the full table.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -18,6 +19,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from safr_jax import runs
 from safr_jax.interpret import attribution, plots
 from safr_jax.interpret.errors import InterpretError
 
@@ -47,6 +49,8 @@ class Compared:
   table: pathlib.Path
   plot: pathlib.Path
   groups: dict[str, list[RunMetrics]]
+  # One line per path given but not compared (a duplicate, not a run).
+  notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, float]:
@@ -64,9 +68,35 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, float]:
 
 def _read_json(path: pathlib.Path) -> dict:
   try:
-    return json.loads(path.read_text())
+    return json.loads(path.read_bytes().decode("utf-8"))
+  except UnicodeDecodeError as e:
+    raise InterpretError(f"{path} is not valid UTF-8 (byte {e.start}): the file is "
+                         "damaged") from None
   except json.JSONDecodeError as e:
     raise InterpretError(f"{path} is not valid JSON: {e}") from None
+
+
+def _runs_to_compare(workdirs: Sequence[str | pathlib.Path]
+                     ) -> tuple[list[pathlib.Path], list[str]]:
+  """The distinct finished runs among ``workdirs`` (in order) and one note per
+  path left out: the same folder given twice (it would count as two seeds),
+  or a path that holds no finished run (e.g. a log file a glob matched)."""
+  kept, notes, seen = [], [], {}
+  for w in map(pathlib.Path, workdirs):
+    real = w.resolve()
+    if real in seen:
+      notes.append(f"{w} is the same run as {seen[real]}: counted once")
+    elif not w.exists():
+      notes.append(f"{w} does not exist: skipped")
+    elif not w.is_dir():
+      notes.append(f"{w} is a file, not a run folder: skipped")
+    elif not (w / "results.json").exists():
+      notes.append(f"{w} has no results.json (not a run, or its training has not "
+                   "finished): skipped")
+    else:
+      seen[real] = w
+      kept.append(w)
+  return kept, notes
 
 
 def load_metrics(workdir: str | pathlib.Path) -> RunMetrics:
@@ -184,7 +214,10 @@ def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path
   if method != OWN and method not in attribution.METHODS:
     raise InterpretError(f"unknown explanation method {method!r}; one of "
                          f"{', '.join((OWN,) + attribution.METHODS)}")
-  loaded = [load_metrics(w) for w in workdirs]
+  kept, notes = _runs_to_compare(workdirs)
+  if not kept:
+    raise InterpretError("no run to compare: " + "; ".join(notes))
+  loaded = [load_metrics(w) for w in kept]
   groups: dict[str, list[RunMetrics]] = {}
   for r in loaded:
     groups.setdefault(r.group, []).append(r)
@@ -221,8 +254,7 @@ def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path
 
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
-  table = out / "comparison.md"
-  table.write_text(markdown, encoding="utf-8")
+  table = runs.write_file(out / "comparison.md", markdown)
   points = []
   for g in names:
     xs = _values(groups[g], OWN if method == OWN else
@@ -234,5 +266,5 @@ def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path
   fig = plots.comparison_figure(points, xlabel=f"{metric} of {what}",
                                 ylabel="test accuracy",
                                 title="accuracy vs faithfulness (mean ± std over seeds)")
-  plot = plots.save(fig, out / "comparison.png")
-  return Compared(markdown=markdown, table=table, plot=plot, groups=groups)
+  plot = runs.write_file(out / "comparison.png", functools.partial(plots.save, fig))
+  return Compared(markdown=markdown, table=table, plot=plot, groups=groups, notes=notes)

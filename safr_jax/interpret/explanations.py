@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import pathlib
 from typing import Any, Mapping, Sequence
@@ -250,12 +251,15 @@ def write_pictures(explained: ExplanationSet, out: str | pathlib.Path
       continue
     order = e.neuron_order
     fig = plots.explanation_figure(
-        tokens=e.tokens, importance=np.asarray(e.importance),
+        tokens=tuple(map(html_lib.neutralise_bidi, e.tokens)),
+        importance=np.asarray(e.importance),
         importance_label=e.importance_label, strength=e.strength,
         pairs=e.pair_positions, hidden=e.hidden[:, order.order], neuron_ids=order.order,
         num_shared=order.num_shared, num_silent=order.num_silent,
-        unit_interval=not e.importance_signed, title=e.figure_title)
-    files[e.id] = plots.save(fig, out / _PNG.format(k))
+        unit_interval=not e.importance_signed,
+        title=html_lib.neutralise_bidi(e.figure_title))
+    files[e.id] = runs.write_file(out / _PNG.format(k),
+                                  functools.partial(plots.save, fig))
   return files
 
 
@@ -267,24 +271,30 @@ def _records(explained: ExplanationSet, pictures: Mapping[str, pathlib.Path]) ->
 def write_json(explained: ExplanationSet, out: str | pathlib.Path,
                pictures: Mapping[str, pathlib.Path]) -> pathlib.Path:
   """``out/explanations.json``: header, notes, one record per example."""
-  path = pathlib.Path(out) / JSON_FILE
-  path.write_text(json.dumps({"header": dict(explained.header), "notes": list(explained.notes),
-                              "examples": _records(explained, pictures)}, indent=1) + "\n",
-                  encoding="utf-8")
-  return path
+  return runs.write_file(
+      pathlib.Path(out) / JSON_FILE,
+      json.dumps({"header": dict(explained.header), "notes": list(explained.notes),
+                  "examples": _records(explained, pictures)}, indent=1) + "\n")
 
 
 def write_html(explained: ExplanationSet, out: str | pathlib.Path,
                pictures: Mapping[str, pathlib.Path]) -> pathlib.Path:
   """``out/index.html``, self-contained (the pictures inlined)."""
   images = {k: html_lib.Picture(file=p.name, png=p.read_bytes()) for k, p in pictures.items()}
-  path = pathlib.Path(out) / INDEX_FILE
-  path.write_text(html_lib.render_page(explained, images), encoding="utf-8")
-  return path
+  return runs.write_file(pathlib.Path(out) / INDEX_FILE,
+                         html_lib.render_page(explained, images))
 
 
 def write_explanations(explained: ExplanationSet, out: str | pathlib.Path) -> Explained:
-  """Pictures, ``explanations.json`` and ``index.html`` in ``out``."""
+  """Pictures, ``explanations.json`` and ``index.html`` in ``out``.
+
+  Each file is written whole or not at all, and the page last: the page and
+  JSON of an earlier explain are removed first, so a folder whose writing was
+  stopped (SIGINT, full disk) has no index.html that could pass for this
+  one's.
+  """
+  for name in (INDEX_FILE, JSON_FILE):
+    (pathlib.Path(out) / name).unlink(missing_ok=True)
   pictures = write_pictures(explained, out)
   write_json(explained, out, pictures)
   index = write_html(explained, out, pictures)

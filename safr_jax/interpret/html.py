@@ -2,8 +2,9 @@
 rendered from an ``explanations.ExplanationSet``; this module writes no file.
 
 Every piece of text that comes from data or from the user goes through
-``html.escape``: dataset text is untrusted, and ``<script>`` in a review must
-show as text, never run.
+``escape``: dataset text is untrusted, ``<script>`` in a review must show as
+text, never run, and a right-to-left override must show as ``[U+202E]``,
+never reorder the page.
 """
 
 from __future__ import annotations
@@ -16,7 +17,16 @@ from typing import TYPE_CHECKING, Any, Mapping
 if TYPE_CHECKING:
   from safr_jax.interpret.explanations import Explanation, ExplanationSet
 
-__all__ = ["render_page", "escape", "Picture"]
+__all__ = ["render_page", "escape", "neutralise_bidi", "BIDI_CONTROLS", "Picture"]
+
+# Unicode's bidirectional formatting characters: embeddings and overrides
+# (U+202A–U+202E), isolates (U+2066–U+2069) and the marks (U+200E, U+200F,
+# U+061C). Shown raw, one in a review reorders the text around it (a
+# "Trojan Source" override makes "negative" read as "evitagen", and can
+# reverse the rest of a page or terminal line).
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+                          "\u200e\u200f\u061c")
+_BIDI_TABLE = {ord(c): f"[U+{ord(c):04X}]" for c in BIDI_CONTROLS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,9 +36,16 @@ class Picture:
   png: bytes
 
 
+def neutralise_bidi(text: str) -> str:
+  """``text`` with each bidi control shown as its code point (``[U+202E]``),
+  for a page or a terminal; stored data (explanations.json) keeps it raw."""
+  return text.translate(_BIDI_TABLE)
+
+
 def escape(value: Any) -> str:
-  """``str(value)`` escaped for HTML text and attribute values."""
-  return html_lib.escape(str(value), quote=True)
+  """``str(value)`` escaped for HTML text and attribute values, bidi
+  controls made visible."""
+  return html_lib.escape(neutralise_bidi(str(value)), quote=True)
 
 
 _CSS = """

@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 
 from safr_jax import data
+from safr_jax import workdir as workdir_lib
 from safr_jax.data import sources
 
 __all__ = ["Example", "load_split", "text_example", "split_examples"]
@@ -47,7 +48,9 @@ def load_split(run, split: str) -> data.EncodedSplit:
   """``split`` ("train", "dev" or "test") of the data ``run`` was trained on.
 
   The source is the one the run actually used (``auto`` is not probed again),
-  and the rebuilt vocabulary must equal the run's ``vocab.txt``.
+  and the rebuilt vocabulary must equal the run's ``vocab.txt`` and the
+  rebuilt ids and labels the ones the run was trained on (the fingerprint in
+  ``run_identity.json``).
   """
   if split not in sources.SPLITS:
     raise data.DataError(f"unknown split {split!r}; one of {', '.join(sources.SPLITS)}")
@@ -60,6 +63,12 @@ def load_split(run, split: str) -> data.EncodedSplit:
     raise data.DataError(
         f"the {cfg.source!r} data rebuild a vocabulary that differs from "
         f"{run.workdir / 'vocab.txt'}: the data changed since the run was trained")
+  trained = ((run.identity or {}).get("data") or {}).get("fingerprint")
+  if trained and workdir_lib.data_fingerprint(bundle) != trained:
+    raise data.DataError(
+        f"the {cfg.source!r} data rebuild other examples or labels than the run was "
+        f"trained on ({run.workdir / workdir_lib.IDENTITY_FILE}): the data files "
+        "changed since; point config.data at the files it was trained on")
   return bundle.splits[split]
 
 

@@ -191,13 +191,11 @@ def measure(run: runs.Run, encoded: data.EncodedSplit, *, split: str = "test",
 
 
 def write_report(report: InterpretabilityReport, path: str | pathlib.Path) -> pathlib.Path:
-  """Writes ``report`` as JSON to ``path`` atomically (strict JSON: no NaN)."""
+  """Writes ``report`` as JSON to ``path``, whole or not at all (strict JSON:
+  no NaN; ``runs.write_file``)."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n")
-  tmp.replace(path)
-  return path
+  return runs.write_file(path, json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n")
 
 
 def evaluate_run(workdir: str | pathlib.Path, *, split: str = "test",
