@@ -175,14 +175,20 @@ class DevTools:
     self._profile = tempfile.mkdtemp(prefix="check_page_")
     args = [browser, "--headless", "--remote-debugging-port=0",
             f"--user-data-dir={self._profile}", "--no-first-run", "--no-default-browser-check",
-            "--disable-gpu", "--hide-scrollbars", "--mute-audio", "about:blank"]
+            "--disable-gpu", "--disable-crash-reporter", "--hide-scrollbars", "--mute-audio",
+            "about:blank"]
     if os.geteuid() == 0:
       args.insert(1, "--no-sandbox")  # Chromium refuses to run as root with its sandbox
-    self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  start_new_session=True)
-    self._socket = _WebSocket(self._page_socket(), timeout)
+    self._proc = self._socket = None
     self._id = 0
     self._events: list[dict] = []
+    try:
+      self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    start_new_session=True)
+      self._socket = _WebSocket(self._page_socket(), timeout)
+    except BaseException:
+      self.close()  # a browser that did not answer is not left running
+      raise
 
   def _page_socket(self) -> str:
     port_file = pathlib.Path(self._profile) / "DevToolsActivePort"
@@ -230,9 +236,10 @@ class DevTools:
 
   def close(self) -> None:
     try:
-      self._socket.close()
+      if self._socket is not None:
+        self._socket.close()
     finally:
-      if self._proc.poll() is None:
+      if self._proc is not None and self._proc.poll() is None:
         os.killpg(self._proc.pid, signal.SIGTERM)  # our own session: Chromium's children
         try:
           self._proc.wait(10)
