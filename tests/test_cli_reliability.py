@@ -1,7 +1,7 @@
 """explain / evaluate / compare / train.py as a user meets them: --help, real
 signals and a really full disk, each ending in one line (subprocesses)."""
 
-import os
+import functools
 import pathlib
 import queue
 import signal
@@ -42,17 +42,22 @@ def _no_traceback(stderr: str) -> None:
 # --help (item 16)
 
 
+@functools.lru_cache(maxsize=None)
+def _help(argv):
+  return _python(*argv, "--help")
+
+
 @pytest.mark.parametrize("argv", [("train.py",), ("-m", "safr_jax.explain"),
                                   ("-m", "safr_jax.evaluate"), ("-m", "safr_jax.compare")])
 def test_help_exits_0(argv):
-  proc = _python(*argv, "--help")
+  proc = _help(argv)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "--" in proc.stdout and "Try --helpfull" in proc.stdout
   _no_traceback(proc.stderr)
 
 
 def test_train_help_shows_no_none_default_and_the_measured_gain():
-  text = _python("train.py", "--help").stdout
+  text = _help(("train.py",)).stdout
   config_help = text.split("--config:", 1)[1].split("\n  --", 1)[0]
   assert "default" not in config_help and "Required" in config_help
   # The number the help gives is the one measured in docs/PERFORMANCE.md.
