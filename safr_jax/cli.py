@@ -244,7 +244,7 @@ def train_main() -> None:
 
 class _Stopped(KeyboardInterrupt):
   """SIGINT or SIGTERM while a read-only command works. A KeyboardInterrupt,
-  so code that cleans up after Ctrl-C (``runs.write_file``) also does after
+  so code that cleans up after Ctrl-C (``provenance.write_file``) also does after
   SIGTERM."""
 
   def __init__(self, signum: int):

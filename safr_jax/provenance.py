@@ -1,6 +1,6 @@
 """Where a result came from: package versions, the git commit, ``results.json``;
-and the one way a run's files are written (``write_text``/``write_json``:
-atomic, so a reader or a kill never leaves half a file).
+and the one way safr-jax writes a file (``write_file``, ``write_text``,
+``write_json``: atomic, so a reader or a kill never leaves half a file).
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import platform
 import subprocess
 import tempfile
 import time
-from typing import Any
+from typing import Any, Callable
 
 from safr_jax import errors
 
-__all__ = ["versions", "git_commit", "write_text", "write_json", "results_record"]
+__all__ = ["versions", "git_commit", "write_file", "write_text", "write_json",
+           "results_record"]
 
 # The process' umask, read once: mkstemp creates its file 0600, and a run's
 # files get the mode an ordinary open() would give them.
@@ -51,13 +52,24 @@ def git_commit() -> str | None:
     return None
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-  """Replaces ``path`` with ``text`` (UTF-8) atomically.
+def write_file(path: str | os.PathLike,
+               content: str | bytes | Callable[[pathlib.Path], Any]) -> pathlib.Path:
+  """Writes ``path`` whole or not at all: the one way safr-jax writes a file.
 
-  The text goes to a temporary file of a unique name in the same folder, is
-  synced to disk, then renamed over ``path``: a reader sees the old file or the
-  new one, never half; writers of the same path at once never collide (the
-  last rename wins); the temporary file is removed on any failure.
+  The content goes to a temporary file of a unique name in the same folder
+  (``.<stem>.<random>.tmp<suffix>``, so a writer choosing the format by the
+  suffix, e.g. ``savefig``, still can), is synced to disk, then renamed over
+  ``path``: a reader sees the old file or the new one, never half; writers of
+  the same path at once never collide (the last rename wins); the temporary
+  file is removed on any failure or stop (full disk, SIGINT).
+
+  Args:
+    path: the file to write; its folder must exist.
+    content: text (UTF-8), bytes, or a function that writes the file it is
+      given.
+
+  Returns:
+    ``path``.
 
   Raises:
     WorkdirError: the folder cannot take the file (full, read-only, no
@@ -66,11 +78,19 @@ def write_text(path: str | os.PathLike, text: str) -> None:
   path = pathlib.Path(path)
   tmp = None
   try:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
+                               suffix=f".tmp{path.suffix}")
+    if callable(content):
+      os.close(fd)
+      content(pathlib.Path(tmp))
+      fd = os.open(tmp, os.O_RDONLY)
+      os.fsync(fd)
+      os.close(fd)
+    else:
+      with os.fdopen(fd, "wb") as f:
+        f.write(content.encode("utf-8") if isinstance(content, str) else content)
+        f.flush()
+        os.fsync(f.fileno())
     os.chmod(tmp, 0o666 & ~_UMASK)
     os.replace(tmp, path)
   except BaseException as e:
@@ -82,6 +102,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
                 if e.errno in (errno.ENOSPC, errno.EDQUOT) else "")
       raise errors.WorkdirError(f"cannot write {path}: {e.strerror}{advice}") from None
     raise
+  return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+  """Replaces ``path`` with ``text`` (UTF-8) atomically (``write_file``)."""
+  write_file(path, text)
 
 
 def write_json(path: str | os.PathLike, value: Any) -> None:

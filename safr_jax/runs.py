@@ -9,29 +9,24 @@ files a user can edit; ``run_identity.json`` (``safr_jax.workdir``) records
 what the run was trained with. Each file is checked against it before use, so
 an edited max_len or a swapped label list is an error naming the file and the
 field, never a silently different accuracy or swapped labels.
-
-``write_file`` is how explain/evaluate/compare write their outputs: whole or
-not at all.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
-import secrets
-from typing import Any, Callable
+from typing import Any
 
 import ml_collections
 
 from safr_jax import checkpointing, data, steps
 from safr_jax import workdir as workdir_lib
 from safr_jax.data import dataset as dataset_lib
-from safr_jax.errors import CheckpointError, RunError, UNWRITABLE_ERRNOS
+from safr_jax.errors import CheckpointError, RunError
 from safr_jax.model import SafrClassifier
 
-__all__ = ["Run", "load_run", "RunError", "write_file"]
+__all__ = ["Run", "load_run", "RunError"]
 
 # Tries of ``load_run`` when the chosen checkpoint is deleted under it (a
 # trainer beside it keeps only the latest and the best).
@@ -85,7 +80,7 @@ def _check_config(path: pathlib.Path, config: dict[str, Any],
   Fields the identity lacks may differ (resumable ones such as num_epochs, and
   fields added to the configs after the run started).
   """
-  fields = workdir_lib._flatten(config)  # pylint: disable=protected-access
+  fields = workdir_lib.flatten(config)
   for key, trained in sorted(identity.get("config", {}).items()):
     if fields.get(key, "<absent>") != trained:
       raise _mismatch(path, key, fields.get(key, "<absent>"), trained)
@@ -186,37 +181,3 @@ def load_run(workdir: str | pathlib.Path, *, which: str = "best") -> Run:
              step=restored.step, which=which, dataset_info=info, identity=identity)
 
 
-def write_file(path: str | pathlib.Path,
-               content: str | bytes | Callable[[pathlib.Path], Any]) -> pathlib.Path:
-  """Writes ``path`` whole or not at all, so no reader (or later command)
-  trusts half a file.
-
-  The content goes to a unique hidden temporary file beside ``path``
-  (``.<stem>.<random>.tmp<suffix>``: two writers never share it), which is
-  then renamed over ``path``. Any failure or stop (full disk, SIGINT) removes
-  the temporary file.
-
-  Args:
-    path: the file to write; its folder must exist.
-    content: text (UTF-8), bytes, or a function that writes the file it is
-      given (e.g. a figure's ``savefig``; the name keeps ``path``'s suffix).
-
-  Raises:
-    OSError: naming ``path`` (not the temporary file) when the folder cannot
-      take it (full, read-only, no permission).
-  """
-  path = pathlib.Path(path)
-  tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
-  try:
-    if callable(content):
-      content(tmp)
-    else:
-      with open(tmp, "xb") as f:
-        f.write(content.encode("utf-8") if isinstance(content, str) else content)
-    os.replace(tmp, path)
-  except BaseException as e:
-    tmp.unlink(missing_ok=True)
-    if isinstance(e, OSError) and e.errno in UNWRITABLE_ERRNOS:
-      raise OSError(e.errno, e.strerror, str(path)) from None
-    raise
-  return path

@@ -55,12 +55,12 @@ RESUMABLE_FIELDS = frozenset({
 RUN_FILES = (IDENTITY_FILE, "config.json", "checkpoints", "results.json")
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
   out = {}
   for key, value in tree.items():
     name = f"{prefix}{key}"
     if isinstance(value, dict):
-      out.update(_flatten(value, name + "."))
+      out.update(flatten(value, name + "."))
     else:
       out[name] = value
   return out
@@ -88,7 +88,7 @@ def vocab_hash(tokens: list[str]) -> str:
 
 def run_identity(config: ml_collections.ConfigDict, bundle: Any) -> dict[str, Any]:
   """What makes this run this run (see the module docstring)."""
-  fields = _flatten(_jsonable(config.to_dict()))
+  fields = flatten(_jsonable(config.to_dict()))
   return {
       "config": {k: v for k, v in sorted(fields.items()) if k not in RESUMABLE_FIELDS},
       "data": {"source": bundle.source,
@@ -165,7 +165,7 @@ def _rebuilt_identity(workdir: pathlib.Path) -> dict[str, Any] | None:
   config_path = workdir / "config.json"
   if not config_path.exists():
     return None
-  out: dict[str, Any] = {"config": _flatten(_read_json(config_path)), "data": {}}
+  out: dict[str, Any] = {"config": flatten(_read_json(config_path)), "data": {}}
   data = out["data"]
   for name in ("dataset.json", "labels.json"):
     path = workdir / name
@@ -220,7 +220,7 @@ def check_identity(workdir: pathlib.Path, identity: dict[str, Any], *,
   if saved is None:
     return False
   saved.setdefault("config", {})
-  differ = _differences(saved, identity, _flatten(_jsonable(defaults or {})))
+  differ = _differences(saved, identity, flatten(_jsonable(defaults or {})))
   present = [name for name in DEFINING_FILES if (workdir / name).exists()]
   if differ:
     shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from safr_jax.data import aclimdb
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 
 REAL_ARCHIVE = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
                 / "imdb" / "aclImdb_text.tar.gz")

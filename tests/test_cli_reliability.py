@@ -172,6 +172,6 @@ find {full} -mindepth 1 -printf '%P %s\\n' >{logs}/left
     assert (logs / f"{command}.rc").read_text().strip() == "2", stderr[-3000:]
     _no_traceback(stderr)
     assert stderr.strip().splitlines()[-1] == (
-        f"error: cannot write {path}: No space left on device")
+        f"error: cannot write {path}: No space left on device; free some space and run again")
   left = sorted((logs / "left").read_text().split("\n"))
   assert [l.split()[0] for l in left if l] == ["expl", "filler"]  # no .tmp, no 0-byte file

@@ -15,7 +15,7 @@ from safr_jax.data import aclimdb
 from safr_jax.data import download
 from safr_jax.data import sources
 from safr_jax.data import sst_treebank
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 
 SST_NAME = "stanfordSentimentTreebank"
 IMDB_NAME = "aclImdb_v1.tar.gz"

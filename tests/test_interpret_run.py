@@ -16,7 +16,7 @@ from safr_jax import configs
 from safr_jax import checkpointing, runs, train_lib
 from safr_jax.interpret import comparison, explanations, inputs, interpretability
 from safr_jax.interpret import html as html_lib
-from safr_jax.interpret.errors import InterpretError
+from safr_jax.errors import InterpretError
 from safr_jax.interpret import token_stats
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from safr_jax import data
-from safr_jax.data import aclimdb, sources
+from safr_jax.data import aclimdb, free_text, sources
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -255,3 +255,32 @@ def test_train_py_trains_on_the_papers_sst2(tmp_path):
   assert results["dataset"]["fallback_reason"] is None
   assert results["dataset"]["sst_treebank"]["per_split"]["train"]["kept"] == 6244
   assert "source='auto' could not use" not in proc.stderr
+
+
+# --- free text, tokenised like the training texts ---------------------------------
+
+
+def _unknown(bundle, text):
+  vocab = bundle.vocab
+  return [t for t in text.split() if vocab.encode(t) == [vocab.unk_id]]
+
+
+def test_free_text_is_split_like_rt_polarity(tmp_path):
+  bundle = data.load_dataset(dict(source="rt_polarity", max_len=64))
+  typed = "It's not bad at all, a moving film!"
+  assert "all," in _unknown(bundle, typed)  # whitespace alone: one unknown word
+  prepared = free_text.prepare(typed, "rt_polarity")
+  assert prepared == "it's not bad at all , a moving film !"
+  assert _unknown(bundle, prepared) == []
+
+
+@pytest.mark.skipif(not SHARED_SST.is_dir(), reason=WHY_ABSENT)
+def test_free_text_is_split_like_the_treebank():
+  bundle = data.load_dataset(dict(source="sst_treebank", sst_dir=str(SHARED_SST)))
+  # (Brackets become -LRB-/-RRB-, as the treebank spells them, but the authors'
+  # reader drops every sentence holding them: no train token to match.)
+  typed = 'It isn\'t "great" at all, but it moves.'
+  prepared = free_text.prepare(typed, "sst_treebank")
+  assert prepared == "It is n't `` great '' at all , but it moves ."
+  assert _unknown(bundle, prepared) == []
+  assert _unknown(bundle, typed)

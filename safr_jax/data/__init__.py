@@ -15,12 +15,15 @@ Usage::
   vocab, label_names = data.load_vocab_and_labels(workdir)   # at explain time
 
 Modules: ``sources`` (TFDS, builtin offline data, network probe),
-``sst_treebank`` (the sentence-level SST of the paper), ``files`` (user
-CSV/TSV/JSONL), ``planted`` (synthetic data with known answers),
+``sst_treebank`` and ``aclimdb`` (the paper's SST-2 and IMDB, read as the
+authors read them), ``acquire`` (where those are: a path, the cache, a
+download) and ``download`` (the atomic, shared download cache), ``files``
+(user CSV/TSV/JSONL), ``planted`` (synthetic data with known answers),
 ``splits`` (seeded stratified splitting), ``vocabulary`` (text → ids),
+``free_text`` (typed text split like a source's training texts),
 ``dataset`` (``load_dataset``, the saved vocab/labels), ``pipeline`` (grain
-batches), ``config`` (every ``config.data`` field), ``errors``
-(``DataError``).
+batches), ``config`` (every ``config.data`` field). Errors:
+``safr_jax.errors.DataError``.
 
 ``config.data``: every field, its default and its meaning are in
 ``safr_jax/data/config.py`` (``data.default_config()``; an absent field takes its
@@ -38,7 +41,7 @@ from safr_jax.data.config import default_config
 from safr_jax.data.dataset import (DatasetBundle, EncodedSplit, load_dataset,
                                    load_vocab_and_labels, resolve_auto,
                                    save_vocab_and_labels)
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 from safr_jax.data.pipeline import (TrainIterator, batch_width,
                                     bucketed_epoch, eval_batches,
                                     num_eval_batches, steps_per_epoch,

@@ -23,7 +23,7 @@ from safr_jax.data import aclimdb as aclimdb_lib
 from safr_jax.data import config as config_lib
 from safr_jax.data import download as download_lib
 from safr_jax.data import sst_treebank as sst_lib
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 
 Probe = Callable[[str, float], tuple[bool, str]]
 

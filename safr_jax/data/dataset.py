@@ -24,7 +24,7 @@ from safr_jax.data import planted as planted_lib
 from safr_jax.data import sources
 from safr_jax.data import splits as splits_lib
 from safr_jax.data import sst_treebank as sst_lib
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 from safr_jax.data.vocabulary import Vocabulary
 
 VOCAB_FILE = "vocab.txt"
@@ -414,6 +414,9 @@ def load_vocab_and_labels(workdir: str | pathlib.Path
     payload = json.loads(labels_path.read_text(encoding="utf-8"))
     names = payload["label_names"]
     options = payload.get("text_options", {})
+  except UnicodeDecodeError as e:
+    raise DataError(f"{labels_path} is not valid UTF-8 ({e.reason} at byte "
+                    f"{e.start})") from None
   except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
     raise DataError(f"{labels_path} is not a valid labels file: {e!r}") from None
   if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator, Sequence
 from absl import logging
 
 from safr_jax.data import sources
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 
 __all__ = ["DownloadUnavailable", "ensure_folder_from_zip", "ensure_file"]
 

@@ -51,7 +51,7 @@ from absl import logging
 import numpy as np
 
 from safr_jax.data import sources
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 
 _INT = re.compile(r"^[+-]?\d+$")
 CSV_EXT = (".csv",)

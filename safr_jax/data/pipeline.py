@@ -28,7 +28,7 @@ import grain
 import numpy as np
 
 from safr_jax.data.dataset import EncodedSplit
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 
 PAD_MULTIPLE = 8
 BATCHING = ("random", "bucketed")

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from safr_jax.data import sources
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 
 POSITIVE = ("good", "great", "excellent", "wonderful", "superb", "brilliant")
 NEGATIVE = ("bad", "awful", "terrible", "boring", "poor", "dreadful")

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from safr_jax.data import splits as splits_lib
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 
 SPLITS = ("train", "dev", "test")
 SENTIMENT_LABELS = ["negative", "positive"]

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 
 
 def stable_permutation(n: int, seed: int) -> np.ndarray:

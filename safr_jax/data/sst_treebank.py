@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 from absl import logging
 import numpy as np
 
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 from safr_jax.data.sources import SENTIMENT_LABELS, SPLITS, RawSplit
 
 SENTENCES_FILE = "datasetSentences.txt"

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from safr_jax import provenance
-from safr_jax.data.errors import DataError
+from safr_jax.errors import DataError
 
 PAD = "<PAD>"
 UNK = "<UNK>"

@@ -19,9 +19,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from safr_jax import runs
+from safr_jax import provenance
 from safr_jax.interpret import attribution, plots
-from safr_jax.interpret.errors import InterpretError
+from safr_jax.errors import InterpretError
 
 __all__ = ["compare_runs", "load_metrics", "flatten", "format_mean_std", "Compared"]
 
@@ -254,7 +254,7 @@ def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path
 
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
-  table = runs.write_file(out / "comparison.md", markdown)
+  table = provenance.write_file(out / "comparison.md", markdown)
   points = []
   for g in names:
     xs = _values(groups[g], OWN if method == OWN else
@@ -266,5 +266,5 @@ def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path
   fig = plots.comparison_figure(points, xlabel=f"{metric} of {what}",
                                 ylabel="test accuracy",
                                 title="accuracy vs faithfulness (mean ± std over seeds)")
-  plot = runs.write_file(out / "comparison.png", functools.partial(plots.save, fig))
+  plot = provenance.write_file(out / "comparison.png", functools.partial(plots.save, fig))
   return Compared(markdown=markdown, table=table, plot=plot, groups=groups, notes=notes)

@@ -22,12 +22,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from safr_jax import runs
+from safr_jax import provenance, runs
 from safr_jax.interpret import attention as attention_lib
 from safr_jax.interpret import forward
 from safr_jax.interpret import html as html_lib
 from safr_jax.interpret import inputs, neurons, plots
-from safr_jax.interpret.errors import InterpretError
+from safr_jax.errors import InterpretError
 
 __all__ = ["explain_run", "explain", "write_explanations", "write_pictures",
            "write_json", "write_html", "Explained", "Explanation", "ExplanationSet",
@@ -258,7 +258,7 @@ def write_pictures(explained: ExplanationSet, out: str | pathlib.Path
         num_shared=order.num_shared, num_silent=order.num_silent,
         unit_interval=not e.importance_signed,
         title=html_lib.neutralise_bidi(e.figure_title))
-    files[e.id] = runs.write_file(out / _PNG.format(k),
+    files[e.id] = provenance.write_file(out / _PNG.format(k),
                                   functools.partial(plots.save, fig))
   return files
 
@@ -271,7 +271,7 @@ def _records(explained: ExplanationSet, pictures: Mapping[str, pathlib.Path]) ->
 def write_json(explained: ExplanationSet, out: str | pathlib.Path,
                pictures: Mapping[str, pathlib.Path]) -> pathlib.Path:
   """``out/explanations.json``: header, notes, one record per example."""
-  return runs.write_file(
+  return provenance.write_file(
       pathlib.Path(out) / JSON_FILE,
       json.dumps({"header": dict(explained.header), "notes": list(explained.notes),
                   "examples": _records(explained, pictures)}, indent=1) + "\n")
@@ -281,7 +281,7 @@ def write_html(explained: ExplanationSet, out: str | pathlib.Path,
                pictures: Mapping[str, pathlib.Path]) -> pathlib.Path:
   """``out/index.html``, self-contained (the pictures inlined)."""
   images = {k: html_lib.Picture(file=p.name, png=p.read_bytes()) for k, p in pictures.items()}
-  return runs.write_file(pathlib.Path(out) / INDEX_FILE,
+  return provenance.write_file(pathlib.Path(out) / INDEX_FILE,
                          html_lib.render_page(explained, images))
 
 

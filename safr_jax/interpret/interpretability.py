@@ -30,7 +30,7 @@ from safr_jax import data, metrics, provenance, runs, steps
 from safr_jax.data import splits as splits_lib
 from safr_jax.interpret import attribution, faithfulness, forward, inputs
 from safr_jax.interpret import planted_recovery
-from safr_jax.interpret.errors import InterpretError
+from safr_jax.errors import InterpretError
 from safr_jax.interpret.token_stats import IMPORTANT, TokenStats
 
 __all__ = ["evaluate_run", "measure", "write_report", "split_losses",
@@ -192,10 +192,10 @@ def measure(run: runs.Run, encoded: data.EncodedSplit, *, split: str = "test",
 
 def write_report(report: InterpretabilityReport, path: str | pathlib.Path) -> pathlib.Path:
   """Writes ``report`` as JSON to ``path``, whole or not at all (strict JSON:
-  no NaN; ``runs.write_file``)."""
+  no NaN; ``provenance.write_file``)."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  return runs.write_file(path, json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n")
+  return provenance.write_file(path, json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n")
 
 
 def evaluate_run(workdir: str | pathlib.Path, *, split: str = "test",
