@@ -258,18 +258,22 @@ def _check_memory(config: ml_collections.ConfigDict) -> None:
         f"this device's {gib(have)}; lower data.max_len or the batch sizes")
 
 
-def main(argv: list[str]) -> None:
-  """``python -m safr_jax.configs configs/sst2.py[:VARIANTS]``: every field."""
+def main(argv: list[str], parse_flags) -> None:
+  """``python -m safr_jax.configs configs/sst2.py[:VARIANTS]``: every field.
+
+  ``parse_flags`` is the command line's parser (``safr_jax.cli``'s, whose
+  errors are one line); passed in because cli imports this module.
+  """
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from safr_jax import cli  # pylint: disable=g-import-not-at-top
   config_flags.DEFINE_config_file("config", None, "A config file[:variants].")
   if len(argv) < 2 or argv[1] in ("-h", "--help", "-help"):
     print("usage: python -m safr_jax.configs configs/sst2.py[:VARIANTS]")
     sys.exit(0 if len(argv) > 1 else 2)
-  cli._parse_flags_or_fail([argv[0], f"--config={argv[1]}"])  # pylint: disable=protected-access
+  parse_flags([argv[0], f"--config={argv[1]}"])
   print(flags.FLAGS.config)
 
 
 if __name__ == "__main__":
-  main(sys.argv)
+  from safr_jax import cli  # pylint: disable=g-import-not-at-top
+  main(sys.argv, cli._parse_flags_or_fail)  # pylint: disable=protected-access

@@ -1,0 +1,87 @@
+"""The README's layout table says what each module imports from safr_jax: it
+must be what the code imports, and only modules listed above it."""
+
+import ast
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "safr_jax"
+
+
+def _layout_rows() -> list[tuple[list[str], str]]:
+  """(modules of the row, its imports cell) for each row of the table."""
+  text = (ROOT / "README.md").read_text(encoding="utf-8")
+  section = text[text.index("## Layout"):]
+  rows = []
+  for line in section.splitlines():
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if len(cells) != 3 or not cells[0].startswith("`"):
+      continue
+    rows.append((re.findall(r"`([^`]+)`", cells[0]), cells[2]))
+  assert rows, "README.md has no layout table"
+  return rows
+
+
+def _unit(path: pathlib.Path) -> str:
+  """A file's unit in the table: `x.py` for top-level modules, `pkg/` for
+  subpackages."""
+  rel = path.relative_to(PACKAGE)
+  return f"{rel.parts[0]}/" if len(rel.parts) > 1 else rel.name
+
+
+def _is_main_guard(node: ast.AST) -> bool:
+  return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+          and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__")
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+  """The safr_jax units a file imports, anywhere in it (also in functions),
+  except under ``if __name__ == "__main__":`` (run as a script, a module is no
+  layer of the package)."""
+  tree = ast.parse(path.read_text(encoding="utf-8"))
+  tree.body = [n for n in tree.body if not _is_main_guard(n)]
+  found = set()
+  for node in ast.walk(tree):
+    names = []
+    if isinstance(node, ast.ImportFrom) and node.module:
+      if node.module == "safr_jax":
+        names = [a.name for a in node.names]
+      elif node.module.startswith("safr_jax."):
+        names = [node.module.split(".")[1]]
+    elif isinstance(node, ast.Import):
+      names = [a.name.split(".")[1] for a in node.names
+               if a.name.startswith("safr_jax.")]
+    for name in names:
+      found.add(f"{name}/" if (PACKAGE / name).is_dir() else f"{name}.py")
+  return found
+
+
+def _actual() -> dict[str, set[str]]:
+  out: dict[str, set[str]] = {}
+  for path in PACKAGE.rglob("*.py"):
+    if path.name == "__init__.py" and path.parent == PACKAGE:
+      continue  # the package's front door re-exports; not a layer
+    unit = _unit(path)
+    out.setdefault(unit, set()).update(_imports(path) - {unit})
+  return out
+
+
+def test_layout_table_lists_every_module_and_its_real_imports():
+  actual = _actual()
+  rows = _layout_rows()
+  listed = [m for modules, _ in rows for m in modules]
+  assert sorted(listed) == sorted(actual), "README layout table vs safr_jax/"
+  seen: list[str] = []
+  for modules, cell in rows:
+    real = set().union(*(actual[m] for m in modules)) - set(modules)
+    if cell == "all of the above":
+      assert real <= set(seen), (modules, sorted(real - set(seen)))
+    else:
+      claimed = set() if cell == "—" else {
+          name if name.endswith("/") else f"{name}.py"
+          for name in (n.strip() for n in cell.split(","))}
+      assert claimed == real, (modules, "README says", sorted(claimed), "code", sorted(real))
+      assert real <= set(seen), (modules, "imports a module listed after it",
+                                 sorted(real - set(seen)))
+    seen += modules
