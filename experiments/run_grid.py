@@ -400,7 +400,9 @@ def run_all() -> None:
     report.write(results_dir, pathlib.Path(_REPORT.value),
                  compare_dir=compare_dir if _COMPARE_DIR.value else None)
     print(f"[grid] report: {_REPORT.value}", flush=True)
-    if report.update_readme(ROOT / "README.md", results_dir):
+    # The README reports the committed results only, never a scratch grid's.
+    committed = results_dir.resolve() == (ROOT / "experiments" / "results").resolve()
+    if committed and report.update_readme(ROOT / "README.md", results_dir):
       print(f"[grid] README results: {ROOT / 'README.md'}", flush=True)
 
 
