@@ -7,21 +7,11 @@
 workdir with checkpoints resumes it.
 """
 
-import signal
-
-# Importing JAX takes seconds: a SIGTERM/SIGINT meanwhile is noted here, and
-# the package's start-up handling (safr_jax.preemption) acts on it at once.
-_noted: list[int] = []
-
-
-def _note(signum, frame):
-  del frame
-  _noted.append(signum)
-
+from safr_jax import startup
 
 if __name__ == "__main__":
-  signal.signal(signal.SIGTERM, _note)
-  signal.signal(signal.SIGINT, _note)
+  # Importing JAX takes seconds: a SIGTERM/SIGINT meanwhile is one line.
+  startup.install(startup.TRAIN_MESSAGE)
   from safr_jax import cli, preemption  # pylint: disable=g-import-not-at-top
-  preemption.handle_start_up(_noted)
+  preemption.handle_start_up()
   cli.train_main()

@@ -1,15 +1,13 @@
 """safr-jax: SAFR (Chang, Deng & Chen, NAACL 2025 Findings) in JAX/Flax.
 
 The regularizers are pure functions of arrays in ``safr_jax.losses`` (no Flax
-needed); the model, VMASK and weight conversion need Flax. Submodules that pull
-in training dependencies (``data``, ``train_lib``) are imported on demand.
+needed); the model, VMASK and weight conversion need Flax. Every name here is
+loaded on first use, so ``import safr_jax`` imports nothing heavy: a command
+(``python -m safr_jax.evaluate``) can install its signal handling before JAX
+takes its seconds to import.
 """
 
 import typing as _typing
-
-from safr_jax import losses
-from safr_jax.losses import (LossWeights, importance_loss, interaction_loss,
-                             safr_loss, vmask_kl_loss)
 
 __version__ = "0.1.0"
 
@@ -27,9 +25,15 @@ __all__ = [
     "convert",
 ]
 
-# Flax-dependent names load lazily so `import safr_jax.losses` works with only
-# jax + numpy installed (see pyproject's core dependencies).
+# Loaded on first use: `import safr_jax.losses` works with only jax + numpy
+# installed (see pyproject's core dependencies), and `import safr_jax` is instant.
 _LAZY = {
+    "losses": ("safr_jax.losses", None),
+    "LossWeights": ("safr_jax.losses", "LossWeights"),
+    "importance_loss": ("safr_jax.losses", "importance_loss"),
+    "interaction_loss": ("safr_jax.losses", "interaction_loss"),
+    "vmask_kl_loss": ("safr_jax.losses", "vmask_kl_loss"),
+    "safr_loss": ("safr_jax.losses", "safr_loss"),
     "SafrClassifier": ("safr_jax.model", "SafrClassifier"),
     "Intermediates": ("safr_jax.model", "Intermediates"),
     "VMask": ("safr_jax.vmask", "VMask"),

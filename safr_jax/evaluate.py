@@ -7,7 +7,9 @@ faithfulness (and, on ``planted`` data, agreement with the known answers) on a
 seeded subset. Definitions: docs/METRICS.md. Flags: ``safr_jax.cli.evaluate_main``.
 """
 
-from safr_jax import cli
+from safr_jax import startup
 
 if __name__ == "__main__":
+  startup.install(startup.COMMAND_MESSAGE)  # before JAX's seconds of importing
+  from safr_jax import cli  # pylint: disable=g-import-not-at-top
   cli.evaluate_main()

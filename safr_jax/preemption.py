@@ -36,11 +36,12 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from safr_jax import startup
+
 __all__ = ["Stopped", "StopRequests", "handle_start_up", "START_UP_MESSAGE"]
 
 _NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
-START_UP_MESSAGE = ("stopped during start-up; nothing was trained; run the same "
-                    "command to start")
+START_UP_MESSAGE = startup.TRAIN_MESSAGE
 
 # What a signal means outside a StopRequests block, in a process whose start
 # installed ``handle_start_up``: "start-up" until training takes over, then

@@ -102,18 +102,50 @@ def test_a_signal_during_the_test_evaluation_stops_it_and_the_same_command_tests
   assert "Test accuracy" in rerun.stdout and (workdir / "results.json").exists()
 
 
+def _handles(pid: int, signum: int) -> bool:
+  """Whether process ``pid`` has a handler for ``signum`` (Linux: SigCgt)."""
+  for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+    if line.startswith("SigCgt:"):
+      return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+  return False
+
+
+def _signal_once_handled(proc, signum, timeout=60):
+  """Sends ``signum`` as soon as ``proc`` handles signals: during start-up,
+  not after a guessed sleep that a busy machine can outlast. (SIGTERM's handler
+  is the sign: Python itself handles SIGINT from its first instruction.)"""
+  deadline = time.monotonic() + timeout
+  while not _handles(proc.pid, signal.SIGTERM):
+    assert proc.poll() is None and time.monotonic() < deadline, "no handler installed"
+    time.sleep(0.005)
+  proc.send_signal(signum)
+
+
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
                          ids=["SIGTERM", "SIGINT"])
 def test_a_signal_during_start_up_is_one_line(tmp_path, signum, code):
   proc = subprocess.Popen([sys.executable, "train.py", *TINY, f"--workdir={tmp_path / 'w'}"],
                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
-  time.sleep(0.5)  # importing JAX: long before the first step
-  proc.send_signal(signum)
+  _signal_once_handled(proc, signum)  # importing JAX: long before the first step
   _, stderr = proc.communicate(timeout=120)
   assert proc.returncode == code, stderr[-3000:]
   assert stderr.strip().splitlines()[-1] == preemption.START_UP_MESSAGE
   assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_a_command_stopped_while_starting_is_one_line(tmp_path, command):
+  """`python -m safr_jax.<command>` handles SIGTERM from its first line: the
+  package imports nothing heavy, so the seconds of importing JAX are covered."""
+  args = {"evaluate": [f"--workdir={tmp_path}"], "compare": [str(tmp_path)]}[command]
+  proc = subprocess.Popen([sys.executable, "-m", f"safr_jax.{command}", *args], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  _signal_once_handled(proc, signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 143, stderr[-3000:]
+  assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
+  assert "stopped" in stderr
 
 
 def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_resumes_when_freed(tmp_path):
