@@ -308,31 +308,58 @@ def _explain(argv):
   f = flags.FLAGS
   if f.text is not None and f["split"].present:
     fail("give --text or --split, not both")
+  if f.text is not None and f["seed"].present:
+    fail("--seed draws the examples of --split; with --text there is nothing to draw")
   from safr_jax.interpret import explanations  # pylint: disable=g-import-not-at-top
   result = run_guarded(explanations.explain_run, f.workdir, texts=f.text, split=f.split,
-                       num=f.num, out=f.out, which=f.checkpoint)
+                       num=f.num, seed=f.seed, out=f.out, which=f.checkpoint,
+                       compare_to=f.compare_to, self_contained=f.self_contained)
   _work_done()
   for r in result.records:
     for note in r["notes"]:
       print(shown(f"note: {r['name']}: {note}"), file=sys.stderr)
   for note in result.notes:
     print(shown(f"note: {note}"), file=sys.stderr)
-  images = sum(r["image"] is not None for r in result.records)
-  print(f"Explained {len(result.records)} example(s) ({images} picture(s)): {result.index}")
+  for name, records in ((f.workdir, result.records), (f.compare_to, result.compared_records)):
+    labelled = [r for r in records or () if r["true"] is not None]
+    if labelled:
+      right = sum(r["pred"] == r["true"] for r in labelled)
+      print(shown(f"{name}: {right} of {len(labelled)} correct"))
+  runs = "" if result.compared is None else " with both runs"
+  print(f"Explained {len(result.records)} example(s){runs} ({result.pictures} "
+        f"picture(s)): {result.index}")
+
+
+_TEXT_HELP = (
+    "Text to explain (repeat for several). Without it, examples of --split are "
+    "explained. It is tokenised as the run's training texts were "
+    "(safr_jax.data.free_text): sst_treebank, glue/sst2: Penn-Treebank tokens "
+    "(punctuation apart, n't and 's split off, brackets as -LRB-/-RRB-; glue/sst2 "
+    "lowercased); rt_polarity: lowercased, punctuation apart, contractions whole; "
+    "IMDB, files, planted: as typed. The page shows the tokens the model read")
 
 
 def explain_main() -> None:
   """``python -m safr_jax.explain`` / ``safr-explain``."""
   flags.DEFINE_string("workdir", None, "A training run's --workdir.")
-  flags.DEFINE_multi_string("text", None, "Text to explain (repeat for several). "
-                            "Without it, examples of --split are explained.")
+  flags.DEFINE_string("compare_to", None, "A second run (same vocabulary, labels and "
+                      "text options, e.g. the baseline of the same data): the same "
+                      "examples through both models, side by side "
+                      "(default --out RUN/explanations_vs_OTHER).")
+  flags.DEFINE_multi_string("text", None, _TEXT_HELP)
   flags.DEFINE_string("split", "test", "train, dev or test: the run's own data.")
-  flags.DEFINE_integer("num", 20, "How many examples of --split (the first ones).",
-                       lower_bound=1)
+  flags.DEFINE_integer("num", 20, "How many examples of --split: a seeded sample with "
+                       "each class in its share of the split.", lower_bound=1)
+  flags.DEFINE_integer("seed", 0, "Seed of the --num examples drawn from --split.",
+                       lower_bound=0)
   flags.DEFINE_string("out", None, "Output folder (default RUN/explanations).")
-  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint.")
+  flags.DEFINE_bool("self_contained", False, "Inline the pictures in index.html "
+                    "(one file to send; larger) instead of writing them beside it.")
+  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint "
+                    "(of both runs).")
   flags.mark_flags_as_required(["workdir"])
-  _show_in_help("workdir", "text", "split", "num", "out", "checkpoint")
+  _show_in_help("workdir", "compare_to", "text", "split", "num", "seed", "out",
+                "self_contained", "checkpoint")
   with _stops_in_one_line("explain", "its index.html is written last, so a folder "
                           "without one is incomplete; run it again"):
     app.run(_explain, flags_parser=_parse_flags_or_fail)

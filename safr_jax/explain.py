@@ -1,11 +1,21 @@
 """Explain a trained run's predictions: PNG pictures and one HTML page.
 
-    python -m safr_jax.explain --workdir=RUN                       # first 20 test examples
-    python -m safr_jax.explain --workdir=RUN --split=dev --num=50
-    python -m safr_jax.explain --workdir=RUN --text="not bad at all" --text="dull"
+    python -m safr_jax.explain --workdir=RUN                       # 20 test examples
+    python -m safr_jax.explain --workdir=RUN --split=dev --num=50 --seed=1
+    python -m safr_jax.explain --workdir=RUN --text="not bad at all, a moving film"
+    python -m safr_jax.explain --workdir=SAFR_RUN --compare_to=BASELINE_RUN
 
-Writes RUN/explanations/index.html (self-contained), example_NNN.png and
-explanations.json (or --out=DIR). Flags: ``safr_jax.cli.explain_main``.
+The examples of --split are a seeded sample with each class in its share.
+Per example, every token-importance method (VMASK, gradient × input,
+leave-one-out, attention) with its comprehensiveness and sufficiency, the
+strongest attention pairs and the neuron-allocation picture; with
+--compare_to the same examples through a second run's model (same
+vocabulary, labels and text options), side by side.
+
+Writes RUN/explanations/index.html, example_NNN.png beside it (linked from the
+page; --self_contained inlines them instead) and explanations.json, or
+--out=DIR (with --compare_to: RUN/explanations_vs_OTHER). Flags:
+``safr_jax.cli.explain_main``.
 """
 
 from safr_jax import cli

@@ -1,6 +1,5 @@
 """explain / evaluate / compare on tiny trained runs (planted data, seconds each)."""
 
-import base64
 import html.parser
 import json
 import math
@@ -78,9 +77,10 @@ def _check_page(result, out):
   images = [a for t, a in page.tags if t == "img"]
   pngs = sorted(out.glob("example_*.png"))
   assert len(images) == len(pngs) == sum(r["image"] is not None for r in result.records)
-  for img in images:  # every image inlined, identical to the PNG file beside it
-    assert img["src"].startswith("data:image/png;base64,")
-    assert base64.b64decode(img["src"].split(",", 1)[1]) == (out / img["data-file"]).read_bytes()
+  for img in images:  # every image linked to its PNG beside the page, none inlined
+    assert img["src"] == img["data-file"] and (out / img["src"]).read_bytes()[:4] == b"\x89PNG"
+    assert ("a", {"href": img["src"]}) in page.tags
+  assert "base64" not in result.index.read_text(encoding="utf-8")
   for r in result.records:  # every example has its section and an index link
     assert r["id"] in page.ids
     assert ("a", {"href": f"#{r['id']}"}) in page.tags
@@ -103,7 +103,9 @@ def test_explain_split_examples(safr_run, tmp_path):
     for t in r["neurons"]:
       assert set(t["exclusive"]) <= set(t["active_neurons"])
   saved = json.loads((out / "explanations.json").read_text())
-  assert [e["name"] for e in saved["examples"]] == ["test[0]", "test[1]", "test[2]"]
+  labels = inputs.load_split(runs.load_run(safr_run), "test").labels
+  assert [e["name"] for e in saved["examples"]] == [
+      f"test[{i}]" for i in explanations.sample(labels, 3, seed=0)]
   assert saved["examples"] == result.records
   computed = result.explanations.explanations
   assert [e.to_json(r["image"]) for e, r in zip(computed, result.records)] == result.records

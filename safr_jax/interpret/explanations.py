@@ -1,14 +1,27 @@
-"""``explain``: per example, token importance, the strongest attention pairs
-and the FFN neuron allocation, as PNG files and one self-contained HTML page.
+"""``explain``: per example, every token-importance method with its
+faithfulness on that example, the strongest attention pairs and the FFN
+neuron allocation, as PNG files and one HTML page (``html``).
 
-Token importance is the VMASK keep-probability; a run without VMASK (the
-``baseline`` variant) has none, so its pages use gradient × input instead and
-say so.
+The methods are ``attribution``'s (VMASK where the run has it, gradient ×
+input, leave-one-out, attention received), each with the comprehensiveness
+and sufficiency ``faithfulness`` gives it on the example alone. The picture's
+token importance is the VMASK keep-probability; a run without VMASK (the
+``baseline`` variant) has none, so its picture uses gradient × input instead
+and says so.
+
+With ``compare_to`` the same examples go through a second run's model (it must
+have the first's vocabulary, labels and text options): the page shows both
+runs' scores row beside row and their pictures one above the other, each
+pair on shared colour scales.
+
+The default examples are a seeded, class-balanced sample of the split
+(``splits.stratified_subsample``, as ``evaluate`` draws its subset).
 
 Computing and writing are apart: ``explain`` returns an ``ExplanationSet``
-(one frozen ``Explanation`` per example, no file touched); ``write_pictures``,
-``write_json`` and ``write_html`` write it; ``explain_run`` (the command line's
-entry) does both.
+(one frozen ``Explanation`` per example, no file touched); ``render_pictures``
+draws it (PNG bytes in memory), ``write_explanations`` writes the pictures,
+``explanations.json`` and the page; ``explain_run`` (the command line's entry)
+does both.
 """
 
 from __future__ import annotations
@@ -16,27 +29,49 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import io
 import json
 import pathlib
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
 from safr_jax import provenance, runs
+from safr_jax import workdir as workdir_lib
+from safr_jax.data import splits as splits_lib
 from safr_jax.interpret import attention as attention_lib
-from safr_jax.interpret import forward
+from safr_jax.interpret import attribution, faithfulness, forward
 from safr_jax.interpret import html as html_lib
 from safr_jax.interpret import inputs, neurons, plots
 from safr_jax.errors import InterpretError
 
-__all__ = ["explain_run", "explain", "write_explanations", "write_pictures",
-           "write_json", "write_html", "Explained", "Explanation", "ExplanationSet",
-           "TokenNeurons", "INDEX_FILE", "JSON_FILE"]
+__all__ = ["explain_run", "explain", "check_comparable", "sample",
+           "write_explanations", "render_pictures", "write_json", "write_html",
+           "Explained", "Explanation", "ExplanationSet", "MethodScores",
+           "TokenNeurons", "METHODS", "INDEX_FILE", "JSON_FILE"]
 
 INDEX_FILE = "index.html"
 JSON_FILE = "explanations.json"
-_PNG = "example_{:03d}.png"
+_PNG = "example_{:03d}{}.png"
 _STRONGEST = 5  # neurons listed per token
+# The token-importance methods shown, in this order (``attribution.METHODS``
+# without ``random``, the chance level; VMASK only where the run has it).
+METHODS = ("vmask", "gradient_x_input", "occlusion", "attention")
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodScores:
+  """One token-importance method on one example of n tokens: its scores
+  ``[n]`` and its faithfulness on the example alone (None without tokens)."""
+  name: str                        # an ``attribution.METHODS`` name
+  scores: tuple[float, ...]
+  comprehensiveness: float | None
+  sufficiency: float | None
+
+  def to_json(self) -> dict[str, Any]:
+    return dataclasses.asdict(self) | {"scores": list(self.scores)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +112,8 @@ class Explanation:
   strength: np.ndarray | None      # [n, n] attention pair strength
   hidden: np.ndarray | None        # [n, d_ff] last FFN layer's activations
   neuron_order: neurons.NeuronOrder | None
+  methods: tuple[MethodScores, ...] = ()  # every METHODS entry the run has
+  model_text: str = ""             # the text as tokenised for the model
 
   @property
   def pairs(self) -> tuple[tuple[str, str, float], ...]:
@@ -103,40 +140,80 @@ class Explanation:
         "neurons": [{k: list(v) if isinstance(v, tuple) else v
                      for k, v in dataclasses.asdict(t).items()} for t in self.neurons],
         "d_ff": self.d_ff, "threshold": self.threshold, "image": image,
-        "planted": None if self.planted is None else list(self.planted)}
+        "planted": None if self.planted is None else list(self.planted),
+        "methods": [m.to_json() for m in self.methods], "model_text": self.model_text}
 
 
 @dataclasses.dataclass(frozen=True)
 class ExplanationSet:
   """Every explanation of one ``explain`` call, with the page's header (about
-  the run) and page-wide notes."""
+  the run), page-wide notes and the run's folder name."""
   title: str
   header: tuple[tuple[str, str], ...]
   notes: tuple[str, ...]
   explanations: tuple[Explanation, ...]
   has_vmask: bool
+  run: str = ""
+
+  def to_json(self, pictures: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Header, notes, one record per example (``pictures``: id → PNG name)."""
+    pictures = pictures or {}
+    return {"header": dict(self.header), "notes": list(self.notes),
+            "examples": [e.to_json(pictures.get(e.id)) for e in self.explanations]}
 
 
 @dataclasses.dataclass(frozen=True)
 class Explained:
   """What ``explain_run`` wrote: the page, the JSON records (one per example,
-  as in ``explanations.json``), the page-wide notes and the computed set."""
+  as in ``explanations.json``), the page-wide notes, the computed set, and
+  with ``compare_to`` the second run's set and records; ``pictures``: how many
+  PNGs the page shows (beside it, or inlined)."""
   index: pathlib.Path
   records: list[dict]
   notes: list[str]
   explanations: ExplanationSet
+  compared: ExplanationSet | None = None
+  compared_records: list[dict] | None = None
+  pictures: int = 0
 
 
 # ----------------------------------------------------------------------------
 # Computing.
 
 
-def _importance(predictor, ids, lengths, passed: forward.ForwardPass):
-  """(scores [N, W], what they are, signed?)."""
-  if passed.keep_prob is not None:
-    return passed.keep_prob, "VMASK keep-probability", False
-  return (predictor.grad_x_input(ids, lengths, np.argmax(passed.probs, -1)),
-          "gradient × input (this run has no VMASK)", True)
+def _method_scores(predictor, ids, lengths, passed: forward.ForwardPass
+                   ) -> list[tuple[MethodScores, ...]]:
+  """Per example, each of ``METHODS`` the run has: scores and faithfulness.
+
+  The scores are ``attribution.token_scores``; comprehensiveness and
+  sufficiency are ``faithfulness.evaluate_faithfulness`` on the example alone
+  (a mean over one example is that example's value).
+  """
+  scores = attribution.token_scores(
+      predictor, ids, lengths, full_probs=passed.probs, keep_prob=passed.keep_prob,
+      mean_attention=passed.attention, random_orders=1)
+  shown = {m: scores[m][0] for m in METHODS if m in scores}
+  out = []
+  for k, n in enumerate(lengths):
+    row = ids[k:k + 1]
+    faith = faithfulness.evaluate_faithfulness(
+        predictor.probs, row, {m: [s[k:k + 1]] for m, s in shown.items()},
+        full_probs=passed.probs[k:k + 1],
+        deletion_fn=functools.partial(predictor.deletion_probs, row))["methods"]
+    out.append(tuple(
+        MethodScores(name=m, scores=tuple(float(v) for v in s[k, :n]),
+                     comprehensiveness=faith[m]["comprehensiveness"],
+                     sufficiency=faith[m]["sufficiency"])
+        for m, s in shown.items()))
+  return out
+
+
+def _own_importance(methods: tuple[MethodScores, ...], has_vmask: bool
+                    ) -> tuple[tuple[float, ...], str, bool]:
+  """The picture's token importance: (scores, what they are, signed?)."""
+  name, label = (("vmask", "VMASK keep-probability") if has_vmask else
+                 ("gradient_x_input", "gradient × input (this run has no VMASK)"))
+  return next(m.scores for m in methods if m.name == name), label, not has_vmask
 
 
 def _token_neurons(tokens, importance, hidden, order, threshold):
@@ -152,10 +229,11 @@ def _token_neurons(tokens, importance, hidden, order, threshold):
   return tuple(out)
 
 
-def _explanation(k: int, ex: inputs.Example, *, probs, importance, label, signed,
+def _explanation(k: int, ex: inputs.Example, *, probs, methods, has_vmask,
                  attention, hidden, names, d_ff, threshold, num_pairs) -> Explanation:
   n = len(ex.tokens)
   pred = int(np.argmax(probs))
+  importance, label, signed = _own_importance(methods, has_vmask)
   strength = order = None
   pairs, token_neurons = (), ()
   if n:
@@ -166,13 +244,14 @@ def _explanation(k: int, ex: inputs.Example, *, probs, importance, label, signed
   return Explanation(
       id=f"ex-{k}", name=ex.name, title=f"{k + 1}. {ex.name}", text=ex.text,
       tokens=tuple(ex.tokens), words=tuple(ex.words),
-      importance=tuple(float(v) for v in importance[:n]), importance_label=label,
+      importance=importance, importance_label=label,
       importance_signed=signed, pred=names[pred], confidence=float(probs[pred]),
       probs={names[c]: float(p) for c, p in enumerate(probs)},
       true=None if ex.label is None else names[ex.label], notes=tuple(ex.notes),
       pair_positions=pairs, neurons=token_neurons, d_ff=d_ff, threshold=threshold,
       planted=None if ex.planted is None else tuple(bool(v) for v in ex.planted[:n]),
-      strength=strength, hidden=hidden, neuron_order=order)
+      strength=strength, hidden=hidden, neuron_order=order, methods=methods,
+      model_text=ex.model_text or ex.text)
 
 
 def _header(run, importance_label: str, has_vmask: bool) -> tuple[tuple[str, str], ...]:
@@ -182,18 +261,19 @@ def _header(run, importance_label: str, has_vmask: bool) -> tuple[tuple[str, str
           ("checkpoint", f"{run.which} (step {run.step})"),
           ("config", f"{c.get('name')}:{c.get('variant')}  λ_imp={c.loss.importance:g} "
                      f"λ_inter={c.loss.interaction:g}"),
-          ("data", str(run.dataset_info.get("source", "?"))),
+          ("data", str(inputs.data_source(run) or "?")),
           ("model", f"d_model {c.model.d_model}, {c.model.num_heads} heads, {layers} "
                     f"layer(s), d_ff {c.model.d_ff}, VMASK {'on' if has_vmask else 'off'}"),
-          ("token importance", importance_label),
+          ("picture's token importance", importance_label),
           ("generated", datetime.datetime.now().isoformat(timespec="seconds")))
 
 
 def _page_notes(has_vmask: bool, layers: int) -> tuple[str, ...]:
   notes = []
   if not has_vmask:
-    notes.append("This run has no VMASK layer (baseline): token importance is "
-                 "gradient × input of log p(predicted class) instead of a keep-probability.")
+    notes.append("This run has no VMASK layer (baseline): its picture's token importance "
+                 "is gradient × input of log p(predicted class) instead of a "
+                 "keep-probability.")
   if layers > 1:
     notes.append(f"The neuron pictures show the last of {layers} FFN layers; attention "
                  "is averaged over heads and layers.")
@@ -202,11 +282,12 @@ def _page_notes(has_vmask: bool, layers: int) -> tuple[str, ...]:
 
 def explain(run: runs.Run, examples: Sequence[inputs.Example], *,
             threshold: float = 0.0, num_pairs: int = 5) -> ExplanationSet:
-  """Explains ``examples`` with ``run``'s model (one forward pass); writes nothing.
+  """Explains ``examples`` with ``run``'s model; writes nothing.
 
   Args:
     run: a loaded run (``runs.load_run``).
-    examples: from ``inputs.text_example`` or ``inputs.split_examples``.
+    examples: from ``inputs.text_example`` or ``inputs.split_examples``
+      (``inputs.for_run`` for examples built for another run).
     threshold: an FFN neuron is active for a token above this activation.
     num_pairs: strongest attention pairs listed per example.
   """
@@ -218,104 +299,201 @@ def explain(run: runs.Run, examples: Sequence[inputs.Example], *,
   last_layer = {}
   passed = forward.collect(predictor, ids, lengths,
                            lambda row, acts: last_layer.__setitem__(row, acts.ffn[-1]))
-  importance, label, signed = _importance(predictor, ids, lengths, passed)
+  methods = _method_scores(predictor, ids, lengths, passed)
   has_vmask = passed.keep_prob is not None
   items = tuple(
-      _explanation(k, ex, probs=passed.probs[k], importance=importance[k], label=label,
-                   signed=signed, attention=passed.attention[k],
-                   hidden=last_layer.get(k), names=run.label_names,
-                   d_ff=int(run.model.d_ff), threshold=threshold, num_pairs=num_pairs)
+      _explanation(k, ex, probs=passed.probs[k], methods=methods[k], has_vmask=has_vmask,
+                   attention=passed.attention[k], hidden=last_layer.get(k),
+                   names=run.label_names, d_ff=int(run.model.d_ff), threshold=threshold,
+                   num_pairs=num_pairs)
       for k, ex in enumerate(examples))
   return ExplanationSet(
       title=f"SAFR explanations: {run.workdir.name}",
-      header=_header(run, label, has_vmask),
+      header=_header(run, items[0].importance_label, has_vmask),
       notes=_page_notes(has_vmask, int(run.config.model.num_layers)),
-      explanations=items, has_vmask=has_vmask)
+      explanations=items, has_vmask=has_vmask, run=run.workdir.name)
+
+
+def check_comparable(run: runs.Run, other: runs.Run) -> None:
+  """Raises an InterpretError (one line) unless ``other`` reads text as ``run``
+  does: the same vocabulary (vocab.txt), label names and text options."""
+  differ = []
+  mine, theirs = (workdir_lib.vocab_hash(list(r.vocab.tokens)) for r in (run, other))
+  if mine != theirs:
+    differ.append(f"vocab.txt (sha256 {mine[:12]}… with {len(run.vocab)} tokens vs "
+                  f"{theirs[:12]}… with {len(other.vocab)})")
+  if list(run.label_names) != list(other.label_names):
+    differ.append(f"label names ({list(run.label_names)!r} vs {list(other.label_names)!r})")
+  options = [f"{o} {getattr(run.vocab, o)} vs {getattr(other.vocab, o)}"
+             for o in ("lowercase", "strip_html")
+             if getattr(run.vocab, o) != getattr(other.vocab, o)]
+  if options:
+    differ.append(f"text options ({', '.join(options)})")
+  if differ:
+    raise InterpretError(
+        f"--compare_to: {other.workdir} cannot be compared with {run.workdir}: their "
+        f"{'; '.join(differ)} differ; compare runs trained on the same data")
+
+
+def _check_sample(num: int, seed: int) -> None:
+  if num < 1:
+    raise InterpretError(f"num must be >= 1, got {num}")
+  if seed < 0:
+    raise InterpretError(f"seed must be >= 0, got {seed}")
+
+
+def sample(labels: np.ndarray, num: int, seed: int) -> np.ndarray:
+  """Sorted indices of ``num`` examples of a split with labels ``labels``: a
+  seeded sample with every class in its share of the split (all of them when
+  ``num`` >= the split's size), drawn as ``evaluate`` draws its subset. A
+  split stored class by class (IMDB: negatives, then positives) gives both."""
+  _check_sample(num, seed)
+  return splits_lib.stratified_subsample(np.asarray(labels), num, seed)
 
 
 # ----------------------------------------------------------------------------
 # Writing.
 
 
-def write_pictures(explained: ExplanationSet, out: str | pathlib.Path
-                   ) -> dict[str, pathlib.Path]:
-  """One PNG per explanation with tokens (``example_NNN.png``); removes the
-  pictures of an earlier, longer explain in ``out``. Returns id → file."""
-  out = pathlib.Path(out)
-  out.mkdir(parents=True, exist_ok=True)
-  for old in out.glob("example_*.png"):
-    old.unlink()
-  files = {}
-  for k, e in enumerate(explained.explanations):
-    if e.neuron_order is None:
-      continue
-    order = e.neuron_order
-    fig = plots.explanation_figure(
-        tokens=tuple(map(html_lib.neutralise_bidi, e.tokens)),
-        importance=np.asarray(e.importance),
-        importance_label=e.importance_label, strength=e.strength,
-        pairs=e.pair_positions, hidden=e.hidden[:, order.order], neuron_ids=order.order,
-        num_shared=order.num_shared, num_silent=order.num_silent,
-        unit_interval=not e.importance_signed,
-        title=html_lib.neutralise_bidi(e.figure_title))
-    files[e.id] = provenance.write_file(out / _PNG.format(k),
-                                  functools.partial(plots.save, fig))
-  return files
+def _png(fig) -> bytes:
+  """``fig`` as PNG bytes (``plots.save`` writes a file; these may be inlined)."""
+  buffer = io.BytesIO()
+  FigureCanvasAgg(fig)  # attaches the Agg canvas savefig draws on
+  fig.savefig(buffer, dpi=plots.DPI, format="png")
+  return buffer.getvalue()
 
 
-def _records(explained: ExplanationSet, pictures: Mapping[str, pathlib.Path]) -> list[dict]:
-  return [e.to_json(pictures[e.id].name if e.id in pictures else None)
-          for e in explained.explanations]
+def _scales(items: Sequence[Explanation]) -> dict[str, Any]:
+  """``explanation_figure``'s shared colour scales for one example's pictures
+  in several runs: the largest activation and pair strength over them, and
+  one axis for the importance bars when they are the same kind of score."""
+  if len(items) < 2:
+    return {}
+  scales = {"activation_vmax": max(float(e.hidden.max(initial=0)) for e in items),
+            "strength_vmax": max(float(e.strength.max(initial=0)) for e in items)}
+  scales = {k: max(v, 1e-12) for k, v in scales.items()}
+  if len({e.importance_label for e in items}) == 1 and items[0].importance_signed:
+    low = min(min(e.importance) for e in items)
+    high = max(max(e.importance) for e in items)
+    pad = 0.05 * (max(high, 0) - min(low, 0)) or 1.0
+    scales["importance_range"] = (min(low, 0) - pad, max(high, 0) + pad)
+  return scales
 
 
-def write_json(explained: ExplanationSet, out: str | pathlib.Path,
-               pictures: Mapping[str, pathlib.Path]) -> pathlib.Path:
-  """``out/explanations.json``: header, notes, one record per example."""
-  return provenance.write_file(
-      pathlib.Path(out) / JSON_FILE,
-      json.dumps({"header": dict(explained.header), "notes": list(explained.notes),
-                  "examples": _records(explained, pictures)}, indent=1) + "\n")
+def render_pictures(sets: Sequence[ExplanationSet]) -> list[dict[str, html_lib.Picture]]:
+  """Per set, explanation id → its picture (``example_NNN.png``; with two sets,
+  ``example_NNN_a.png`` and ``_b.png`` on shared colour scales), PNG bytes in
+  memory. An example without tokens has none."""
+  tags = html_lib.TAGS if len(sets) > 1 else ("",)
+  out = [{} for _ in sets]
+  for k in range(len(sets[0].explanations)):
+    items = [s.explanations[k] for s in sets]
+    drawn = [e for e in items if e.neuron_order is not None]
+    scales = _scales(drawn) if len(drawn) == len(items) else {}
+    for e, tag, s, pictures in zip(items, tags, sets, out):
+      if e.neuron_order is None:
+        continue
+      order = e.neuron_order
+      title = f"{tag} ({s.run}): {e.figure_title}" if tag else e.figure_title
+      fig = plots.explanation_figure(
+          tokens=tuple(map(html_lib.neutralise_bidi, e.tokens)),
+          importance=np.asarray(e.importance),
+          importance_label=e.importance_label, strength=e.strength,
+          pairs=e.pair_positions, hidden=e.hidden[:, order.order], neuron_ids=order.order,
+          num_shared=order.num_shared, num_silent=order.num_silent,
+          unit_interval=not e.importance_signed,
+          title=html_lib.neutralise_bidi(title), **scales)
+      png = _png(fig)
+      width, height = html_lib.png_size(png)
+      pictures[e.id] = html_lib.Picture(
+          file=_PNG.format(k, f"_{tag.lower()}" if tag else ""), png=png,
+          width=width, height=height)
+  return out
 
 
-def write_html(explained: ExplanationSet, out: str | pathlib.Path,
-               pictures: Mapping[str, pathlib.Path]) -> pathlib.Path:
-  """``out/index.html``, self-contained (the pictures inlined)."""
-  images = {k: html_lib.Picture(file=p.name, png=p.read_bytes()) for k, p in pictures.items()}
+def write_json(sets: Sequence[ExplanationSet], out: str | pathlib.Path,
+               pictures: Sequence[Mapping[str, str]]) -> pathlib.Path:
+  """``out/explanations.json``: header, notes, one record per example (and the
+  second run's under ``compare_to``); ``pictures``: per set, id → PNG name."""
+  content = sets[0].to_json(pictures[0])
+  if len(sets) > 1:
+    content["compare_to"] = sets[1].to_json(pictures[1])
+  return provenance.write_file(pathlib.Path(out) / JSON_FILE,
+                               json.dumps(content, indent=1) + "\n")
+
+
+def write_html(sets: Sequence[ExplanationSet], out: str | pathlib.Path,
+               pictures: Sequence[Mapping[str, html_lib.Picture]]) -> pathlib.Path:
+  """``out/index.html``: a ``Picture`` with its bytes is inlined, one without
+  is linked to its file beside the page."""
   return provenance.write_file(pathlib.Path(out) / INDEX_FILE,
-                         html_lib.render_page(explained, images))
+                               html_lib.render(sets, pictures))
 
 
-def write_explanations(explained: ExplanationSet, out: str | pathlib.Path) -> Explained:
+def write_explanations(explained: ExplanationSet, out: str | pathlib.Path, *,
+                       compared: ExplanationSet | None = None,
+                       self_contained: bool = False) -> Explained:
   """Pictures, ``explanations.json`` and ``index.html`` in ``out``.
 
-  Each file is written whole or not at all, and the page last: the page and
-  JSON of an earlier explain are removed first, so a folder whose writing was
-  stopped (SIGINT, full disk) has no index.html that could pass for this
-  one's.
+  The pictures go beside the page (linked from it), or with
+  ``self_contained`` into it (each once, nothing beside). Each file is written
+  whole or not at all, and the page last: the page, JSON and pictures of an
+  earlier explain are removed first, so a folder whose writing was stopped
+  (SIGINT, full disk) has no index.html that could pass for this one's.
   """
+  out = pathlib.Path(out)
+  out.mkdir(parents=True, exist_ok=True)
   for name in (INDEX_FILE, JSON_FILE):
-    (pathlib.Path(out) / name).unlink(missing_ok=True)
-  pictures = write_pictures(explained, out)
-  write_json(explained, out, pictures)
-  index = write_html(explained, out, pictures)
-  return Explained(index=index, records=_records(explained, pictures),
-                   notes=list(explained.notes), explanations=explained)
+    (out / name).unlink(missing_ok=True)
+  for old in out.glob("example_*.png"):
+    old.unlink()
+  sets = [explained] if compared is None else [explained, compared]
+  pictures = render_pictures(sets)
+  if not self_contained:
+    for per_set in pictures:
+      for p in per_set.values():
+        provenance.write_file(out / p.file, p.png)
+    pictures = [{i: dataclasses.replace(p, png=None) for i, p in per_set.items()}
+                for per_set in pictures]
+  names = [{} if self_contained else {i: p.file for i, p in per_set.items()}
+           for per_set in pictures]
+  write_json(sets, out, names)
+  index = write_html(sets, out, pictures)
+  records = [s.to_json(n)["examples"] for s, n in zip(sets, names)]
+  return Explained(index=index, records=records[0], notes=list(explained.notes),
+                   explanations=explained, compared=compared,
+                   compared_records=records[1] if compared is not None else None,
+                   pictures=sum(len(p) for p in pictures))
+
+
+def _examples(run: runs.Run, texts: Sequence[str] | None, split: str, num: int,
+              seed: int) -> list[inputs.Example]:
+  if texts:
+    return [inputs.text_example(run, t, f"text {k + 1}") for k, t in enumerate(texts)]
+  _check_sample(num, seed)  # before the (slow) loading
+  encoded = inputs.load_split(run, split)
+  return inputs.split_examples(run, encoded, split, sample(encoded.labels, num, seed))
 
 
 def explain_run(workdir, *, texts: list[str] | None = None, split: str = "test",
-                num: int = 20, out=None, which: str = "best",
-                threshold: float = 0.0, num_pairs: int = 5) -> Explained:
-  """Explains ``texts`` (or the first ``num`` examples of ``split``) with the
-  run in ``workdir``; writes ``out`` (default ``<workdir>/explanations``)."""
+                num: int = 20, seed: int = 0, out=None, which: str = "best",
+                threshold: float = 0.0, num_pairs: int = 5, compare_to=None,
+                self_contained: bool = False) -> Explained:
+  """Explains ``texts`` (or ``num`` examples of ``split``, a seeded
+  class-balanced sample) with the run in ``workdir``, and with ``compare_to``
+  the same examples with that run too; writes ``out`` (default
+  ``<workdir>/explanations``, or ``<workdir>/explanations_vs_<other>``)."""
   run = runs.load_run(workdir, which=which)
-  if texts:
-    examples = [inputs.text_example(run, t, f"text {k + 1}") for k, t in enumerate(texts)]
-  else:
-    if num < 1:
-      raise InterpretError(f"num must be >= 1, got {num}")
-    encoded = inputs.load_split(run, split)
-    examples = inputs.split_examples(run, encoded, split,
-                                     np.arange(min(num, len(encoded))))
+  other = None
+  if compare_to is not None:
+    other = runs.load_run(compare_to, which=which)
+    check_comparable(run, other)
+  examples = _examples(run, texts, split, num, seed)
   explained = explain(run, examples, threshold=threshold, num_pairs=num_pairs)
-  return write_explanations(explained, pathlib.Path(out) if out else
-                            run.workdir / "explanations")
+  compared = None
+  if other is not None:
+    compared = explain(other, [inputs.for_run(other, e) for e in examples],
+                       threshold=threshold, num_pairs=num_pairs)
+  default = "explanations" if other is None else f"explanations_vs_{other.workdir.name}"
+  return write_explanations(explained, pathlib.Path(out) if out else run.workdir / default,
+                            compared=compared, self_contained=self_contained)

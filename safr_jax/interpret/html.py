@@ -1,5 +1,14 @@
-"""One self-contained HTML page of explanations (images inlined as base64),
-rendered from an ``explanations.ExplanationSet``; this module writes no file.
+"""The explanation page, rendered from one ``explanations.ExplanationSet`` (one
+run) or two (``--compare_to``: the same examples through both models); this
+module writes no file.
+
+Made to be read on any screen: a viewport meta (a phone lays it out at its own
+width), every wide table in a box that scrolls by itself, each token's scores
+printed in a table rather than in hover tooltips, and the pictures linked
+(``<a href=example_000.png><img src=example_000.png>``) at their natural
+1,152 px in a 1,200 px column, scaled down to the screen on a phone (the link
+opens the full PNG). A ``Picture`` that carries its bytes is inlined once
+instead (``--self_contained``).
 
 Every piece of text that comes from data or from the user goes through
 ``escape``: dataset text is untrusted, ``<script>`` in a review must show as
@@ -12,12 +21,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html as html_lib
-from typing import TYPE_CHECKING, Any, Mapping
+import struct
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 if TYPE_CHECKING:
-  from safr_jax.interpret.explanations import Explanation, ExplanationSet
+  from safr_jax.interpret.explanations import Explanation, ExplanationSet, MethodScores
 
-__all__ = ["render_page", "escape", "neutralise_bidi", "BIDI_CONTROLS", "Picture"]
+__all__ = ["render_page", "render", "escape", "neutralise_bidi", "png_size",
+           "BIDI_CONTROLS", "Picture", "METHOD_NAMES", "SHADES", "TAGS"]
 
 # Unicode's bidirectional formatting characters: embeddings and overrides
 # (U+202A–U+202E), isolates (U+2066–U+2069) and the marks (U+200E, U+200F,
@@ -28,12 +39,37 @@ BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u206
                           "\u200e\u200f\u061c")
 _BIDI_TABLE = {ord(c): f"[U+{ord(c):04X}]" for c in BIDI_CONTROLS}
 
+# Row names of the token-score tables (``attribution`` computes the scores).
+METHOD_NAMES = {"vmask": "VMASK", "gradient_x_input": "gradient × input",
+                "occlusion": "leave-one-out", "attention": "attention"}
+_METHOD_HELP = (
+    ("VMASK", "the keep-probability q of SAFR's VMASK layer, 0 to 1 (runs with VMASK only)"),
+    ("gradient × input", "Σ_d ∂ log p(ŷ)/∂e_d · e_d on the token's embedding: "
+                         "positive for the predicted class ŷ, negative against it"),
+    ("leave-one-out", "p(ŷ) − p(ŷ with the token deleted): how much the prediction "
+                      "loses without it (negative: it gains)"),
+    ("attention", "attention the token receives, Σ_i Ā_ij, mean over heads and layers"))
+SHADES = 9          # shade steps of a score cell (0 = unshaded)
+TAGS = ("A", "B")   # the runs of a comparison, in --workdir, --compare_to order
+_SEGMENT = 12       # tokens per block of a token-score table
+_EXCLUSIVE_SHOWN = 10
+
 
 @dataclasses.dataclass(frozen=True)
 class Picture:
-  """A PNG to inline: its file name (beside the page) and its bytes."""
+  """A PNG of the page: its file name beside the page, and its bytes when it
+  is to be inlined instead (``png``; None: linked to the file)."""
   file: str
-  png: bytes
+  png: bytes | None = None
+  width: int | None = None
+  height: int | None = None
+
+
+def png_size(png: bytes) -> tuple[int, int] | None:
+  """(width, height) from a PNG's header, None if ``png`` is no PNG."""
+  if len(png) < 24 or png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+    return None
+  return struct.unpack(">II", png[16:24])
 
 
 def neutralise_bidi(text: str) -> str:
@@ -48,123 +84,287 @@ def escape(value: Any) -> str:
   return html_lib.escape(neutralise_bidi(str(value)), quote=True)
 
 
+def _shade_css() -> str:
+  # Orange for, blue against: alpha grows with the step, capped so that the
+  # printed number stays readable on the darkest cell.
+  rules = []
+  for k in range(1, SHADES + 1):
+    a = round(0.85 * k / SHADES, 2)
+    rules.append(f".p{k}{{background:rgba(255,140,0,{a})}}"
+                 f".n{k}{{background:rgba(60,130,235,{a})}}")
+  return "".join(rules)
+
+
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
-max-width:1200px;padding:0 1em;color:#222;line-height:1.45}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;
+max-width:1232px;padding:0 16px;color:#222;line-height:1.45;overflow-wrap:break-word}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2.2em;border-top:1px solid #ccc;padding-top:1em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
-td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.4em 0;font-size:.9em}
+td,th{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.ok{color:#176d2d;font-weight:600}.bad{color:#b00020;font-weight:600}
+.scroll{overflow-x:auto;max-width:100%}
+.kv td,.note,.raw{overflow-wrap:anywhere}
+table.index td{white-space:nowrap}table.index td:last-child{white-space:normal;min-width:18em}
 .note{background:#fff6d6;border-left:4px solid #e0b000;padding:.3em .7em;margin:.4em 0}
-.text{font-size:1.05em;line-height:2.1em}.tok{padding:2px 3px;border-radius:3px;margin:0 1px}
-.unk{outline:1px dashed #b00020}.planted{border-bottom:3px solid #176d2d}
-.raw{color:#555;font-size:.9em;white-space:pre-wrap;word-break:break-word}
-img{max-width:100%;border:1px solid #eee}code{font-size:.9em}
-"""
+.raw{color:#555;font-size:.9em;white-space:pre-wrap}
+table.m{font-size:.85em}table.m th,table.m td{white-space:nowrap;text-align:center;min-width:3.4em;padding:3px 5px}
+table.m th.row{text-align:left;min-width:9em}table.m small{color:#555;font-weight:400}
+table.m tr.b th.row{background:#ecf1f8}
+.unk{outline:1px dashed #b00020;outline-offset:-3px}
+.planted{text-decoration:underline 3px #176d2d}
+figure{margin:.8em 0}figcaption{font-size:.9em;color:#555}
+figure img{display:block;max-width:100%;height:auto;outline:1px solid #eee}
+code{font-size:.9em}summary{cursor:pointer}
+""" + _shade_css()
 
 
-def _token_spans(e: Explanation) -> str:
-  scores = e.importance
-  signed = e.importance_signed
-  scale = max((abs(s) for s in scores), default=0.0) or 1.0
-  planted = e.planted or ()
-  spans = []
-  for k, (tok, word, score) in enumerate(zip(e.tokens, e.words, scores)):
-    if signed:
-      alpha = abs(score) / scale
-      rgb = "255,140,0" if score >= 0 else "30,110,220"
-    else:
-      alpha, rgb = max(0.0, min(1.0, score)), "255,140,0"
-    classes = ["tok"]
-    title = f"#{k} importance {score:.4f}"
-    if tok == "<UNK>":
-      classes.append("unk")
-      title += f"; unknown word {word!r}"
-    if k < len(planted) and planted[k]:
-      classes.append("planted")
-      title += "; planted"
-    spans.append(f'<span class="{" ".join(classes)}" style="background:rgba({rgb},'
-                 f'{alpha:.2f})" title="{escape(title)}">{escape(tok)}</span>')
-  return " ".join(spans)
+# ----------------------------------------------------------------------------
+# Pieces.
 
 
-def _neuron_table(e: Explanation) -> str:
+def _num(v: float | None) -> str:
+  """A score in at most ~6 characters: two significant digits."""
+  return "—" if v is None else f"{v:.2g}"
+
+
+def _shade(v: float, top: float) -> str:
+  """The cell class of score ``v`` in a row whose largest |score| is ``top``."""
+  k = round(SHADES * abs(v) / top) if top > 0 else 0
+  return "" if k == 0 else f' class="{"p" if v > 0 else "n"}{min(k, SHADES)}"'
+
+
+def _token_head(e: Explanation, k: int) -> str:
+  classes, title = [], ""
+  if e.tokens[k] == "<UNK>":
+    classes.append("unk")
+    title = f"unknown word {e.words[k]!r}" if k < len(e.words) else "unknown word"
+  if e.planted and k < len(e.planted) and e.planted[k]:
+    classes.append("planted")
+    title = "; ".join(filter(None, [title, "planted"]))
+  cls = f' class="{" ".join(classes)}"' if classes else ""
+  tip = f' title="{escape(title)}"' if title else ""
+  word = (f"<br><small>{escape(e.words[k])}</small>"
+          if e.tokens[k] == "<UNK>" and k < len(e.words) else "")
+  return f"<th{cls}{tip}>{escape(e.tokens[k])}{word}</th>"
+
+
+def _row_head(tag: str, m: MethodScores) -> str:
+  name = METHOD_NAMES.get(m.name, m.name)
+  prefix = f"{tag} · " if tag else ""
+  return (f'<th class="row">{escape(prefix + name)}<br><small>comp '
+          f'{_num(m.comprehensiveness)} · suff {_num(m.sufficiency)}</small></th>')
+
+
+def _score_tables(tagged: Sequence[tuple[str, Explanation]]) -> str:
+  """The token-score table of one example: a token per column, a row per
+  method (and run, methods of both runs next to each other), cut into blocks
+  of ``_SEGMENT`` tokens that each scroll in their box."""
+  names = [m.name for _, e in tagged for m in e.methods]
+  order = [n for n in METHOD_NAMES if n in names] + sorted(set(names) - set(METHOD_NAMES))
+  rows = []  # (css class, tag, MethodScores, largest |score|)
+  for name in order:
+    for s, (tag, e) in enumerate(tagged):
+      for m in e.methods:
+        if m.name == name:
+          rows.append(("b" if s else "a", tag, m, max(map(abs, m.scores), default=0.0)))
+  head = max(tagged, key=lambda te: len(te[1].tokens))[1]
+  if not rows or not head.tokens:
+    return ""
+  blocks = []
+  for start in range(0, len(head.tokens), _SEGMENT):
+    cols = range(start, min(start + _SEGMENT, len(head.tokens)))
+    lines = ["<tr><th></th>" + "".join(_token_head(head, k) for k in cols) + "</tr>"]
+    for cls, tag, m, top in rows:
+      cells = "".join(f"<td{_shade(m.scores[k], top)}>{_num(m.scores[k])}</td>"
+                      if k < len(m.scores) else "<td></td>" for k in cols)
+      lines.append(f'<tr class="{cls}">{_row_head(tag, m)}{cells}</tr>')
+    blocks.append(f'<div class="scroll"><table class="m">{"".join(lines)}</table></div>')
+  return "\n".join(blocks)
+
+
+def _neuron_table(e: Explanation, tag: str) -> str:
   rows = []
   for t in e.neurons:
-    excl = ", ".join(map(str, t.exclusive[:20])) + (" …" if len(t.exclusive) > 20 else "")
-    rows.append(f'<tr><td>{escape(t.token)}</td><td>{t.importance:.3f}</td>'
-                f'<td>{t.active}</td><td>{len(t.exclusive)}</td>'
-                f'<td><code>{escape(excl) or "—"}</code></td>'
-                f'<td><code>{escape(", ".join(map(str, t.strongest)))}</code></td>'
-                f'<td><details><summary>{t.active}</summary><code>'
-                f'{escape(", ".join(map(str, t.active_neurons)))}</code></details></td></tr>')
-  return (f'<p>neurons per token (of {e.d_ff} in the last FFN layer; active = '
-          f'activation &gt; {e.threshold:g}):</p><table><tr><th>token</th>'
-          '<th>importance</th><th>active</th><th>exclusive</th><th>exclusive neurons</th>'
-          f'<th>strongest 5 neurons</th><th>all active neurons</th></tr>{"".join(rows)}</table>')
+    excl = ", ".join(map(str, t.exclusive[:_EXCLUSIVE_SHOWN]))
+    excl += " …" if len(t.exclusive) > _EXCLUSIVE_SHOWN else ""
+    rows.append(f"<tr><td>{escape(t.token)}</td><td>{t.active}</td>"
+                f"<td>{len(t.exclusive)}</td><td><code>{escape(excl) or '—'}</code></td>"
+                f"<td><code>{escape(', '.join(map(str, t.strongest))) or '—'}</code></td></tr>")
+  who = f" ({escape(tag)})" if tag else ""
+  return (f"<details><summary>neurons per token{who}: of {e.d_ff} in the last FFN "
+          f"layer, active = activation &gt; {e.threshold:g} (every active neuron: "
+          "explanations.json)</summary><div class=\"scroll\"><table><tr><th>token</th>"
+          f"<th>active</th><th>exclusive</th><th>exclusive neurons (first "
+          f"{_EXCLUSIVE_SHOWN})</th><th>strongest 5</th></tr>{''.join(rows)}</table>"
+          "</div></details>")
 
 
-def _importance_text(e: Explanation) -> list[str]:
-  legend = ["darker = more important" + ("; orange for, blue against the "
-                                           "predicted class" if e.importance_signed else "")]
-  if any(t == "<UNK>" for t in e.tokens):
-    legend.append("dashed outline = unknown word")
-  if any(e.planted or ()):
-    legend.append("underlined = planted token (the known answer)")
-  return [f'<p>token importance ({escape(e.importance_label)}; hover a '
-          f'token for its score):</p><div class="text">{_token_spans(e)}</div>',
-          f'<p class="raw">{escape("; ".join(legend))}</p>']
+def _pairs(e: Explanation, tag: str) -> str:
+  who = f" ({escape(tag)})" if tag else ""
+  shown = " · ".join(f"{escape(a)} – {escape(b)} {s:.3f}" for a, b, s in e.pairs)
+  return f"<p>strongest attention pairs{who}, S: {shown}</p>"
 
 
-def _example(e: Explanation, picture: Picture | None) -> str:
-  out = [f'<h2 id="{escape(e.id)}">{escape(e.title)}</h2>']
-  verdict = ""
+def _picture(p: Picture, alt: str, caption: str) -> str:
+  size = (p.width, p.height) if p.width else (png_size(p.png) if p.png else None)
+  dims = f' width="{size[0]}" height="{size[1]}"' if size else ""
+  if p.png is not None:  # inlined once, not linked: nothing beside the page
+    data = base64.b64encode(p.png).decode("ascii")
+    img = (f'<img src="data:image/png;base64,{data}"{dims} alt="{escape(alt)}" '
+           f'data-file="{escape(p.file)}">')
+    return f"<figure>{img}<figcaption>{caption}</figcaption></figure>"
+  href = escape(p.file)
+  img = f'<img src="{href}"{dims} alt="{escape(alt)}" data-file="{href}">'
+  return (f'<figure><a href="{href}">{img}</a><figcaption>{caption} '
+          f'(the full-size picture: <a href="{href}">{href}</a>)</figcaption></figure>')
+
+
+def _verdict(e: Explanation, tag: str, run: str) -> str:
+  who = f"<b>{escape(tag)}</b> ({escape(run)}): " if tag else ""
+  true = ""
   if e.true is not None:
     ok = e.pred == e.true
-    verdict = (f' · true <b>{escape(e.true)}</b> '
-               f'<span class="{"ok" if ok else "bad"}">{"✓" if ok else "✗"}</span>')
+    true = (f" · true <b>{escape(e.true)}</b> · "
+            f'<span class="{"ok" if ok else "bad"}">{"✓ correct" if ok else "✗ wrong"}</span>')
   probs = ", ".join(f"{escape(k)} {v:.3f}" for k, v in e.probs.items())
-  out.append(f'<p>predicted <b>{escape(e.pred)}</b> with confidence '
-             f'{e.confidence:.3f}{verdict} <span class="raw">({probs})</span></p>')
-  out += [f'<div class="note">{escape(note)}</div>' for note in e.notes]
-  out.append(f'<p class="raw">text: {escape(e.text)}</p>')
-  if e.tokens:
-    out += _importance_text(e)
-  if e.pairs:
-    rows = "".join(f"<tr><td>{escape(a)}</td><td>{escape(b)}</td><td>{s:.4f}</td></tr>"
-                   for a, b, s in e.pairs)
-    out.append("<p>strongest attention pairs (what L_Inter pulls together):</p>"
-               f"<table><tr><th>token</th><th>token</th><th>strength S</th></tr>{rows}</table>")
-  if e.neurons:
-    out.append(_neuron_table(e))
-  if picture is not None:
-    data = base64.b64encode(picture.png).decode("ascii")
-    out.append(f'<p><img src="data:image/png;base64,{data}" '
-               f'alt="{escape(picture.file)}" data-file="{escape(picture.file)}"></p>')
+  return (f"<p>{who}predicted <b>{escape(e.pred)}</b> with confidence "
+          f'{e.confidence:.3f}{true} <span class="raw">({probs})</span></p>')
+
+
+def _example(k: int, sets: Sequence[ExplanationSet],
+             pictures: Sequence[Mapping[str, Picture]]) -> str:
+  items = [s.explanations[k] for s in sets]
+  tags = TAGS if len(sets) > 1 else ("",)
+  first = items[0]
+  out = [f'<h2 id="{escape(first.id)}">{escape(first.title)}</h2>',
+         f'<p class="raw">text: {escape(first.text)}</p>']
+  if first.model_text and first.model_text != first.text:
+    out.append(f'<p class="raw">as the model reads it: {escape(first.model_text)}</p>')
+  notes = dict.fromkeys(n for e in items for n in e.notes)  # once, in order
+  out += [f'<div class="note">{escape(note)}</div>' for note in notes]
+  out += [_verdict(e, tag, s.run) for e, tag, s in zip(items, tags, sets)]
+  table = _score_tables(list(zip(tags, items)))
+  if table:
+    out.append("<p>token scores (shade: the row's score over its largest |score|; "
+                "comp ↑ and suff ↓: this example's faithfulness):</p>" + table)
+  out += [_pairs(e, tag) for e, tag in zip(items, tags) if e.pairs]
+  for e, tag, s, pics in zip(items, tags, sets, pictures):
+    if e.id in pics:
+      who = f"{tag} ({s.run}): " if tag else ""
+      out.append(_picture(pics[e.id], f"{who}neuron allocation of {e.name}",
+                          escape(f"{who}token importance, attention and neuron allocation")))
+  out += [_neuron_table(e, tag) for e, tag in zip(items, tags) if e.neurons]
   out.append('<p><a href="#index">back to the index</a></p>')
   return "\n".join(out)
 
 
+def _snippet(text: str) -> str:
+  return text if len(text) <= 90 else text[:89] + "…"
+
+
+def _correct_cell(e: Explanation) -> str:
+  if e.true is None:
+    return "<td>—</td>"
+  ok = e.pred == e.true
+  return f'<td class="{"ok" if ok else "bad"}">{"✓" if ok else "✗"}</td>'
+
+
+def _count(s: ExplanationSet, tag: str) -> str:
+  labelled = [e for e in s.explanations if e.true is not None]
+  if not labelled:
+    return ""
+  right = sum(e.pred == e.true for e in labelled)
+  who = f"{tag} ({s.run}): " if tag else ""
+  return f"{escape(who)}{right} of {len(labelled)} correct"
+
+
+def _index(sets: Sequence[ExplanationSet]) -> str:
+  tags = TAGS if len(sets) > 1 else ("",)
+  runs = "".join(f"<th>{escape(t + ' ' if t else '')}predicted (confidence)</th>"
+                 f"<th>{escape(t + ' ' if t else '')}correct</th>" for t in tags)
+  rows = []
+  for k, first in enumerate(sets[0].explanations):
+    cells = "".join(f"<td>{escape(s.explanations[k].pred)} "
+                    f"({s.explanations[k].confidence:.2f})</td>"
+                    + _correct_cell(s.explanations[k]) for s in sets)
+    rows.append(f'<tr><td><a href="#{escape(first.id)}">{escape(first.name)}</a></td>'
+                f'<td>{escape(first.true if first.true is not None else "—")}</td>'
+                f"{cells}<td>{escape(_snippet(first.text))}</td></tr>")
+  counts = "; ".join(filter(None, (_count(s, t) for s, t in zip(sets, tags))))
+  return ('<h2 id="index">Index</h2>' + (f'<p class="count">{counts}</p>' if counts else "")
+          + '<div class="scroll"><table class="index"><tr><th>example</th><th>true</th>'
+          + runs + "<th>text</th></tr>" + "".join(rows) + "</table></div>")
+
+
+def _header(sets: Sequence[ExplanationSet]) -> str:
+  if len(sets) == 1:
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>"
+                   for k, v in sets[0].header)
+    return f'<div class="scroll"><table class="kv">{rows}</table></div>'
+  keys = list(dict.fromkeys(k for s in sets for k, _ in s.header))
+  values = [dict(s.header) for s in sets]
+  head = "<tr><th></th>" + "".join(f"<th>{t}</th>" for t in TAGS[:len(sets)]) + "</tr>"
+  rows = "".join(f"<tr><th>{escape(k)}</th>"
+                 + "".join(f"<td>{escape(v.get(k, '—'))}</td>" for v in values) + "</tr>"
+                 for k in keys)
+  return f'<div class="scroll"><table class="kv">{head}{rows}</table></div>'
+
+
+def _how_to_read(sets: Sequence[ExplanationSet]) -> str:
+  methods = {m.name for s in sets for e in s.explanations for m in e.methods}
+  if not methods:
+    return ""
+  names = {METHOD_NAMES.get(m, m) for m in methods}
+  items = "".join(f"<li><b>{escape(n)}</b>: {escape(h)}</li>"
+                  for n, h in _METHOD_HELP if n in names)
+  both = (" Rows of A and B alternate, method by method (B's row names on blue)."
+          if len(sets) > 1 else "")
+  return ("<details open><summary><b>How to read the token scores</b></summary>"
+          f"<ul>{items}</ul><p>Each table row is one explanation of one run, a token "
+          "per column, its score printed in the cell. One colour scale for every row: "
+          "the cell's shade is the score divided by the largest |score| of its row, "
+          f"in {SHADES} steps, orange for positive and blue for negative scores, so the "
+          "darkest cell of a row is the token that method ranks first; compare rows by "
+          f"their order, read magnitudes off the numbers.{both} Under each row's name: "
+          "its faithfulness on this example alone (ERASER; deletion = the token "
+          "replaced by &lt;PAD&gt;, averaged over the top 1, 5, 10, 20 and 50 % of "
+          "the tokens): <b>comp</b>rehensiveness = p(ŷ) − p(ŷ without the top "
+          "tokens), higher is more faithful; <b>suff</b>iciency = p(ŷ) − p(ŷ with only "
+          "the top tokens), lower is more faithful (docs/METRICS.md). A dashed "
+          "outline marks an unknown word (&lt;UNK&gt; to the model, the word under it), "
+          "an underline a planted token."
+          "</p></details>")
+
+
+def render(sets: Sequence[ExplanationSet],
+           pictures: Sequence[Mapping[str, Picture]] | None = None) -> str:
+  """The whole page of one run's explanations, or of two runs' (a comparison:
+  the same examples, in the same order): a header about the run(s), how to
+  read it, an index, one section per example.
+
+  Args:
+    sets: one ``ExplanationSet``, or two of the same examples.
+    pictures: per set, an explanation's id → its ``Picture``.
+  """
+  pictures = list(pictures or [{} for _ in sets])
+  if len(sets) > 1 and len({len(s.explanations) for s in sets}) > 1:
+    raise ValueError("the sets of a comparison must explain the same examples")
+  title = (sets[0].title if len(sets) == 1 else "SAFR explanations: " + " vs ".join(
+      f"{s.run} ({t})" for s, t in zip(sets, TAGS)))
+  body = [f"<h1>{escape(title)}</h1>", _header(sets)]
+  notes = [n if len(sets) == 1 else f"{t}: {n}" for s, t in zip(sets, TAGS)
+           for n in s.notes]
+  body += [f'<div class="note">{escape(n)}</div>' for n in notes]
+  body += [_how_to_read(sets), _index(sets)]
+  body += [_example(k, sets, pictures) for k in range(len(sets[0].explanations))]
+  return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+          '<meta name="viewport" content="width=device-width, initial-scale=1">'
+          f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>\n"
+          + "\n".join(body) + "\n</body></html>\n")
+
+
 def render_page(explained: ExplanationSet, pictures: Mapping[str, Picture] | None = None
                 ) -> str:
-  """The whole page: a header about the run, an index, one section per
-  explanation; ``pictures`` maps an explanation's id to its inlined PNG."""
-  pictures = pictures or {}
-  head = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>"
-                 for k, v in explained.header)
-  index = []
-  for e in explained.explanations:
-    ok = "" if e.true is None else ("✓" if e.pred == e.true else "✗")
-    snippet = e.text if len(e.text) <= 90 else e.text[:89] + "…"
-    index.append(f'<tr><td><a href="#{escape(e.id)}">{escape(e.name)}</a></td>'
-                 f'<td>{escape(e.pred)} ({e.confidence:.2f})</td>'
-                 f'<td>{escape(e.true if e.true is not None else "—")} {ok}</td>'
-                 f'<td>{escape(snippet)}</td></tr>')
-  body = [f"<h1>{escape(explained.title)}</h1>", f"<table>{head}</table>"]
-  body += [f'<div class="note">{escape(n)}</div>' for n in explained.notes]
-  body.append('<h2 id="index">Index</h2><table><tr><th>example</th><th>predicted '
-              '(confidence)</th><th>true</th><th>text</th></tr>' + "".join(index) + "</table>")
-  body += [_example(e, pictures.get(e.id)) for e in explained.explanations]
-  return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-          f"<title>{escape(explained.title)}</title><style>{_CSS}</style></head><body>\n"
-          + "\n".join(body) + "\n</body></html>\n")
+  """The page of one run (``render`` with one set)."""
+  return render([explained], [pictures or {}])

@@ -1,6 +1,7 @@
 """What gets explained or evaluated: a run's own split, rebuilt exactly, or a
-user's text encoded with the run's vocabulary (truncated, unknown words and
-empty text noted, never an error)."""
+user's text tokenised as the run's training texts were (``free_text.prepare``)
+and encoded with the run's vocabulary (truncated, unknown words and empty
+text noted, never an error)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import numpy as np
 
 from safr_jax import data
 from safr_jax import workdir as workdir_lib
-from safr_jax.data import sources
+from safr_jax.data import free_text, sources
 
-__all__ = ["Example", "load_split", "text_example", "split_examples"]
+__all__ = ["Example", "load_split", "data_source", "text_example", "split_examples",
+           "for_run"]
 
 
 @dataclasses.dataclass
@@ -29,6 +31,8 @@ class Example:
     label: the true label id, or None (user text).
     notes: what the user should know (truncation, unknown words, empty text).
     planted: bool ``[max_len]`` planted positions (``planted`` data), or None.
+    model_text: the text as the vocabulary reads it: typed text with its
+      tokens separated as the training texts' are; a split's text as stored.
   """
   name: str
   text: str
@@ -38,6 +42,7 @@ class Example:
   label: int | None = None
   notes: list[str] = dataclasses.field(default_factory=list)
   planted: np.ndarray | None = None
+  model_text: str = ""
 
   @property
   def unknown(self) -> list[bool]:
@@ -72,10 +77,23 @@ def load_split(run, split: str) -> data.EncodedSplit:
   return bundle.splits[split]
 
 
+def data_source(run) -> str | None:
+  """The data source ``run`` was trained on ("rt_polarity", "sst_treebank",
+  ...): its ``dataset.json``, else its ``run_identity.json``, else its config
+  (None when that says ``auto`` and no file tells what it became)."""
+  trained = ((run.identity or {}).get("data") or {}).get("source")
+  configured = run.config.data.get("source")
+  return (run.dataset_info.get("source") or trained
+          or (configured if configured != "auto" else None))
+
+
 def _example(run, name: str, text: str, ids_row: np.ndarray, n: int,
-             label: int | None, planted: np.ndarray | None) -> Example:
+             label: int | None, planted: np.ndarray | None,
+             model_text: str | None = None) -> Example:
   vocab = run.vocab
-  words = data.tokenize(text, lowercase=vocab.lowercase, strip_html=vocab.strip_html)
+  model_text = text if model_text is None else model_text
+  words = data.tokenize(model_text, lowercase=vocab.lowercase,
+                        strip_html=vocab.strip_html)
   tokens = vocab.decode(ids_row[:n])
   notes = []
   if not words:
@@ -91,14 +109,32 @@ def _example(run, name: str, text: str, ids_row: np.ndarray, n: int,
                  f"<UNK>: {shown}")
   return Example(name=name, text=text, ids=np.asarray(ids_row, np.int32),
                  tokens=tokens, words=words[:n], label=label, notes=notes,
-                 planted=planted)
+                 planted=planted, model_text=model_text)
+
+
+def _encoded(run, name: str, text: str, model_text: str, label: int | None,
+             planted: np.ndarray | None) -> Example:
+  """``model_text`` through ``run``'s vocabulary, cut to its max_len."""
+  max_len = int(run.config.data.max_len)
+  ids, lengths = run.vocab.encode_batch([model_text], max_len)
+  if planted is not None:
+    planted = np.pad(planted[:max_len], (0, max(0, max_len - len(planted))))
+  return _example(run, name, text, ids[0], int(lengths[0]), label, planted, model_text)
 
 
 def text_example(run, text: str, name: str = "text") -> Example:
-  """``text`` encoded as the run encodes training text."""
-  max_len = int(run.config.data.max_len)
-  ids, lengths = run.vocab.encode_batch([text], max_len)
-  return _example(run, name, text, ids[0], int(lengths[0]), None, None)
+  """``text`` tokenised as the run's training texts were (``free_text.prepare``
+  for the run's data source: ``all,`` becomes ``all`` ``,`` where the training
+  sentences have punctuation apart), then encoded as they were."""
+  return _encoded(run, name, text, free_text.prepare(text, data_source(run)), None,
+                  None)
+
+
+def for_run(run, example: Example) -> Example:
+  """``example`` (built for another run) encoded for ``run``: the same text
+  as the other run read it, through ``run``'s vocabulary and max_len."""
+  return _encoded(run, example.name, example.text, example.model_text or example.text,
+                  example.label, example.planted)
 
 
 def split_examples(run, split: data.EncodedSplit, name: str,
