@@ -18,7 +18,9 @@ page; --self_contained inlines them instead) and explanations.json, or
 ``safr_jax.cli.explain_main``.
 """
 
-from safr_jax import cli
+from safr_jax import startup
 
 if __name__ == "__main__":
+  startup.install(startup.COMMAND_MESSAGE)  # before JAX's seconds of importing
+  from safr_jax import cli  # pylint: disable=g-import-not-at-top
   cli.explain_main()
