@@ -71,7 +71,7 @@ def cached(bench: Benchmark, cfg) -> pathlib.Path | None:
   """
   path = cache_dir(cfg) / bench.cache_name
   if bench.archive == "zip":
-    ok = path.is_dir() and all((path / f).is_file() for f in sst_lib.FILES)
+    ok = download_lib.folder_complete(path, sst_lib.FILES)
   else:
     ok = path.is_file()
   return path if ok else None

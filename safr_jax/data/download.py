@@ -323,6 +323,11 @@ def _holding_folder(url: str, root: pathlib.Path,
 # Public entry points.
 # --------------------------------------------------------------------------
 
+def folder_complete(folder: pathlib.Path, required_files: Sequence[str]) -> bool:
+  """Whether ``folder`` is a folder holding every one of ``required_files``."""
+  return folder.is_dir() and all((folder / f).is_file() for f in required_files)
+
+
 def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike,
                            name: str, required_files: Sequence[str],
                            probe_timeout: float = 5.0,
@@ -357,7 +362,7 @@ def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike,
   final = cache_dir / name
 
   def complete() -> bool:
-    return final.is_dir() and all((final / f).is_file() for f in required_files)
+    return folder_complete(final, required_files)
 
   def build() -> None:
     archive = unpack = None
