@@ -31,7 +31,6 @@ import os
 import signal
 import sys
 import threading
-from typing import Sequence
 
 import jax
 import numpy as np
@@ -80,15 +79,12 @@ def _name(signum: int) -> str:
   return _NAMES.get(signum, str(signum))
 
 
-def handle_start_up(pending: Sequence[int] = ()) -> None:
+def handle_start_up() -> None:
   """Makes a stop before training starts one line and 143/130, not a silent death.
 
-  Call first thing in a training process (``train.py``). ``pending``: signals
-  noted before this module could be imported (importing JAX takes seconds);
-  the first of them stops the process now.
+  Called by ``train.py`` once JAX is imported (``startup.install`` covered the
+  seconds before); the training loop's ``StopRequests`` takes over from it.
   """
-  if pending:
-    _stop_outside_training(pending[0], None)
   if threading.current_thread() is threading.main_thread():
     for signum in (signal.SIGTERM, signal.SIGINT):
       signal.signal(signum, _stop_outside_training)
