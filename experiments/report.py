@@ -216,8 +216,9 @@ train/dev/test, labels from the phrase dictionary, neutral sentences dropped, tr
 balanced. `imdb` reads the official IMDB archive as the authors split it (`aclimdb` on
 `../shared/data/imdb/aclImdb_text.tar.gz`: train and dev from the official train, the
 official test whole). The sizes each run read are below, from its summary. If CPU time
-forces an epoch cap, one cap, chosen from the dev curve of `imdb_curve`'s uncapped run,
-holds for every `imdb` run and is said beside every IMDB number.
+forces an epoch cap, one cap, chosen from the dev curve of `imdb_curve`'s run (early
+stopping with patience 3 as the authors, at most 8 epochs so that it ends within one working
+session), holds for every `imdb` run and is said beside every IMDB number.
 """
 
 STANDIN_HEADER = """## How the stand-in numbers were made
