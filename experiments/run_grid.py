@@ -45,7 +45,7 @@ from experiments import report  # pylint: disable=g-import-not-at-top,wrong-impo
 
 _ONLY = flags.DEFINE_multi_string("only", [], "Run names to run (e.g. rt_polarity/safr/seed0).")
 _GROUP = flags.DEFINE_multi_string(
-    "group", [], "Groups to run: sst2, sst2_reference, imdb_curve, rt_polarity, imdb_builtin, lambda, reference, bottleneck, "
+    "group", [], "Groups to run: sst2, sst2_reference, imdb_curve, imdb, rt_polarity, imdb_builtin, lambda, reference, bottleneck, "
     "init_padding, batching.")
 _ROOT = flags.DEFINE_string("root", str(ROOT / "runs" / "grid"), "Where run workdirs go.")
 _QUICK = flags.DEFINE_bool("quick", False, "Two tiny runs on a few hundred examples (for CI).")
@@ -147,6 +147,9 @@ IMDB_ACLIMDB = ("--config.data.source=aclimdb",
 # not end within one working session is lost with that machine's workdirs.
 # 8 epochs show a peak anywhere up to epoch 5 followed by 3 without gain.
 IMDB_CURVE_EPOCHS = 8
+# The epoch cap of the `imdb` group, read off `imdb_curve`'s dev curve
+# (docs/RESULTS.md shows it); None until that run has finished.
+IMDB_EPOCH_CAP = None
 
 
 def imdb_grid() -> list[Run]:
@@ -155,9 +158,15 @@ def imdb_grid() -> list[Run]:
   authors do (patience 3, at most ``IMDB_CURVE_EPOCHS``): its dev curve chooses
   the one epoch cap every IMDB run of the group then gets (said beside every
   IMDB number). Evaluated on 500 test examples (evaluate's default)."""
-  return [Run("imdb_curve", "imdb.py", "safr", 0,
+  runs = [Run("imdb_curve", "imdb.py", "safr", 0,
               IMDB_ACLIMDB + (f"--config.train.num_epochs={IMDB_CURVE_EPOCHS}",),
               eval_examples=500)]
+  if IMDB_EPOCH_CAP:
+    runs += [Run("imdb", "imdb.py", v, seed,
+                 IMDB_ACLIMDB + (f"--config.train.num_epochs={IMDB_EPOCH_CAP}",),
+                 eval_examples=500)
+             for seed in range(3) for v in ("baseline", "safr", "safr_ib")]
+  return runs
 
 
 def batching_grid() -> list[Run]:
@@ -216,6 +225,14 @@ def select(runs: list[Run]) -> list[Run]:
       raise app.UsageError(f"--only: unknown run(s) {unknown}; known: {sorted(known)}")
     runs = [r for r in runs if r.name in _ONLY.value]
   if _GROUP.value:
+    empty = sorted(set(_GROUP.value) - {r.group for r in runs})
+    if "imdb" in empty and not IMDB_EPOCH_CAP:
+      raise app.UsageError(
+          "--group=imdb: its epoch cap is not chosen yet; run --group=imdb_curve, read its dev "
+          "curve in docs/RESULTS.md and set IMDB_EPOCH_CAP in experiments/run_grid.py")
+    if empty:
+      raise app.UsageError(f"--group: unknown group(s) {empty}; known: "
+                           f"{sorted({r.group for r in runs})}")
     runs = [r for r in runs if r.group in _GROUP.value]
   return runs
 

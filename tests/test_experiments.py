@@ -165,3 +165,25 @@ def test_a_signal_while_evaluating_stops_the_grid(tmp_path, monkeypatch):
   assert str(stopped.value) == ("stopped while evaluating quick/safr/seed0; run the same "
                                 "command to continue")
   assert stopped.value.exit_code == 143
+
+
+def test_a_group_without_runs_is_a_usage_error_naming_it(monkeypatch):
+  from absl import app  # pylint: disable=import-outside-toplevel
+  from experiments import run_grid  # pylint: disable=import-outside-toplevel
+  from absl.testing import flagsaver  # pylint: disable=import-outside-toplevel
+  if not run_grid.flags.FLAGS.is_parsed():
+    run_grid.flags.FLAGS.mark_as_parsed()
+  monkeypatch.setattr(run_grid, "IMDB_EPOCH_CAP", None)
+  def chosen(groups):
+    with flagsaver.flagsaver(group=groups):
+      return run_grid.select(run_grid.grid())
+  with pytest.raises(app.UsageError, match="--group=imdb: its epoch cap is not chosen yet"):
+    chosen(["imdb"])
+  with pytest.raises(app.UsageError, match=r"unknown group\(s\) \['nope'\]"):
+    chosen(["sst2", "nope"])
+  monkeypatch.setattr(run_grid, "IMDB_EPOCH_CAP", 4)
+  imdb = chosen(["imdb"])
+  assert sorted(r.name for r in imdb) == sorted(
+      f"imdb/{v}/seed{k}" for k in range(3) for v in ("baseline", "safr", "safr_ib"))
+  assert all("--config.train.num_epochs=4" in r.overrides and r.eval_examples == 500
+             for r in imdb)
