@@ -480,6 +480,33 @@ def _budget(runs: Iterable[dict]) -> str:
       f"{name(cap)} ({_seeds(n).replace('seed', 'run')})" for cap, n in caps.items())
 
 
+def _bound_by_cap(runs: Iterable[dict]) -> list[dict]:
+  """The capped runs whose best dev epoch is their last: the cap, not early
+  stopping, ended them while dev accuracy still rose, so more epochs might
+  have changed their numbers."""
+  out = []
+  for s in runs:
+    r, cap = s.get("results", {}), _epoch_cap(s)
+    if cap and not r.get("stopped_early") and r.get("best_epoch") == r.get("epochs_run") == cap:
+      out.append(s)
+  return out
+
+
+def _cap_binding(runs: Sequence[dict]) -> str:
+  """"the cap ended 1 of 3 runs with dev accuracy still rising (`baseline`
+  seed 0)", or that it ended none so; "" for runs without a cap."""
+  capped = [s for s in runs if _epoch_cap(s)]
+  if not capped:
+    return ""
+  bound = _bound_by_cap(capped)
+  if not bound:
+    return (f"no run's best dev epoch is the cap's last (0 of {len(capped)}), so the cap "
+            "did not cut a rising dev curve short")
+  who = ", ".join(f"`{s.get('label')}` seed {s.get('seed')}" for s in bound)
+  return (f"the best dev epoch is the cap's last in {len(bound)} of {len(capped)} runs "
+          f"({who}): those might gain from more epochs")
+
+
 def _group_runs(groups, group: str) -> list[dict]:
   return [s for runs in groups.get(group, {}).values() for s in runs]
 
@@ -632,6 +659,8 @@ def _paper_answer(groups) -> list[str]:
                        _sign(*gxi), "it explains SAFR's model less faithfully",
                        "it is not separated between the two models",
                        "it explains SAFR's model more faithfully")))
+    binding = _cap_binding(_group_runs(groups, "imdb"))
+    sentence += f"; {binding}" if binding else ""
     sentences.append(sentence + " (no `vmask` run on IMDB isolates what SAFR's losses add "
                      "to the gate's explanation).")
 
@@ -869,9 +898,13 @@ def _findings(group: str, rows, groups) -> list[str]:
                 ("AOPC of the VMASK explanation", AOPC_VMASK, 3))]
   if group == "imdb_curve":
     return [_dev_curves(rows)]
+  # Under an epoch cap, whether it cut a rising dev curve short.
+  capped = [s for runs in rows.values() for s in runs if _epoch_cap(s)]
+  cap = ([f"\nUnder the epoch cap, {_cap_binding(capped)}.\n", _dev_curves(rows)]
+         if group in IMDB_GROUPS and capped else [])
   if "safr" not in rows or "baseline" not in rows:
     return ["SAFR and the baseline have not both finished in this group; no comparison is "
-            "drawn."]
+            "drawn."] + cap
   out.append(_bullet("Test accuracy, best-dev checkpoint",
                      compare("safr", "baseline", v("safr", ACCURACY), v("baseline", ACCURACY))))
   if v("safr", ACCURACY_LAST) or v("baseline", ACCURACY_LAST):
@@ -921,7 +954,7 @@ def _findings(group: str, rows, groups) -> list[str]:
         "; ".join(compare(f"`reference/{l}`", f"`rt_polarity/{l}`", v(l, ACCURACY),
                           v(l, ACCURACY, "rt_polarity"))
                   for l in ("baseline", "vmask", "safr") if l in rows)))
-  return out
+  return out + cap
 
 
 def _sentence(group: str, rows: dict[str, list[dict]],

@@ -546,6 +546,32 @@ def test_the_imdb_epoch_cap_is_said_beside_every_imdb_number(tmp_path):
           "1: 0.8000, 2: 0.8300, 3: 0.8200; best epoch 2; stopped early after 3 epochs.") in text
 
 
+def test_imdb_says_which_runs_the_epoch_cap_cut_short(tmp_path):
+  imdb = _paper_group("imdb", {"baseline": ((0.85, 0.86, 0.84),) * 2,
+                               "safr": ((0.84, 0.85, 0.83),) * 2},
+                      source="aclimdb", sizes=(20000, 5000, 25000), epochs=3,
+                      epochs_flag=True)
+  for s in imdb:  # dev still rising at the cap for baseline seed 1 only
+    rising = (s["label"], s["seed"]) == ("baseline", 1)
+    s["results"].update(dev_history=[0.80, 0.83, 0.84 if rising else 0.82],
+                        best_epoch=3 if rising else 2, epochs_run=3, stopped_early=False)
+  text = _write(tmp_path, imdb)
+  answer = report.paper_answer_section(text).splitlines()
+  assert ("; the best dev epoch is the cap's last in 1 of 6 runs (`baseline` seed 1): those "
+          "might gain from more epochs (no `vmask` run") in answer[3]
+  section = text.split("## IMDB (`aclimdb`, the official test, the paper's")[1]
+  assert ("Under the epoch cap, the best dev epoch is the cap's last in 1 of 6 runs "
+          "(`baseline` seed 1)") in section
+  assert ("- `baseline` seed 1 (capped at 3 epochs): dev accuracy after each epoch 1: 0.8000, "
+          "2: 0.8300, 3: 0.8400; best epoch 3; not stopped early (ran its budget) after 3 "
+          "epochs.") in section
+  # a run that early stopping ended at its last epoch, or an uncapped one, is not cut short
+  for s in imdb:
+    s["results"].update(best_epoch=2)
+  assert "no run's best dev epoch is the cap's last (0 of 6)" in report._cap_binding(imdb)
+  assert report._cap_binding([_paper("imdb", "safr", 0, 0.8)]) == ""
+
+
 def test_epoch_budget_reads_the_command_and_the_config():
   cap = lambda **kw: report._epoch_cap(_paper("imdb", "safr", 0, 0.8, **kw))
   assert cap(epochs=100) is None                       # early stopping's open budget
