@@ -480,25 +480,21 @@ def _budget(runs: Iterable[dict]) -> str:
       f"{name(cap)} ({_seeds(n).replace('seed', 'run')})" for cap, n in caps.items())
 
 
-def _bound_by_cap(runs: Iterable[dict]) -> list[dict]:
-  """The capped runs whose best dev epoch is their last: the cap, not early
-  stopping, ended them while dev accuracy still rose, so more epochs might
-  have changed their numbers."""
-  out = []
-  for s in runs:
-    r, cap = s.get("results", {}), _epoch_cap(s)
-    if cap and not r.get("stopped_early") and r.get("best_epoch") == r.get("epochs_run") == cap:
-      out.append(s)
-  return out
+def _cut_short(summary: dict[str, Any]) -> bool:
+  """Whether the epoch cap, not early stopping, ended a run at its best dev
+  epoch: dev accuracy still rose, so more epochs might have changed it."""
+  r, cap = summary.get("results", {}), _epoch_cap(summary)
+  return bool(cap) and not r.get("stopped_early") and (
+      r.get("best_epoch") == r.get("epochs_run") == cap)
 
 
 def _cap_binding(runs: Sequence[dict]) -> str:
-  """"the cap ended 1 of 3 runs with dev accuracy still rising (`baseline`
-  seed 0)", or that it ended none so; "" for runs without a cap."""
+  """"the best dev epoch is the cap's last in 1 of 3 runs (`baseline` seed
+  0): …", or that it is in none; "" for runs without a cap."""
   capped = [s for s in runs if _epoch_cap(s)]
   if not capped:
     return ""
-  bound = _bound_by_cap(capped)
+  bound = [s for s in capped if _cut_short(s)]
   if not bound:
     return (f"no run's best dev epoch is the cap's last (0 of {len(capped)}), so the cap "
             "did not cut a rising dev curve short")
@@ -899,9 +895,9 @@ def _findings(group: str, rows, groups) -> list[str]:
   if group == "imdb_curve":
     return [_dev_curves(rows)]
   # Under an epoch cap, whether it cut a rising dev curve short.
-  capped = [s for runs in rows.values() for s in runs if _epoch_cap(s)]
-  cap = ([f"\nUnder the epoch cap, {_cap_binding(capped)}.\n", _dev_curves(rows)]
-         if group in IMDB_GROUPS and capped else [])
+  binding = (_cap_binding([s for runs in rows.values() for s in runs])
+             if group in IMDB_GROUPS else "")
+  cap = [f"\nUnder the epoch cap, {binding}.\n", _dev_curves(rows)] if binding else []
   if "safr" not in rows or "baseline" not in rows:
     return ["SAFR and the baseline have not both finished in this group; no comparison is "
             "drawn."] + cap

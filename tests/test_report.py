@@ -565,7 +565,7 @@ def test_imdb_says_which_runs_the_epoch_cap_cut_short(tmp_path):
   assert ("- `baseline` seed 1 (capped at 3 epochs): dev accuracy after each epoch 1: 0.8000, "
           "2: 0.8300, 3: 0.8400; best epoch 3; not stopped early (ran its budget) after 3 "
           "epochs.") in section
-  # a run that early stopping ended at its last epoch, or an uncapped one, is not cut short
+  # runs whose best epoch comes before the cap's last, or an uncapped run, are not cut short
   for s in imdb:
     s["results"].update(best_epoch=2)
   assert "no run's best dev epoch is the cap's last (0 of 6)" in report._cap_binding(imdb)
