@@ -660,11 +660,17 @@ def _paper_answer(groups) -> list[str]:
     sentences.append(sentence + " (no `vmask` run on IMDB isolates what SAFR's losses add "
                      "to the gate's explanation).")
 
-  # 5. The answer in short.
+  # 5. The answer in short, then the question's yes or no.
   def short(group: str) -> str:
     if not v(group, "safr", ACCURACY) or not v(group, "baseline", ACCURACY):
       return "SAFR is not run yet"
     return "SAFR " + _accuracy(groups, group, "safr", "SAFR")[1]
+  def costs(group: str) -> bool | None:
+    """Whether SAFR costs accuracy in ``group`` by either checkpoint (None: no
+    interval yet)."""
+    signs = [_sign(v(group, "safr", get), v(group, "baseline", get))
+             for get in (ACCURACY, ACCURACY_LAST)]
+    return True if -1 in signs else None if signs[0] is None else False
   sst_short = short("sst2")
   if aopc[0] and aopc[1]:
     sst_short += "; its gate's explanation " + _side(
@@ -672,8 +678,24 @@ def _paper_answer(groups) -> list[str]:
         "is not separated from VMASK alone's in faithfulness",
         "is more faithful than VMASK alone's", "has no interval yet")
   imdb_short = short("imdb") + (f" ({budget})" if budget else "")
+  gxi = v("imdb", "safr", AOPC_GXI), v("imdb", "baseline", AOPC_GXI)
+  if gxi[0] and gxi[1] and _sign(*gxi) is not None:
+    imdb_short += "; gradient × input " + _side(
+        _sign(*gxi), "explains it less faithfully than the baseline",
+        "does not separate it from the baseline in faithfulness",
+        "explains it more faithfully than the baseline")
+  costly = [name for name, group in (("SST-2 (padding-aware)", "sst2"),
+                                                    ("IMDB", "imdb")) if costs(group)]
+  if costly:
+    answer = f"so the answer is no: SAFR costs accuracy on {' and '.join(costly)}"
+  elif costs("sst2") is False and costs("imdb") is False and _sign(*aopc) == 1:
+    answer = ("so the answer is yes: SAFR's gate explains SST-2 more faithfully than VMASK "
+              "alone's, and SAFR's accuracy is not separated from the baseline's on SST-2 or "
+              "IMDB")
+  else:
+    answer = "so these seeds do not answer the question yet"
   sentences.append(f"In short, on these seeds: on SST-2 (padding-aware) {sst_short}; on IMDB "
-                   f"{imdb_short}.")
+                   f"{imdb_short}; {answer}.")
   return sentences
 
 

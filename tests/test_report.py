@@ -503,6 +503,27 @@ def test_paper_answer_interpretability_and_too_few_seeds(tmp_path):
   assert "its gate's explanation is more faithful than VMASK alone's" in lines[4]
 
 
+def test_paper_answer_ends_with_yes_or_no(tmp_path):
+  def last_sentence(safr_sst2, safr_imdb):
+    runs = _paper_group("sst2", {"baseline": ((0.78, 0.79, 0.77),) * 2})
+    runs += [_paper("sst2", "safr", k, safr_sst2[k], last_epoch=safr_sst2[k],
+                    vmask_aopc=0.30 + 0.01 * k) for k in range(3)]
+    runs += [_paper("sst2", "vmask", k, 0.76, vmask_aopc=0.20 + 0.01 * k) for k in range(3)]
+    runs += _paper_group("imdb", {"baseline": ((0.85, 0.86, 0.84),) * 2,
+                                  "safr": ((safr_imdb,) * 2)},
+                         source="aclimdb", sizes=(20000, 5000, 25000))
+    path = tmp_path / f"{safr_sst2[0]}_{safr_imdb[0]}"
+    path.mkdir()
+    return report.paper_answer_section(_write(path, runs)).splitlines()[4]
+  # SAFR costs accuracy on IMDB only: no, and the sentence names where
+  assert last_sentence((0.78, 0.79, 0.77), (0.80, 0.81, 0.79)).endswith(
+      "; so the answer is no: SAFR costs accuracy on IMDB.")
+  # no separated cost anywhere, and the gate's AOPC above VMASK alone's: yes
+  assert last_sentence((0.79, 0.77, 0.78), (0.86, 0.84, 0.85)).endswith(
+      "; so the answer is yes: SAFR's gate explains SST-2 more faithfully than VMASK alone's, "
+      "and SAFR's accuracy is not separated from the baseline's on SST-2 or IMDB.")
+
+
 def test_imdb_and_the_authors_numerics_not_run_yet(tmp_path):
   text = _write(tmp_path, _paper_group("sst2", {"baseline": ((0.78, 0.79, 0.77),) * 2,
                                                 "safr": ((0.75, 0.76, 0.74),) * 2}))
@@ -511,7 +532,8 @@ def test_imdb_and_the_authors_numerics_not_run_yet(tmp_path):
                       "the plain Transformer is not run yet (0 seeds of `safr`, 0 seeds of "
                       "`baseline` and 0 seeds of `vmask` have finished).")
   assert "On IMDB" in lines[3] and "not run yet" in lines[3] and "[" not in lines[3]
-  assert lines[4].endswith("; on IMDB SAFR is not run yet.")
+  assert lines[4].endswith("; on IMDB SAFR is not run yet; so the answer is no: SAFR costs "
+                           "accuracy on SST-2 (padding-aware).")
   for label in ("baseline", "safr", "safr_ib"):
     assert f"| IMDB | {label} | 0 | not run yet |" in text
   assert "| SST-2, authors' numerics | vmask | 0 | not run yet |" in text
@@ -535,7 +557,8 @@ def test_the_imdb_epoch_cap_is_said_beside_every_imdb_number(tmp_path):
                               "accuracy, with the best-dev checkpoint, SAFR − baseline = "
                               "-0.0100 [")
   assert answer[4].endswith("on IMDB SAFR is not separated from the baseline in accuracy "
-                            "(capped at 4 epochs).")
+                            "(capped at 4 epochs); so these seeds do not answer the question "
+                            "yet.")
   assert "| IMDB, capped at 4 epochs | safr | 3 | 0.84 ± 0.01 |" in text
   heading = next(l for l in text.splitlines()
                  if l.startswith("## IMDB (`aclimdb`, the official test, the paper's"))
