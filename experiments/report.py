@@ -140,7 +140,7 @@ IMDB_GROUPS = ("imdb_curve", "imdb")
 PAPER_ROWS = (
     ("sst2", "SST-2", ("baseline", "vmask", "safr", "safr_ib")),
     ("sst2_reference", "SST-2, authors' numerics", ("baseline", "vmask", "safr")),
-    ("imdb", "IMDB", ("baseline", "safr", "safr_ib")),
+    ("imdb", "IMDB", ("baseline", "vmask", "safr", "safr_ib")),
 )
 PLANNED_SEEDS = {"sst2": 5, "sst2_reference": 3, "imdb": 3, "imdb_curve": 1}
 PAPER_COLUMNS: list[tuple[str, Getter]] = [
@@ -558,6 +558,31 @@ def _accuracy(groups, group: str, label: str, name: str, *, last: bool = True
   return text, verdict
 
 
+def _gate_vs_vmask(groups, group: str) -> tuple[str, str, int | None] | None:
+  """SAFR's gate against VMASK alone's in ``group`` by the AOPC of their
+  explanations: the comparison, its meaning, and its sign (``_sign``); None
+  while either has no run with interpretability metrics."""
+  aopc = (_values(groups, group, "safr", AOPC_VMASK),
+          _values(groups, group, "vmask", AOPC_VMASK))
+  if not aopc[0] or not aopc[1]:
+    return None
+  sign = _sign(*aopc)
+  return (f"the AOPC of the gate's explanation gives {compare('SAFR', 'vmask', *aopc, 3)}",
+          _side(sign, "SAFR's explanation is less faithful than VMASK alone's",
+                "the two explanations' faithfulness is not separated",
+                "SAFR's explanation is more faithful than VMASK alone's"), sign)
+
+
+def _gate_short(gate: tuple[str, str, int | None] | None) -> str:
+  """"; its gate's explanation is more faithful than VMASK alone's", or ""."""
+  if gate is None:
+    return ""
+  return "; its gate's explanation " + _side(
+      gate[2], "is less faithful than VMASK alone's",
+      "is not separated from VMASK alone's in faithfulness",
+      "is more faithful than VMASK alone's", "has no interval yet")
+
+
 def _missing(groups, group: str, labels: Sequence[str]) -> str:
   """"3 seeds of `safr` and 0 seeds of `baseline` have finished"."""
   counts = [f"{_seeds(len(groups.get(group, {}).get(l, [])))} of `{l}`" for l in labels]
@@ -586,18 +611,15 @@ def _paper_answer(groups) -> list[str]:
     sentences.append(sentence + ".")
 
   # 2. SST-2 interpretability: SAFR's losses against VMASK alone.
-  aopc = v("sst2", "safr", AOPC_VMASK), v("sst2", "vmask", AOPC_VMASK)
-  if not aopc[0] or not aopc[1]:
+  gate = _gate_vs_vmask(groups, "sst2")
+  if gate is None:
     sentences.append("On SST-2, SAFR's interpretability against VMASK alone is not run yet "
                      f"({_missing(groups, 'sst2', ('safr', 'vmask'))} with interpretability "
                      "metrics).")
   else:
     share = v("sst2", "safr", SHARING_AMONG), v("sst2", "vmask", SHARING_AMONG)
     gxi = v("sst2", "safr", AOPC_GXI), v("sst2", "baseline", AOPC_GXI)
-    parts = [f"the AOPC of the gate's explanation gives {compare('SAFR', 'vmask', *aopc, 3)}"]
-    meaning = [_side(_sign(*aopc), "SAFR's explanation is less faithful than VMASK alone's",
-                     "the two explanations' faithfulness is not separated",
-                     "SAFR's explanation is more faithful than VMASK alone's")]
+    parts, meaning = [gate[0]], [gate[1]]
     if share[0] and share[1]:
       parts.append("the sharing among important tokens gives "
                    f"{compare('SAFR', 'vmask', *share, 2)}")
@@ -623,21 +645,17 @@ def _paper_answer(groups) -> list[str]:
   else:
     text, verdict = _accuracy(groups, "sst2_reference", "safr", "SAFR")
     sentence = f"{ref}, in test accuracy, {text}; so SAFR {verdict}"
-    aopc_ref = v("sst2_reference", "safr", AOPC_VMASK), v("sst2_reference", "vmask", AOPC_VMASK)
-    if aopc_ref[0] and aopc_ref[1]:
-      sentence += (f"; the AOPC of the gate's explanation gives "
-                   f"{compare('SAFR', 'vmask', *aopc_ref, 3)}, so " + _side(
-                       _sign(*aopc_ref), "SAFR's explanation is less faithful than VMASK "
-                       "alone's", "the two explanations' faithfulness is not separated",
-                       "SAFR's explanation is more faithful than VMASK alone's"))
+    gate_ref = _gate_vs_vmask(groups, "sst2_reference")
+    if gate_ref is not None:
+      sentence += f"; {gate_ref[0]}, so {gate_ref[1]}"
     sentences.append(sentence + ".")
 
   # 4. IMDB.
   budget = _budget(_group_runs(groups, "imdb"))
   if not v("imdb", "safr", ACCURACY) or not v("imdb", "baseline", ACCURACY):
-    done = (f" ({_missing(groups, 'imdb', ('baseline', 'safr', 'safr_ib'))}, {budget})"
+    done = (f" ({_missing(groups, 'imdb', ('baseline', 'vmask', 'safr', 'safr_ib'))}, {budget})"
             if "imdb" in groups else "")
-    sentences.append("On IMDB (`imdb`: baseline, safr and safr_ib on the official test), "
+    sentences.append("On IMDB (`imdb`: baseline, vmask, safr and safr_ib on the official test), "
                      f"SAFR against the plain Transformer is not run yet{done}, so this "
                      "report cannot yet answer on IMDB.")
   else:
@@ -655,10 +673,13 @@ def _paper_answer(groups) -> list[str]:
                        _sign(*gxi), "it explains SAFR's model less faithfully",
                        "it is not separated between the two models",
                        "it explains SAFR's model more faithfully")))
+    gate_imdb = _gate_vs_vmask(groups, "imdb")
+    if gate_imdb is not None:
+      sentence += f"; {gate_imdb[0]}, so {gate_imdb[1]}"
     binding = _cap_binding(_group_runs(groups, "imdb"))
     sentence += f"; {binding}" if binding else ""
-    sentences.append(sentence + " (no `vmask` run on IMDB isolates what SAFR's losses add "
-                     "to the gate's explanation).")
+    sentences.append(sentence + ("." if gate_imdb else " (no `vmask` run on IMDB isolates what "
+                                 "SAFR's losses add to the gate's explanation yet)."))
 
   # 5. The answer in short, then the question's yes or no.
   def short(group: str) -> str:
@@ -671,13 +692,9 @@ def _paper_answer(groups) -> list[str]:
     signs = [_sign(v(group, "safr", get), v(group, "baseline", get))
              for get in (ACCURACY, ACCURACY_LAST)]
     return True if -1 in signs else None if signs[0] is None else False
-  sst_short = short("sst2")
-  if aopc[0] and aopc[1]:
-    sst_short += "; its gate's explanation " + _side(
-        _sign(*aopc), "is less faithful than VMASK alone's",
-        "is not separated from VMASK alone's in faithfulness",
-        "is more faithful than VMASK alone's", "has no interval yet")
-  imdb_short = short("imdb") + (f" ({budget})" if budget else "")
+  sst_short = short("sst2") + _gate_short(gate)
+  imdb_short = (short("imdb") + (f" ({budget})" if budget else "")
+                + _gate_short(_gate_vs_vmask(groups, "imdb")))
   gxi = v("imdb", "safr", AOPC_GXI), v("imdb", "baseline", AOPC_GXI)
   if gxi[0] and gxi[1] and _sign(*gxi) is not None:
     imdb_short += "; gradient × input " + _side(
@@ -688,7 +705,7 @@ def _paper_answer(groups) -> list[str]:
                                                     ("IMDB", "imdb")) if costs(group)]
   if costly:
     answer = f"so the answer is no: SAFR costs accuracy on {' and '.join(costly)}"
-  elif costs("sst2") is False and costs("imdb") is False and _sign(*aopc) == 1:
+  elif costs("sst2") is False and costs("imdb") is False and gate and gate[2] == 1:
     answer = ("so the answer is yes: SAFR's gate explains SST-2 more faithfully than VMASK "
               "alone's, and SAFR's accuracy is not separated from the baseline's on SST-2 or "
               "IMDB")

@@ -183,7 +183,9 @@ def test_a_group_without_runs_is_a_usage_error_naming_it(monkeypatch):
     chosen(["sst2", "nope"])
   monkeypatch.setattr(run_grid, "IMDB_EPOCH_CAP", 4)
   imdb = chosen(["imdb"])
-  assert sorted(r.name for r in imdb) == sorted(
-      f"imdb/{v}/seed{k}" for k in range(3) for v in ("baseline", "safr", "safr_ib"))
+  # the nine runs first, then vmask's seeds
+  assert [r.name for r in imdb[:9]] == [
+      f"imdb/{v}/seed{k}" for k in range(3) for v in ("baseline", "safr", "safr_ib")]
+  assert [r.name for r in imdb[9:]] == [f"imdb/vmask/seed{k}" for k in range(3)]
   assert all("--config.train.num_epochs=4" in r.overrides and r.eval_examples == 500
              for r in imdb)

@@ -524,6 +524,29 @@ def test_paper_answer_ends_with_yes_or_no(tmp_path):
       "and SAFR's accuracy is not separated from the baseline's on SST-2 or IMDB.")
 
 
+def test_imdb_answer_compares_the_gate_with_vmask_once_vmask_has_run(tmp_path):
+  imdb = _paper_group("imdb", {"baseline": ((0.85, 0.86, 0.84),) * 2},
+                      source="aclimdb", sizes=(20000, 5000, 25000))
+  imdb += [_paper("imdb", "safr", k, 0.82, vmask_aopc=0.17 + 0.01 * k, source="aclimdb",
+                  sizes=(20000, 5000, 25000)) for k in range(3)]
+  without = report.paper_answer_section(_write(tmp_path, imdb)).splitlines()
+  assert without[3].endswith("(no `vmask` run on IMDB isolates what SAFR's losses add to the "
+                             "gate's explanation yet).")
+  (tmp_path / "with").mkdir()
+  imdb += [_paper("imdb", "vmask", k, 0.84, vmask_aopc=0.25 + 0.01 * k, source="aclimdb",
+                  sizes=(20000, 5000, 25000)) for k in range(2)]
+  text = _write(tmp_path / "with", imdb)
+  lines = report.paper_answer_section(text).splitlines()
+  gate = report.welch([0.17, 0.18, 0.19], [0.25, 0.26])
+  assert (f"; the AOPC of the gate's explanation gives SAFR − vmask = {gate[0]:+.3f} "
+          f"[{gate[1]:+.3f}, {gate[2]:+.3f}] (Welch 95 %, n = 3/2), so SAFR's explanation is "
+          "less faithful than VMASK alone's.") in lines[3]
+  assert "no `vmask` run" not in lines[3]
+  assert lines[4].endswith("; its gate's explanation is less faithful than VMASK alone's; so "
+                           "the answer is no: SAFR costs accuracy on IMDB.")
+  assert "| IMDB, no epoch cap (early stopping) | vmask | 2 | 0.84 ± 0 |" in text
+
+
 def test_imdb_and_the_authors_numerics_not_run_yet(tmp_path):
   text = _write(tmp_path, _paper_group("sst2", {"baseline": ((0.78, 0.79, 0.77),) * 2,
                                                 "safr": ((0.75, 0.76, 0.74),) * 2}))
@@ -534,11 +557,11 @@ def test_imdb_and_the_authors_numerics_not_run_yet(tmp_path):
   assert "On IMDB" in lines[3] and "not run yet" in lines[3] and "[" not in lines[3]
   assert lines[4].endswith("; on IMDB SAFR is not run yet; so the answer is no: SAFR costs "
                            "accuracy on SST-2 (padding-aware).")
-  for label in ("baseline", "safr", "safr_ib"):
+  for label in ("baseline", "vmask", "safr", "safr_ib"):
     assert f"| IMDB | {label} | 0 | not run yet |" in text
   assert "| SST-2, authors' numerics | vmask | 0 | not run yet |" in text
   assert "## IMDB (`aclimdb`, the official test, the paper's benchmark)" in text
-  assert "- `imdb`: not run yet (0 of 9 planned runs)." in text
+  assert "- `imdb`: not run yet (0 of 12 planned runs)." in text
   assert ("Not run yet: in `sst2`, 3 seeds of `baseline`, 0 seeds of `vmask` and 3 seeds of "
           "`safr` have finished; in `sst2_reference`, 0 seeds of `baseline`") in text
 
