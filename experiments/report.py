@@ -693,7 +693,7 @@ def _paper_answer(groups) -> list[str]:
              for get in (ACCURACY, ACCURACY_LAST)]
     return True if -1 in signs else None if signs[0] is None else False
   sst_short = short("sst2") + _gate_short(gate)
-  imdb_short = (short("imdb") + (f" ({budget})" if budget else "")
+  imdb_short = ((f"({budget}) " if budget else "") + short("imdb")
                 + _gate_short(_gate_vs_vmask(groups, "imdb")))
   gxi = v("imdb", "safr", AOPC_GXI), v("imdb", "baseline", AOPC_GXI)
   if gxi[0] and gxi[1] and _sign(*gxi) is not None:

@@ -579,8 +579,8 @@ def test_the_imdb_epoch_cap_is_said_beside_every_imdb_number(tmp_path):
   assert answer[3].startswith("On IMDB (`imdb`, official test, capped at 4 epochs), in test "
                               "accuracy, with the best-dev checkpoint, SAFR − baseline = "
                               "-0.0100 [")
-  assert answer[4].endswith("on IMDB SAFR is not separated from the baseline in accuracy "
-                            "(capped at 4 epochs); so these seeds do not answer the question "
+  assert answer[4].endswith("on IMDB (capped at 4 epochs) SAFR is not separated from the "
+                            "baseline in accuracy; so these seeds do not answer the question "
                             "yet.")
   assert "| IMDB, capped at 4 epochs | safr | 3 | 0.84 ± 0.01 |" in text
   heading = next(l for l in text.splitlines()
