@@ -84,7 +84,8 @@ class Run:
   seed: int
   overrides: tuple[str, ...] = ()
   label: str = ""        # extra name part, e.g. "lambda0.5"
-  eval_examples: int = 0  # safr_jax.evaluate's --max_examples; 0 = --eval_examples
+  # safr_jax.evaluate's --max_examples: None = --eval_examples, 0 = the whole split.
+  eval_examples: int | None = None
 
   @property
   def name(self) -> str:
@@ -152,7 +153,7 @@ def factor_grid() -> list[Run]:
   """Why the authors' Transformer is 7 points weaker than ours on SST-2: the
   baseline under the authors' numerics with one factor set to ours (3 seeds)."""
   return [Run("sst2_factors", "sst2.py", "reference,baseline", seed,
-              SST_TREEBANK + (flag,), label=f"baseline_{factor}")
+              SST_TREEBANK + (flag,), label=f"baseline_{factor}", eval_examples=0)
           for seed in range(3) for factor, flag in BASELINE_FACTORS.items()]
 
 
@@ -402,9 +403,12 @@ def summarise(run: Run, workdir: pathlib.Path, results_dir: pathlib.Path) -> Non
   out = summary_path(run, results_dir)
   out.parent.mkdir(parents=True, exist_ok=True)
   # Paths as the README's commands use them, whatever --root was on this machine.
-  text = json.dumps(summary, indent=1, default=str).replace(
-      str(workdir.absolute()), f"runs/grid/{run.name}")
-  out.write_text(text + "\n")
+  relative = lambda text: text.replace(str(workdir.absolute()), f"runs/grid/{run.name}")  # pylint: disable=unnecessary-lambda-assignment
+  examples = workdir / "interpretability.examples.json"
+  if examples.exists():  # per-example scores: report.py's intervals over examples
+    (out.parent / "examples").mkdir(exist_ok=True)
+    (out.parent / "examples" / out.name).write_text(relative(examples.read_text()))
+  out.write_text(relative(json.dumps(summary, indent=1, default=str)) + "\n")
 
 
 def compare(group: str, runs: list[Run], root: pathlib.Path, out_root: pathlib.Path) -> None:
@@ -457,8 +461,8 @@ def run_all() -> None:
       else:
         train(run, workdir)
       if not _SKIP_EVAL.value:
-        evaluate(run, workdir, max_examples=run.eval_examples or _EVAL_EXAMPLES.value,
-                 again=_REEVALUATE.value)
+        evaluate(run, workdir, again=_REEVALUATE.value, max_examples=_EVAL_EXAMPLES.value
+                 if run.eval_examples is None else run.eval_examples)
       summarise(run, workdir, results_dir)
       if _REPORT.value:
         report.write(results_dir, pathlib.Path(_REPORT.value),

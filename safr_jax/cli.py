@@ -372,7 +372,7 @@ def _evaluate(argv):
   f = flags.FLAGS
   from safr_jax.interpret import interpretability  # pylint: disable=g-import-not-at-top
   result = run_guarded(interpretability.evaluate_run, f.workdir, split=f.split,
-                       max_examples=f.max_examples, random_orders=f.random_orders,
+                       max_examples=f.max_examples or None, random_orders=f.random_orders,
                        active_threshold=f.active_threshold, seed=f.seed,
                        which=f.checkpoint, out=f.out)
   _work_done()
@@ -380,19 +380,21 @@ def _evaluate(argv):
   print(f"{result['split']}: accuracy {result['accuracy']:.4f}, L_Imp "
         f"{result['importance_loss']:.4f}, L_Inter {result['interaction_loss']:.4f} "
         f"({result['split_examples']} examples; token metrics on {result['examples']})")
-  print("faithfulness      comprehensiveness↑  sufficiency↓  AOPC↑  AOPC−random↑")
+  print("faithfulness      comprehensiveness↑  sufficiency↓  AOPC↑  AOPC−random↑  AOPC@20%↑")
   for name, m in methods.items():
     if m["aopc"] is not None:
       print(f"  {name:<17} {m['comprehensiveness']:>8.4f} {m['sufficiency']:>14.4f} "
-            f"{m['aopc']:>7.4f} {m.get('aopc_minus_random', float('nan')):>9.4f}")
+            f"{m['aopc']:>7.4f} {m.get('aopc_minus_random', float('nan')):>9.4f} "
+            f"{m['aopc_by_depth'].get('20%', float('nan')):>12.4f}")
   if "planted" in result:
     print("planted tokens    precision@|P|  recall@5")
     for name, pr in result["planted"]["precision_recall"].items():
       p, r = pr["precision"]["@|P|"], pr["recall"]["@5"]
       if p is not None:
         print(f"  {name:<17} {p:>8.4f} {r:>12.4f}")
-  print(f"{result['timing_s']['total']:.1f} s. Wrote "
-        f"{f.out or pathlib.Path(f.workdir, 'interpretability.json')}")
+  out = pathlib.Path(f.out or pathlib.Path(f.workdir, "interpretability.json"))
+  print(f"{result['timing_s']['total']:.1f} s. Wrote {out} (per example: "
+        f"{interpretability.examples_path(out)})")
 
 
 def evaluate_main() -> None:
@@ -400,8 +402,8 @@ def evaluate_main() -> None:
   flags.DEFINE_string("workdir", None, "A training run's --workdir.")
   flags.DEFINE_string("split", "test", "train, dev or test.")
   flags.DEFINE_integer("max_examples", 500, "Examples for the per-token metrics "
-                       "(a seeded stratified subset); accuracy and losses use the "
-                       "whole split.", lower_bound=1)
+                       "(a seeded stratified subset; 0 = the whole split); accuracy "
+                       "and losses use the whole split.", lower_bound=0)
   flags.DEFINE_integer("random_orders", 3, "Random rankings averaged into the "
                        "'random' baseline.", lower_bound=1)
   flags.DEFINE_float("active_threshold", 0.0, "An FFN neuron is active for a token "

@@ -132,6 +132,26 @@ def test_aopc_comprehensiveness_sufficiency_on_a_linear_toy_model():
   assert out["examples"] == 1
 
 
+def test_aopc_at_a_depth_deletes_a_fraction_of_each_text():
+  w = np.array([0.0, 0.01, 0.02, 0.05, 0.1, 0.3])
+  prob_fn = _linear_model(w)
+  ids = np.array([[5, 1, 4, 2, 3, 0, 0], [4, 3, 0, 0, 0, 0, 0]])   # n = 5 and 2
+  out = faithfulness.evaluate_faithfulness(prob_fn, ids, {"perfect": [w[ids]]},
+                                           bins=(0.2, 0.6), aopc_steps=3, depths=(0.4, 1.0))
+  per = out["per_example"]["perfect"]
+  # n = 5, depth 40 %: ceil(k·2/3) = 1, 2, 2 tokens; depth 100 %: 2, 4, 5 tokens.
+  assert per["aopc@40%"][0] == pytest.approx((0 + 0.3 + 0.4 + 0.4) / 4)
+  assert per["aopc@100%"][0] == pytest.approx((0 + 0.4 + 0.47 + 0.48) / 4)
+  # n = 2 (0.1, 0.05; p1 = 0.35, so class 0 is predicted and deleting the top
+  # token lowers p0 by -0.1), depth 40 %: ceil(k·0.8/3) = 1, 1, 1 token.
+  assert per["aopc@40%"][1] == pytest.approx(-3 * 0.1 / 4)
+  # The summary is the mean of the per-example values; the fixed-K AOPC stays.
+  summary = out["methods"]["perfect"]
+  assert summary["aopc_by_depth"]["40%"] == pytest.approx(np.mean(per["aopc@40%"]))
+  assert summary["aopc"] == pytest.approx(np.mean(per["aopc"]))
+  assert list(out["example_rows"]) == [0, 1]
+
+
 def test_perfect_explanation_beats_random():
   rng = np.random.default_rng(0)
   w = np.concatenate([[0.0], rng.uniform(0, 0.02, 99)])
@@ -294,7 +314,7 @@ def _reference_faithfulness(one_row, ids, scores, bins=faithfulness.BINS, steps=
   """The module docstring's formulas, one example and one model call at a time."""
   methods = {}
   for name, arrays in scores.items():
-    comp, suff, aopc = [], [], []
+    comp, suff, aopc, deep = [], [], [], []
     for s in arrays:
       for row, score in zip(ids, s):
         real = [int(j) for j in np.flatnonzero(row)]
@@ -319,9 +339,13 @@ def _reference_faithfulness(one_row, ids, scores, bins=faithfulness.BINS, steps=
         comp.append([without(m) for m in sizes])
         suff.append([only(m) for m in sizes])
         aopc.append(sum(without(min(k, n)) for k in range(1, steps + 1)) / (steps + 1))
+        deep.append([sum(without(math.ceil(k * d * n / steps - 1e-9))
+                         for k in range(1, steps + 1)) / (steps + 1)
+                     for d in (0.1, 0.2, 0.5)])
     methods[name] = {
         "comprehensiveness": np.mean(comp), "sufficiency": np.mean(suff),
         "aopc": np.mean(aopc),
+        "aopc_by_depth": dict(zip(["10%", "20%", "50%"], np.mean(deep, axis=0))),
         "comprehensiveness_by_bin": dict(zip(["1%", "5%", "10%", "20%", "50%"],
                                              np.mean(comp, axis=0))),
         "sufficiency_by_bin": dict(zip(["1%", "5%", "10%", "20%", "50%"],
@@ -539,6 +563,30 @@ def test_superposition_among_important_is_null_without_vmask():
       "sharing": None, "dimensionality": None, "tokens": 0}
   assert sup["embeddings"]["all"]["sharing"] == pytest.approx((1 + 0.5) / 2)
   assert stats.overlap_summary()["important_pairs"] is None
+
+
+def test_matched_mechanism_metrics_compare_the_same_count_per_pair():
+  # Keep-probabilities pick tokens 0 and 2 (top_k = 2) however many pass 0.5;
+  # scaling a token (a closing gate) changes no matched value.
+  x = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+  results = []
+  for scale, keep in ((1.0, [0.9, 0.1, 0.8]), (0.01, [0.4, 0.1, 0.3])):
+    stats = token_stats.TokenStats(threshold=0.0, pairs_per_example=1, seed=0, top_k=2)
+    stats.add(_acts(x * np.array([[scale], [1.0], [scale]]), keep), row=1)
+    results.append(stats.per_example(3))
+  for per in results:
+    assert np.isnan(per["topk_cos2_ffn"][[0, 2]]).all()       # rows never added
+    assert per["topk_cos2_embeddings"][1] == pytest.approx(0.5)  # cos 45°, squared
+    assert per["topk_cos2_ffn"][1] == pytest.approx(0.5)
+    assert per["topk_jaccard"][1] == pytest.approx(1 / 2)      # {0} vs {0, 1}
+    # One attention pair and one random pair; their difference is stored too.
+    assert per["attention_minus_random"][1] == pytest.approx(
+        per["attention_jaccard"][1] - per["random_jaccard"][1])
+  stats = token_stats.TokenStats(threshold=0.0, pairs_per_example=1, seed=0)
+  stats.add(_acts(x, None), row=0)                              # no VMASK: no top-k
+  summary = stats.matched_summary(1)
+  assert summary["topk_jaccard"] is None and summary["topk_jaccard_examples"] == 0
+  assert summary["attention_jaccard_examples"] == 1
 
 
 # --- the shared forward pass and the VMASK gate on the whole split ---------------

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 from safr_jax import configs
@@ -203,6 +204,21 @@ def test_evaluate_writes_every_metric(safr_run):
     assert set(pr["precision"]) == {"@1", "@3", "@5", "@|P|"}
     assert pr["precision"]["@|P|"] == pytest.approx(pr["recall"]["@|P|"])
   assert 0 <= planted["negation_pairs"]["pair_hit_rate"] <= 1
+  # Per example, beside the summary: indices into the split, and columns whose
+  # means are the summary's (so intervals over examples describe these numbers).
+  per = json.loads((safr_run / "interpretability.examples.json").read_text())
+  assert len(per["index"]) == len(set(per["index"])) == 40
+  assert max(per["index"]) < 64 and per["run"] == saved["run"]
+  assert np.mean(per["correct"]) == pytest.approx(saved["subset_accuracy"])
+  for name, m in methods.items():
+    cols = per["faithfulness"][name]
+    assert np.mean(cols["aopc"]) == pytest.approx(m["aopc"], abs=1e-5)
+    assert np.mean(cols["aopc@20%"]) == pytest.approx(m["aopc_by_depth"]["20%"], abs=1e-5)
+    assert np.mean(cols["sufficiency"]) == pytest.approx(m["sufficiency"], abs=1e-5)
+  for key in token_stats.MATCHED:
+    values = [v for v in per["mechanism"][key] if v is not None]
+    assert len(values) == saved["mechanism"][f"{key}_examples"] > 0
+    assert np.mean(values) == pytest.approx(saved["mechanism"][key], abs=1e-5)
   # Which code measured: a run may be evaluated at a later commit than it trained.
   head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                         text=True, check=True).stdout.strip()

@@ -198,7 +198,7 @@ def _method_scores(predictor, ids, lengths, passed: forward.ForwardPass
     row = ids[k:k + 1]
     faith = faithfulness.evaluate_faithfulness(
         predictor.probs, row, {m: [s[k:k + 1]] for m, s in shown.items()},
-        full_probs=passed.probs[k:k + 1],
+        full_probs=passed.probs[k:k + 1], depths=(),
         deletion_fn=functools.partial(predictor.deletion_probs, row))["methods"]
     out.append(tuple(
         MethodScores(name=m, scores=tuple(float(v) for v in s[k, :n]),

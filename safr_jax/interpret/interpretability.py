@@ -7,7 +7,9 @@ Accuracy, the regularizer values and the VMASK gate (``keep_rate``,
 stratified subset of at most ``max_examples`` examples. Definitions: the
 modules ``superposition``, ``neurons``, ``attention``, ``attribution``,
 ``faithfulness``, ``planted_recovery`` and ``token_stats``, and
-``docs/METRICS.md``.
+``docs/METRICS.md``. Beside the summary, ``interpretability.examples.json``
+holds every per-example score (with the example's index in the split), so
+intervals can cover the examples as well as the seeds.
 
 ``measure`` computes an ``InterpretabilityReport`` (writes nothing);
 ``write_report`` writes it; ``evaluate_run`` (the command line's entry) does
@@ -33,10 +35,11 @@ from safr_jax.interpret import planted_recovery
 from safr_jax.errors import InterpretError
 from safr_jax.interpret.token_stats import IMPORTANT, TokenStats
 
-__all__ = ["evaluate_run", "measure", "write_report", "split_losses",
+__all__ = ["evaluate_run", "measure", "write_report", "split_losses", "examples_path",
            "InterpretabilityReport", "OUTPUT_FILE", "IMPORTANT"]
 
 OUTPUT_FILE = "interpretability.json"
+_DIGITS = 6  # per-example values: ample for means and intervals, a third of the bytes
 _SRS_NOTE = ("SRS (the paper's score) is not computed: its definition and code are "
              "not available. Every number here is ours (docs/METRICS.md).")
 _NO_VMASK_NOTE = ("no VMASK in this run: no 'vmask' explanation, no important/other "
@@ -61,6 +64,7 @@ class InterpretabilityReport:
   subset_accuracy: float
   superposition: Mapping[str, Any]
   neuron_overlap: Mapping[str, Any]
+  mechanism: Mapping[str, Any]     # token_stats.MATCHED means: same top-k for every model
   faithfulness: Mapping[str, Any]
   planted: Mapping[str, Any] | None
   settings: Mapping[str, Any]
@@ -69,13 +73,28 @@ class InterpretabilityReport:
   # The code that measured (git commit, package versions): a run trained at one
   # commit may be evaluated at a later one, e.g. when a metric is added.
   provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  # Per example (``examples_path``'s file): each column a list over the subset.
+  per_example: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> dict[str, Any]:
-    out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+           if f.name != "per_example"}
     if self.planted is None:
       del out["planted"]
     out["notes"] = list(self.notes)
     return out
+
+  def per_example_json(self) -> dict[str, Any]:
+    return {"run": self.run, "split": self.split, "provenance": self.provenance,
+            **self.per_example}
+
+
+def _column(values: np.ndarray) -> list:
+  """A JSON list: integers as they are, floats rounded, NaN as null."""
+  values = np.asarray(values)
+  if values.dtype.kind in "iub":
+    return values.tolist()
+  return [round(float(v), _DIGITS) if np.isfinite(v) else None for v in values]
 
 
 def split_losses(run: runs.Run, split: data.EncodedSplit) -> dict[str, float]:
@@ -130,10 +149,10 @@ def _check(max_examples: int | None, random_orders: int) -> None:
 
 
 def _token_metrics(predictor, ids, lengths, *, active_threshold, pairs_per_example, seed):
-  """One forward pass over the subset: per-row arrays, superposition, overlap."""
+  """One forward pass over the subset: per-row arrays and the token statistics."""
   stats = TokenStats(active_threshold, pairs_per_example, seed)
-  passed = forward.collect(predictor, ids, lengths, lambda _, acts: stats.add(acts))
-  return passed, stats.superposition_summary(), stats.overlap_summary()
+  passed = forward.collect(predictor, ids, lengths, lambda row, acts: stats.add(acts, row))
+  return passed, stats
 
 
 def _planted(encoded, idx, passed: forward.ForwardPass, scores) -> dict:
@@ -159,7 +178,7 @@ def measure(run: runs.Run, encoded: data.EncodedSplit, *, split: str = "test",
   lengths = encoded.lengths[idx]
   predictor = forward.Predictor.for_run(run)
   ids = encoded.ids[idx, :predictor.width(lengths)]
-  passed, superposition, overlap = timer(
+  passed, stats = timer(
       "forward_superposition_neurons", _token_metrics, predictor, ids, lengths,
       active_threshold=active_threshold, pairs_per_example=pairs_per_example, seed=seed)
   scores = timer("explanations", attribution.token_scores, predictor, ids, lengths,
@@ -171,6 +190,16 @@ def measure(run: runs.Run, encoded: data.EncodedSplit, *, split: str = "test",
   planted = (None if encoded.planted is None else
              timer("planted", _planted, encoded, idx, passed, scores))
   has_vmask = passed.keep_prob is not None
+  predicted = np.argmax(passed.probs, -1)
+  rows = faith["example_rows"]
+  per_example = {k: _column(v) for k, v in (
+      ("index", np.asarray(idx)[rows]), ("label", encoded.labels[idx][rows]),
+      ("tokens", lengths[rows]), ("correct", (predicted == encoded.labels[idx])[rows]),
+      ("p_predicted", passed.probs.max(-1)[rows]))}
+  per_example["faithfulness"] = {m: {k: _column(v) for k, v in cols.items()}
+                                 for m, cols in faith["per_example"].items()}
+  per_example["mechanism"] = {k: _column(v[rows])
+                              for k, v in stats.per_example(len(idx)).items()}
   return InterpretabilityReport(
       run=_run_info(run), split=split, split_examples=len(encoded),
       accuracy=losses["accuracy"], cross_entropy=losses["ce"],
@@ -178,23 +207,37 @@ def measure(run: runs.Run, encoded: data.EncodedSplit, *, split: str = "test",
       keep_rate=losses["keep_rate"] if has_vmask else None,
       keep_above_half=losses["keep_above_half"] if has_vmask else None,
       examples=int(len(idx)),
-      subset_accuracy=float(np.mean(np.argmax(passed.probs, -1) == encoded.labels[idx])),
-      superposition=superposition, neuron_overlap=overlap,
+      subset_accuracy=float(np.mean(predicted == encoded.labels[idx])),
+      superposition=stats.superposition_summary(), neuron_overlap=stats.overlap_summary(),
+      mechanism=stats.matched_summary(len(idx)),
       faithfulness=faith["methods"], planted=planted,
       settings={"max_examples": max_examples, "random_orders": random_orders,
                 "important_keep_prob": IMPORTANT, "seed": seed,
                 "width": passed.width,
-                "faithfulness": {k: v for k, v in faith.items() if k != "methods"}},
+                "faithfulness": {k: v for k, v in faith.items()
+                                 if k not in ("methods", "example_rows", "per_example")}},
       timing_s=timer.rounded(),
       notes=(_SRS_NOTE,) + (() if has_vmask else (_NO_VMASK_NOTE,)),
-      provenance={"git_commit": provenance.git_commit(), "versions": provenance.versions()})
+      provenance={"git_commit": provenance.git_commit(), "versions": provenance.versions()},
+      per_example=per_example)
+
+
+def examples_path(path: str | pathlib.Path) -> pathlib.Path:
+  """Where the per-example scores of the summary at ``path`` go:
+  ``interpretability.json`` → ``interpretability.examples.json``."""
+  path = pathlib.Path(path)
+  return path.with_name(f"{path.stem}.examples.json")
 
 
 def write_report(report: InterpretabilityReport, path: str | pathlib.Path) -> pathlib.Path:
-  """Writes ``report`` as JSON to ``path``, whole or not at all (strict JSON:
-  no NaN; ``provenance.write_file``)."""
+  """Writes ``report`` as JSON to ``path`` and its per-example scores to
+  ``examples_path(path)``, each whole or not at all (strict JSON: no NaN;
+  ``provenance.write_file``); the summary last, so a summary is never newer
+  than its examples."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
+  provenance.write_file(examples_path(path), json.dumps(
+      report.per_example_json(), separators=(",", ":"), allow_nan=False) + "\n")
   return provenance.write_file(path, json.dumps(report.to_json(), indent=2, allow_nan=False) + "\n")
 
 
