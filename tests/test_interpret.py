@@ -7,6 +7,7 @@ import importlib
 import json
 import math
 import pkgutil
+import types
 
 import jax
 import jax.numpy as jnp
@@ -647,3 +648,16 @@ def test_split_losses_reports_the_vmask_gate_as_two_numbers(small_model):
   assert got["keep_above_half"] == pytest.approx(np.mean(tokens % 3 == 0))
   assert got["keep_above_half"] == pytest.approx(5 / 16)       # 3, 6, 9, 12, 15
   assert got["keep_rate"] == pytest.approx(q.mean(), rel=1e-5)
+
+
+def test_keep_rate_on_padding_only_where_padding_is_pooled():
+  keep = np.array([[0.9, 0.2, 0.1, 0.3], [0.5, 0.4, 0.6, 0.8]])
+  ids = np.array([[5, 6, 0, 0], [7, 0, 0, 0]])
+  passed = forward.ForwardPass(probs=np.zeros((2, 2)), keep_prob=keep,
+                               attention=np.zeros((2, 4, 4)))
+  run = lambda pool: types.SimpleNamespace(  # pylint: disable=unnecessary-lambda-assignment
+      config=types.SimpleNamespace(model=types.SimpleNamespace(pool=pool)))
+  padding_keep = interpretability._padding_keep  # pylint: disable=protected-access
+  assert padding_keep(run("all"), passed, ids) == pytest.approx((0.1 + 0.3 + 0.4 + 0.6 + 0.8) / 5)
+  assert padding_keep(run("tokens"), passed, ids) is None     # padding masked out anyway
+  assert padding_keep(run("all"), passed, np.ones_like(ids)) is None

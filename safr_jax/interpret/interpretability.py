@@ -60,6 +60,9 @@ class InterpretabilityReport:
   interaction_loss: float
   keep_rate: float | None          # mean VMASK keep-probability over real tokens
   keep_above_half: float | None    # share of real tokens with keep-probability > 0.5
+  # Mean keep-probability on the subset's padding positions where padding is
+  # pooled (model.pool="all", the authors'): can the gate help by closing on it?
+  keep_rate_padding: float | None
   examples: int
   subset_accuracy: float
   superposition: Mapping[str, Any]
@@ -164,6 +167,13 @@ def _planted(encoded, idx, passed: forward.ForwardPass, scores) -> dict:
               passed.attention, mask, encoded.negation_pairs[idx])}
 
 
+def _padding_keep(run: runs.Run, passed: forward.ForwardPass, ids: np.ndarray) -> float | None:
+  padding = ids[:, :passed.width] == 0
+  if passed.keep_prob is None or run.config.model.pool != "all" or not padding.any():
+    return None
+  return float(passed.keep_prob[padding].mean())
+
+
 def measure(run: runs.Run, encoded: data.EncodedSplit, *, split: str = "test",
             max_examples: int | None = 500, random_orders: int = 3,
             active_threshold: float = 0.0, pairs_per_example: int = 3,
@@ -206,6 +216,7 @@ def measure(run: runs.Run, encoded: data.EncodedSplit, *, split: str = "test",
       importance_loss=losses["importance"], interaction_loss=losses["interaction"],
       keep_rate=losses["keep_rate"] if has_vmask else None,
       keep_above_half=losses["keep_above_half"] if has_vmask else None,
+      keep_rate_padding=_padding_keep(run, passed, ids),
       examples=int(len(idx)),
       subset_accuracy=float(np.mean(predicted == encoded.labels[idx])),
       superposition=stats.superposition_summary(), neuron_overlap=stats.overlap_summary(),
