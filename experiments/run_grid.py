@@ -46,15 +46,16 @@ from experiments import report  # pylint: disable=g-import-not-at-top,wrong-impo
 _ONLY = flags.DEFINE_multi_string("only", [], "Run names to run (e.g. rt_polarity/safr/seed0).")
 _GROUP = flags.DEFINE_multi_string(
     "group", [], "Groups to run: sst2, sst2_reference, sst2_factors, imdb_curve, imdb, "
-    "rt_polarity, imdb_builtin, lambda, reference, bottleneck, init_padding, batching.")
+    "imdb_reference, sst2_lambda, rt_polarity, imdb_builtin, lambda, reference, bottleneck, "
+    "init_padding, batching.")
 _ROOT = flags.DEFINE_string("root", str(ROOT / "runs" / "grid"), "Where run workdirs go.")
 _QUICK = flags.DEFINE_bool("quick", False, "Two tiny runs on a few hundred examples (for CI).")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only (re)write the report.")
 _SKIP_EVAL = flags.DEFINE_bool("skip_evaluate", False, "Do not run safr_jax.evaluate.")
 _RETRAIN = flags.DEFINE_bool(
     "retrain", False, "Train again the runs whose workdir is gone but whose summary is "
-    "in --results_dir (training is deterministic): each must reproduce its summary's test "
-    "accuracy exactly or the grid stops; its summary is rewritten once it is evaluated.")
+    "in --results_dir (e.g. to evaluate them anew); the new summary, written once the run "
+    "is evaluated, keeps the old one's accuracies under 'retrained_from'.")
 _REEVALUATE = flags.DEFINE_bool(
     "reevaluate", False, "Run safr_jax.evaluate again on finished runs that have "
     "interpretability.json (e.g. after a metric was added); training is untouched.")
@@ -138,7 +139,31 @@ def paper_grid() -> list[Run]:
           for seed in range(5) for v in ("baseline", "safr", "vmask", "safr_ib")]
   runs += [Run("sst2_reference", "sst2.py", f"reference,{v}", seed, SST_TREEBANK, label=v)
            for seed in range(3) for v in ("baseline", "safr", "vmask")]
-  return runs + factor_grid() + imdb_grid()
+  return runs + factor_grid() + imdb_grid() + lambda_grid()
+
+
+# λ_imp = λ_inter; λ = 1 is the `sst2` / `sst2_reference` groups' safr.
+JOINT_LAMBDAS = (0.01, 0.03, 0.1, 0.3, 3.0)
+ONE_TERM_LAMBDAS = (0.1, 1.0)
+REFERENCE_LAMBDAS = (0.1, 0.3)
+
+
+def _lambdas(importance: float, interaction: float) -> tuple[str, ...]:
+  return (f"--config.loss.importance={importance:g}",
+          f"--config.loss.interaction={interaction:g}")
+
+
+def lambda_grid() -> list[Run]:
+  """The accuracy-interpretability frontier on the paper's SST-2 (3 seeds each):
+  joint λ, each loss alone, and joint λ under the authors' numerics."""
+  settings = [("safr", f"joint{lam:g}", _lambdas(lam, lam)) for lam in JOINT_LAMBDAS]
+  settings += [("safr", f"imp{lam:g}", _lambdas(lam, 0)) for lam in ONE_TERM_LAMBDAS]
+  settings += [("safr", f"inter{lam:g}", _lambdas(0, lam)) for lam in ONE_TERM_LAMBDAS]
+  settings += [("reference,safr", f"reference_joint{lam:g}", _lambdas(lam, lam))
+               for lam in REFERENCE_LAMBDAS]
+  return [Run("sst2_lambda", "sst2.py", variant, seed, SST_TREEBANK + flags_, label=label,
+              eval_examples=0)
+          for seed in range(3) for variant, label, flags_ in settings]
 
 
 # Each of the authors' numerics that the padding-aware baseline does not share,
@@ -192,6 +217,13 @@ def imdb_grid() -> list[Run]:
                  IMDB_ACLIMDB + (f"--config.train.num_epochs={IMDB_EPOCH_CAP}",),
                  eval_examples=500)
              for variants in (("baseline", "safr", "safr_ib"), ("vmask",))
+             for seed in range(3) for v in variants]
+    # The paper's claim in its own setup on IMDB: the authors' numerics (every
+    # review padded to 256: ~45 min a run on 2 CPU cores), the same epoch cap.
+    runs += [Run("imdb_reference", "imdb.py", f"reference,{v}", seed,
+                 IMDB_ACLIMDB + (f"--config.train.num_epochs={IMDB_EPOCH_CAP}",),
+                 label=v, eval_examples=500)
+             for variants in (("baseline", "safr"), ("vmask",))
              for seed in range(3) for v in variants]
   return runs
 
@@ -373,17 +405,17 @@ def finished_elsewhere(run: Run, workdir: pathlib.Path, results_dir: pathlib.Pat
     return False
 
 
-def check_reproduced(run: Run, workdir: pathlib.Path, committed: dict) -> None:
-  """A retrained run must give its committed test accuracies exactly: its new
-  evaluation then describes the same parameters the summary reported."""
-  new = json.loads((workdir / "results.json").read_text())
-  for split in ("test", "test_last_epoch"):
-    old_acc = committed["results"].get(split, {}).get("accuracy")
-    new_acc = new.get(split, {}).get("accuracy")
-    if old_acc != new_acc:
-      raise GridError(f"{run.name}: retrained {split} accuracy {new_acc} != committed "
-                      f"{old_acc}; its summary is left as it was")
-  print(f"[grid] {run.name}: retrained, test accuracy reproduced exactly", flush=True)
+def retrained_from(committed: dict) -> dict:
+  """What a retrained run's committed summary said, kept in its new summary.
+
+  Training is deterministic on one kind of CPU but not across kinds (XLA:CPU's
+  vector code differs: sst2/baseline/seed0 retrained at its own commit on an
+  AMD EPYC differs from the Xeon-trained summary by one dev example at epoch
+  4), so a retrained run is a new measurement of the same command."""
+  r = committed.get("results", {})
+  return {"git_commit": r.get("git_commit"), "dev_history": r.get("dev_history"),
+          "test_accuracy": r.get("test", {}).get("accuracy"),
+          "test_last_epoch_accuracy": r.get("test_last_epoch", {}).get("accuracy")}
 
 
 def summarise(run: Run, workdir: pathlib.Path, results_dir: pathlib.Path) -> None:
@@ -394,6 +426,9 @@ def summarise(run: Run, workdir: pathlib.Path, results_dir: pathlib.Path) -> Non
   results = json.loads((workdir / "results.json").read_text())
   summary["results"] = {k: v for k, v in results.items() if k != "config"}
   summary["config"] = results.get("config")
+  previous = workdir / "retrained_from.json"
+  if previous.exists():
+    summary["retrained_from"] = json.loads(previous.read_text())
   timing = workdir / "grid_wall_time.json"
   if timing.exists():
     summary["grid_wall_time_s"] = json.loads(timing.read_text())["seconds"]
@@ -454,8 +489,9 @@ def run_all() -> None:
           print(f"[grid] {run.name}: finished (its summary is in {results_dir}), skipped",
                 flush=True)
           continue
+        previous = retrained_from(json.loads(summary_path(run, results_dir).read_text()))
         train(run, workdir)
-        check_reproduced(run, workdir, json.loads(summary_path(run, results_dir).read_text()))
+        (workdir / "retrained_from.json").write_text(json.dumps(previous, indent=1))
         if _SKIP_EVAL.value:  # the committed summary stays until it is evaluated
           continue
       else:

@@ -78,6 +78,44 @@ def test_reevaluate_runs_evaluate_again_only_on_finished_runs(tmp_path, monkeypa
                     "--split=test", "--max_examples=40"]]
 
 
+def test_retrain_trains_a_run_whose_workdir_is_gone_and_keeps_the_old_numbers(
+    tmp_path, monkeypatch):
+  from experiments import run_grid  # pylint: disable=import-outside-toplevel
+  run = run_grid.quick_grid()[1]
+  results_dir = tmp_path / "results"
+  results_dir.mkdir()
+  old = {"command": run_grid.recorded_command(run),
+         "results": {"git_commit": "abc", "dev_history": [0.5, 0.6],
+                     "test": {"accuracy": 0.61}, "test_last_epoch": {"accuracy": 0.6}}}
+  run_grid.summary_path(run, results_dir).write_text(json.dumps(old))
+
+  def child(argv, log):  # train.py and evaluate, as stand-ins
+    workdir = pathlib.Path(log).parent
+    if "train.py" in argv[1]:
+      (workdir / "results.json").write_text(json.dumps({"test": {"accuracy": 0.62}}))
+    else:
+      (workdir / "interpretability.json").write_text("{}")
+      (workdir / "interpretability.examples.json").write_text('{"index": [3]}')
+    return 0, []
+  monkeypatch.setattr(run_grid, "run_child", child)
+  flags = [f"--only={run.name}", f"--root={tmp_path / 'runs'}", f"--results_dir={results_dir}",
+           "--report=", "--compare_dir="]
+  run_grid.flags.FLAGS(["run_grid", "--quick", *flags])
+  try:
+    run_grid.run_all()  # without --retrain: finished elsewhere, skipped
+    assert not (tmp_path / "runs" / run.name).exists()
+    run_grid.flags.FLAGS(["run_grid", "--quick", "--retrain", *flags])
+    run_grid.run_all()
+  finally:
+    run_grid.flags.FLAGS.unparse_flags()
+  new = json.loads(run_grid.summary_path(run, results_dir).read_text())
+  assert new["results"]["test"]["accuracy"] == 0.62
+  assert new["retrained_from"] == {"git_commit": "abc", "dev_history": [0.5, 0.6],
+                                   "test_accuracy": 0.61, "test_last_epoch_accuracy": 0.6}
+  examples = results_dir / "examples" / run_grid.summary_path(run, results_dir).name
+  assert json.loads(examples.read_text()) == {"index": [3]}
+
+
 # A stand-in for train.py: says it is ready, then notes which signal reached it
 # and exits as train.py does (128 + signum), or with 0 ("finish": the signal
 # came as the run was ending).
