@@ -53,8 +53,8 @@ _QUICK = flags.DEFINE_bool("quick", False, "Two tiny runs on a few hundred examp
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only (re)write the report.")
 _SKIP_EVAL = flags.DEFINE_bool("skip_evaluate", False, "Do not run safr_jax.evaluate.")
 _RETRAIN = flags.DEFINE_bool(
-    "retrain", False, "Train again the runs whose workdir is gone but whose summary is "
-    "in --results_dir (e.g. to evaluate them anew); the new summary, written once the run "
+    "retrain", False, "Train again the runs whose workdir is gone and whose summary in "
+    "--results_dir has no per-example scores (evaluated before they existed); the new summary, written once the run "
     "is evaluated, keeps the old one's accuracies under 'retrained_from'.")
 _REEVALUATE = flags.DEFINE_bool(
     "reevaluate", False, "Run safr_jax.evaluate again on finished runs that have "
@@ -393,6 +393,11 @@ def summary_path(run: Run, results_dir: pathlib.Path) -> pathlib.Path:
   return results_dir / f"{run.name.replace('/', '__')}.json"
 
 
+def examples_path(run: Run, results_dir: pathlib.Path) -> pathlib.Path:
+  """The committed per-example scores of ``run`` (written by ``summarise``)."""
+  return results_dir / "examples" / summary_path(run, results_dir).name
+
+
 def finished_elsewhere(run: Run, workdir: pathlib.Path, results_dir: pathlib.Path) -> bool:
   """True if this run's workdir is not here but its summary is, written by the
   same command (e.g. the grid trained on another machine): nothing to redo."""
@@ -441,8 +446,8 @@ def summarise(run: Run, workdir: pathlib.Path, results_dir: pathlib.Path) -> Non
   relative = lambda text: text.replace(str(workdir.absolute()), f"runs/grid/{run.name}")  # pylint: disable=unnecessary-lambda-assignment
   examples = workdir / "interpretability.examples.json"
   if examples.exists():  # per-example scores: report.py's intervals over examples
-    (out.parent / "examples").mkdir(exist_ok=True)
-    (out.parent / "examples" / out.name).write_text(relative(examples.read_text()))
+    examples_path(run, results_dir).parent.mkdir(exist_ok=True)
+    examples_path(run, results_dir).write_text(relative(examples.read_text()))
   out.write_text(relative(json.dumps(summary, indent=1, default=str)) + "\n")
 
 
@@ -485,7 +490,7 @@ def run_all() -> None:
     for run in runs:
       workdir = root / run.name
       if finished_elsewhere(run, workdir, results_dir):
-        if not _RETRAIN.value:
+        if not _RETRAIN.value or examples_path(run, results_dir).exists():
           print(f"[grid] {run.name}: finished (its summary is in {results_dir}), skipped",
                 flush=True)
           continue

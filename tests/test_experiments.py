@@ -114,6 +114,14 @@ def test_retrain_trains_a_run_whose_workdir_is_gone_and_keeps_the_old_numbers(
                                    "test_accuracy": 0.61, "test_last_epoch_accuracy": 0.6}
   examples = results_dir / "examples" / run_grid.summary_path(run, results_dir).name
   assert json.loads(examples.read_text()) == {"index": [3]}
+  # Evaluated with per-example scores: a fresh machine does not train it again.
+  (tmp_path / "runs").rename(tmp_path / "gone")
+  run_grid.flags.FLAGS(["run_grid", "--quick", "--retrain", *flags])
+  try:
+    run_grid.run_all()
+  finally:
+    run_grid.flags.FLAGS.unparse_flags()
+  assert not (tmp_path / "runs" / run.name).exists()
 
 
 # A stand-in for train.py: says it is ready, then notes which signal reached it
