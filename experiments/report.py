@@ -1,839 +1,431 @@
-"""Writes docs/RESULTS.md from the per-run JSON summaries of run_grid.py.
+"""Writes README's results block and docs/RESULTS.md from run_grid.py's per-run
+summaries: tables, intervals and fixed sentences filled with numbers, no prose.
 
-The report opens with the paper's benchmarks (``PAPER_GROUPS``: SST-2 read as
-the authors read it, padding-aware and under their numerics, and the official
-IMDB test): the answer to "does SAFR improve interpretability without costing
-accuracy?", one table, the two numerics side by side and each group's full
-tables. The stand-in groups (``rt_polarity``, ``imdb_builtin`` and the
-experiments on them) follow under their own heading. ``readme_summary`` renders
-the paper's table and answer for README.md (``python -m experiments.report``).
-
-Every comparison of two variants is the difference of their means over seeds
-with a Welch 95 % interval (``welch``, ``compare``); where the interval
-contains zero the report says the seeds do not separate the two, and where a
-side has fewer than two seeds it says no interval is possible. No verdict is
-drawn beyond what the interval supports.
+Intervals (``effect``) cover seeds and test examples. For a contrast A − B
+over runs r with per-example vectors x_r, aligned on the examples' split
+``index`` (the examples every run of both arms scored, nulls dropped):
+Δ = mean_A m_r − mean_B m_r with m_r the run's mean over those examples;
+seed terms a = var(m_A)/n_A, b = var(m_B)/n_B; example term c = var(d_e)/|E|
+with d_e = mean_A x_r[e] − mean_B x_r[e] (the examples are shared: paired);
+SE = √(a + b + c), Welch–Satterthwaite df = SE⁴ / (a²/(n_A−1) + b²/(n_B−1) +
+c²/(|E|−1)), the 95 % interval Δ ± t(0.975, df)·SE and a two-sided p from t.
+One arm (A alone): Δ = mean m_r, a = var(m)/n, c = var(mean_r x_r[e])/|E|.
+Runs without per-example scores fall back to ``welch`` over the runs' summary
+values ("seeds only"). Fewer than 2 runs an arm: Δ without an interval.
+``holm`` corrects a table's p-values (step-down, family = its intervals).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import math
 import os
 import pathlib
 import re
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-# (column title, getter on one run's summary). A getter returns None when the
-# number is not there (e.g. the run has not been evaluated yet).
-Getter = Callable[[dict[str, Any]], Any]
+# Reading summaries
 
 
-def _path(*keys: str) -> Getter:
-  def get(summary):
-    node = summary
-    for key in keys:
-      if not isinstance(node, dict) or key not in node:
-        return None
-      node = node[key]
-    return node if isinstance(node, (int, float)) and not isinstance(node, bool) else None
-  return get
+def _number(node: Any) -> float | None:
+  ok = isinstance(node, (int, float)) and not isinstance(node, bool) and math.isfinite(node)
+  return float(node) if ok else None
 
 
-def _gate(*keys: str) -> Getter:
-  """A VMASK gate number: None for a run without VMASK (its gate is a constant
-  1 by convention, not a measurement)."""
-  inner = _path(*keys)
-  def get(summary):
-    model = (summary.get("config") or {}).get("model") or {}
-    return None if model.get("use_vmask") is False else inner(summary)
-  return get
+def _node(node: Any, *keys: str) -> Any:
+  for key in keys:
+    node = node.get(key) if isinstance(node, dict) else None
+  return node
 
 
-def _wall_minutes(summary):
-  seconds = summary.get("grid_wall_time_s")
-  if not isinstance(seconds, (int, float)):
-    return None
-  # An attempt killed with the grid itself went unrecorded (before the grid kept
-  # stopped attempts' time); training's own step time, summed over every
-  # attempt in its checkpoints, is then the better (lower) bound.
-  steps = summary.get("results", {}).get("train_seconds")
-  return max(seconds, steps if isinstance(steps, (int, float)) else 0.0) / 60
+def _get(summary: Mapping[str, Any], *keys: str) -> float | None:
+  return _number(_node(summary, *keys))
 
 
-ACCURACY = _path("results", "test", "accuracy")
-ACCURACY_LAST = _path("results", "test_last_epoch", "accuracy")
-IMPORTANCE = _path("results", "test", "importance")
-AOPC_VMASK = _path("interpretability", "faithfulness", "vmask", "aopc")
-AOPC_GXI = _path("interpretability", "faithfulness", "gradient_x_input", "aopc")
-# What L_Imp lowers, measured among the important tokens only (docs/METRICS.md).
-SHARING_AMONG = _path("interpretability", "superposition", "embeddings",
-                      "important_among_important", "sharing")
-SHARING_AMONG_BULLET = "Sharing among important tokens (embeddings; L_Imp lowers it)"
-KEEP_RATE = _gate("results", "test", "keep_rate")
-KEEP_ABOVE_HALF = _gate("results", "test", "keep_above_half")
-
-# Two tables per group: accuracy, losses and the gate, then interpretability.
-COLUMNS: list[tuple[str, Getter]] = [
-    ("test acc., best-dev checkpoint", ACCURACY),
-    ("test acc., last epoch", ACCURACY_LAST),
-    ("L_Imp (test)", IMPORTANCE),
-    ("L_Inter (test)", _path("results", "test", "interaction")),
-    ("mean keep-prob.", KEEP_RATE),
-    ("share p > 0.5", KEEP_ABOVE_HALF),
-    ("epochs", _path("results", "epochs_run")),
-    ("wall time / run (min)", _wall_minutes),
-]
-INTERPRETABILITY: list[tuple[str, Getter]] = [
-    ("sharing, important tokens, pooled over all tokens",
-     _path("interpretability", "superposition", "embeddings", "important", "sharing")),
-    ("sharing, important among important", SHARING_AMONG),
-    ("sharing, all tokens", _path("interpretability", "superposition", "embeddings",
-                                  "all", "sharing")),
-    ("neuron overlap, important pairs",
-     _path("interpretability", "neuron_overlap", "important_pairs")),
-    ("neuron overlap, attention − random pairs",
-     _path("interpretability", "neuron_overlap", "attention_minus_random")),
-    ("AOPC (VMASK)", AOPC_VMASK),
-    ("comprehensiveness (VMASK)",
-     _path("interpretability", "faithfulness", "vmask", "comprehensiveness")),
-    ("sufficiency (VMASK)", _path("interpretability", "faithfulness", "vmask", "sufficiency")),
-    ("AOPC (gradient × input)", AOPC_GXI),
-    ("AOPC (attention)", _path("interpretability", "faithfulness", "attention", "aopc")),
-    ("AOPC (random)", _path("interpretability", "faithfulness", "random", "aopc")),
-]
-
-REFERENCE_TITLE = ("`rt_polarity`, the authors' numerics: PyTorch initialisation, padding "
-                   "counted in pooling and both losses, every row padded to 128")
-# The paper's benchmarks first (in this order), then the stand-ins.
-GROUP_TITLES = {
-    "sst2": ("SST-2 (`sst_treebank`, the paper's benchmark), max_len 128, padding-aware "
-             "defaults"),
-    "sst2_reference": ("SST-2 (`sst_treebank`), the authors' numerics: PyTorch "
-                       "initialisation, padding counted in pooling and both losses, every "
-                       "row padded to 128"),
-    "imdb_curve": ("IMDB (`aclimdb`, the official test), max_len 256: one SAFR run whose dev "
-                   "curve chooses the IMDB group's epoch cap"),
-    "imdb": ("IMDB (`aclimdb`, the official test, the paper's benchmark), max_len 256, "
-             "padding-aware"),
-    "reference": REFERENCE_TITLE,
-    "bottleneck": ("`rt_polarity`, padding-aware, with VMASK's annealed information "
-                   "bottleneck (β = 1, −0.099 every 10 epochs)"),
-    "init_padding": ("`rt_polarity`, SAFR, initialisation × padding (2×2, seed 0)"),
-    "rt_polarity": "`rt_polarity` (the offline SST-2 substitute), max_len 128, padding-aware",
-    "imdb_builtin": ("`imdb_builtin` (IMDB train reviews, test carved from train), max_len 256, "
-                     "3 epochs, padding-aware"),
-    "lambda": "λ sweep on `rt_polarity` (λ_imp = λ_inter = λ), padding-aware, seed 0",
-    "batching": ("`rt_polarity`, SAFR, padding-aware: length-bucketed against random "
-                 "batches (`data.batching`)"),
-    "quick": "quick grid (tiny models, a few hundred examples; a smoke test, not a result)",
-}
-REPRODUCTION_GROUPS = ("reference", "bottleneck", "init_padding")
-# The groups on the paper's own data; every other group is a stand-in.
-PAPER_GROUPS = ("sst2", "sst2_reference", "imdb_curve", "imdb")
-IMDB_GROUPS = ("imdb_curve", "imdb")
-# The paper's table: (group, dataset as the table names it, variants), and the
-# seeds run_grid plans per variant (what "n of planned" counts against).
-PAPER_ROWS = (
-    ("sst2", "SST-2", ("baseline", "vmask", "safr", "safr_ib")),
-    ("sst2_reference", "SST-2, authors' numerics", ("baseline", "vmask", "safr")),
-    ("imdb", "IMDB", ("baseline", "vmask", "safr", "safr_ib")),
-)
-PLANNED_SEEDS = {"sst2": 5, "sst2_reference": 3, "imdb": 3, "imdb_curve": 1}
-PAPER_COLUMNS: list[tuple[str, Getter]] = [
-    ("test acc., best-dev checkpoint", ACCURACY),
-    ("test acc., last epoch", ACCURACY_LAST),
-    ("L_Imp (test)", IMPORTANCE),
-    ("AOPC (VMASK)", AOPC_VMASK),
-    ("AOPC (gradient × input)", AOPC_GXI),
-    ("sharing among important tokens", SHARING_AMONG),
-    ("mean keep-prob.", KEEP_RATE),
-    ("share p > 0.5", KEEP_ABOVE_HALF),
-]
-# safr_jax/configs.py's train.num_epochs: early stopping's open-ended budget.
-OPEN_ENDED_EPOCHS = 100
-ORDER = ["baseline", "vmask", "vmask_ib", "imp", "inter", "safr", "safr_ib",
-         "flax_init_ignored", "torch_init_ignored", "flax_init_counted",
-         "safr_random", "safr_bucketed"]
-# init_padding's cells: (init, padding) -> (group, label); torch × counted is
-# the reference group's SAFR run (the same configuration, not trained twice).
-INIT_PADDING_CELLS = {
-    ("flax", "ignored"): ("init_padding", "flax_init_ignored"),
-    ("flax", "counted"): ("init_padding", "flax_init_counted"),
-    ("torch", "ignored"): ("init_padding", "torch_init_ignored"),
-    ("torch", "counted"): ("reference", "safr"),
-}
-
-TITLE = "# Results\n"
-PAPER_QUESTION = ("## Does SAFR improve interpretability without costing accuracy, on the "
-                  "paper's benchmarks?\n")
-STANDIN_TITLE = "# Stand-in results (rt_polarity, imdb_builtin): not the paper's benchmarks\n"
-STANDIN_QUESTION = "## Does this reproduce SAFR? (on `rt_polarity`, a stand-in)\n"
-
-# How every table of the report was made; the parts that differ per group are
-# read from the summaries (``_paper_data``) or said in ``STANDIN_HEADER``.
-HEADER = """## How these numbers were made
-
-"—" marks a number that does not exist for that run (e.g. VMASK metrics of the baseline,
-which has no VMASK, or last-epoch accuracy of runs trained before `results.json` recorded
-it) or has not been computed yet; "not run yet" marks a variant with no finished run.
-Accuracy, losses and the gate cover the whole test split; the other interpretability
-metrics a seeded, stratified subset of it (the class balance kept; `safr_jax.evaluate
---max_examples`, which `run_grid.py` sets per run, 400 unless said otherwise; its size is
-given per group below). "Wall time" is `train.py`'s (training with dev evaluation each
-epoch, then the test split), summed over resumed attempts, on 2 shared CPU cores (where an
-attempt went unrecorded, training's own step time summed over every attempt stands in: a
-lower bound); `safr_jax.evaluate` comes on top.
-
-Produced by `python experiments/run_grid.py` (see its docstring); every row can be
-reproduced alone with `python experiments/run_grid.py --only=<group>/<label>/seed<k>`,
-which runs `train.py` with the command stored in `experiments/results/<run>.json`.
-Tables give mean ± sample standard deviation over the seeds that have finished (n = number
-of seeds). Comparisons give the difference of two variants' means with a Welch 95 %
-interval over seeds; "not separated by these seeds" means the interval contains 0, and
-with one seed on either side no interval exists. Authors' hyper-parameters (d_model 256,
-8 heads, 1 layer, Adam 1e-4, batch 32, early stopping on dev accuracy with patience 3,
-λ = 1), CPU.
-
-Test accuracy is reported for the checkpoint with the best dev accuracy (ours) and for the
-last epoch's weights, which is what the authors' code tests. The VMASK gate is two
-numbers: the mean keep-probability over real test tokens and the share of those tokens
-with keep-probability p > 0.5. Superposition ("sharing") of the important tokens (p > 0.5)
-is given pooled over all tokens of the example and among the important tokens only
-(`docs/METRICS.md`). The paper's "SRS" score is not reproduced; the interpretability
-columns are our metrics, defined in `docs/METRICS.md`.
-
-Two numerics. *Padding-aware* (`sst2`, `imdb`): Flax initialisation, padding ignored in
-pooling and in both SAFR losses, length-bucketed batches each padded to its longest row
-(the defaults). *The authors'* (`sst2_reference`): PyTorch initialisation, padding counted
-in pooling and both losses, every row padded to 128, random batches, as their code does.
-`sst2` and `sst2_reference` read SST-2 as the authors do: `sst_treebank` on
-`../shared/data/sst/stanfordSentimentTreebank`, the treebank's own sentence-level
-train/dev/test, labels from the phrase dictionary, neutral sentences dropped, train
-balanced. `imdb` reads the official IMDB archive as the authors split it (`aclimdb` on
-`../shared/data/imdb/aclImdb_text.tar.gz`: train and dev from the official train, the
-official test whole). The sizes each run read are below, from its summary. If CPU time
-forces an epoch cap, one cap, chosen from the dev curve of `imdb_curve`'s run (early
-stopping with patience 3 as the authors, at most 8 epochs so that it ends within one working
-session), holds for every `imdb` run and is said beside every IMDB number.
-"""
-
-STANDIN_HEADER = """## How the stand-in numbers were made
-
-As above ("—", mean ± std, Welch intervals, hyper-parameters, the gate, wall time, how to
-rerun a row), with these differences. Interpretability metrics use a seeded, stratified
-subset of 400 test examples (`--eval_examples`). `safr_jax.evaluate` comes on top of the
-wall time (under a minute per padding-aware `rt_polarity` run, ~3 min per `reference` run,
-whose rows are all padded to 128 (8 min with the pinned commit's unbatched evaluation),
-12–14 min per `imdb_builtin` run; mostly occlusion). Last-epoch accuracy exists only for
-runs trained since `results.json` recorded it.
-
-Two numerics. *Padding-aware* (`rt_polarity`, `imdb_builtin`, `lambda`, `bottleneck`):
-Flax initialisation, padding ignored in pooling and in both SAFR losses, random batches
-(`batching` sets them against length-bucketed ones). *The authors'* (`reference`): PyTorch
-initialisation, padding counted in pooling and both losses, every row padded to 128, as
-their code does. `init_padding` crosses the two switches for SAFR (seed 0).
-
-One deviation: `imdb_builtin` runs get a fixed budget of 3 epochs (1,875 steps; an epoch
-takes ~12 min on the 2 CPU cores these ran on) instead of early stopping's open-ended 100
-epochs; the test numbers still come from the checkpoint with the best dev accuracy. The
-`rt_polarity` runs' best checkpoints came after 1,000–2,100 steps, so this is a comparable
-number of updates, but IMDB models might improve with more.
-
-**The numbers in this part are not SST-2 or IMDB benchmark numbers.** `rt_polarity` is the
-Rotten Tomatoes sentence-polarity data SST-2 was built from, not SST-2 itself (different
-sentences, splits and labels); `imdb_builtin`'s test set is carved from IMDB's *train*
-split. Neither is comparable with published SST-2/IMDB figures (the paper's benchmarks are
-above).
-"""
+def _gate(summary, *keys) -> float | None:
+  """A VMASK gate number; None without VMASK (its gate is a constant 1)."""
+  vmask = _node(summary, "config", "model", "use_vmask")
+  return None if vmask is False else _get(summary, *keys)
 
 
-# ----------------------------------------------------------------------------
-# Numbers
-
-
-def _finite(values: Iterable[Any]) -> list[float]:
-  return [float(v) for v in values
-          if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-
-
-def _fmt(values: Iterable[Any]) -> str:
-  """mean ± sample std (one value: the value; none: "—")."""
-  # Imported here: run_grid.py imports this module before it needs jax.
-  from safr_jax.interpret.comparison import format_mean_std  # pylint: disable=g-import-not-at-top
-  return format_mean_std(list(values), 4, std_digits=2, notation="g")
-
-
-def _mean(values) -> float | None:
-  values = _finite(values)
-  return float(np.mean(values)) if values else None
-
-
-def welch(a: Sequence[float], b: Sequence[float],
-          level: float = 0.95) -> tuple[float, float, float, float] | None:
-  """Difference of means ``mean(a) − mean(b)`` with its Welch interval.
-
-  Returns ``(difference, low, high, df)`` — the ``level`` two-sided interval
-  from Student's t with the Welch–Satterthwaite degrees of freedom — or None
-  when either side has fewer than two finite values. When both samples have
-  zero variance the interval is the point itself (df = n_a + n_b − 2).
-  """
-  from scipy import stats  # pylint: disable=g-import-not-at-top
-  a, b = np.asarray(_finite(a)), np.asarray(_finite(b))
-  if a.size < 2 or b.size < 2:
-    return None
-  va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-  diff = float(a.mean() - b.mean())
-  se2 = float(va + vb)
-  if se2 == 0:
-    return diff, diff, diff, float(a.size + b.size - 2)
-  df = se2 ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
-  half = float(stats.t.ppf(0.5 + level / 2, df)) * math.sqrt(se2)
-  return diff, diff - half, diff + half, float(df)
-
-
-def _sign(a, b) -> int | None:
-  """-1 / +1 when the Welch interval of a − b lies below / above 0, 0 when it
-  contains 0, None when there is no interval."""
-  w = welch(a, b)
-  if w is None:
-    return None
-  _, low, high, _ = w
-  return -1 if high < 0 else 1 if low > 0 else 0
-
-
-def compare(name_a: str, name_b: str, a, b, digits: int = 4) -> str:
-  """``"A − B = +x.xxxx [low, high] (Welch 95 %, n = na/nb)"``, followed by
-  ", not separated by these seeds" when the interval contains 0; with fewer
-  than two values on a side, the difference and "n too small for an interval";
-  with none on a side, "not run yet"."""
-  a, b = _finite(a), _finite(b)
-  if not a or not b:
-    missing = " and ".join(n for n, v in ((name_a, a), (name_b, b)) if not v)
-    return f"{name_a} − {name_b}: not run yet (no finished {missing})"
-  n = f"n = {len(a)}/{len(b)}"
-  w = welch(a, b)
-  if w is None:
-    diff = float(np.mean(a) - np.mean(b))
-    return f"{name_a} − {name_b} = {diff:+.{digits}f} ({n}: n too small for an interval)"
-  diff, low, high, _ = w
-  text = (f"{name_a} − {name_b} = {diff:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}] "
-          f"(Welch 95 %, {n})")
-  if low <= 0 <= high:
-    text += ", not separated by these seeds"
-  return text
-
-
-def _values(groups, group: str, label: str, get: Getter) -> list[float]:
-  return _finite(get(s) for s in groups.get(group, {}).get(label, []))
+def _wall_minutes(summary) -> float | None:
+  """The grid's wall time over all attempts, at least training's own step time."""
+  seconds = _number(summary.get("grid_wall_time_s"))
+  return None if seconds is None else max(
+      seconds, _get(summary, "results", "train_seconds") or 0.0) / 60
 
 
 def load(results_dir: pathlib.Path) -> dict[str, dict[str, list[dict]]]:
-  groups: dict[str, dict[str, list[dict]]] = collections.defaultdict(
-      lambda: collections.defaultdict(list))
-  for path in sorted(results_dir.glob("*.json")):
+  """``{group: {label: [summary, ...]}}``; each summary's per-example scores
+  (``results_dir/examples/<same name>``) under ``"_examples"`` (None if absent)."""
+  groups: Any = collections.defaultdict(lambda: collections.defaultdict(list))
+  for path in sorted(pathlib.Path(results_dir).glob("*.json")):
     summary = json.loads(path.read_text())
+    examples = path.parent / "examples" / path.name
+    summary["_examples"] = json.loads(examples.read_text()) if examples.exists() else None
     groups[summary["group"]][summary["label"]].append(summary)
   return groups
 
 
-# ----------------------------------------------------------------------------
-# "Does this reproduce SAFR?": three sentences.
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  """A number per run (``summary``) and, where the run has per-example scores,
+  its per-example column (``example``: the examples file's key path)."""
+  summary: Callable[[dict], float | None]
+  example: tuple[str, ...] = ()
+  scale: float = 1.0
+  digits: int = 3
+  whole_split: bool = False  # per example only where the whole split was scored
+
+  def column(self, s: dict) -> dict[int, Any] | None:
+    """``{split index: value}`` of run ``s``, or None without per-example scores."""
+    node = s.get("_examples")
+    if node is None or not self.example or (self.whole_split and not _whole_split(s)):
+      return None
+    index, values = node.get("index"), _node(node, *self.example)
+    if not isinstance(values, list) or not isinstance(index, list) or len(values) != len(index):
+      return None
+    return dict(zip(index, (float(v) if isinstance(v, bool) else v for v in values)))
 
 
-def _seeds(n: int) -> str:
-  return f"{n} seed{'s' if n != 1 else ''}"
+def _whole_split(s) -> bool:
+  k = _get(s, "interpretability", "examples")
+  return k is not None and k == _get(s, "interpretability", "split_examples")
 
 
-def _answer(groups) -> list[str]:
-  """Three sentences, one line each: accuracy under the authors' numerics,
-  interpretability under them, and whether the bottleneck closes the
-  padding-aware accuracy gap."""
-  v = lambda g, l, get: _values(groups, g, l, get)
-  numerics = "Under the authors' numerics (`reference`: PyTorch initialisation, padding counted)"
-
-  # 1. Accuracy, reference group.
-  safr, base = v("reference", "safr", ACCURACY), v("reference", "baseline", ACCURACY)
-  safr_last = v("reference", "safr", ACCURACY_LAST)
-  base_last = v("reference", "baseline", ACCURACY_LAST)
-  if not safr or not base:
-    first = (f"{numerics}, SAFR against the plain Transformer is not run yet "
-             f"({_seeds(len(safr))} of SAFR and {_seeds(len(base))} of the baseline have "
-             "finished), so this report cannot yet say whether SAFR keeps accuracy.")
-  elif min(len(safr), len(base)) < 2:
-    first = (f"{numerics}, only {_seeds(len(safr))} of SAFR and {_seeds(len(base))} of the "
-             "plain Transformer have finished, so no interval is possible yet: test accuracy "
-             f"is {np.mean(safr):.4f} vs {np.mean(base):.4f} with the best-dev checkpoint"
-             + (f" and {np.mean(safr_last):.4f} vs {np.mean(base_last):.4f} with the last "
-                "epoch's weights (the authors' protocol)." if safr_last and base_last else "."))
-  else:
-    best_sign, last_sign = _sign(safr, base), _sign(safr_last, base_last)
-    signs = [s for s in (best_sign, last_sign) if s is not None]
-    low = min(w[1] for w in (welch(safr, base), welch(safr_last, base_last)) if w)
-    phrase = {-1: "costs accuracy", 0: "is not separated from the baseline",
-              1: "is more accurate", None: "has no interval yet"}
-    if signs and all(s == -1 for s in signs):
-      verdict = ("so SAFR costs accuracy under the authors' own numerics and the paper's "
-                 "\"without compromising prediction performance\" does not reproduce here")
-    elif signs and all(s == 0 for s in signs):
-      verdict = ("so these seeds show no accuracy cost, which is consistent with the paper's "
-                 "claim but does not confirm it: the intervals still allow a loss of "
-                 f"{-low:.4f}")
-    elif signs and all(s == 1 for s in signs):
-      verdict = "so SAFR is more accurate than the plain Transformer here"
-    else:
-      verdict = (f"so SAFR {phrase[best_sign]} with the best-dev checkpoint but "
-                 f"{phrase[last_sign]} with the last epoch's weights")
-    first = (f"{numerics}, the test accuracy of SAFR against the plain Transformer is "
-             f"{compare('SAFR', 'baseline', safr, base)} with the best-dev checkpoint and "
-             f"{compare('SAFR', 'baseline', safr_last, base_last)} with the last epoch's "
-             f"weights (the authors' protocol), {verdict}.")
-
-  # 2. Interpretability, reference group: SAFR against VMASK alone.
-  imp_s, imp_v = v("reference", "safr", IMPORTANCE), v("reference", "vmask", IMPORTANCE)
-  aopc_s, aopc_v = v("reference", "safr", AOPC_VMASK), v("reference", "vmask", AOPC_VMASK)
-  if not (imp_s or aopc_s) or not (imp_v or aopc_v):
-    second = ("Whether SAFR's losses make the VMASK explanation more faithful than VMASK "
-              "alone under the authors' numerics is not run yet "
-              f"({_seeds(len(aopc_s))} of SAFR and {_seeds(len(aopc_v))} of `vmask` have "
-              "interpretability metrics in `reference`).")
-  else:
-    faithfulness = {
-        1: "SAFR's losses make the gate's own explanation more faithful than VMASK alone",
-        -1: "SAFR's losses make the gate's own explanation less faithful than VMASK alone",
-        0: "these seeds do not show that SAFR's losses change the explanation's faithfulness",
-        None: "no interval is possible until two seeds of each have finished",
-    }[_sign(aopc_s, aopc_v)]
-    # L_Imp counts padding here; sharing among important tokens does not, so it
-    # says whether the mechanism SAFR targets moved (docs/METRICS.md).
-    share_s, share_v = v("reference", "safr", SHARING_AMONG), v("reference", "vmask", SHARING_AMONG)
-    mechanism = {
-        -1: "SAFR's losses lower the sharing among important tokens, as designed",
-        0: "these seeds do not separate the sharing among important tokens",
-        1: "SAFR's losses raise the sharing among important tokens, against their design",
-        None: None,
-    }[_sign(share_s, share_v)]
-    sharing = (f", sharing among important tokens (padding excluded) gives "
-               f"{compare('SAFR', 'vmask', share_s, share_v, 2)}"
-               if share_s and share_v else "")
-    meaning = f"so {mechanism}, and {faithfulness}" if mechanism else f"so {faithfulness}"
-    second = (f"On interpretability in `reference`, L_Imp on test gives "
-              f"{compare('SAFR', 'vmask', imp_s, imp_v)} (SAFR minimises it directly, so lower "
-              f"is expected by construction){sharing} and the VMASK explanation's AOPC gives "
-              f"{compare('SAFR', 'vmask', aopc_s, aopc_v, 3)}, {meaning}.")
-
-  # 3. Bottleneck: does safr_ib close the padding-aware accuracy gap?
-  ib = v("bottleneck", "safr_ib", ACCURACY)
-  pa_base, pa_safr = v("rt_polarity", "baseline", ACCURACY), v("rt_polarity", "safr", ACCURACY)
-  name_ib, name_base = "`safr_ib`", "`rt_polarity/baseline`"
-  without = compare("`rt_polarity/safr`", name_base, pa_safr, pa_base)
-  if not ib or not pa_base:
-    third = ("Whether VMASK's annealed information bottleneck (`bottleneck/safr_ib`) closes "
-             "SAFR's accuracy gap to the padding-aware plain Transformer is not run yet "
-             f"({_seeds(len(ib))} of `safr_ib` and {_seeds(len(pa_base))} of "
-             f"{name_base} have finished); the gap to close is {without}.")
-  else:
-    sign = _sign(ib, pa_base)
-    w = welch(ib, pa_base)
-    meaning = {
-        -1: "so the bottleneck does not close the gap",
-        0: ("so the gap may be closed but is not shown to be: the interval still allows a "
-            f"loss of {-w[1]:.4f}" if w else ""),
-        1: "so with the bottleneck SAFR is more accurate than the baseline",
-        None: "and no interval is possible until two seeds of each have finished",
-    }[sign]
-    before = f" (without the bottleneck: {without})" if pa_safr else ""
-    third = (f"With VMASK's annealed information bottleneck (padding-aware), the test accuracy "
-             f"of SAFR against the padding-aware plain Transformer is "
-             f"{compare(name_ib, name_base, ib, pa_base)}, {meaning}{before}.")
-  return [first, second, third]
+ACCURACY = Metric(lambda s: _get(s, "results", "test", "accuracy"), ("correct",), 100, 1, True)
+POSTHOC = ("gradient_x_input", "occlusion", "attention")
+METHODS = ("vmask", "attention", "gradient_x_input", "occlusion", "random")
+MECHANISM = ("topk_cos2_embeddings", "topk_cos2_ffn", "topk_jaccard", "attention_jaccard",
+             "random_jaccard", "attention_minus_random")
 
 
-# ----------------------------------------------------------------------------
-# The paper's benchmarks: the answer, one table, the two numerics side by side.
+def aopc20(method: str) -> Metric:
+  return Metric(lambda s: _get(s, "interpretability", "faithfulness", method, "aopc_by_depth",
+                               "20%"), ("faithfulness", method, "aopc@20%"))
 
 
-def _epoch_cap(summary: dict[str, Any]) -> int | None:
-  """The epoch cap a run trained under (``config.train.num_epochs`` when its
-  command sets it or it is below the open-ended default), None when early
-  stopping alone ended it."""
-  epochs = ((summary.get("config") or {}).get("train") or {}).get("num_epochs")
+def mechanism(name: str) -> Metric:
+  return Metric(lambda s: _get(s, "interpretability", "mechanism", name), ("mechanism", name))
+
+
+# Intervals
+
+
+@dataclasses.dataclass(frozen=True)
+class Effect:
+  """A contrast: Δ (None: an arm has no value), and where n allows its interval
+  (se, df, low, high, p). ``examples``: the aligned examples, None: seeds only."""
+  delta: float | None
+  n: tuple[int, ...]
+  examples: int | None = None
+  se: float | None = None
+  df: float | None = None
+  low: float | None = None
+  high: float | None = None
+  p: float | None = None
+
+
+def _interval(delta: float, n: tuple[int, ...], examples: int | None,
+              terms: Sequence[tuple[float, int]], level: float = 0.95) -> Effect:
+  """Δ with SE² = Σ terms' variances, Welch–Satterthwaite df over (variance, dof)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  se2 = float(sum(v for v, _ in terms))
+  if se2 == 0:
+    df = float(sum(k for _, k in terms))
+    return Effect(delta, n, examples, 0.0, df, delta, delta, 1.0 if delta == 0 else 0.0)
+  df = se2 ** 2 / sum(v ** 2 / k for v, k in terms if v > 0)
+  se = math.sqrt(se2)
+  half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+  p = float(2 * stats.t.sf(abs(delta) / se, df))
+  return Effect(delta, n, examples, se, float(df), delta - half, delta + half, p)
+
+
+def seeds_only(a: Sequence[Any], b: Sequence[Any] | None = None,
+               level: float = 0.95) -> Effect:
+  """Welch over the runs' summary values (one arm: a one-sample t)."""
+  arms = [np.asarray([x for x in map(_number, arm) if x is not None])
+          for arm in ([a] if b is None else [a, b])]
+  n = tuple(arm.size for arm in arms)
+  if min(n) == 0:
+    return Effect(None, n)
+  delta = float(arms[0].mean() - (arms[1].mean() if b is not None else 0.0))
+  if min(n) < 2:
+    return Effect(delta, n)
+  return _interval(delta, n, None, [(arm.var(ddof=1) / arm.size, arm.size - 1)
+                                    for arm in arms], level)
+
+
+def welch(a: Sequence[Any], b: Sequence[Any],
+          level: float = 0.95) -> tuple[float, float, float, float] | None:
+  """``(mean(a) − mean(b), low, high, df)`` over seeds; None below 2 values a side."""
+  e = seeds_only(a, b, level)
+  return None if e.low is None else (e.delta, e.low, e.high, e.df)
+
+
+def paired(a: Sequence[Mapping[int, Any]],
+           b: Sequence[Mapping[int, Any]] | None = None) -> Effect | None:
+  """The contrast of the module docstring over runs given as ``{index: value}``;
+  None without a shared example."""
+  arms = [a] if b is None else [a, b]
+  runs = [r for arm in arms for r in arm]
+  index = sorted(set.intersection(*({i for i, v in r.items() if _number(v) is not None}
+                                    for r in runs))) if all(arms) else []
+  if not index:
+    return None
+  x = [np.asarray([[float(r[i]) for i in index] for r in arm]) for arm in arms]
+  m = [xi.mean(axis=1) for xi in x]
+  d = x[0].mean(axis=0) - (x[1].mean(axis=0) if b is not None else 0.0)
+  delta = float(m[0].mean() - (m[1].mean() if b is not None else 0.0))
+  n = tuple(len(arm) for arm in arms)
+  if min(n) < 2:
+    return Effect(delta, n, len(index))
+  terms = [(mi.var(ddof=1) / mi.size, mi.size - 1) for mi in m]
+  terms.append((d.var(ddof=1) / d.size, d.size - 1) if d.size > 1 else (0.0, 0))
+  return _interval(delta, n, len(index), terms)
+
+
+def effect(a_runs: Sequence[dict], b_runs: Sequence[dict] | None,
+           metric_a: Metric, metric_b: Metric | None = None) -> Effect:
+  """``metric_a`` over ``a_runs`` − ``metric_b`` over ``b_runs`` (None: one
+  arm), over the runs that have the metric: per example where every such run
+  has per-example scores, else seeds only."""
+  sides = [(a_runs, metric_a)] + ([] if b_runs is None else [(b_runs, metric_b or metric_a)])
+  have = [[s for s in runs if metric.summary(s) is not None] for runs, metric in sides]
+  columns = [[metric.column(s) for s in runs] for runs, (_, metric) in zip(have, sides)]
+  if all(have) and all(c is not None for arm in columns for c in arm):
+    result = paired(*columns)
+    if result is not None:
+      return result
+  values = [[metric.summary(s) for s in runs] for runs, (_, metric) in zip(have, sides)]
+  return seeds_only(*values)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+  """Holm's step-down adjusted p-values, in the input order."""
+  m, running, adjusted = len(pvalues), 0.0, [1.0] * len(pvalues)
+  for j, i in enumerate(sorted(range(m), key=lambda k: pvalues[k])):
+    running = max(running, min(1.0, (m - j) * pvalues[i]))
+    adjusted[i] = running
+  return adjusted
+
+
+# Formatting
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def _mean_std(values: Iterable[Any], digits: int = 3, scale: float = 1.0) -> str:
+  """mean ± sample std at fixed decimals (one value: itself; none: "—")."""
+  x = [v * scale for v in map(_number, values) if v is not None]
+  if len(x) < 2:
+    return f"{x[0]:.{digits}f}" if x else "—"
+  return f"{np.mean(x):.{digits}f} ± {np.std(x, ddof=1):.{digits}f}"
+
+
+def _signed(x: float, digits: int) -> str:
+  text = f"{x:+.{digits}f}"
+  return text if float(text) != 0 else f"{0:.{digits}f}"
+
+
+def _n(e: Effect) -> str:
+  return "/".join(map(str, e.n))
+
+
+def _cell(e: Effect, metric: Metric, mark: bool = False) -> str:
+  """``Δ [low, high]* (n = a/b)``; "— (n = 0/b)" where an arm has no value."""
+  if e.delta is None:
+    return f"— (n = {_n(e)})"
+  d, k = metric.digits, metric.scale
+  if e.low is None:
+    return f"{_signed(e.delta * k, d)} (n = {_n(e)}, n too small)"
+  seeds = "" if e.examples is not None else ", seeds only"
+  return (f"{_signed(e.delta * k, d)} [{_signed(e.low * k, d)}, {_signed(e.high * k, d)}]"
+          f"{'*' if mark else ''} (n = {_n(e)}{seeds})")
+
+
+# The answer: README's block (and the top of docs/RESULTS.md)
+
+QUESTION = "Does SAFR make explanations more faithful without costing accuracy?"
+COLUMNS = (("SST-2, padding-aware", "sst2"), ("SST-2, authors' numerics", "sst2_reference"),
+           ("IMDB, padding-aware", "imdb"), ("IMDB, authors' numerics", "imdb_reference"))
+TABLE_LABELS = ("safr", "baseline", "vmask")
+GATE = aopc20("vmask")
+BEST = Metric(lambda s: None)  # the baseline's best post-hoc explanation in that column
+# (row, label A, label B (None: one arm), metric A, metric B (None: metric A))
+EFFECT_ROWS = (
+    ("accuracy (points): SAFR − baseline", "safr", "baseline", ACCURACY, None),
+    ("accuracy (points): VMASK − baseline", "vmask", "baseline", ACCURACY, None),
+    ("accuracy (points): SAFR − VMASK", "safr", "vmask", ACCURACY, None),
+    ("gate AOPC@20 %: SAFR − VMASK", "safr", "vmask", GATE, None),
+    ("gate AOPC@20 %: SAFR − baseline's best post-hoc explanation", "safr", "baseline", GATE,
+     BEST),
+    ("gradient × input AOPC@20 %: SAFR − baseline", "safr", "baseline",
+     aopc20("gradient_x_input"), None),
+    ("top-4 token neuron overlap (Jaccard): SAFR − VMASK", "safr", "vmask",
+     mechanism("topk_jaccard"), None),
+    ("attention-pair − random-pair neuron overlap: SAFR alone", "safr", None,
+     mechanism("attention_minus_random"), None),
+)
+
+
+def _runs(groups, group: str, label: str | None = None) -> list[dict]:
+  rows = groups.get(group, {})
+  return [s for l in ([label] if label else sorted(rows)) for s in rows.get(l, [])]
+
+
+def _best_posthoc(groups, group: str) -> str | None:
+  """The baseline's method (``POSTHOC``) with the highest mean AOPC@20 %."""
+  means = {m: np.mean(v) for m in POSTHOC
+           if (v := [x for x in map(aopc20(m).summary, _runs(groups, group, "baseline"))
+                     if x is not None])}
+  return max(means, key=means.get) if means else None
+
+
+def effects_table(groups) -> str:
+  """The effects table, its Holm marks and its legend."""
+  cells = []
+  for _, a, b, metric_a, metric_b in EFFECT_ROWS:
+    for _, group in COLUMNS:
+      note, mb = "", metric_b or metric_a
+      if metric_b is BEST:
+        method = _best_posthoc(groups, group)
+        mb, note = (aopc20(method), f" (vs {method})") if method else (GATE, "")
+      e = effect(_runs(groups, group, a), b and _runs(groups, group, b), metric_a, mb)
+      cells.append((e, metric_a, note, group))
+  tested = [i for i, (e, *_) in enumerate(cells) if e.p is not None]
+  adjusted = dict(zip(tested, holm([cells[i][0].p for i in tested])))
+  text = [_cell(e, m, adjusted.get(i, 1.0) < 0.05) + note if groups.get(g) else "not run"
+          for i, (e, m, note, g) in enumerate(cells)]
+  k = len(COLUMNS)
+  body = [[row[0]] + text[r * k:(r + 1) * k] for r, row in enumerate(EFFECT_ROWS)]
+  legend = (
+      f"Δ = mean of A − mean of B over runs; accuracy in points (×100). "
+      f"[95 % interval]: t with Welch–Satterthwaite df, over seeds and test examples (paired "
+      f"by example). * = significant at 5 % after Holm over the table's {len(tested)} "
+      f"intervals. \"seeds only\": no per-example scores, Welch over the runs' summary values. "
+      f"IMDB accuracy is seeds only: it is on 25,000 test reviews, so the example term is "
+      f"negligible. n = runs per arm.")
+  return _table(["effect (A − B)"] + [c for c, _ in COLUMNS], body) + "\n\n" + legend
+
+
+def _bottom_line(groups) -> list[str]:
+  """Three fixed sentences filled with numbers (a word depends on the sign)."""
+  lines = []
+  for name, a, b, what in (
+      ("SST-2, authors' numerics", ("sst2_reference", "safr"), ("sst2_reference", "baseline"),
+       "SAFR's test accuracy is {} than the authors' Transformer's"),
+      ("SST-2, padding-aware", ("sst2", "safr"), ("sst2", "baseline"),
+       "SAFR's test accuracy is {} than the padding-aware Transformer's"),
+      ("SST-2", ("sst2", "baseline"), ("sst2_reference", "baseline"),
+       "the padding-aware Transformer's test accuracy is {} than the authors'")):
+    e = effect(_runs(groups, *a), _runs(groups, *b), ACCURACY)
+    if e.delta is None:
+      lines.append(f"{name}: not run (n = {_n(e)}).")
+      continue
+    size = f"{abs(e.delta) * 100:.1f} points {'higher' if e.delta >= 0 else 'lower'}"
+    seeds = ", seeds only" if e.examples is None else ""
+    tail = (f"n = {_n(e)}, too few runs for an interval" if e.low is None else
+            f"95 % interval {_signed(e.low * 100, 1)} to {_signed(e.high * 100, 1)}{seeds}; "
+            f"n = {_n(e)}")
+    lines.append(f"{name}: {what.format(size)} ({tail}).")
+  return lines
+
+
+def _epoch_cap(summary) -> int | None:
   flag = re.search(r"--config\.train\.num_epochs=(\d+)", summary.get("command") or "")
-  if isinstance(epochs, int) and not isinstance(epochs, bool):
-    return epochs if flag or epochs < OPEN_ENDED_EPOCHS else None
   return int(flag.group(1)) if flag else None
 
 
-def _budget(runs: Iterable[dict]) -> str:
-  """The epoch budget of ``runs``, to say beside their numbers: "capped at 3
-  epochs", "no epoch cap (early stopping)", or each budget with its count when
-  the runs disagree; "" for no runs."""
-  caps = collections.Counter(_epoch_cap(s) for s in runs)
-  name = lambda cap: (f"capped at {cap} epoch{'s' if cap != 1 else ''}" if cap
-                      else "no epoch cap (early stopping)")
-  if len(caps) <= 1:
-    return name(next(iter(caps))) if caps else ""
-  return "not one epoch budget: " + ", ".join(
-      f"{name(cap)} ({_seeds(n).replace('seed', 'run')})" for cap, n in caps.items())
+def _caveats(groups) -> list[str]:
+  out = []
+  capped = [s for g in ("imdb", "imdb_reference") for s in _runs(groups, g) if _epoch_cap(s)]
+  if capped:
+    caps = "/".join(str(c) for c in sorted({_epoch_cap(s) for s in capped}))
+    bound = sum(1 for s in capped if _get(s, "results", "best_epoch") ==
+                _get(s, "results", "epochs_run") == _epoch_cap(s))
+    names = ", ".join(f"`{g}`" for g in dict.fromkeys(s["group"] for s in capped))
+    out.append(f"IMDB runs ({names}) are capped at {caps} epochs "
+               f"(`--config.train.num_epochs`); the best dev epoch is the last, so the cap "
+               f"binds, in {bound} of {len(capped)} runs.")
+  scored = []
+  for _, group in COLUMNS:
+    counts = collections.Counter()
+    for s in (s for l in TABLE_LABELS for s in _runs(groups, group, l)):
+      interp = s.get("interpretability") or {}
+      counts["not evaluated" if not interp else "whole test split" if _whole_split(s) else
+             f"{interp.get('examples') or 0:,} of {interp.get('split_examples') or 0:,}"] += 1
+    text = (next(iter(counts)) if len(counts) == 1 else ", ".join(
+        f"{k} ({n} runs)" for k, n in sorted(counts.items()))) if counts else "not run"
+    scored.append(f"`{group}` {text}")
+  out.append("Examples scored for interpretability: " + "; ".join(scored) + ".")
+  out.append("Seeds per column (safr / baseline / vmask): " + "; ".join(
+      f"`{g}` " + "/".join(str(len(_runs(groups, g, l))) for l in TABLE_LABELS)
+      for _, g in COLUMNS) + ".")
+  runs = [s for _, g in COLUMNS for l in TABLE_LABELS for s in _runs(groups, g, l)]
+  done = sum(1 for s in runs if s.get("_examples") is not None)
+  out.append(f"Runs with per-example scores (intervals over seeds and examples): {done} of "
+             f"{len(runs)} in the table; the rest give seeds-only intervals.")
+  return out
 
 
-def _cut_short(summary: dict[str, Any]) -> bool:
-  """Whether the epoch cap, not early stopping, ended a run at its best dev
-  epoch: dev accuracy still rose, so more epochs might have changed it."""
-  r, cap = summary.get("results", {}), _epoch_cap(summary)
-  return bool(cap) and not r.get("stopped_early") and (
-      r.get("best_epoch") == r.get("epochs_run") == cap)
+FACTORS = (("the authors' baseline", "sst2_reference", "baseline"),
+           ("+ Flax initialisation", "sst2_factors", "baseline_flax_init"),
+           ("+ pooling over real tokens only", "sst2_factors", "baseline_pool_tokens"),
+           ("+ batches padded to their longest row", "sst2_factors", "baseline_pad_batch"),
+           ("+ length-bucketed batches", "sst2_factors", "baseline_bucketed"),
+           ("the padding-aware baseline", "sst2", "baseline"))
 
 
-def _cap_binding(runs: Sequence[dict]) -> str:
-  """"the best dev epoch is the cap's last in 1 of 3 runs (`baseline` seed
-  0): …", or that it is in none; "" for runs without a cap."""
-  capped = [s for s in runs if _epoch_cap(s)]
-  if not capped:
-    return ""
-  bound = [s for s in capped if _cut_short(s)]
-  if not bound:
-    return (f"no run's best dev epoch is the cap's last (0 of {len(capped)}), so the cap "
-            "did not cut a rising dev curve short")
-  who = ", ".join(f"`{s.get('label')}` seed {s.get('seed')}" for s in bound)
-  return (f"the best dev epoch is the cap's last in {len(bound)} of {len(capped)} runs "
-          f"({who}): those might gain from more epochs")
+def factor_table(groups) -> str:
+  """The authors' SST-2 baseline, with one factor set to ours, and ours."""
+  reference = _runs(groups, "sst2_reference", "baseline")
+  rows = []
+  for i, (name, group, label) in enumerate(FACTORS):
+    runs = _runs(groups, group, label)
+    delta = ("not run" if not runs else "(the reference)" if i == 0
+             else _cell(effect(runs, reference, ACCURACY), ACCURACY))
+    rows.append([f"{name} (`{group}/{label}`)", len(runs),
+                 _mean_std((ACCURACY.summary(s) for s in runs), 1, 100) if runs else "not run",
+                 delta])
+  return _table(["SST-2 baseline", "n", "test accuracy (%)",
+                 "Δ vs the authors' baseline, points [95 %]"], rows)
 
 
-def _group_runs(groups, group: str) -> list[dict]:
-  return [s for runs in groups.get(group, {}).values() for s in runs]
-
-
-def _dataset_name(groups, group: str, name: str) -> str:
-  """The table's dataset cell; IMDB's carries its epoch budget."""
-  budget = _budget(_group_runs(groups, group)) if group in IMDB_GROUPS else ""
-  return f"{name}, {budget}" if budget else name
-
-
-def _paper_table(groups) -> str:
-  """One row per dataset × variant of ``PAPER_ROWS``: n and mean ± std."""
-  lines = ["| dataset | variant | n | " + " | ".join(c for c, _ in PAPER_COLUMNS) + " |",
-           "|---" * (len(PAPER_COLUMNS) + 3) + "|"]
-  for group, name, labels in PAPER_ROWS:
-    dataset = _dataset_name(groups, group, name)
-    for label in labels:
-      runs = groups.get(group, {}).get(label, [])
-      cells = ([_fmt([get(s) for s in runs]) for _, get in PAPER_COLUMNS] if runs
-               else ["not run yet"] + ["—"] * (len(PAPER_COLUMNS) - 1))
-      lines.append(f"| {dataset} | {label} | {len(runs)} | " + " | ".join(cells) + " |")
-  return "\n".join(lines)
-
-
-def _side(sign: int | None, below: str, level: str, above: str,
-          none: str = "no interval is possible yet (fewer than 2 seeds a side)") -> str:
-  """The phrase for the sign of a Welch interval (``_sign``)."""
-  return {-1: below, 0: level, 1: above, None: none}[sign]
-
-
-def _accuracy(groups, group: str, label: str, name: str, *, last: bool = True
-              ) -> tuple[str, str]:
-  """``label`` − baseline test accuracy in ``group`` (best-dev checkpoint and,
-  with ``last``, the last epoch's weights): the comparisons ("with the
-  best-dev checkpoint, A − baseline = …; with …") and the verdict without its
-  subject ("is not separated from the baseline in accuracy")."""
-  v = lambda l, get: _values(groups, group, l, get)
-  pairs = [("with the best-dev checkpoint", v(label, ACCURACY), v("baseline", ACCURACY))]
-  if last and (v(label, ACCURACY_LAST) or v("baseline", ACCURACY_LAST)):
-    pairs.append(("with the last epoch's weights", v(label, ACCURACY_LAST),
-                  v("baseline", ACCURACY_LAST)))
-  text = "; ".join(f"{when}, {compare(name, 'baseline', a, b)}" for when, a, b in pairs)
-  phrase = lambda sign: _side(
-      sign, "is less accurate than the baseline (costs accuracy)",
-      "is not separated from the baseline in accuracy",
-      "is more accurate than the baseline",
-      "has no accuracy interval yet (fewer than 2 seeds a side)")
-  signs = [_sign(a, b) for _, a, b in pairs]
-  if len(set(signs)) == 1:
-    verdict = phrase(signs[0])
-  else:
-    verdict = " but ".join(f"{phrase(s)} {when}" for s, (when, _, _) in zip(signs, pairs))
-  return text, verdict
-
-
-def _gate_vs_vmask(groups, group: str) -> tuple[str, str, int | None] | None:
-  """SAFR's gate against VMASK alone's in ``group`` by the AOPC of their
-  explanations: the comparison, its meaning, and its sign (``_sign``); None
-  while either has no run with interpretability metrics."""
-  aopc = (_values(groups, group, "safr", AOPC_VMASK),
-          _values(groups, group, "vmask", AOPC_VMASK))
-  if not aopc[0] or not aopc[1]:
-    return None
-  sign = _sign(*aopc)
-  return (f"the AOPC of the gate's explanation gives {compare('SAFR', 'vmask', *aopc, 3)}",
-          _side(sign, "SAFR's explanation is less faithful than VMASK alone's",
-                "the two explanations' faithfulness is not separated",
-                "SAFR's explanation is more faithful than VMASK alone's"), sign)
-
-
-def _gate_short(gate: tuple[str, str, int | None] | None) -> str:
-  """"; its gate's explanation is more faithful than VMASK alone's", or ""."""
-  if gate is None:
-    return ""
-  return "; its gate's explanation " + _side(
-      gate[2], "is less faithful than VMASK alone's",
-      "is not separated from VMASK alone's in faithfulness",
-      "is more faithful than VMASK alone's", "has no interval yet")
-
-
-def _missing(groups, group: str, labels: Sequence[str]) -> str:
-  """"3 seeds of `safr` and 0 seeds of `baseline` have finished"."""
-  counts = [f"{_seeds(len(groups.get(group, {}).get(l, [])))} of `{l}`" for l in labels]
-  return ", ".join(counts[:-1]) + f" and {counts[-1]} have finished"
-
-
-def _paper_answer(groups) -> list[str]:
-  """At most five sentences, one a line: SST-2's accuracy and
-  interpretability padding-aware, SST-2 under the authors' numerics, IMDB,
-  and the answer in short."""
-  v = lambda g, l, get: _values(groups, g, l, get)
-  sentences = []
-  sst = "On SST-2 (`sst2`, padding-aware)"
-
-  # 1. SST-2 accuracy.
-  if not v("sst2", "safr", ACCURACY) or not v("sst2", "baseline", ACCURACY):
-    sentences.append(f"{sst}, SAFR against the plain Transformer is not run yet "
-                     f"({_missing(groups, 'sst2', ('safr', 'baseline'))}).")
-  else:
-    text, verdict = _accuracy(groups, "sst2", "safr", "SAFR")
-    sentence = f"{sst}, in test accuracy, {text}; so SAFR {verdict}"
-    if v("sst2", "safr_ib", ACCURACY):
-      ib_text, ib_verdict = _accuracy(groups, "sst2", "safr_ib", "`safr_ib`", last=False)
-      sentence += (f"; with VMASK's information bottleneck and {ib_text.removeprefix('with ')}, "
-                   f"so `safr_ib` {ib_verdict}")
-    sentences.append(sentence + ".")
-
-  # 2. SST-2 interpretability: SAFR's losses against VMASK alone.
-  gate = _gate_vs_vmask(groups, "sst2")
-  if gate is None:
-    sentences.append("On SST-2, SAFR's interpretability against VMASK alone is not run yet "
-                     f"({_missing(groups, 'sst2', ('safr', 'vmask'))} with interpretability "
-                     "metrics).")
-  else:
-    share = v("sst2", "safr", SHARING_AMONG), v("sst2", "vmask", SHARING_AMONG)
-    gxi = v("sst2", "safr", AOPC_GXI), v("sst2", "baseline", AOPC_GXI)
-    parts, meaning = [gate[0]], [gate[1]]
-    if share[0] and share[1]:
-      parts.append("the sharing among important tokens gives "
-                   f"{compare('SAFR', 'vmask', *share, 2)}")
-      meaning.append(_side(_sign(*share), "SAFR lowers that sharing, as designed",
-                           "the sharing is not separated",
-                           "SAFR raises that sharing, against its design"))
-    if gxi[0] and gxi[1]:
-      parts.append("gradient × input's AOPC on the model gives "
-                   f"{compare('SAFR', 'baseline', *gxi, 3)}")
-      meaning.append(_side(_sign(*gxi), "gradient × input explains SAFR's model less "
-                           "faithfully than the baseline's",
-                           "gradient × input is not separated between the two models",
-                           "gradient × input explains SAFR's model more faithfully"))
-    sentences.append(f"On SST-2's interpretability, {'; '.join(parts)}; so "
-                     f"{'; '.join(meaning)}.")
-
-  # 3. SST-2 under the authors' numerics.
-  ref = "On SST-2 under the authors' numerics (`sst2_reference`)"
-  if not v("sst2_reference", "safr", ACCURACY) or not v("sst2_reference", "baseline",
-                                                         ACCURACY):
-    sentences.append(f"{ref}, SAFR against the plain Transformer is not run yet "
-                     f"({_missing(groups, 'sst2_reference', ('safr', 'baseline', 'vmask'))}).")
-  else:
-    text, verdict = _accuracy(groups, "sst2_reference", "safr", "SAFR")
-    sentence = f"{ref}, in test accuracy, {text}; so SAFR {verdict}"
-    gate_ref = _gate_vs_vmask(groups, "sst2_reference")
-    if gate_ref is not None:
-      sentence += f"; {gate_ref[0]}, so {gate_ref[1]}"
-    sentences.append(sentence + ".")
-
-  # 4. IMDB.
-  budget = _budget(_group_runs(groups, "imdb"))
-  if not v("imdb", "safr", ACCURACY) or not v("imdb", "baseline", ACCURACY):
-    done = (f" ({_missing(groups, 'imdb', ('baseline', 'vmask', 'safr', 'safr_ib'))}, {budget})"
-            if "imdb" in groups else "")
-    sentences.append("On IMDB (`imdb`: baseline, vmask, safr and safr_ib on the official test), "
-                     f"SAFR against the plain Transformer is not run yet{done}, so this "
-                     "report cannot yet answer on IMDB.")
-  else:
-    text, verdict = _accuracy(groups, "imdb", "safr", "SAFR")
-    sentence = (f"On IMDB (`imdb`, official test, {budget}), in test accuracy, {text}; so "
-                f"SAFR {verdict}")
-    if v("imdb", "safr_ib", ACCURACY):
-      ib_text, ib_verdict = _accuracy(groups, "imdb", "safr_ib", "`safr_ib`", last=False)
-      sentence += (f"; with VMASK's information bottleneck and {ib_text.removeprefix('with ')}, "
-                   f"so `safr_ib` {ib_verdict}")
-    gxi = v("imdb", "safr", AOPC_GXI), v("imdb", "baseline", AOPC_GXI)
-    if gxi[0] and gxi[1]:
-      sentence += (f"; gradient × input's AOPC gives {compare('SAFR', 'baseline', *gxi, 3)}"
-                   + ("" if _sign(*gxi) is None else ", so " + _side(
-                       _sign(*gxi), "it explains SAFR's model less faithfully",
-                       "it is not separated between the two models",
-                       "it explains SAFR's model more faithfully")))
-    gate_imdb = _gate_vs_vmask(groups, "imdb")
-    if gate_imdb is not None:
-      sentence += f"; {gate_imdb[0]}, so {gate_imdb[1]}"
-    binding = _cap_binding(_group_runs(groups, "imdb"))
-    sentence += f"; {binding}" if binding else ""
-    sentences.append(sentence + ("." if gate_imdb else " (no `vmask` run on IMDB isolates what "
-                                 "SAFR's losses add to the gate's explanation yet)."))
-
-  # 5. The answer in short, then the question's yes or no.
-  def short(group: str) -> str:
-    if not v(group, "safr", ACCURACY) or not v(group, "baseline", ACCURACY):
-      return "SAFR is not run yet"
-    return "SAFR " + _accuracy(groups, group, "safr", "SAFR")[1]
-  def costs(group: str) -> bool | None:
-    """Whether SAFR costs accuracy in ``group`` by either checkpoint (None: no
-    interval yet)."""
-    signs = [_sign(v(group, "safr", get), v(group, "baseline", get))
-             for get in (ACCURACY, ACCURACY_LAST)]
-    return True if -1 in signs else None if signs[0] is None else False
-  sst_short = short("sst2") + _gate_short(gate)
-  imdb_short = ((f"({budget}) " if budget else "") + short("imdb")
-                + _gate_short(_gate_vs_vmask(groups, "imdb")))
-  gxi = v("imdb", "safr", AOPC_GXI), v("imdb", "baseline", AOPC_GXI)
-  if gxi[0] and gxi[1] and _sign(*gxi) is not None:
-    imdb_short += "; gradient × input " + _side(
-        _sign(*gxi), "explains it less faithfully than the baseline",
-        "does not separate it from the baseline in faithfulness",
-        "explains it more faithfully than the baseline")
-  costly = [name for name, group in (("SST-2 (padding-aware)", "sst2"),
-                                                    ("IMDB", "imdb")) if costs(group)]
-  if costly:
-    answer = f"so the answer is no: SAFR costs accuracy on {' and '.join(costly)}"
-  elif costs("sst2") is False and costs("imdb") is False and gate and gate[2] == 1:
-    answer = ("so the answer is yes: SAFR's gate explains SST-2 more faithfully than VMASK "
-              "alone's, and SAFR's accuracy is not separated from the baseline's on SST-2 or "
-              "IMDB")
-  else:
-    answer = "so these seeds do not answer the question yet"
-  sentences.append(f"In short, on these seeds: on SST-2 (padding-aware) {sst_short}; on IMDB "
-                   f"{imdb_short}; {answer}.")
-  return sentences
-
-
-def _short_commit(summary) -> str:
-  return str(summary.get("results", {}).get("git_commit") or "unknown")[:7]
-
-
-def _numerics_section(groups) -> str:
-  """SST-2 padding-aware (``sst2``) against the authors' numerics
-  (``sst2_reference``), each variant beside itself, with the commits."""
-  lines = ["## SST-2: padding-aware against the authors' numerics, each variant beside "
-           "itself\n"]
-  commits = {g: collections.Counter(_short_commit(s) for s in _group_runs(groups, g))
-             for g in ("sst2", "sst2_reference")}
-  if not commits["sst2"] or not commits["sst2_reference"]:
-    labels = ("baseline", "vmask", "safr")
-    lines.append(f"Not run yet: in `sst2`, {_missing(groups, 'sst2', labels)}; in "
-                 f"`sst2_reference`, {_missing(groups, 'sst2_reference', labels)}.")
-    return "\n".join(lines)
-  every = commits["sst2"] + commits["sst2_reference"]
-  if len(every) == 1:
-    commit = next(iter(every))
-    lines.append(f"Both groups were trained at the same commit, {commit} (`results.git_commit` "
-                 f"of all {sum(every.values())} runs), on the same data, so a difference "
-                 "below is the numerics (initialisation, padding in pooling and the losses, "
-                 "rows padded to 128, random batches) and the seeds, not the code.")
-  else:
-    lines.append(f"Not one commit: `sst2` was trained at {_by_commit(commits['sst2'])}, "
-                 f"`sst2_reference` at {_by_commit(commits['sst2_reference'])} "
-                 "(`results.git_commit`), so a difference below also compares code.")
-  lines.append("\nPadding-aware minus the authors' numerics, Welch 95 % intervals over seeds:\n")
-  metrics = [("test accuracy, best-dev checkpoint", ACCURACY, 4),
-             ("last epoch's weights", ACCURACY_LAST, 4),
-             ("AOPC (VMASK)", AOPC_VMASK, 3),
-             ("AOPC (gradient × input)", AOPC_GXI, 3),
-             ("sharing among important tokens", SHARING_AMONG, 2)]
-  for label in ("baseline", "vmask", "safr"):
-    parts = []
-    for what, get, digits in metrics:
-      a, b = (_values(groups, g, label, get) for g in ("sst2", "sst2_reference"))
-      if a or b or get is ACCURACY:
-        parts.append(f"{what}: " + compare(f"`sst2/{label}`", f"`sst2_reference/{label}`",
-                                           a, b, digits))
-    lines.append(f"- `{label}`: " + "; ".join(parts) + ".")
-  return "\n".join(lines)
-
-
-def _thousands(n: Any) -> str:
-  return f"{n:,}" if isinstance(n, int) else "?"
-
-
-def _paper_data(groups) -> str:
-  """Per paper group, read from its summaries: data source, path and sizes,
-  the numerics, the epoch budget, the interpretability subset, evaluation time."""
-  lines = ["Read from each group's summaries (`results.dataset`, `config`, "
-           "`interpretability`):\n"]
-  for group in PAPER_GROUPS:
-    runs = _group_runs(groups, group)
-    planned = sum(PLANNED_SEEDS.get(group, 0) * len(labels)
-                  for g, _, labels in PAPER_ROWS if g == group) or PLANNED_SEEDS.get(group, 0)
-    if not runs:
-      if group != "imdb_curve":
-        lines.append(f"- `{group}`: not run yet (0 of {planned} planned runs).")
-      continue
-    data = collections.Counter()
-    numerics = collections.Counter()
-    examples = collections.Counter()
-    for s in runs:
-      ds = s.get("results", {}).get("dataset") or {}
-      cfg = s.get("config") or {}
-      folder = (cfg.get("data") or {}).get(
-          {"sst_treebank": "sst_dir", "aclimdb": "imdb_dir"}.get(ds.get("source"), ""), "")
-      sizes = ds.get("sizes") or {}
-      data[(f"`{ds.get('source', '?')}`" + (f" on `{folder}`" if folder else "")
-            + ", train / dev / test " + " / ".join(_thousands(sizes.get(k))
-                                                  for k in ("train", "dev", "test"))
-            + f", max_len {ds.get('max_len', '?')}")] += 1
-      model, loss, dcfg = (cfg.get(k) or {} for k in ("model", "loss", "data"))
-      numerics[(f"`model.init={model.get('init', '?')}`, `model.pool={model.get('pool', '?')}`, "
-                f"`loss.count_padding={loss.get('count_padding', '?')}`, "
-                f"`data.batching={dcfg.get('batching', '?')}`, "
-                f"`data.pad_to={dcfg.get('pad_to', '?')}`")] += 1
-      interp = s.get("interpretability")
-      examples["not evaluated yet" if interp is None
-               else f"{interp.get('examples', '?')} test examples"] += 1
-    counted = lambda c: "; ".join(k if len(c) == 1 else f"{k} ({_seeds(n).replace('seed', 'run')})"
-                                  for k, n in c.items())
-    evaluate_min = _mean((s.get("interpretability") or {}).get("timing_s", {}).get("total")
-                         for s in runs)
-    lines.append(
-        f"- `{group}` ({len(runs)} of {planned} planned runs): {counted(data)}; "
-        f"{counted(numerics)}; {_budget(runs)}; interpretability subset {counted(examples)}"
-        + (f"; `safr_jax.evaluate` took {evaluate_min / 60:.1f} min per run on average"
-           if evaluate_min is not None else "") + ".")
-  return "\n".join(lines)
-
-
-def _dev_curves(rows) -> str:
-  """Each run's dev accuracy per epoch (what the IMDB epoch cap is chosen from)."""
-  lines = []
-  for label in sorted(rows):
-    for s in sorted(rows[label], key=lambda s: s.get("seed", 0)):
-      r = s.get("results", {})
-      curve = ", ".join(f"{e}: {a:.4f}" for e, a in enumerate(r.get("dev_history") or [], 1)
-                        if isinstance(a, (int, float)))
-      ended = ("stopped early" if r.get("stopped_early")
-               else "not stopped early (ran its budget)")
-      lines.append(f"- `{label}` seed {s.get('seed')} ({_budget([s])}): dev accuracy after "
-                   f"each epoch {curve or '—'}; best epoch {r.get('best_epoch', '?')}; {ended} "
-                   f"after {r.get('epochs_run', '?')} epochs.")
-  return "Dev accuracy per epoch (`results.dev_history`):\n\n" + "\n".join(lines)
+def padding_table(groups) -> str:
+  """VMASK's keep-probability on padding under the authors' numerics."""
+  rows = []
+  for label in ("vmask", "safr"):
+    runs = _runs(groups, "sst2_reference", label)
+    rows.append([f"`sst2_reference/{label}`", len(runs) or "not run",
+                 _mean_std(_gate(s, "results", "test", "keep_rate") for s in runs),
+                 _mean_std(_get(s, "interpretability", "keep_rate_padding") for s in runs)])
+  return _table(["run", "n", "keep-prob., real tokens", "keep-prob., padding positions"], rows)
 
 
 def readme_summary(results_dir: pathlib.Path | str) -> str:
-  """The paper's table and the answer sentences, as Markdown for README.md
-  (``python -m experiments.report`` prints it)."""
-  groups = load(pathlib.Path(results_dir))
-  return (_paper_table(groups) + "\n\n"
-          "Mean ± sample std over seeds (n); differences of means with Welch 95 % intervals "
-          "(every number, the commits and the wall time per run: `docs/RESULTS.md`).\n\n"
-          + "\n".join(_paper_answer(groups)) + "\n")
+  """The question, bottom line, effects, caveats, baseline factors and padding."""
+  return _summary(load(pathlib.Path(results_dir)))
+
+
+def _summary(groups) -> str:
+  parts = [f"**Question.** {QUESTION}", "**Bottom line** (test accuracy, best-dev checkpoint). "
+           + " ".join(_bottom_line(groups)), effects_table(groups),
+           "**Caveats.**\n\n" + "\n".join(f"- {c}" for c in _caveats(groups)),
+           "**Why the authors' Transformer is weaker on SST-2**: the authors'-numerics "
+           "baseline with one factor set to ours (3 seeds planned each).", factor_table(groups),
+           "**The VMASK gate on padding under the authors' numerics** (mean keep-probability; "
+           "padding is pooled there).", padding_table(groups),
+           "Every number per group, the commits and the dev curves: `docs/RESULTS.md`."]
+  return "\n\n".join(parts) + "\n"
 
 
 README_BEGIN = "<!-- results: written by experiments/report.py (run_grid.py --report_only) -->"
@@ -841,8 +433,7 @@ README_END = "<!-- results: end -->"
 
 
 def update_readme(readme: pathlib.Path, results_dir: pathlib.Path) -> bool:
-  """Replaces the README's block between ``README_BEGIN`` and ``README_END``
-  with ``readme_summary``; False (and nothing written) without the markers."""
+  """Rewrites the README's block between its markers; False if it has none."""
   text = readme.read_text(encoding="utf-8")
   if README_BEGIN not in text or README_END not in text:
     return False
@@ -853,354 +444,151 @@ def update_readme(readme: pathlib.Path, results_dir: pathlib.Path) -> bool:
   return True
 
 
-# ----------------------------------------------------------------------------
-# Per-group comparisons.
+# docs/RESULTS.md: every group's tables
+
+GROUP_TITLES = {
+    "sst2": "SST-2 (`sst_treebank`), max_len 128, padding-aware",
+    "sst2_reference": ("SST-2 (`sst_treebank`), the authors' numerics: PyTorch initialisation, "
+                       "padding pooled and counted in both losses, rows padded to 128"),
+    "sst2_factors": "SST-2, the authors' baseline with one of its numerics set to ours",
+    "sst2_lambda": "SST-2, λ: joint, each loss alone, and joint under the authors' numerics",
+    "imdb_curve": "IMDB (`aclimdb`, official test): the SAFR run whose dev curve set the cap",
+    "imdb": "IMDB (`aclimdb`, the official test), max_len 256, padding-aware, epoch cap",
+    "imdb_reference": "IMDB (`aclimdb`, the official test), the authors' numerics, epoch cap",
+    "rt_polarity": "`rt_polarity` (the offline SST-2 substitute), padding-aware",
+    "imdb_builtin": "`imdb_builtin` (test carved from IMDB's train split), 3 epochs",
+    "lambda": "λ sweep on `rt_polarity` (λ_imp = λ_inter = λ), seed 0",
+    "reference": "`rt_polarity`, the authors' numerics",
+    "bottleneck": "`rt_polarity`, padding-aware, with VMASK's annealed information bottleneck",
+    "init_padding": "`rt_polarity`, SAFR, initialisation × padding (seed 0)",
+    "batching": "`rt_polarity`, SAFR: length-bucketed against random batches",
+    "quick": "quick grid (tiny models; a smoke test, not a result)",
+}
+PAPER_GROUPS = ("sst2", "sst2_reference", "sst2_factors", "sst2_lambda", "imdb_curve", "imdb",
+                "imdb_reference")  # the paper's data; the rest are stand-ins
+CURVE_GROUPS = ("imdb_curve", "imdb", "imdb_reference")
+ORDER = ("baseline", "vmask", "vmask_ib", "imp", "inter", "safr", "safr_ib")
+METHOD_NAMES = {"vmask": "VMASK gate", "attention": "attention", "random": "random",
+                "gradient_x_input": "gradient × input", "occlusion": "occlusion"}
+# (caption, [(column, getter, decimals, scale)], shown without any value)
+TABLES: tuple[tuple[str, list[tuple[str, Callable[[dict], Any], int, float]], bool], ...] = (
+    ("Test accuracy (%), epochs, and minutes of `train.py` per run", [
+        ("best-dev checkpoint", ACCURACY.summary, 2, 100),
+        ("last epoch", lambda s: _get(s, "results", "test_last_epoch", "accuracy"), 2, 100),
+        ("best epoch", lambda s: _get(s, "results", "best_epoch"), 1, 1),
+        ("epochs run", lambda s: _get(s, "results", "epochs_run"), 1, 1),
+        ("minutes", _wall_minutes, 1, 1)], True),
+    ("AOPC@20 % of each text's length, per explanation method",
+     [(METHOD_NAMES[m], aopc20(m).summary, 3, 1) for m in METHODS], False),
+    ("AOPC over the first 10 tokens (the earlier measure), per explanation method",
+     [(METHOD_NAMES[m], lambda s, m=m: _get(s, "interpretability", "faithfulness", m, "aopc"),
+       3, 1) for m in METHODS], False),
+    ("Mechanism, the 4 tokens of highest keep-probability per text (cos², Jaccard)",
+     [(name, mechanism(name).summary, 3, 1) for name in MECHANISM], False),
+    ("VMASK gate: mean keep-probability", [
+        ("real tokens", lambda s: _gate(s, "results", "test", "keep_rate"), 3, 1),
+        ("share p > 0.5", lambda s: _gate(s, "results", "test", "keep_above_half"), 3, 1),
+        ("padding positions", lambda s: _get(s, "interpretability", "keep_rate_padding"), 3, 1)],
+     False),
+)
+
+HOW = """## How these numbers were made
+
+Tables give mean ± sample std over seeds; n counts the runs with a value in that table.
+"—" means no value: a metric the run's evaluation predates, or a gate number of a model
+without VMASK. Accuracy is on the whole test split. Interpretability metrics use the examples
+each run's `safr_jax.evaluate` scored (the caveats give their number). AOPC@20 %: the mean drop
+in the predicted class's probability as the top 20 % of a text's tokens are deleted in 10
+steps. Mechanism: per text the 4 tokens of highest keep-probability; cos² between their
+vectors, Jaccard of their active FFN neurons. Definitions: `docs/METRICS.md`. One run reruns
+with `python experiments/run_grid.py --only=<group>/<label>/seed<k>`.
+"""
+STANDIN = ("# Stand-in results: not SST-2 or IMDB benchmark numbers\n\n`rt_polarity` is the "
+           "Rotten Tomatoes data SST-2 was built from, not SST-2 itself. `imdb_builtin`'s test "
+           "set is carved from IMDB's train split.\n")
 
 
-def _bullet(what: str, text: str) -> str:
-  return f"- {what}: {text}."
+def _labels(rows) -> list[str]:
+  return sorted(rows, key=lambda l: (ORDER.index(l) if l in ORDER else 99, l))
 
 
-def _lambda_findings(rows, groups) -> list[str]:
-  acc = {label: _mean(ACCURACY(s) for s in runs) for label, runs in rows.items()}
-  done = sorted((float(l.removeprefix("lambda")), a) for l, a in acc.items() if a is not None)
-  if len(done) < 2:
-    return ["Too few λ values have finished to say how accuracy depends on λ."]
-  best = max(done, key=lambda x: x[1])
-  lam = lambda values: "{" + ", ".join(f"{l:g}" for l, _ in values) + "}"
-  text = (f"One seed per λ, so no interval is possible and these runs do not separate λ values "
-          f"from each other: test accuracy ranges from {min(a for _, a in done):.4f} to "
-          f"{max(a for _, a in done):.4f} over λ ∈ {lam(done)} (highest at λ = {best[0]:g})")
-  safr = _values(groups, "rt_polarity", "safr", ACCURACY)
-  if len(safr) >= 2:
-    text += (f"; for scale, the {len(safr)} `rt_polarity/safr` seeds at λ = 1 alone span "
-             f"{min(safr):.4f}–{max(safr):.4f}")
-  base = _values(groups, "rt_polarity", "baseline", ACCURACY)
-  if base:
-    below = [(l, a) for l, a in done if a < min(base)]
-    inside = [(l, a) for l, a in done if min(base) <= a <= max(base)]
-    above = [(l, a) for l, a in done if a > max(base)]
-    parts = []
-    if below:
-      parts.append(f"λ ∈ {lam(below)} lie below")
-    if inside:
-      parts.append(f"λ ∈ {lam(inside)} lie within")
-    if above:
-      parts.append(f"λ ∈ {lam(above)} lie above")
-    text += (f". Against the {_seeds(len(base))} of the plain Transformer on `rt_polarity` "
-             f"({min(base):.4f}–{max(base):.4f}), " + ", ".join(parts)
-             + " that range; with one run per λ this describes these runs and is not a test")
-  return [text + "."]
-
-
-def _findings(group: str, rows, groups) -> list[str]:
-  """The comparisons a group's tables support, one bullet each."""
-  if group == "lambda":
-    return _lambda_findings(rows, groups)
-  v = lambda label, get, g=group: _values(groups, g, label, get)
+def _group_tables(rows) -> list[str]:
   out = []
-  if group == "bottleneck":
-    ib = "`safr_ib`"
-    out.append(_bullet("Test accuracy, best-dev checkpoint",
-                       compare(ib, "`vmask_ib`", v("safr_ib", ACCURACY), v("vmask_ib", ACCURACY))))
-    if v("safr_ib", ACCURACY_LAST) or v("vmask_ib", ACCURACY_LAST):
-      out.append(_bullet("Test accuracy, last epoch", compare(
-          ib, "`vmask_ib`", v("safr_ib", ACCURACY_LAST), v("vmask_ib", ACCURACY_LAST))))
-    out.append(_bullet(
-        "Against the padding-aware runs without the bottleneck (other commits), test accuracy",
-        compare(ib, "`rt_polarity/baseline`", v("safr_ib", ACCURACY),
-                v("baseline", ACCURACY, "rt_polarity"))
-        + "; " + compare(ib, "`rt_polarity/safr`", v("safr_ib", ACCURACY),
-                         v("safr", ACCURACY, "rt_polarity"))
-        + "; " + compare("`vmask_ib`", "`rt_polarity/vmask`", v("vmask_ib", ACCURACY),
-                         v("vmask", ACCURACY, "rt_polarity"))))
-    out.append(_bullet("AOPC of the VMASK explanation", compare(
-        ib, "`vmask_ib`", v("safr_ib", AOPC_VMASK), v("vmask_ib", AOPC_VMASK), 3)
-        + "; " + compare(ib, "`rt_polarity/safr`", v("safr_ib", AOPC_VMASK),
-                         v("safr", AOPC_VMASK, "rt_polarity"), 3)))
-    out.append(_bullet(SHARING_AMONG_BULLET,
-                       compare(ib, "`vmask_ib`", v("safr_ib", SHARING_AMONG),
-                               v("vmask_ib", SHARING_AMONG), 2)))
-    return out
-  if group == "init_padding":
-    return [_init_padding_table(groups)]
-  if group == "batching":
-    return [_bullet(name, compare("bucketed", "random", v("safr_bucketed", get),
-                                  v("safr_random", get), digits))
-            for name, get, digits in (
-                ("Test accuracy, best-dev checkpoint", ACCURACY, 4),
-                ("Test accuracy, last epoch", ACCURACY_LAST, 4),
-                ("AOPC of the VMASK explanation", AOPC_VMASK, 3))]
-  if group == "imdb_curve":
-    return [_dev_curves(rows)]
-  # Under an epoch cap, whether it cut a rising dev curve short.
-  binding = (_cap_binding([s for runs in rows.values() for s in runs])
-             if group in IMDB_GROUPS else "")
-  cap = [f"\nUnder the epoch cap, {binding}.\n", _dev_curves(rows)] if binding else []
-  if "safr" not in rows or "baseline" not in rows:
-    return ["SAFR and the baseline have not both finished in this group; no comparison is "
-            "drawn."] + cap
-  out.append(_bullet("Test accuracy, best-dev checkpoint",
-                     compare("safr", "baseline", v("safr", ACCURACY), v("baseline", ACCURACY))))
-  if v("safr", ACCURACY_LAST) or v("baseline", ACCURACY_LAST):
-    out.append(_bullet("Test accuracy, last epoch's weights (the authors' protocol)",
-                       compare("safr", "baseline", v("safr", ACCURACY_LAST),
-                               v("baseline", ACCURACY_LAST))))
-  if "safr_ib" in rows:
-    out.append(_bullet("With VMASK's information bottleneck, test accuracy, best-dev checkpoint",
-                       compare("safr_ib", "baseline", v("safr_ib", ACCURACY),
-                               v("baseline", ACCURACY))))
-    if v("safr_ib", ACCURACY_LAST) or v("baseline", ACCURACY_LAST):
-      out.append(_bullet("With the bottleneck, test accuracy, last epoch's weights",
-                         compare("safr_ib", "baseline", v("safr_ib", ACCURACY_LAST),
-                                 v("baseline", ACCURACY_LAST))))
-    out.append(_bullet("AOPC of the VMASK explanation, with the bottleneck against without",
-                       compare("safr_ib", "safr", v("safr_ib", AOPC_VMASK),
-                               v("safr", AOPC_VMASK), 3)))
-  if "vmask" in rows:
-    out.append(_bullet("L_Imp on test (SAFR minimises it, so lower is by construction)",
-                       compare("safr", "vmask", v("safr", IMPORTANCE), v("vmask", IMPORTANCE))))
-    out.append(_bullet("AOPC of the VMASK explanation, what SAFR's losses add to VMASK",
-                       compare("safr", "vmask", v("safr", AOPC_VMASK), v("vmask", AOPC_VMASK),
-                               3)))
-    if v("safr", SHARING_AMONG) or v("vmask", SHARING_AMONG):
-      out.append(_bullet(SHARING_AMONG_BULLET,
-                         compare("safr", "vmask", v("safr", SHARING_AMONG),
-                                 v("vmask", SHARING_AMONG), 2)))
-  else:
-    out.append(_bullet("L_Imp on test (the baseline has no VMASK gate, so its L_Imp is on "
-                       "ungated embeddings)",
-                       compare("safr", "baseline", v("safr", IMPORTANCE),
-                               v("baseline", IMPORTANCE))))
-    out.append("- No `vmask` run on this data isolates what SAFR's losses add to the VMASK "
-               "explanation.")
-  out.append(_bullet("AOPC of gradient × input, SAFR's model against the baseline's",
-                     compare("safr", "baseline", v("safr", AOPC_GXI), v("baseline", AOPC_GXI),
-                             3)))
-  out.append(_bullet("SAFR's own explanation (VMASK) against the baseline's best available "
-                     "one (gradient × input), AOPC",
-                     compare("safr VMASK", "baseline gradient × input", v("safr", AOPC_VMASK),
-                             v("baseline", AOPC_GXI), 3)))
-  if group == "reference" and "rt_polarity" in groups:
-    # Whether "SAFR keeps accuracy" here is SAFR holding up or the others falling.
-    out.append(_bullet(
-        "Each variant under the authors' numerics against itself padding-aware "
-        "(other commits), test accuracy",
-        "; ".join(compare(f"`reference/{l}`", f"`rt_polarity/{l}`", v(l, ACCURACY),
-                          v(l, ACCURACY, "rt_polarity"))
-                  for l in ("baseline", "vmask", "safr") if l in rows)))
-  return out + cap
+  for caption, columns, always in TABLES:
+    body = []
+    for label in _labels(rows):
+      runs = [s for s in rows[label] if any(get(s) is not None for _, get, *_ in columns)]
+      if runs or always:
+        body.append([label, len(runs)] + [_mean_std(map(get, runs), digits, scale)
+                                          for _, get, digits, scale in columns])
+    if any(c != "—" for row in body for c in row[2:]) or always:
+      out += [f"*{caption}.*", "", _table(["variant", "n"] + [c[0] for c in columns], body), ""]
+  return out
 
 
-def _sentence(group: str, rows: dict[str, list[dict]],
-              groups: dict[str, dict[str, list[dict]]] | None = None) -> str:
-  """What the group's tables show, computed from the numbers."""
-  groups = groups if groups is not None else {group: rows}
-  lines = _findings(group, rows, groups)
-  if lines and lines[0].startswith("- "):
-    lines.insert(0, "Differences of means with Welch 95 % intervals over seeds:\n")
-  return "\n".join(lines)
-
-
-def _init_padding_table(groups) -> str:
-  """Test accuracy of SAFR at seed 0, init × padding."""
-  def cell(init, padding):
-    group, label = INIT_PADDING_CELLS[(init, padding)]
-    runs = [s for s in groups.get(group, {}).get(label, []) if s.get("seed") == 0]
-    if not runs or ACCURACY(runs[0]) is None:
-      return "not run yet"
-    best, last = ACCURACY(runs[0]), ACCURACY_LAST(runs[0])
-    return f"{best:.4f}" + (f" ({last:.4f})" if last is not None else "")
-  lines = ["Test accuracy of SAFR, seed 0: best-dev checkpoint (last epoch's weights).", "",
-           "| init \\ padding | ignored | counted |", "|---|---|---|"]
-  for init in ("flax", "torch"):
-    lines.append(f"| {init} | {cell(init, 'ignored')} | {cell(init, 'counted')} |")
-  lines.append("")
-  ref = _values(groups, "reference", "safr", ACCURACY)
-  safr = _values(groups, "rt_polarity", "safr", ACCURACY)
-  scale = []
-  if len(ref) >= 2:
-    scale.append(f"the {len(ref)} `reference/safr` seeds span {min(ref):.4f}–{max(ref):.4f}")
-  if len(safr) >= 2:
-    scale.append(f"the {len(safr)} `rt_polarity/safr` seeds span {min(safr):.4f}–"
-                 f"{max(safr):.4f}")
-  lines.append("The torch × counted cell is `reference/safr/seed0` (that configuration, not "
-               "trained twice); the other three cells are this group's runs. The counted "
-               "column pads every row to 128 as the authors do, the ignored column pads each "
-               "batch to its longest row. One seed per cell, so no interval is possible and "
-               "these cells do not separate the effect of init from that of padding"
-               + (f"; for scale, {' and '.join(scale)}." if scale else "."))
-  return "\n".join(lines)
-
-
-def _rerun_note(groups: dict[str, dict[str, list[dict]]]) -> str | None:
-  """The λ = 1 sweep run repeats rt_polarity/safr/seed0's command; says how far
-  apart the two ended (they differ only when the code changed in between)."""
-  first = [s for s in groups.get("rt_polarity", {}).get("safr", []) if s["seed"] == 0]
-  again = [s for s in groups.get("lambda", {}).get("lambda1.0", []) if s["seed"] == 0]
-  if not first or not again:
-    return None
-  a, b = first[0]["results"], again[0]["results"]
-  dev = lambda r: (r.get("dev_history") or [math.nan])[0]
-  commits = (str(a.get("git_commit", "?"))[:7], str(b.get("git_commit", "?"))[:7])
-  same = "the same code" if commits[0] == commits[1] else f"code {commits[0]} → {commits[1]}"
-  return (f"`lambda/lambda1.0/seed0` repeats `rt_polarity/safr/seed0`'s command ({same}). "
-          f"Dev accuracy after one epoch: {dev(a):.4f} vs {dev(b):.4f}; test accuracy "
-          f"{a['test']['accuracy']:.4f} vs {b['test']['accuracy']:.4f}."
-          + (" Rerunning a command with unchanged code reproduces it exactly on the same "
-             "machine; between these two runs the attention softmax's derivative was "
-             "rewritten (equal up to rounding), so their gap shows how far a rounding-level "
-             "change moves one run." if commits[0] != commits[1] else ""))
-
-
-def _group_order(groups) -> list[str]:
-  return sorted(groups, key=lambda g: (list(GROUP_TITLES).index(g)
-                                       if g in GROUP_TITLES else 99, g))
-
-
-def _by_commit(counts: collections.Counter) -> str:
-  """``"577dbc6 (3 runs), b8ccb7c (1 run)"``, in first-seen order."""
-  return ", ".join(f"{c} ({_seeds(n).replace('seed', 'run')})" for c, n in counts.items())
-
-
-def _commits(groups, names: Sequence[str], intro: str) -> str:
-  """Which commits the runs of each group in ``names`` were trained from
-  (results.git_commit), after ``intro``; "" when none of them has runs."""
-  parts = []
-  for group in names:
-    counts = collections.Counter(_short_commit(s) for s in _group_runs(groups, group))
-    listed = _by_commit(counts)
-    if group in REPRODUCTION_GROUPS or group in PAPER_GROUPS:
-      listed = (f"pinned commit {listed}" if len(counts) == 1
-                else f"{listed} (not one pinned commit)")
-    parts.append(f"`{group}`: {listed}")
-  if not parts:
-    return ""
-  return (f"Commits the runs were trained from (`results.git_commit`). {intro}"
-          + "; ".join(parts) + "." + _evaluation_commits(groups, names) + "\n")
-
-
-STANDIN_COMMITS = ("The reproduction groups (`reference`, `bottleneck`, `init_padding`) are "
-                   "trained from one pinned commit, so code changes made while they run do "
-                   "not reach them; the older groups were trained while the code evolved, so "
-                   "comparisons across groups also compare commits. ")
-PAPER_COMMITS = ("Each group is trained from a pinned worktree, so code changes made while "
-                 "it runs do not reach it; a group whose runs span commits says so. ")
-
-
-def _evaluation_commits(groups, names: Sequence[str]) -> str:
-  """Which commits computed the interpretability metrics, where that differs
-  from the training commit (``safr_jax.evaluate --reevaluate`` of older runs)."""
-  parts = []
-  for group in names:
-    counts = collections.Counter()
-    for s in _group_runs(groups, group):
-      trained = str(s.get("results", {}).get("git_commit") or "")[:7]
-      interp = s.get("interpretability")
-      if interp is None:
-        continue
-      evaluated = str((interp.get("provenance") or {}).get("git_commit") or "")[:7]
-      if evaluated and evaluated != trained:
-        counts[evaluated] += 1
-    if counts:
-      parts.append(f"`{group}`: {_by_commit(counts)}")
-  if not parts:
-    return ""
-  return (" Interpretability metrics computed by a later commit's `safr_jax.evaluate` "
-          "(`interpretability.provenance.git_commit`; training untouched, so metrics added "
-          "since the training commit are filled in): " + "; ".join(parts) + "; the other "
-          "runs were evaluated right after training, by the checkout that trained them.")
+def _dev_curves(rows) -> str:
+  body = []
+  for label in _labels(rows):
+    for s in sorted(rows[label], key=lambda s: s.get("seed", 0)):
+      r = s.get("results", {})
+      curve = ", ".join(f"{a * 100:.1f}" for a in map(_number, r.get("dev_history") or [])
+                        if a is not None)
+      body.append([label, s.get("seed"), curve or "—", r.get("best_epoch", "—"),
+                   r.get("epochs_run", "—"), _epoch_cap(s) or "—",
+                   "yes" if r.get("stopped_early") else "no"])
+  return _table(["variant", "seed", "dev accuracy (%) after each epoch", "best epoch",
+                 "epochs run", "epoch cap", "stopped early"], body)
 
 
 def _plots(group: str, report: pathlib.Path,
            compare_dir: pathlib.Path | None) -> pathlib.Path | None:
-  """Where ``group``'s ``safr_jax.compare`` table and plot are: ``compare_dir``
-  (drawn by this call), else the committed ones beside the report
-  (``docs/results/<group>``, e.g. when run_grid draws none)."""
+  """``compare_dir/<group>`` if it has the plot, else ``results/<group>`` beside ``report``."""
   for folder in (compare_dir, report.parent / "results"):
     if folder is not None and (folder / group / "comparison.png").exists():
       return folder / group
   return None
 
 
-def _group_section(group: str, groups, report: pathlib.Path,
-                   compare_dir: pathlib.Path | None) -> list[str]:
-  """A group's heading, its two tables, what they show and its plot's link."""
-  rows = groups[group]
-  title = GROUP_TITLES.get(group, group)
-  if group in IMDB_GROUPS:  # the epoch budget goes beside every IMDB number
-    title += f"; {_budget(_group_runs(groups, group))}"
-  lines = [f"\n## {title}\n"]
-  labels = sorted(rows, key=lambda l: (ORDER.index(l) if l in ORDER else 99, l))
-  for columns in (COLUMNS, INTERPRETABILITY):
-    lines.append("| run | n | " + " | ".join(c for c, _ in columns) + " |")
-    lines.append("|---" * (len(columns) + 2) + "|")
-    for label in labels:
-      runs = rows[label]
-      cells = [_fmt([get(s) for s in runs]) for _, get in columns]
-      lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
-    lines.append("")
-  lines.append("")
-  lines.append(_sentence(group, rows, groups))
+def _section(group: str, rows, report: pathlib.Path, compare_dir) -> list[str]:
+  out = [f"## {GROUP_TITLES.get(group, group)} (`{group}`)", ""] + _group_tables(rows)
+  if group in CURVE_GROUPS:
+    out += ["*Dev accuracy per epoch (`results.dev_history`).*", "", _dev_curves(rows), ""]
   folder = _plots(group, report, compare_dir)
   if folder is not None:
     rel = os.path.relpath(folder, report.parent)
-    lines.append("")
-    lines.append(f"Every metric of every run: [`{rel}/comparison.md`]({rel}/comparison.md); "
-                 "test accuracy against the faithfulness of each run's own explanation:\n\n"
-                 f"![accuracy vs faithfulness, {group}]({rel}/comparison.png)")
-  return lines
+    out += [f"Every metric: [`{rel}/comparison.md`]({rel}/comparison.md).", "",
+            f"![accuracy vs faithfulness, {group}]({rel}/comparison.png)", ""]
+  return out
+
+
+def _commits_table(groups, order) -> str:
+  def counted(runs, *keys):
+    c = collections.Counter(str(_node(s, *keys) or "—")[:7] for s in runs)
+    return ", ".join(f"{k} ({n})" for k, n in sorted(c.items()))
+  return _table(["group", "runs", "trained at (runs)", "evaluated at (runs)"], [
+      [f"`{g}`", len(_runs(groups, g)), counted(_runs(groups, g), "results", "git_commit"),
+       counted(_runs(groups, g), "interpretability", "provenance", "git_commit")]
+      for g in order])
 
 
 def write(results_dir: pathlib.Path, report: pathlib.Path, *,
           compare_dir: pathlib.Path | None = None) -> None:
-  """Writes ``report`` from the summaries in ``results_dir``: the paper's
-  benchmarks first, then the stand-ins under their own heading. Links each
-  group's ``safr_jax.compare`` plot and full table found in
-  ``compare_dir/<group>`` or beside the report (``results/<group>``)."""
-  groups = load(results_dir)
-  order = _group_order(groups)
-  paper = [g for g in order if g in PAPER_GROUPS]
+  """Writes ``report``: the answer (``readme_summary``), then each group's tables
+  (the paper's benchmarks first) with its ``safr_jax.compare`` plot (``_plots``)."""
+  groups = load(pathlib.Path(results_dir))
+  titles = list(GROUP_TITLES)
+  order = sorted(groups, key=lambda g: (titles.index(g) if g in titles else 99, g))
   standin = [g for g in order if g not in PAPER_GROUPS]
-  lines = [TITLE, PAPER_QUESTION, "\n".join(_paper_answer(groups)), "",
-           "## The paper's benchmarks in one table\n",
-           "Mean ± sample std over seeds (n); IMDB's epoch budget beside its name. The "
-           "columns are defined below; every number of every group follows in its own "
-           "section.\n", _paper_table(groups), "", _numerics_section(groups), "", HEADER,
-           _paper_data(groups), ""]
-  commits = _commits(groups, paper, PAPER_COMMITS)
-  if commits:
-    lines.append(commits)
-  for group in PAPER_GROUPS:
-    if group in groups:
-      lines += _group_section(group, groups, report, compare_dir)
-    elif group != "imdb_curve":
-      lines += [f"\n## {GROUP_TITLES[group]}\n", "Not run yet."]
-  if standin:
-    lines += ["", STANDIN_TITLE, STANDIN_QUESTION, "\n".join(_answer(groups)), "",
-              STANDIN_HEADER]
-    commits = _commits(groups, standin, STANDIN_COMMITS)
-    if commits:
-      lines.append(commits)
-    for group in standin:
-      lines += _group_section(group, groups, report, compare_dir)
-  note = _rerun_note(groups)
-  if note:
-    lines += ["", "## Reruns", "", note]
+  lines = ["# Results", "", f"## {QUESTION}", "", _summary(groups), HOW]
+  for group in [g for g in order if g in PAPER_GROUPS] + standin:
+    lines += ([STANDIN] if group == standin[0] else []) + _section(
+        group, groups[group], report, compare_dir)
+  lines += ["## Commits", "", "Training commit (`results.git_commit`) and the commit whose "
+            "`safr_jax.evaluate` measured (`interpretability.provenance.git_commit`; "
+            "\"—\": not recorded, or not evaluated yet).", "",
+            _commits_table(groups, order)]
   report.parent.mkdir(parents=True, exist_ok=True)
   report.write_text("\n".join(lines) + "\n")
-
-
-def answer_section(text: str) -> str:
-  """The stand-in "Does this reproduce SAFR?" section of a written report (for tests)."""
-  match = re.search(r"## Does this reproduce SAFR\?[^\n]*\n\n(.*?)\n\n", text, re.S)
-  return match.group(1) if match else ""
-
-
-def paper_answer_section(text: str) -> str:
-  """The answer on the paper's benchmarks in a written report (for tests)."""
-  match = re.search(re.escape(PAPER_QUESTION) + r"\n(.*?)\n\n", text, re.S)
-  return match.group(1) if match else ""
 
 
 if __name__ == "__main__":

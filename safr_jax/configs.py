@@ -33,7 +33,7 @@ __all__ = ["VARIANTS", "DATASETS", "VMASK_KL_SCHEDULES", "base_config", "apply_v
 VMASK_KL_SCHEDULES = ("constant", "vmask")
 
 VARIANTS = ("safr", "baseline", "vmask", "imp", "inter", "ib", "safr_ib",
-            "reference", "quick")
+            "scale_invariant", "reference", "quick")
 
 # What `auto` tries first and falls back to, and the authors' max_len.
 DATASETS = {
@@ -83,6 +83,10 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   # every 10th epoch β -= 0.099 while β > 0.01 (kept in the checkpoint).
   c.loss.vmask_kl_schedule = "constant"
   c.loss.count_padding = False  # True = the authors' semantics
+  # λ of L_Imp with both tokens normalised (x̂_i · x̂_j): closing the VMASK gate
+  # cannot lower it (losses.importance_loss, scale_invariant=True). Not the
+  # authors'; the `scale_invariant` variant swaps it for loss.importance.
+  c.loss.scale_invariant_importance = 0.0
   # "auto": compute L_Inter a block of query rows at a time once a
   # [batch, heads, L, L] array would pass 128 MiB (long inputs); "none": all at
   # once; or a number of rows. Same value either way, less memory.
@@ -130,6 +134,9 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
   elif variant in ("ib", "safr_ib"):  # + VMASK's annealed information bottleneck
     c.loss.vmask_kl = 1.0
     c.loss.vmask_kl_schedule = "vmask"
+  elif variant == "scale_invariant":  # L_Imp that the gate cannot lower by closing
+    c.loss.scale_invariant_importance = c.loss.importance
+    c.loss.importance = 0.0
   elif variant == "reference":  # every switch as the authors' code has it
     c.model.pool = "all"
     c.model.init = "torch"

@@ -14,6 +14,12 @@ form of the SAFR authors' code), on the VMASK-gated embeddings ``x [B, L, E]``::
     P_i   = ‖I_i‖₂ / sqrt(E)                 polysemanticity of token i
     L_Imp = mean_i P_i
 
+Only x_i is normalised, so shrinking every gated embedding (closing the VMASK
+gate) lowers L_Imp. ``scale_invariant=True`` normalises both sides,
+``Î_ij = x̂_i · x̂_j`` and ``P_i = ‖Î_i‖₂`` (the authors' value when every
+‖x_j‖ = sqrt(E)): a token's scale then cannot change it, so L_Imp sends no
+gradient into the gate, and a dropped (zero) token still counts for nothing.
+
 Interaction loss ``L_Inter`` on attention weights ``A [B, H, L, L]``::
 
     G     = A Aᵀ  per head, diagonal set to 0   (G_ik = Σ_j A_ij A_kj)
@@ -113,7 +119,8 @@ def _masked_mean(values: Array, weights: Array | None) -> Array:
 def importance_loss(*,
                     embeddings: Array,
                     token_mask: Array | None = None,
-                    eps: float = 1e-5) -> Array:
+                    eps: float = 1e-5,
+                    scale_invariant: bool = False) -> Array:
   """L_Imp: how much each token's representation interferes with the others.
 
   Args:
@@ -122,6 +129,7 @@ def importance_loss(*,
     token_mask: optional ``[batch, length]`` bool, True for real tokens. None
       counts every position (the authors' semantics).
     eps: added to the norm before normalising, as in the authors' code.
+    scale_invariant: normalise x_j too (see the module docstring).
 
   Returns:
     A scalar, float32 or wider.
@@ -132,9 +140,9 @@ def importance_loss(*,
   if m is not None:
     x = jnp.where(m[..., None], x, 0.0)  # masked tokens are never a j.
   x_hat = x / (eps + safe_norm(x, keepdims=True))
-  interference = jnp.einsum("ble,bme->blm", x_hat, x)
+  interference = jnp.einsum("ble,bme->blm", x_hat, x_hat if scale_invariant else x)
   interference = jnp.where(jnp.eye(l, dtype=bool), 0.0, interference)
-  polysemanticity = safe_norm(interference) / math.sqrt(e)  # [B, L]
+  polysemanticity = safe_norm(interference) / (1.0 if scale_invariant else math.sqrt(e))
   return _masked_mean(polysemanticity, m)
 
 
@@ -348,6 +356,7 @@ class LossWeights:
   importance: float | Array = 1.0
   interaction: float | Array = 1.0
   vmask_kl: float | Array = 0.0
+  scale_invariant_importance: float | Array = 0.0
 
   def __post_init__(self) -> None:
     for field in dataclasses.fields(self):
@@ -368,6 +377,13 @@ def _importance_term(*, intermediates: Any, token_mask: Array | None,
   del query_block_size
   return importance_loss(embeddings=_get(intermediates, "masked_embeddings"),
                          token_mask=token_mask)
+
+
+def _scale_invariant_importance_term(*, intermediates: Any, token_mask: Array | None,
+                                     query_block_size: int | None) -> Array:
+  del query_block_size
+  return importance_loss(embeddings=_get(intermediates, "masked_embeddings"),
+                         token_mask=token_mask, scale_invariant=True)
 
 
 def _interaction_term(*, intermediates: Any, token_mask: Array | None,
@@ -402,6 +418,8 @@ REGULARIZERS: dict[str, Callable[..., Array]] = {
     "importance": _importance_term,
     "interaction": _interaction_term,
     "vmask_kl": _vmask_kl_term,
+    # L_Imp that closing the gate cannot lower (a candidate fix, off by default).
+    "scale_invariant_importance": _scale_invariant_importance_term,
 }
 
 

@@ -69,8 +69,9 @@ class TrainState:
 
 
 def loss_weights(config: ml_collections.ConfigDict) -> losses.LossWeights:
-  """``config.loss.<name>`` for each ``LossWeights`` field."""
-  return losses.LossWeights(**{name: float(config.loss[name])
+  """``config.loss.<name>`` for each ``LossWeights`` field; a regularizer added
+  after a run was trained had λ = 0 in it (its saved config lacks the field)."""
+  return losses.LossWeights(**{name: float(config.loss.get(name, 0.0))
                                for name in losses.weight_names()})
 
 

@@ -74,8 +74,8 @@ def test_a_new_regularizer_is_one_function_and_one_field(toy_term):
   logits, labels = jnp.zeros((2, 2)), jnp.array([0, 1])
   base, base_terms = losses.safr_loss(logits=logits, labels=labels, intermediates=insides,
                                       token_mask=None, weights=losses.LossWeights())
-  assert set(base_terms) == set(losses.term_names()) == {"ce", "importance", "interaction",
-                                                          "vmask_kl", "toy"}
+  assert set(base_terms) == set(losses.term_names()) == {
+      "ce", "importance", "interaction", "vmask_kl", "scale_invariant_importance", "toy"}
   toy = float(toy_term(intermediates=insides, token_mask=None, query_block_size=None))
   assert float(base_terms["toy"]) == pytest.approx(toy)
   # Weight 0 reports the term but leaves it out of the total; 0.5 adds half.

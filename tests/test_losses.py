@@ -121,6 +121,29 @@ def test_orthogonal_embeddings_have_zero_importance_loss():
       expected, rel=1e-4)
 
 
+def test_scale_invariant_importance_ignores_each_tokens_scale():
+  x = jnp.array([[[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]]])
+  # Both sides normalised: Î = cosines; P_i = ‖Î_i‖₂ over j ≠ i.
+  c = 1 / np.sqrt(2)
+  want = np.mean([np.sqrt(c ** 2 + 0), np.sqrt(c ** 2 + c ** 2), np.sqrt(0 + c ** 2)])
+  got = losses.importance_loss(embeddings=x, scale_invariant=True, eps=0.0)
+  assert float(got) == pytest.approx(want, rel=1e-6)
+  # Shrinking tokens (a closing gate) lowers the authors' L_Imp, not this one,
+  # so it sends no gradient into a token's scale; a zero (dropped) token
+  # still counts for nothing.
+  shrink = x * jnp.array([1.0, 0.1, 0.5])[None, :, None]
+  assert float(losses.importance_loss(embeddings=shrink)) < float(
+      losses.importance_loss(embeddings=x))
+  assert float(losses.importance_loss(embeddings=shrink, scale_invariant=True)) == (
+      pytest.approx(float(got), rel=1e-4))
+  scale_grad = jax.grad(lambda g: losses.importance_loss(
+      embeddings=x * g[None, :, None], scale_invariant=True))(jnp.ones(3))
+  np.testing.assert_allclose(scale_grad, 0.0, atol=1e-4)
+  dropped = x.at[0, 2].set(0.0)
+  assert float(losses.importance_loss(embeddings=dropped, scale_invariant=True)) == (
+      pytest.approx(np.mean([c, c, 0.0]), rel=1e-4))
+
+
 # --- gradients are finite in the corner cases --------------------------------
 
 
