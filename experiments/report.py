@@ -452,6 +452,7 @@ GROUP_TITLES = {
                        "padding pooled and counted in both losses, rows padded to 128"),
     "sst2_factors": "SST-2, the authors' baseline with one of its numerics set to ours",
     "sst2_lambda": "SST-2, λ: joint, each loss alone, and joint under the authors' numerics",
+    "sst2_candidates": "SST-2, candidate fixes: scale-invariant L_Imp, a 3-epoch λ warm-up",
     "imdb_curve": "IMDB (`aclimdb`, official test): the SAFR run whose dev curve set the cap",
     "imdb": "IMDB (`aclimdb`, the official test), max_len 256, padding-aware, epoch cap",
     "imdb_reference": "IMDB (`aclimdb`, the official test), the authors' numerics, epoch cap",
@@ -464,8 +465,8 @@ GROUP_TITLES = {
     "batching": "`rt_polarity`, SAFR: length-bucketed against random batches",
     "quick": "quick grid (tiny models; a smoke test, not a result)",
 }
-PAPER_GROUPS = ("sst2", "sst2_reference", "sst2_factors", "sst2_lambda", "imdb_curve", "imdb",
-                "imdb_reference")  # the paper's data; the rest are stand-ins
+PAPER_GROUPS = ("sst2", "sst2_reference", "sst2_factors", "sst2_lambda", "sst2_candidates",
+                "imdb_curve", "imdb", "imdb_reference")  # the paper's data; the rest are stand-ins
 CURVE_GROUPS = ("imdb_curve", "imdb", "imdb_reference")
 ORDER = ("baseline", "vmask", "vmask_ib", "imp", "inter", "safr", "safr_ib")
 METHOD_NAMES = {"vmask": "VMASK gate", "attention": "attention", "random": "random",

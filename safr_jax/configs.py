@@ -87,6 +87,10 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   # cannot lower it (losses.importance_loss, scale_invariant=True). Not the
   # authors'; the `scale_invariant` variant swaps it for loss.importance.
   c.loss.scale_invariant_importance = 0.0
+  # λ warm-up (a candidate fix): L_Imp and L_Inter are off for this many first
+  # epochs, so the model learns the task first; early stopping and the best
+  # checkpoint start after it. The authors': 0.
+  c.loss.warmup_epochs = 0
   # "auto": compute L_Inter a block of query rows at a time once a
   # [batch, heads, L, L] array would pass 128 MiB (long inputs); "none": all at
   # once; or a number of rows. Same value either way, less memory.
@@ -205,6 +209,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   need(config.train.learning_rate >= 0, "train.learning_rate", "must be >= 0")
   need(config.train.num_epochs >= 1, "train.num_epochs", "must be >= 1")
   need(config.train.patience >= 1, "train.patience", "must be >= 1")
+  need(isinstance(config.loss.warmup_epochs, int) and
+       0 <= config.loss.warmup_epochs < config.train.num_epochs, "loss.warmup_epochs",
+       f"must be an integer in [0, train.num_epochs={config.train.num_epochs})")
   need(config.train.batch_size >= 1, "train.batch_size", "must be >= 1")
   need(config.train.eval_batch_size >= 1, "train.eval_batch_size", "must be >= 1")
   need(config.train.log_every_steps >= 1, "train.log_every_steps", "must be >= 1")

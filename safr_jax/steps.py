@@ -132,8 +132,14 @@ def _token_mask(insides, count_padding: bool, example_weights=None):
   return mask
 
 
+# The regularizers a λ warm-up (config.loss.warmup_epochs) holds at 0: SAFR's
+# own, not VMASK's bottleneck.
+WARMUP_TERMS = ("importance", "interaction", "scale_invariant_importance")
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array],
-               vmask_kl_weight: jax.Array | None = None, *,
+               vmask_kl_weight: jax.Array | None = None,
+               regularizer_scale: jax.Array | None = None, *,
                model: SafrClassifier, tx: optax.GradientTransformation,
                weights: losses.LossWeights, count_padding: bool,
                query_block_size: int | str | None = None) -> tuple[TrainState, dict]:
@@ -141,6 +147,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
 
   ``vmask_kl_weight`` (a scalar, may be traced) replaces ``weights.vmask_kl``:
   the bottleneck's β changes between epochs without recompiling.
+  ``regularizer_scale`` (a scalar, may be traced) multiplies the λ of
+  ``WARMUP_TERMS``: 0 during a λ warm-up.
   ``query_block_size``: see ``resolve_query_block`` ("auto" decides per shape).
 
   Dropout and Gumbel noise come from ``fold_in(rng, step)``, so a resumed run
@@ -154,6 +162,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   gumbel_key, dropout_key = jax.random.split(key)
   weights = _with_vmask_kl(weights, vmask_kl_weight)
+  if regularizer_scale is not None:
+    weights = dataclasses.replace(weights, **{
+        k: getattr(weights, k) * regularizer_scale for k in WARMUP_TERMS})
 
   block = resolve_query_block(query_block_size, batch=batch["ids"].shape[0],
                               heads=model.num_heads, length=batch["ids"].shape[1])

@@ -280,7 +280,8 @@ def _loop(run: _Run, state, meta, history, step: int, writer) -> dict[str, Any] 
         run.ckpts.close()  # waits for the save, whatever signals come now
         raise Stopped(run.stops.signum, step)
       batch = trainer.shard(next(it))
-      state, sums = trainer.train_step(state, batch, history["vmask_kl_weight"])
+      state, sums = trainer.train_step(state, batch, history["vmask_kl_weight"],
+                                       _regularizer_scale(config, step // spe + 1))
       step += 1
       # Read the previous step's metrics only now: the host never waits for the
       # step it just dispatched.
@@ -308,7 +309,9 @@ def _loop(run: _Run, state, meta, history, step: int, writer) -> dict[str, Any] 
         history["train_steps"] += step - tic_step
         stop = _end_epoch(trainer, state, step, epoch_sums, history, writer, progress)
         epoch_sums = None
-        save(dev_accuracy=history["dev_history"][-1])
+        # A warm-up epoch's model is not the configured one: never the best.
+        save(dev_accuracy=history["dev_history"][-1] if _regularizer_scale(
+            config, step // spe) else None)
         tic, tic_step = time.monotonic(), step
         if stop:
           break
@@ -331,6 +334,11 @@ def _check_finite(step: int, sums: dict) -> None:
         "Lower config.train.learning_rate or set config.train.grad_clip_norm.")
 
 
+def _regularizer_scale(config, epoch: int) -> float:
+  """0 in the λ warm-up's epochs (1-based epoch ≤ loss.warmup_epochs), else 1."""
+  return 0.0 if epoch <= config.loss.get("warmup_epochs", 0) else 1.0
+
+
 def _end_epoch(trainer: Trainer, state, step: int, epoch_sums, history, writer,
                progress: Progress) -> bool:
   """Dev evaluation, early-stopping bookkeeping, the β schedule; True = stop."""
@@ -341,8 +349,12 @@ def _end_epoch(trainer: Trainer, state, step: int, epoch_sums, history, writer,
   dev = trainer.evaluate(state.params, "dev", history["vmask_kl_weight"])
   history["dev_history"].append(dev["accuracy"])
   history["vmask_kl_history"].append(history["vmask_kl_weight"])
-  improved = dev["accuracy"] > history["best_dev_accuracy"]
-  if improved:
+  # Early stopping and the best checkpoint start once the λ warm-up is over.
+  warming = not _regularizer_scale(config, epoch)
+  improved = not warming and dev["accuracy"] > history["best_dev_accuracy"]
+  if warming:
+    pass
+  elif improved:
     history.update(best_dev_accuracy=dev["accuracy"], best_step=step, best_epoch=epoch,
                    epochs_without_improvement=0)
   else:
@@ -353,7 +365,8 @@ def _end_epoch(trainer: Trainer, state, step: int, epoch_sums, history, writer,
       f"epoch {epoch} (step {step}): train loss {train_scalars['loss']:.4f} acc "
       f"{train_scalars['accuracy']:.3f} | dev loss {dev['loss']:.4f} acc "
       f"{dev['accuracy']:.4f} imp {dev['importance']:.4f} inter "
-      f"{dev['interaction']:.4f}{' (best)' if improved else ''}")
+      f"{dev['interaction']:.4f}{' (best)' if improved else ''}"
+      f"{' (λ warm-up)' if warming else ''}")
   history["vmask_kl_weight"] = steps.next_vmask_kl_weight(
       history["vmask_kl_weight"], epoch, config.loss.vmask_kl_schedule)
   if history["epochs_without_improvement"] >= config.train.patience:

@@ -33,7 +33,8 @@ class Trainer:
     bundle: the encoded dataset (``safr_jax.data.DatasetBundle``).
     model, tx: the classifier and its optimizer.
     mesh: the device mesh batches are sharded over (data parallel).
-    train_step: ``(state, batch, vmask_kl_weight=β) -> (state, metric sums)``,
+    train_step: ``(state, batch, vmask_kl_weight=β, regularizer_scale=1) ->
+      (state, metric sums)``,
       jitted; donates ``state``.
     eval_step: ``(params, batch, vmask_kl_weight=β) -> metric sums``, jitted.
     steps_per_epoch: full global batches in the train split.
@@ -121,14 +122,17 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
   # β of the bottleneck is an argument (not a constant) only when it can be
   # non-zero, so runs without it compile exactly as before.
   dynamic_kl = bool(config.loss.vmask_kl)
-  step_jit = jax.jit(lambda s, b, kl: steps.train_step(
-      s, b, kl if dynamic_kl else None, tx=tx, **static),
+  # Likewise the λ warm-up's scale (0 for the first loss.warmup_epochs epochs).
+  warmup = bool(config.loss.get("warmup_epochs", 0))
+  step_jit = jax.jit(lambda s, b, kl, scale: steps.train_step(
+      s, b, kl if dynamic_kl else None, scale if warmup else None, tx=tx, **static),
                      donate_argnums=0, out_shardings=(repl, repl))
   eval_jit = jax.jit(lambda p, b, kl: steps.eval_step(
       p, b, kl if dynamic_kl else None, **static), out_shardings=repl)
   base_kl = float(config.loss.vmask_kl)
   return Trainer(
       config=config, bundle=bundle, model=model, tx=tx, mesh=mesh,
-      train_step=lambda s, b, kl=base_kl: step_jit(s, b, jnp.float32(kl)),
+      train_step=lambda s, b, kl=base_kl, scale=1.0: step_jit(
+          s, b, jnp.float32(kl), jnp.float32(scale)),
       eval_step=lambda p, b, kl=base_kl: eval_jit(p, b, jnp.float32(kl)),
       steps_per_epoch=spe, jitted_train_step=step_jit)

@@ -156,6 +156,29 @@ def test_early_stopping_after_patience_epochs(tmp_path):
   assert results["stopped_early"] and results["best_epoch"] == 1
 
 
+def test_lambda_warmup_trains_without_safr_losses_then_with_them(tmp_path):
+  # Epoch 1 of a warm-up trains as the `vmask` variant does (λ = 0), not as SAFR.
+  epoch = 4  # 64 examples / batch 16
+  params = {}
+  for name, overrides in (("warm", {"loss.warmup_epochs": 1}),
+                          ("vmask", {"loss.importance": 0.0, "loss.interaction": 0.0}),
+                          ("safr", {})):
+    train_lib.train_and_evaluate(
+        tiny_config(**overrides, **{"train.stop_after_steps": epoch + 1}), tmp_path / name)
+    params[name] = jax.tree.leaves(_params(tmp_path / name, epoch)[0])
+  # Float noise only (λ·0 is still in the graph; Adam turns the key bias's
+  # ~0 gradient noise into lr-sized steps), against SAFR's lr-sized changes.
+  for a, b in zip(params["warm"], params["vmask"]):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-3)
+  assert max(float(np.abs(a - b).max()) for a, b in zip(params["warm"], params["safr"])) > 1e-2
+  # With a learning rate of 0 dev accuracy never improves, yet the warm-up
+  # epochs neither count for patience nor become the best checkpoint.
+  stopped = train_lib.train_and_evaluate(
+      tiny_config(**{"loss.warmup_epochs": 3, "train.learning_rate": 0.0,
+                     "train.patience": 2, "train.num_epochs": 10}), tmp_path / "stopped")
+  assert stopped["best_epoch"] == 4 and stopped["epochs_run"] == 6
+
+
 def test_test_metrics_come_from_the_best_checkpoint(tmp_path, monkeypatch):
   real_evaluate = trainer.Trainer.evaluate
   scripted = iter([0.5, 0.9, 0.6, 0.55])
