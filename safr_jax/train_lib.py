@@ -352,12 +352,10 @@ def _end_epoch(trainer: Trainer, state, step: int, epoch_sums, history, writer,
   # Early stopping and the best checkpoint start once the λ warm-up is over.
   warming = not _regularizer_scale(config, epoch)
   improved = not warming and dev["accuracy"] > history["best_dev_accuracy"]
-  if warming:
-    pass
-  elif improved:
+  if improved:
     history.update(best_dev_accuracy=dev["accuracy"], best_step=step, best_epoch=epoch,
                    epochs_without_improvement=0)
-  else:
+  elif not warming:
     history["epochs_without_improvement"] += 1
   writer.write(step, "train_epoch", train_scalars, epoch=epoch)
   writer.write(step, "dev", dev, epoch=epoch)
