@@ -12,6 +12,5 @@ from safr_jax import startup
 if __name__ == "__main__":
   # Importing JAX takes seconds: a SIGTERM/SIGINT meanwhile is one line.
   startup.install(startup.TRAIN_MESSAGE)
-  from safr_jax import cli, preemption  # pylint: disable=g-import-not-at-top
-  preemption.handle_start_up()
+  from safr_jax import cli  # pylint: disable=g-import-not-at-top
   cli.train_main()

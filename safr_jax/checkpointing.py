@@ -16,7 +16,6 @@ only while they are the latest.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import gc
@@ -79,6 +78,7 @@ class Checkpoints:
     )
     self._manager = ocp.CheckpointManager(
         self.directory, options=options, item_names=("state", "meta"))
+    _hide_save_failure_logs()
 
   # -- queries ---------------------------------------------------------------
 
@@ -110,12 +110,11 @@ class Checkpoints:
     metrics = (None if dev_accuracy is None
                else {_METRIC: float(dev_accuracy), "step": int(step)})
     try:
-      with _orbax_thread_errors_hidden():
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                    meta=ocp.args.JsonSave(meta)),
-            metrics=metrics, force=True)
+      self._manager.save(
+          step,
+          args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                  meta=ocp.args.JsonSave(meta)),
+          metrics=metrics, force=True)
       return
     except Exception as e:  # pylint: disable=broad-except
       code = _unwritable_errno(e)
@@ -292,23 +291,26 @@ def _unwritable_errno(e: BaseException) -> int | None:
   return None
 
 
-class _OrbaxThreadErrors(std_logging.Filter):
-  """Orbax's save threads log their failure with a traceback, then the save
-  raises it in the caller, which reports it (in one line where it can)."""
+class _SaveFailureLogs(std_logging.Filter):
+  """The tracebacks a failed save logs besides raising it -- orbax's writer
+  threads', asyncio's futures nobody awaited -- some after the save has raised:
+  the caller reports the failure in one line; they show at --verbosity=1."""
 
   def filter(self, record) -> bool:
-    return not ("/orbax/" in record.pathname and "raised an exception" in str(record.msg))
+    text = str(record.msg)
+    logged = (("/orbax/" in record.pathname and "raised an exception" in text)
+              or "exception was never retrieved" in text)
+    return not logged or logging.get_verbosity() >= 1
 
 
-@contextlib.contextmanager
-def _orbax_thread_errors_hidden():
-  absl_logger = std_logging.getLogger("absl")
-  hide = _OrbaxThreadErrors()
-  absl_logger.addFilter(hide)
-  try:
-    yield
-  finally:
-    absl_logger.removeFilter(hide)
+_SAVE_FAILURE_LOGS = _SaveFailureLogs()
+
+
+def _hide_save_failure_logs() -> None:
+  for name in ("absl", "asyncio"):  # orbax logs through absl
+    logger = std_logging.getLogger(name)
+    if _SAVE_FAILURE_LOGS not in logger.filters:
+      logger.addFilter(_SAVE_FAILURE_LOGS)
 
 
 def _tree_bytes(tree: Any) -> int:

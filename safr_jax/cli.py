@@ -3,14 +3,14 @@
 Each turns the errors a user can cause (bad flags, config values, data files,
 checkpoints) into one clear line on stderr and exit status 2, instead of a
 traceback. explain, evaluate and compare also end a SIGINT or SIGTERM in one
-line, with exit status 130 or 143 (``_stops_in_one_line``). ``--help`` exits 0.
-Text from data shown on the terminal has its bidi controls made visible
-(``[U+202E]``), so a right-to-left override cannot reorder the line.
+line, with exit status 130 or 143 (``startup.run``). ``--help`` exits 0.
+Text from data shown on the terminal has its bidi and other control characters
+made visible (``[U+202E]``), so a right-to-left override cannot reorder the
+line nor an escape sequence rewrite the terminal.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
 import signal
@@ -20,13 +20,17 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from safr_jax import errors
+from safr_jax import errors, startup
 
 
 def shown(text: str) -> str:
-  """``text`` safe to print: bidi controls as ``[U+202E]`` (data is untrusted)."""
+  """``text`` safe to print (data is untrusted): bidi and other control
+  characters (a NUL, a terminal escape) as ``[U+202E]``; tabs and line breaks
+  kept."""
+  import re  # pylint: disable=g-import-not-at-top
   from safr_jax.interpret import html  # pylint: disable=g-import-not-at-top
-  return html.neutralise_bidi(text)
+  return re.sub("[\x00-\x08\x0b-\x1f\x7f-\x9f]", lambda m: f"[U+{ord(m[0]):04X}]",
+                html.neutralise_bidi(text))
 
 
 def fail(message: str) -> None:
@@ -61,6 +65,11 @@ def _asks_for_help(argv: list[str]) -> bool:
 def _parse_flags_or_fail(argv: list[str]) -> list[str]:
   """absl flag parsing whose errors (unknown field, bad variant) are one line,
   and whose ``--help`` exits 0 (absl's exits 1: asking for help is no error)."""
+  args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+  given = [a for a in args if a.lstrip("-").split("=", 1)[0] == "config"]
+  if len(given) > 1:
+    fail(f"--config is given {len(given)} times ({', '.join(given)}); give one config "
+         "file, and change its fields with --config.FIELD=VALUE")
   for arg in argv[1:]:
     if arg.startswith("--config="):
       path = arg.removeprefix("--config=").split(":", 1)[0]
@@ -147,6 +156,7 @@ def _train(argv):
   del argv
   quiet_library_logs()
   from safr_jax import sharding, train_lib  # pylint: disable=g-import-not-at-top
+  startup.check()  # a stop during the seconds of importing
   sharding.maybe_initialize_distributed()
   try:
     config = flags.FLAGS.config
@@ -170,10 +180,6 @@ def _train(argv):
   except train_lib.Stopped as e:  # SIGTERM / SIGINT: saved, resumable
     print(str(e), file=sys.stderr, flush=True)
     sys.exit(e.exit_code)
-  except KeyboardInterrupt:  # before training started: nothing to save
-    print(f"interrupted before training started; nothing was saved in {workdir}",
-          file=sys.stderr, flush=True)
-    sys.exit(130)
 
 
 def tune_malloc() -> bool:
@@ -235,32 +241,16 @@ def train_main() -> None:
   flags.mark_flags_as_required(["config"])
   _show_in_help("config", "workdir", "malloc_tuning")
   sys.modules["__main__"].__doc__ = _TRAIN_USAGE
-  app.run(_train, flags_parser=_parse_flags_or_fail)
+  startup.run(lambda: app.run(_train, flags_parser=_parse_flags_or_fail),
+              startup.TRAIN_MESSAGE)
 
 
 # ----------------------------------------------------------------------------
 # Interpretability: explain, evaluate, compare.
 
 
-class _Stopped(KeyboardInterrupt):
-  """SIGINT or SIGTERM while a read-only command works. A KeyboardInterrupt,
-  so code that cleans up after Ctrl-C (``provenance.write_file``) also does after
-  SIGTERM."""
-
-  def __init__(self, signum: int):
-    super().__init__(signal.Signals(signum).name)
-    self.name = signal.Signals(signum).name
-    self.exit_code = 128 + signum
-
-
-def _raise_stopped(signum, frame):
-  del frame
-  raise _Stopped(signum)
-
-
 def _exit_now(signum, frame):
-  """A stop once the work is done (or its error printed): Python would raise it
-  inside an atexit callback (a traceback); everything is written, so leave."""
+  """A stop once the work is done: everything is written, so leave at once."""
   del frame
   os.write(2, f"stopped by {signal.Signals(signum).name} while exiting; what was "
               "written is complete\n".encode())
@@ -273,26 +263,13 @@ def _work_done() -> None:
     signal.signal(signum, _exit_now)
 
 
-@contextlib.contextmanager
-def _stops_in_one_line(command: str, left: str):
-  """SIGINT/SIGTERM during ``command``: one line and exit status 130/143.
-
-  Args:
-    command: its name in the message.
-    left: what the user finds after the stop (its files are written whole or
-      not at all, so no half-written file is ever trusted later).
-  """
-  for signum in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(signum, _raise_stopped)
-  try:
-    yield
-  except KeyboardInterrupt as e:  # also a SIGINT that came before our handler
-    _work_done()
-    print(f"error: {command} stopped by {getattr(e, 'name', 'SIGINT')} before it "
-          f"finished; {left}", file=sys.stderr, flush=True)
-    sys.exit(getattr(e, "exit_code", 130))
-  finally:
-    _work_done()
+def _command(name: str, main, left: str) -> None:
+  """Runs the command ``main`` (absl flags); a stop is one line (``startup.run``):
+  ``left`` says what the user finds after it (files are written whole or not at
+  all, so none is half-written)."""
+  startup.run(lambda: app.run(main, flags_parser=_parse_flags_or_fail),
+              f"error: {name} stopped by {{signal}} before it finished; {left}",
+              finalize=False)
 
 
 def _show_in_help(*names: str) -> None:
@@ -311,6 +288,7 @@ def _explain(argv):
   if f.text is not None and f["seed"].present:
     fail("--seed draws the examples of --split; with --text there is nothing to draw")
   from safr_jax.interpret import explanations  # pylint: disable=g-import-not-at-top
+  startup.check()  # a stop during the seconds of importing
   result = run_guarded(explanations.explain_run, f.workdir, texts=f.text, split=f.split,
                        num=f.num, seed=f.seed, out=f.out, which=f.checkpoint,
                        compare_to=f.compare_to, self_contained=f.self_contained)
@@ -360,9 +338,8 @@ def explain_main() -> None:
   flags.mark_flags_as_required(["workdir"])
   _show_in_help("workdir", "compare_to", "text", "split", "num", "seed", "out",
                 "self_contained", "checkpoint")
-  with _stops_in_one_line("explain", "its index.html is written last, so a folder "
-                          "without one is incomplete; run it again"):
-    app.run(_explain, flags_parser=_parse_flags_or_fail)
+  _command("explain", _explain, "its index.html is written last, so a folder "
+           "without one is incomplete; run it again")
 
 
 def _evaluate(argv):
@@ -371,6 +348,7 @@ def _evaluate(argv):
   quiet_library_logs()
   f = flags.FLAGS
   from safr_jax.interpret import interpretability  # pylint: disable=g-import-not-at-top
+  startup.check()  # a stop during the seconds of importing
   result = run_guarded(interpretability.evaluate_run, f.workdir, split=f.split,
                        max_examples=f.max_examples or None, random_orders=f.random_orders,
                        active_threshold=f.active_threshold, seed=f.seed,
@@ -414,10 +392,9 @@ def evaluate_main() -> None:
   flags.mark_flags_as_required(["workdir"])
   _show_in_help("workdir", "split", "max_examples", "random_orders", "active_threshold",
                 "seed", "checkpoint", "out")
-  with _stops_in_one_line("evaluate", "its output file (default "
-                          "RUN/interpretability.json) is written whole at the end, "
-                          "so it was not written; run it again"):
-    app.run(_evaluate, flags_parser=_parse_flags_or_fail)
+  _command("evaluate", _evaluate, "its output file (default "
+           "RUN/interpretability.json) is written whole at the end, so it was not "
+           "written; run it again")
 
 
 def _compare(argv):
@@ -427,6 +404,7 @@ def _compare(argv):
   quiet_library_logs()
   f = flags.FLAGS
   from safr_jax.interpret import comparison  # pylint: disable=g-import-not-at-top
+  startup.check()  # a stop during the seconds of importing
   result = run_guarded(comparison.compare_runs, runs, f.out, method=f.method,
                        metric=f.metric)
   _work_done()
@@ -440,13 +418,14 @@ def compare_main() -> None:
   """``python -m safr_jax.compare RUN_A RUN_B ...`` / ``safr-compare``."""
   flags.DEFINE_string("out", "comparison", "Output folder for comparison.md and "
                       "comparison.png.")
-  flags.DEFINE_string("method", "own", "Explanation on the plot's x axis: own (VMASK, "
-                      "or gradient × input without VMASK), vmask, attention, "
-                      "gradient_x_input, occlusion, random.")
-  flags.DEFINE_enum("metric", "comprehensiveness",
-                    ["comprehensiveness", "sufficiency", "aopc", "aopc_minus_random",
-                     "aopc_over_random"], "Faithfulness metric on the plot's x axis.")
+  flags.DEFINE_enum("method", "vmask", ["vmask", "attention", "gradient_x_input",
+                                         "occlusion", "random"],
+                    "Explanation on the figure's y axis (default the VMASK gate's); "
+                    "runs without it are drawn as reference lines.")
+  flags.DEFINE_enum("metric", "aopc@20%",
+                    ["aopc@10%", "aopc@20%", "aopc@50%", "comprehensiveness", "sufficiency",
+                     "aopc", "aopc_minus_random", "aopc_over_random"],
+                    "Its faithfulness metric (aopc@D: deletion to D of each text).")
   _show_in_help("out", "method", "metric")
-  with _stops_in_one_line("compare", "comparison.md and comparison.png are each "
-                          "written whole or not at all; run it again"):
-    app.run(_compare, flags_parser=_parse_flags_or_fail)
+  _command("compare", _compare, "comparison.md and comparison.png are each written "
+           "whole or not at all; run it again")

@@ -5,8 +5,8 @@ person presses Ctrl-C (SIGINT). Whenever it comes, the process ends with one
 line on stderr and exit status 128 + the signal (143 / 130):
 
 * during start-up (imports, data loading, before the first step):
-  ``handle_start_up`` (installed at process start) or the loop says "stopped
-  during start-up; nothing was trained";
+  ``startup`` (installed at process start) or the loop says "stopped during
+  start-up; nothing was trained";
 * during training: ``StopRequests`` turns the first signal into a request
   that the loop honours after the current step: it saves a checkpoint (or
   keeps the one just saved at that step), flushes the metrics and raises
@@ -37,15 +37,10 @@ import numpy as np
 
 from safr_jax import startup
 
-__all__ = ["Stopped", "StopRequests", "handle_start_up", "START_UP_MESSAGE"]
+__all__ = ["Stopped", "StopRequests", "START_UP_MESSAGE"]
 
 _NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
 START_UP_MESSAGE = startup.TRAIN_MESSAGE
-
-# What a signal means outside a StopRequests block, in a process whose start
-# installed ``handle_start_up``: "start-up" until training takes over, then
-# "ended" (the run's files are closed; the process is on its way out).
-_process_stage = "start-up"
 
 
 class Stopped(Exception):
@@ -79,28 +74,6 @@ def _name(signum: int) -> str:
   return _NAMES.get(signum, str(signum))
 
 
-def handle_start_up() -> None:
-  """Makes a stop before training starts one line and 143/130, not a silent death.
-
-  Called by ``train.py`` once JAX is imported (``startup.install`` covered the
-  seconds before); the training loop's ``StopRequests`` takes over from it.
-  """
-  if threading.current_thread() is threading.main_thread():
-    for signum in (signal.SIGTERM, signal.SIGINT):
-      signal.signal(signum, _stop_outside_training)
-
-
-def _stop_outside_training(signum, frame) -> None:
-  del frame
-  if _process_stage == "start-up":
-    print(START_UP_MESSAGE, file=sys.stderr, flush=True)
-  else:
-    print(f"{_name(signum)} received while exiting; the run's files are closed",
-          file=sys.stderr, flush=True)
-  # SystemExit, not os._exit: `finally` blocks (temporary files) still run.
-  raise SystemExit(128 + signum)
-
-
 class StopRequests:
   """Installs SIGTERM/SIGINT handlers for its ``with`` block (main thread only).
 
@@ -131,8 +104,8 @@ class StopRequests:
     return self
 
   def __exit__(self, *exc) -> None:
-    global _process_stage
-    _process_stage = "ended"
+    # startup's handling is back: a stop now comes after training.
+    startup.say_on_stop("{signal} received while exiting; the run's files are closed")
     for signum, handler in self._previous.items():
       signal.signal(signum, handler)
     self._previous.clear()

@@ -16,7 +16,7 @@ import tempfile
 import time
 from typing import Any, Callable
 
-from safr_jax import errors
+from safr_jax import errors, startup
 
 __all__ = ["versions", "git_commit", "write_file", "write_text", "write_json",
            "results_record"]
@@ -92,6 +92,7 @@ def write_file(path: str | os.PathLike,
         f.flush()
         os.fsync(f.fileno())
     os.chmod(tmp, 0o666 & ~_UMASK)
+    startup.check()  # a stop that could not be raised yet: not put in place
     os.replace(tmp, path)
   except BaseException as e:
     if tmp is not None:

@@ -74,16 +74,54 @@ def _mismatch(path: pathlib.Path, field: str, found: Any, trained: Any) -> RunEr
 
 
 def _check_config(path: pathlib.Path, config: dict[str, Any],
-                  identity: dict[str, Any]) -> None:
+                  identity: dict[str, Any], checkpoints: pathlib.Path | None = None
+                  ) -> None:
   """Every field the identity holds must have its value in ``config.json``.
 
   Fields the identity lacks may differ (resumable ones such as num_epochs, and
-  fields added to the configs after the run started).
+  fields added to the configs after the run started). ``checkpoints``: the
+  identity is a checkpoint's record (``_checkpoint_record``).
   """
   fields = workdir_lib.flatten(config)
   for key, trained in sorted(identity.get("config", {}).items()):
     if fields.get(key, "<absent>") != trained:
-      raise _mismatch(path, key, fields.get(key, "<absent>"), trained)
+      if checkpoints is None:
+        raise _mismatch(path, key, fields.get(key, "<absent>"), trained)
+      raise RunError(
+          f"{path}: {key} is {fields.get(key, '<absent>')!r} but the checkpoint in "
+          f"{checkpoints} was trained with {trained!r} ({workdir_lib.IDENTITY_FILE} "
+          "is missing, so the checkpoint's own record is the reference); the file was "
+          "edited: restore it")
+
+
+def _checkpoint_record(restored: checkpointing.Restored) -> dict[str, Any]:
+  """The config a checkpoint was saved with (its ``meta``), as an identity: the
+  whole config where the checkpoint holds it, else its model's fields."""
+  meta = restored.meta
+  fields = workdir_lib.flatten(meta.get("config") or {})
+  fields.update({f"model.{k}": v for k, v in (meta.get("model") or {}).items()
+                 if k not in ("vocab_size", "num_classes")})  # not config fields
+  return {"config": {k: v for k, v in fields.items()
+                     if k not in workdir_lib.RESUMABLE_FIELDS}}
+
+
+def _check_shapes(workdir: pathlib.Path, model: SafrClassifier, config,
+                  restored: checkpointing.Restored) -> None:
+  """The checkpoint's parameters have the shapes the run's files build."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  ids = jax.ShapeDtypeStruct((1, int(config.data.max_len)), "int32")
+  built = jax.eval_shape(lambda x: model.init(jax.random.key(0), x)["params"], ids)
+  want = {"/".join(k): v.shape for k, v in traverse_util.flatten_dict(built).items()}
+  have = {"/".join(k): tuple(getattr(v, "shape", ())) for k, v in
+          traverse_util.flatten_dict(restored.state["params"]).items()}
+  for name in sorted(set(want) | set(have)):
+    if want.get(name) != have.get(name):
+      raise RunError(
+          f"{workdir}: parameter {name} of checkpoint {restored.step} has shape "
+          f"{have.get(name, '(absent)')} but config.json, {dataset_lib.VOCAB_FILE} and "
+          f"{dataset_lib.LABELS_FILE} build {want.get(name, '(absent)')} "
+          f"({workdir_lib.IDENTITY_FILE} is missing); one of them was edited: restore it")
 
 
 def _check_data(workdir: pathlib.Path, vocab: data.Vocabulary, label_names: list[str],
@@ -174,8 +212,12 @@ def load_run(workdir: str | pathlib.Path, *, which: str = "best") -> Run:
     raise RunError(f"{workdir} has no checkpoints folder: training has not saved "
                    "a checkpoint yet")
   restored = _restore(ckpt_dir, which)
+  if identity is None:
+    _check_config(config_path, config_dict, _checkpoint_record(restored), ckpt_dir)
   model = steps.build_model(config.model, vocab_size=len(vocab),
                             num_classes=len(label_names))
+  if identity is None:
+    _check_shapes(workdir, model, config, restored)
   return Run(workdir=workdir, config=config, model=model,
              params=restored.state["params"], vocab=vocab, label_names=label_names,
              step=restored.step, which=which, dataset_info=info, identity=identity)

@@ -49,6 +49,7 @@ RESUMABLE_FIELDS = frozenset({
     "loss.query_block_size",
     "data.auto_probe_timeout_s", "data.tfds_data_dir", "data.sst_dir",
     "data.sst_url", "data.imdb_dir", "data.imdb_url", "data.cache_dir",
+    "data.download_stall_s", "data.download_timeout_s",
     "data.train_file", "data.dev_file", "data.test_file",
 })
 # What the run files of a workdir are; their presence means it holds a run.

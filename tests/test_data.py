@@ -578,6 +578,17 @@ def test_a_quote_closed_late_is_named_where_it_opens(tmp_path, caplog):
     data.load_dataset(_files_cfg(tmp_path, train, _reviews(20)))
 
 
+def test_a_stray_quote_closed_by_the_next_rows_quote_is_an_error(tmp_path):
+  """The two rows would read as one with the right number of fields (400 as 399)."""
+  quoted = "text,label\n" + "".join(f'"review number {k} is fine",{"pos" if k % 2 else "neg"}\n'
+                                    for k in range(400))
+  train = _replace_line(quoted, 22, '"a stray quote,pos')
+  with pytest.raises(data.DataError, match=r"train\.csv, line 22: the quoted text that "
+                     r"opens on this line is closed by the quote on line 23, .*lines 22–23 "
+                     r"would be read as one row"):
+    data.load_dataset(_files_cfg(tmp_path, train, _reviews(20)))
+
+
 def test_a_row_far_longer_than_the_others_is_a_warning(tmp_path, caplog):
   train = _replace_line(_reviews(60), 31, "word " * 1000 + ",pos")
   with caplog.at_level(logging.WARNING):

@@ -28,13 +28,18 @@ class Server:
   """Serves ``routes`` (path -> bytes); counts requests per (method, path).
 
   A path in ``cut`` is answered with its full Content-Length but only half
-  its body, then the connection is closed (a download cut off mid-body).
+  its body, then the connection is closed (a download cut off mid-body). A GET
+  may also hang before its headers (``hang_before_headers``), hang after
+  ``hang_after`` bytes of its body, or send one byte every ``drip_s`` seconds,
+  each until the server closes.
   """
 
   def __init__(self):
     self.routes: dict[str, bytes] = {}
     self.cut: set[str] = set()
     self.delay_s = 0.0
+    self.hang_before_headers, self.hang_after, self.drip_s = False, None, 0.0
+    self.released = threading.Event()
     self.requests = collections.Counter()
     lock = threading.Lock()
     server = self
@@ -50,10 +55,25 @@ class Server:
           return
         if body_too:
           time.sleep(server.delay_s)
+          if server.hang_before_headers:
+            server.released.wait(60)
+            return
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if not body_too:
+          return
+        if server.drip_s:
+          for i in range(len(body)):
+            if server.released.wait(server.drip_s):
+              return
+            self.wfile.write(body[i:i + 1])
+            self.wfile.flush()
+          return
+        if server.hang_after is not None:
+          self.wfile.write(body[:server.hang_after])
+          self.wfile.flush()
+          server.released.wait(60)
           return
         if self.path in server.cut:
           self.wfile.write(body[:len(body) // 2])
@@ -85,6 +105,7 @@ class Server:
     return self.requests[("GET", path)]
 
   def close(self):
+    self.released.set()
     if not self.closed:
       self.httpd.shutdown()
       self.httpd.server_close()
@@ -344,3 +365,53 @@ def test_an_interrupt_removes_the_temporaries(server, tmp_path):
     get_imdb(server, tmp_path, check=interrupted)
   assert only_locks(tmp_path), listing(tmp_path)
   assert get_imdb(server, tmp_path).is_file()
+
+
+@pytest.mark.parametrize("where", ["before_headers", "mid_body"])
+def test_a_download_that_stalls_fails_saying_what_had_arrived(server, tmp_path, where):
+  body = sst_zip()
+  server.routes["/sst.zip"] = body
+  if where == "mid_body":
+    server.hang_after = len(body) // 2
+  else:
+    server.hang_before_headers = True
+  start = time.monotonic()
+  with pytest.raises(download.DownloadUnavailable) as e:
+    get_sst(server, tmp_path, stall_s=0.5, limit_s=60)
+  assert time.monotonic() - start < 10
+  arrived = f"{len(body) // 2} of {len(body)} bytes" if where == "mid_body" else "0 bytes"
+  assert (f"download of {server.url('/sst.zip')} stalled: no data for 0.5 s "
+          f"(config.data.download_stall_s) after {arrived} (") in str(e.value)
+  assert "\n" not in str(e.value) and only_locks(tmp_path), listing(tmp_path)
+
+
+def test_a_download_that_trickles_fails_at_the_overall_limit(server, tmp_path):
+  """One byte every 50 ms never stalls; the overall limit ends it."""
+  body = imdb_tar_gz()
+  server.routes["/imdb.tar.gz"] = body
+  server.drip_s = 0.05
+  start = time.monotonic()
+  with pytest.raises(download.DownloadUnavailable, match=(
+      rf"took over 1 s \(config\.data\.download_timeout_s\) and was stopped after "
+      rf"[1-9]\d* of {len(body)} bytes")):
+    get_imdb(server, tmp_path, stall_s=5, limit_s=1)
+  assert time.monotonic() - start < 10
+  assert only_locks(tmp_path), listing(tmp_path)
+
+
+def test_the_limits_come_from_the_config_and_are_checked(server, tmp_path):
+  from safr_jax.data import acquire, config  # pylint: disable=g-import-not-at-top
+  body = sst_zip()
+  server.routes["/sst.zip"] = body
+  server.hang_after = 100
+  cfg = config.default_config()
+  cfg.update(cache_dir=str(tmp_path), sst_url=server.url("/sst.zip"), download_stall_s=0.5)
+  with pytest.raises(download.DownloadUnavailable, match=r"no data for 0\.5 s \(config"
+                     rf"\.data\.download_stall_s\) after 100 of {len(body)} bytes"):
+    acquire.download(acquire.SST, cfg, probe=lambda url, t: (True, "test"), timeout=2)
+  for field, value in (("download_stall_s", 0), ("download_timeout_s", float("nan"))):
+    bad = config.default_config()
+    bad.update(cache_dir=str(tmp_path), sst_url=server.url("/sst.zip"), **{field: value})
+    with pytest.raises(DataError, match=rf"config\.data\.{field} must be a number of "
+                       r"seconds > 0, got"):
+      acquire.download(acquire.SST, bad, probe=lambda url, t: (True, "test"), timeout=2)

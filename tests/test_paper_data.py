@@ -7,6 +7,8 @@ import http.server
 import io
 import json
 import pathlib
+import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -169,6 +171,66 @@ def test_a_corrupt_download_falls_back_and_leaves_nothing(tmp_path, monkeypatch)
   assert f"{address}/sst.zip" in bundle.info["auto_steps"][1]
   assert not any(p.name.startswith("stanfordSentimentTreebank")
                  for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock"))
+
+
+def _zip(files: dict[str, str]) -> bytes:
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, "w") as z:
+    for name, text in files.items():
+      z.writestr(f"stanfordSentimentTreebank/{name}", text)
+  return buffer.getvalue()
+
+
+# Every file the treebank needs, none of which reads as it.
+GARBAGE = {name: "\x7fELF not a treebank\n" for name in _treebank_files()}
+
+
+@pytest.mark.parametrize("files, why", [
+    (GARBAGE, r"datasetSentences\.txt, line 1: 1 field"),
+    (dict(_treebank_files(), **{"dictionary.txt": ""}), r"dictionary\.txt is empty")],
+    ids=["unparseable", "empty_dictionary"])
+def test_a_download_that_does_not_read_is_never_cached(tmp_path, files, why):
+  cache = tmp_path / "cache" / "stanfordSentimentTreebank"
+  routes = {"/sst.zip": _zip(files)}
+  with _server(routes) as (server, address):
+    cfg = _cfg(tmp_path, source="sst_treebank", sst_url=f"{address}/sst.zip")
+    with pytest.raises(data.DataError, match=rf"the download from {address}/sst\.zip is "
+                       rf"not usable: {re.escape(str(cache))}/{why}"):
+      data.load_dataset(cfg)
+    assert not cache.exists()
+    routes["/sst.zip"] = _treebank_zip()  # the next run, a good copy: downloaded
+    assert data.load_dataset(cfg).info["obtained"] == f"downloaded from {address}/sst.zip"
+    assert server.gets == ["/sst.zip"] * 2
+
+
+def test_a_cached_copy_that_no_longer_reads_is_moved_aside(tmp_path, monkeypatch, caplog):
+  monkeypatch.setattr(sources, "tfds_is_prepared", lambda name, d: (False, "not prepared"))
+  cache = tmp_path / "cache" / "stanfordSentimentTreebank"
+
+  def garbage_in_the_cache():
+    cache.mkdir(parents=True)
+    for name, text in GARBAGE.items():
+      (cache / name).write_text(text)
+
+  garbage_in_the_cache()  # an explicit source downloads it again
+  with _server({"/sst.zip": _treebank_zip()}) as (server, address):
+    cfg = _cfg(tmp_path, source="sst_treebank", sst_url=f"{address}/sst.zip")
+    with caplog.at_level("WARNING"):
+      bundle = data.load_dataset(cfg)
+  assert bundle.info["obtained"] == f"downloaded from {address}/sst.zip"
+  (moved,) = (tmp_path / "cache").glob("stanfordSentimentTreebank.unusable-*")
+  assert sorted(p.name for p in moved.iterdir()) == sorted(GARBAGE)
+  said = [r.getMessage() for r in caplog.records if "moved aside" in r.getMessage()]
+  assert len(said) == 1 and str(cache) in said[0] and str(moved) in said[0], said
+  shutil.rmtree(cache)
+  shutil.rmtree(moved)
+  garbage_in_the_cache()  # auto, offline, falls back saying why
+  bundle = data.load_dataset(_cfg(tmp_path, auto_fallback="planted"), probe=_offline)
+  assert bundle.source == "planted"
+  first = bundle.info["auto_steps"][0]
+  assert first.startswith(f"sst_treebank: the cached copy does not read ({cache}/"
+                          "datasetSentences.txt, line 1: ") and "moved aside to" in first
+  assert bundle.info["fallback_reason"].startswith(first)
 
 
 def test_hosts_are_probed_at_once(tmp_path, monkeypatch):

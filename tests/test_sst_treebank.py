@@ -321,3 +321,16 @@ def test_empty_file_and_bad_utf8(folder):
   with pytest.raises(data.DataError,
                      match=r"dictionary\.txt, line 2: not valid UTF-8"):
     sst_treebank.read_sst_treebank(folder)
+
+
+def test_an_empty_dictionary_is_named(folder):
+  """Every sentence would be unmatched, every split empty: an error naming no file."""
+  (folder / "dictionary.txt").write_text("")
+  with pytest.raises(data.DataError, match=rf"{re.escape(str(folder / 'dictionary.txt'))} "
+                     r"is empty"):
+    data.load_dataset(_cfg(source="sst_treebank", sst_dir=str(folder)))
+  (folder / "dictionary.txt").write_text("nothing in the treebank|1\n")
+  with pytest.raises(data.DataError, match=rf"{re.escape(str(folder))}: the train split has "
+                     r"no labelled sentence: of its \d+ in datasetSentences\.txt "
+                     r"\(datasetSplit\.txt\), \d+ match no phrase of dictionary\.txt"):
+    data.load_dataset(_cfg(source="sst_treebank", sst_dir=str(folder)))

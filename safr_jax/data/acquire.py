@@ -77,26 +77,46 @@ def cached(bench: Benchmark, cfg) -> pathlib.Path | None:
   return path if ok else None
 
 
+def limits(cfg) -> tuple[float, float]:
+  """(``download_stall_s``, ``download_timeout_s``), each checked."""
+  out = []
+  for field in ("download_stall_s", "download_timeout_s"):
+    value = config_lib.get(cfg, field)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+      raise DataError(f"config.data.{field} must be a number of seconds > 0, got "
+                      f"{value!r}")
+    out.append(float(value))
+  return out[0], out[1]
+
+
+def move_aside(bench: Benchmark, cfg, why: str) -> pathlib.Path:
+  """Renames the cached copy that no longer reads (``why``) out of the way."""
+  return download_lib.move_aside(cache_dir(cfg) / bench.cache_name, why)
+
+
 def download(bench: Benchmark, cfg, *, probe: Probe, timeout: float,
              progress: bool = True) -> pathlib.Path:
   """Downloads ``bench`` into the cache (or waits for another process that
   is doing so) and returns its path.
 
   Raises:
-    download.DownloadUnavailable: the host did not answer the probe.
-    DataError: the download was cut off, or the archive is corrupt or lacks
-      the files the reader needs (nothing is left in the cache).
+    download.DownloadUnavailable: the host did not answer the probe, or the
+      download failed, stalled or took too long.
+    DataError: the archive is corrupt, or its files do not read as the source
+      reads them (nothing is left in the cache).
   """
   address = url(bench, cfg)
+  stall_s, limit_s = limits(cfg)
   if bench.archive == "zip":
     return download_lib.ensure_folder_from_zip(
         address, cache_dir=cache_dir(cfg), name=bench.cache_name,
         required_files=sst_lib.FILES, probe_timeout=timeout, probe=probe,
-        progress=progress)
+        progress=progress, stall_s=stall_s, limit_s=limit_s,
+        check=sst_lib.read_sst_treebank)
   return download_lib.ensure_file(
       address, cache_dir=cache_dir(cfg), filename=bench.cache_name,
       check=aclimdb_lib.check_archive, probe_timeout=timeout, probe=probe,
-      progress=progress)
+      progress=progress, stall_s=stall_s, limit_s=limit_s)
 
 
 def locate(bench: Benchmark, cfg, *, probe: Probe, timeout: float

@@ -93,6 +93,11 @@ def default_config() -> ml_collections.ConfigDict:
   # Downloaded benchmarks live here: <cache_dir>/stanfordSentimentTreebank/
   # and <cache_dir>/aclImdb_v1.tar.gz, put in place whole or not at all.
   c.cache_dir = "~/.cache/safr_jax/data"
+  # A download (sst_url, imdb_url) fails, saying how many bytes had come,
+  # when no byte has come for download_stall_s seconds (headers included), or
+  # when it has taken download_timeout_s in all; nothing enters the cache.
+  c.download_stall_s = 60.0
+  c.download_timeout_s = 3600.0
   # files: .csv, .tsv/.tab or .jsonl/.ndjson/.json paths; train and test are
   # needed, without dev_file dev is carved from train (dev_fraction).
   c.train_file = ml_collections.FieldReference(None, field_type=str)

@@ -339,9 +339,22 @@ def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
   start = time.monotonic()
   requested, max_len, seed = _check_options(cfg)
   resolution = _resolve(requested, cfg, probe)
+  try:
+    raw, label_names, description, extra_info = _raw_splits(resolution, cfg, probe)
+  except DataError as e:
+    if resolution.obtained != "cache":
+      raise
+    # A cached copy that no longer reads: set aside, then what comes next (a
+    # download, or auto's next step), saying why.
+    bench = acquire.BY_SOURCE[resolution.source]
+    note = (f"{bench.source}: the cached copy does not read ({e}); moved aside to "
+            f"{acquire.move_aside(bench, cfg, str(e))}")
+    resolution = _resolve(requested, cfg, probe)
+    resolution = resolution._replace(
+        steps=(note,) + resolution.steps,
+        reason=None if resolution.reason is None else f"{note}; {resolution.reason}")
+    raw, label_names, description, extra_info = _raw_splits(resolution, cfg, probe)
   source, reason = resolution.source, resolution.reason
-  raw, label_names, description, extra_info = _raw_splits(resolution, cfg,
-                                                          probe)
   _log_source(cfg, source, reason, description)
   raw, max_examples = _cap(raw, config_lib.get(cfg, "max_examples"), seed)
   for name in sources.SPLITS:

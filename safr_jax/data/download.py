@@ -40,12 +40,14 @@ import pathlib
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from absl import logging
 
@@ -57,8 +59,10 @@ __all__ = ["DownloadUnavailable", "ensure_folder_from_zip", "ensure_file"]
 Probe = Callable[[str, float], tuple[bool, str]]
 
 CHUNK_BYTES = 1 << 20
-# Seconds a blocked connect or read may take before the download fails.
-READ_TIMEOUT_S = 60.0
+# Defaults of config.data.download_stall_s / download_timeout_s: a download
+# fails when no byte has come for STALL_S seconds, or it has taken LIMIT_S.
+STALL_S = 60.0
+LIMIT_S = 3600.0
 
 
 class DownloadUnavailable(DataError):
@@ -104,55 +108,81 @@ def _progress_bar(total: int | None, desc: str, progress: bool):
                    unit_divisor=1024, file=sys.stderr, leave=False)
 
 
-def _download(url: str, out, *, timeout: float, progress: bool,
+def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
               desc: str) -> int:
   """Streams ``url`` into the binary file ``out``; returns the bytes written.
 
+  The transfer runs in a daemon thread, watched from here: it fails when no
+  byte has come for ``stall_s`` seconds (headers included), or when it has
+  taken ``limit_s`` in all, whatever trickles in.
+
   Raises:
-    DownloadUnavailable: HTTP error status, connection failure or timeout, or
-      fewer bytes than the server's Content-Length announced.
+    DownloadUnavailable: HTTP error status, connection failure, a stall or the
+      overall limit, or fewer bytes than the server's Content-Length announced;
+      the message counts the bytes that had arrived.
   """
-  request = urllib.request.Request(url, headers={"User-Agent": "safr-jax"})
-  try:
-    response = urllib.request.urlopen(request, timeout=timeout)
-  except urllib.error.HTTPError as e:
-    raise DownloadUnavailable(
-        f"download of {url} failed: HTTP {e.code} {e.reason}") from None
-  except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-    reason = getattr(e, "reason", e)
-    raise DownloadUnavailable(
-        f"download of {url} failed: {_one_line(reason)}; run again to "
-        "retry") from None
-  with response:
-    length = response.headers.get("Content-Length")
-    total = int(length) if length and length.isdigit() else None
-    logging.info("Downloading %s (%s) ...", url,
-                 _human(total) if total is not None else "size unknown")
-    start = time.monotonic()
-    done = 0
-    bar = _progress_bar(total, desc, progress)
+  state: dict[str, Any] = {"done": 0, "total": None, "error": None,
+                           "last": time.monotonic()}
+  finished = threading.Event()
+
+  def transfer():
+    bar = None
     try:
-      while True:
-        try:
-          chunk = response.read(CHUNK_BYTES)
-        except (OSError, http.client.HTTPException) as e:
-          raise DownloadUnavailable(
-              f"download of {url} failed after {done} bytes: {_one_line(e)}; "
-              "run again to retry") from None
-        if not chunk:
-          # http.client ends a body cut short without an error: see below.
-          break
-        try:
-          out.write(chunk)
-        except OSError as e:
-          raise DataError(f"cannot write the download of {url} into the cache "
-                          f"folder: {_one_line(e)}") from None
-        done += len(chunk)
-        if bar is not None:
-          bar.update(len(chunk))
+      request = urllib.request.Request(url, headers={"User-Agent": "safr-jax"})
+      with urllib.request.urlopen(request, timeout=stall_s) as response:
+        length = response.headers.get("Content-Length")
+        state["total"] = int(length) if length and length.isdigit() else None
+        logging.info("Downloading %s (%s) ...", url, _human(state["total"])
+                     if state["total"] is not None else "size unknown")
+        bar = _progress_bar(state["total"], desc, progress)
+        # read1: what has arrived, so the count is right when a read fails.
+        while not finished.is_set() and (chunk := response.read1(CHUNK_BYTES)):
+          try:
+            out.write(chunk)
+          except OSError as e:
+            raise DataError(f"cannot write the download of {url} into the cache "
+                            f"folder: {_one_line(e)}") from None
+          state["done"] += len(chunk)
+          state["last"] = time.monotonic()
+          if bar is not None:
+            bar.update(len(chunk))
+    except BaseException as e:  # pylint: disable=broad-except
+      state["error"] = e
     finally:
       if bar is not None:
         bar.close()
+      finished.set()
+
+  start = time.monotonic()
+  threading.Thread(target=transfer, name="safr-download", daemon=True).start()
+  try:
+    while not finished.wait(0.05):
+      now = time.monotonic()
+      if now - state["last"] > stall_s:
+        raise DownloadUnavailable(
+            f"download of {url} stalled: no data for {stall_s:g} s "
+            f"(config.data.download_stall_s) after {_arrived(state)}; run again to "
+            "retry")
+      if now - start > limit_s:
+        raise DownloadUnavailable(
+            f"download of {url} took over {limit_s:g} s (config.data."
+            f"download_timeout_s) and was stopped after {_arrived(state)}; run again "
+            "to retry, or raise the limit")
+  finally:
+    finished.set()  # the thread stops writing (a blocked read times out)
+  e, done, total = state["error"], state["done"], state["total"]
+  if isinstance(e, urllib.error.HTTPError):
+    raise DownloadUnavailable(f"download of {url} failed: HTTP {e.code} {e.reason}")
+  if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError):
+    raise DownloadUnavailable(
+        f"download of {url} stalled: no data for {stall_s:g} s (config.data."
+        f"download_stall_s) after {_arrived(state)}; run again to retry")
+  if isinstance(e, (urllib.error.URLError, OSError, http.client.HTTPException)):
+    raise DownloadUnavailable(
+        f"download of {url} failed after {_arrived(state)}: "
+        f"{_one_line(getattr(e, 'reason', e))}; run again to retry")
+  if e is not None:
+    raise e
   if total is not None and done < total:
     raise DownloadUnavailable(
         f"download of {url} was cut off after {done} of {total} bytes; run "
@@ -161,6 +191,12 @@ def _download(url: str, out, *, timeout: float, progress: bool,
   logging.info("Downloaded %s: %s in %.1f s (%s/s)", url, _human(done),
                seconds, _human(done / seconds))
   return done
+
+
+def _arrived(state: dict[str, Any]) -> str:
+  done, total = state["done"], state["total"]
+  return (f"{done} bytes ({_human(done)})" if total is None
+          else f"{done} of {total} bytes ({_human(done)})")
 
 
 # --------------------------------------------------------------------------
@@ -227,7 +263,7 @@ def _remove_stale(cache_dir: pathlib.Path, name: str) -> None:
 
 
 def _fetch_to_temp(url: str, cache_dir: pathlib.Path, name: str, *,
-                   timeout: float, progress: bool) -> pathlib.Path:
+                   stall_s: float, limit_s: float, progress: bool) -> pathlib.Path:
   """Downloads ``url`` to a new temporary file in ``cache_dir``.
 
   The caller removes it. On failure it is removed here.
@@ -241,7 +277,8 @@ def _fetch_to_temp(url: str, cache_dir: pathlib.Path, name: str, *,
   temp = pathlib.Path(temp)
   try:
     with os.fdopen(fd, "wb") as out:
-      _download(url, out, timeout=timeout, progress=progress, desc=name)
+      _download(url, out, stall_s=stall_s, limit_s=limit_s, progress=progress,
+                desc=name)
       try:
         out.flush()
         os.fsync(out.fileno())  # whole on disk before it can be renamed
@@ -319,6 +356,16 @@ def _holding_folder(url: str, root: pathlib.Path,
       f"{where} and each top-level folder; expected {', '.join(required)})")
 
 
+def _checked(check: Callable[[pathlib.Path], object], temp: pathlib.Path, url: str,
+             final: str | pathlib.Path) -> None:
+  """``check(temp)``; its DataError names ``final``, not the temporary name."""
+  try:
+    check(temp)
+  except DataError as e:
+    why = str(e).replace(str(temp), str(final))
+    raise DataError(f"the download from {url} is not usable: {why}") from None
+
+
 # --------------------------------------------------------------------------
 # Public entry points.
 # --------------------------------------------------------------------------
@@ -332,8 +379,10 @@ def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike,
                            name: str, required_files: Sequence[str],
                            probe_timeout: float = 5.0,
                            probe: Probe = sources.probe_url,
-                           progress: bool = True,
-                           timeout: float = READ_TIMEOUT_S) -> pathlib.Path:
+                           progress: bool = True, stall_s: float = STALL_S,
+                           limit_s: float = LIMIT_S,
+                           check: Callable[[pathlib.Path], object] | None = None
+                           ) -> pathlib.Path:
   """``<cache_dir>/<name>``, a folder holding ``required_files``, downloading
   the zip at ``url`` and unpacking it there when it is not cached yet.
 
@@ -349,7 +398,11 @@ def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike,
     probe_timeout: seconds the probe may take.
     probe: ``probe(url, timeout) -> (reachable, reason)``.
     progress: a tqdm bar on stderr when it is a terminal.
-    timeout: socket timeout (s) of the download's connect and each read.
+    stall_s: the download fails when no byte has come for this long (s).
+    limit_s: ... or when it has taken this long in all.
+    check: ``check(folder)`` reads the unpacked folder as its source does and
+      raises :class:`DataError` when it cannot (``sst_treebank.read_sst_treebank``):
+      what does not parse never enters the cache.
 
   Raises:
     DownloadUnavailable: the host did not answer the probe, or the download
@@ -367,12 +420,14 @@ def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike,
   def build() -> None:
     archive = unpack = None
     try:
-      archive = _fetch_to_temp(url, cache_dir, name, timeout=timeout,
-                               progress=progress)
+      archive = _fetch_to_temp(url, cache_dir, name, stall_s=stall_s,
+                               limit_s=limit_s, progress=progress)
       unpack = pathlib.Path(tempfile.mkdtemp(
           dir=cache_dir, prefix=_temp_prefix(name), suffix=".unpack"))
       _unzip(url, archive, unpack)
       found = _holding_folder(url, unpack, required_files)
+      if check is not None:
+        _checked(check, found, url, final)
       os.rename(found, final)
       logging.info("Unpacked %s into %s", url, final)
     finally:
@@ -384,11 +439,29 @@ def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike,
                  probe_timeout=probe_timeout, build=build)
 
 
+def move_aside(final: pathlib.Path, why: str) -> pathlib.Path:
+  """Renames a cached ``final`` that no longer reads (``why``) to
+  ``<name>.unusable-<time>`` (kept for a look, never read), so the next
+  ``ensure_*`` downloads it again; one warning line."""
+  target = final.with_name(f"{final.name}.unusable-{time.strftime('%Y%m%d-%H%M%S')}")
+  with _locked(final.parent, final.name):
+    try:
+      os.rename(final, target)
+    except FileNotFoundError:  # another process moved it first
+      pass
+    except OSError as e:
+      raise DataError(f"{final} does not read ({why}) and cannot be moved aside "
+                      f"({_one_line(e)}); delete it and run again") from None
+  logging.warning("The cached %s does not read (%s); moved aside to %s.", final,
+                  " ".join(why.split()), target)
+  return target
+
+
 def ensure_file(url: str, *, cache_dir: str | os.PathLike, filename: str,
                 check: Callable[[pathlib.Path], object],
                 probe_timeout: float = 5.0, probe: Probe = sources.probe_url,
-                progress: bool = True,
-                timeout: float = READ_TIMEOUT_S) -> pathlib.Path:
+                progress: bool = True, stall_s: float = STALL_S,
+                limit_s: float = LIMIT_S) -> pathlib.Path:
   """``<cache_dir>/<filename>``, downloading ``url`` there when not cached.
 
   ``check(path)`` vets the downloaded file before it is renamed into place
@@ -406,15 +479,9 @@ def ensure_file(url: str, *, cache_dir: str | os.PathLike, filename: str,
   def build() -> None:
     temp = None
     try:
-      temp = _fetch_to_temp(url, cache_dir, filename, timeout=timeout,
-                            progress=progress)
-      try:
-        check(temp)
-      except DataError as e:
-        # The temporary name means nothing to the user: say the final one.
-        why = str(e).replace(str(temp), filename)
-        raise DataError(f"the file downloaded from {url} is not usable: {why}"
-                        ) from None
+      temp = _fetch_to_temp(url, cache_dir, filename, stall_s=stall_s,
+                            limit_s=limit_s, progress=progress)
+      _checked(check, temp, url, filename)
       os.rename(temp, final)
       temp = None
     finally:

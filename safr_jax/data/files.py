@@ -29,7 +29,8 @@ Non-UTF-8 bytes are replaced by U+FFFD with one warning per file; a NUL byte
 (all-padding rows, length 0) and counted in ``bundle.info``.
 
 A CSV quote that never closes would swallow every row after it into one
-text: that is an error naming the line where the quote opens. A row whose
+text, and one closed by the next row's opening quote would join the two:
+each is an error naming the line where the quote opens. A row whose
 text spans more than ``MAX_ROW_LINES`` physical lines, or is over
 ``LONG_ROW_FACTOR`` times the median text length (and at least
 ``LONG_ROW_MIN_CHARS`` characters), is a warning naming the line where it
@@ -161,6 +162,8 @@ def _read_delimited(text, path, what, text_field, label_field, *, tsv):
       if len(row) != len(header):
         raise DataError(f"{where}: {len(row)} fields, the header has "
                         f"{len(header)}" + _spanned(line, end))
+      if end > line and not tsv:
+        _check_quote_ends_field(physical, line, end, where)
       texts.append(row[ti])
       labels.append(_canonical_label(row[li], f"{where}, field "
                                      f"{label_field!r}"))
@@ -188,6 +191,25 @@ def _check_quote_closes(physical: list[str], line: int, end: int, where: str,
     raise DataError(f"{where}: a quote opens on this line and never closes, so "
                     f"lines {line}–{end} (the rest of the file) would be read as one "
                     "text; close it, or double a quote inside a quoted text (\"\")")
+
+
+def _check_quote_ends_field(physical: list[str], line: int, end: int,
+                            where: str) -> None:
+  """A quote that does not close on its line, closed instead by the next row's
+  opening quote (followed by its text, not by a comma), joins two rows into one
+  that still has the right number of fields."""
+  reader = csv.reader(io.StringIO("".join(physical[line - 1:end]), newline=""),
+                      strict=True)
+  try:
+    for _ in reader:
+      pass
+  except csv.Error:
+    raise DataError(
+        f"{where}: the quoted text that opens on this line is closed by the quote "
+        f"on line {line + reader.line_num - 1}, which does not end the field (the "
+        f"next row's opening quote?), so lines {line}–{end} would be read as one "
+        "row; close the quote on its line, or double a quote inside a quoted text "
+        '("")') from None
 
 
 def _warn_unusual_rows(texts: list[str], lines: list[int], spans: list[int],

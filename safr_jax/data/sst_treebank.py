@@ -296,13 +296,17 @@ def read_sst_treebank(sst_dir: str | pathlib.Path | None
     ``positive`` counts before balancing, ``dropped_balancing`` and ``kept``.
 
   Raises:
-    DataError: missing folder or file, a malformed line (the message names the
-      file and line), an unknown split label, or a sentence without a split.
+    DataError: missing folder or file, an empty file, a malformed line (the
+      message names the file and line), an unknown split label, a sentence
+      without a split, or a split left without a labelled sentence.
   """
   folder = _check_folder(sst_dir)
   sentences = _read_sentences(folder / SENTENCES_FILE)
   split_of = _read_splits(folder / SPLIT_FILE)
   phrase_ids, dictionary_lines = _read_dictionary(folder / DICTIONARY_FILE)
+  if not dictionary_lines:
+    raise DataError(f"{folder / DICTIONARY_FILE} is empty (expected one "
+                    "phrase|phrase_id line per phrase)")
   sentiment_of = _read_sentiments(folder / SENTIMENT_FILE)
   rows, per_split = _label_sentences(
       sentences, split_of, phrase_ids, sentiment_of, folder / SPLIT_FILE,
@@ -314,6 +318,13 @@ def read_sst_treebank(sst_dir: str | pathlib.Path | None
   out = {}
   for name in SPLITS:
     per_split[name]["kept"] = len(rows[name])
+    if not rows[name]:
+      c = per_split[name]
+      raise DataError(
+          f"{folder}: the {name} split has no labelled sentence: of its {c['read']} "
+          f"in {SENTENCES_FILE} ({SPLIT_FILE}), {c['dropped_unmatched']} match no "
+          f"phrase of {DICTIONARY_FILE}, {c['dropped_no_sentiment']} have no value in "
+          f"{SENTIMENT_FILE}, {c['dropped_neutral']} are neutral")
     out[name] = RawSplit(
         texts=[r.sentence for r in rows[name]],
         labels=np.asarray([r.label for r in rows[name]], np.int32),
