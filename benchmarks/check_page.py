@@ -15,12 +15,14 @@ standard library only). Per width it emulates the screen (390 px: a phone,
   screen (or than the visible width beside a scroll bar); the elements that
   stick out are named (those inside a box that scrolls itself are fine);
 - broken images: an ``<img>`` whose ``naturalWidth`` is 0 (missing file, bad
-  data).
+  data);
 
-Prints one line per problem (``390px: ...``) and exits 1 when there is one;
-otherwise one ``ok`` line per width. Saves ``page_<width>.png`` (the whole page,
-cut at ``--max_height`` CSS px) and ``page_<width>_screen.png`` (the first
-screenful) in ``--out``. Exit 2: no Chromium, or it did not answer.
+overflow as the page opens and again with every ``<details>`` open. Prints
+one line per problem (``390px: ...``) and exits 1 when there is one;
+otherwise one ``ok`` line per width, with the page's height as it opens and
+its px per example (from the first ``<h2 id="ex-…">`` on). Saves
+``page_<width>.png`` (the whole page, cut at ``--max_height`` CSS px) and
+``page_<width>_screen.png`` (the first screenful) in ``--out``. Exit 2: no Chromium, or it did not answer.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 # Runs in the page once it has loaded; returns what the checks need.
 _MEASURE = r"""
 (async () => {
+  if (%(open)s) document.querySelectorAll('details').forEach(d => { d.open = true; });
   await Promise.all([...document.images].map(img => img.complete ? null :
       new Promise(done => { img.addEventListener('load', done);
                             img.addEventListener('error', done); })));
@@ -87,6 +90,9 @@ _MEASURE = r"""
     innerWidth: window.innerWidth, height: doc.scrollHeight,
     viewportMeta: !!document.querySelector('meta[name=viewport]'),
     images: document.images.length,
+    examples: document.querySelectorAll('h2[id^="ex-"]').length,
+    examplesFrom: (document.querySelector('h2[id^="ex-"]') || doc).getBoundingClientRect().top
+        + window.scrollY,
     broken: [...document.images].filter(i => i.naturalWidth === 0).map(
         i => i.getAttribute('data-file') || i.getAttribute('alt') ||
              (i.getAttribute('src') || '').slice(0, 60)),
@@ -254,7 +260,12 @@ def _load(tools: DevTools, url: str, w: int, h: int, mobile: bool) -> dict:
              deviceScaleFactor=1, mobile=mobile)
   tools.call("Page.navigate", url=url)
   tools.wait_for("Page.loadEventFired")
-  result = tools.call("Runtime.evaluate", expression=_MEASURE % {"width": w},
+  return _measure(tools, w)
+
+
+def _measure(tools: DevTools, w: int, open_details: bool = False) -> dict:
+  result = tools.call("Runtime.evaluate",
+                      expression=_MEASURE % {"width": w, "open": str(open_details).lower()},
                       awaitPromise=True, returnByValue=True)
   if "exceptionDetails" in result:
     raise ChromiumError(f"the measuring script failed: {result['exceptionDetails']}")
@@ -302,6 +313,9 @@ def check(tools: DevTools, url: str, width: int, out: pathlib.Path,
     problems += _overflow(m, w, " (laid out at device width)")
   else:
     problems += _overflow(m, w)
+  if not _overflow(m, w):  # last: the screenshots show them shut
+    problems += _overflow(_measure(tools, w, open_details=True), w,
+                          " with every <details> open")
   return problems, m
 
 
@@ -341,8 +355,10 @@ def main(argv=None) -> int:
           print(f"{width}px: {p}")
         failed |= bool(problems)
         if not problems:
+          each = (f", {(m['height'] - m['examplesFrom']) / m['examples']:.0f} per example"
+                  if m["examples"] else "")
           print(f"{width}px: ok: {m['scrollWidth']} px wide, {m['images']} images, "
-                f"page {m['height']} px tall")
+                f"page {m['height']} px tall{each}")
     finally:
       tools.close()
   except (ChromiumError, OSError) as e:

@@ -34,8 +34,9 @@ def test_quick_grid_trains_evaluates_and_reports(tmp_path):
   assert "not SST-2" in text
   # safr_jax.compare drew the group; the report links its table and plot.
   compared = (tmp_path / "compare" / "quick" / "comparison.md").read_text()
-  assert "| sst2:quick λ_imp=0 λ_inter=0 | 1 |" in compared  # the baseline run
-  assert "| sst2:quick λ_imp=1 λ_inter=1 | 1 |" in compared  # the SAFR run
+  data = "| rt_polarity 160/160/160 | 1 |"  # data.max_examples=160 caps each split
+  assert f"| sst2:quick λ_imp=0 λ_inter=0 {data}" in compared  # the baseline run
+  assert f"| sst2:quick λ_imp=1 λ_inter=1 {data}" in compared  # the SAFR run
   assert (tmp_path / "compare" / "quick" / "comparison.png").stat().st_size > 0
   assert "](compare/quick/comparison.png)" in text
   # A second call skips both finished runs and rewrites the same report.

@@ -412,8 +412,7 @@ def _explanation(**changes):
       pred="pos<", confidence=0.9, probs={"neg": 0.1, "pos<": 0.9}, true="neg",
       notes=("<img src=x onerror=alert(1)>",), pair_positions=((0, 1, 0.5),),
       neurons=(explanations.TokenNeurons(token="<a> (#1)", importance=0.1, active=2,
-                                         active_neurons=(0, 3), exclusive=(3,),
-                                         strongest=(3, 0)),),
+                                         exclusive=(3,), strongest=(3, 0)),),
       d_ff=4, threshold=0.0, planted=(True, False), strength=None, hidden=None,
       neuron_order=None)
   fields.update(changes)
@@ -440,56 +439,82 @@ def test_explanation_record_and_page_from_the_dataclass():
   record = e.to_json("example_000.png")
   assert record["pairs"] == [["<script>alert(1)</script> (#0)", "<a> (#1)", 0.5]]
   assert record["neurons"] == [{"token": "<a> (#1)", "importance": 0.1, "active": 2,
-                                "active_neurons": [0, 3], "exclusive": [3],
-                                "strongest": [3, 0]}]
+                                "exclusive": [3], "strongest": [3, 0]}]
   assert record["image"] == "example_000.png" and record["planted"] == [True, False]
   assert json.loads(json.dumps(record)) == record           # plain JSON types only
   png = b"\x89PNG fake"
   parser = _Tags()
   parser.feed(_page(e, _explanation(id="ex-1", true=None),
-                    pictures={"ex-0": page.Picture(file="example_000.png", png=png)}))
+                    pictures={"ex-0": [page.Picture(file="example_000.png", png=png)]}))
   images = [a for t, a in parser.tags if t == "img"]
   assert [i["data-file"] for i in images] == ["example_000.png"]
   assert images[0]["src"] == "data:image/png;base64," + base64.b64encode(png).decode()
   assert "ex-1" in {a.get("id") for _, a in parser.tags}
 
 
-def _fake_run(path, *, seed, accuracy, variant="safr", comp=0.2, vmask=True):
+def _fake_run(path, *, seed, accuracy, variant="safr", aopc=0.2, vmask=True,
+              source="planted", train=2000):
   path.mkdir(parents=True)
   (path / "results.json").write_text(json.dumps({
       "test": {"accuracy": accuracy, "importance": 0.5, "interaction": 0.1},
       "best_dev_accuracy": accuracy, "train_seconds": 3.0,
+      "dataset": {"source": source, "sizes": {"train": train, "dev": 500, "test": 500}},
       "config": {"name": "planted", "variant": variant, "seed": seed,
                  "model": {"use_vmask": vmask},
                  "loss": {"importance": 1.0 if variant == "safr" else 0.0,
                           "interaction": 1.0 if variant == "safr" else 0.0}}}))
-  method = "vmask" if vmask else "gradient_x_input"
+  faith = {"gradient_x_input": {"comprehensiveness": 0.1, "aopc_by_depth": {"20%": aopc / 2}},
+           "occlusion": {"comprehensiveness": 0.1, "aopc_by_depth": {"20%": aopc / 4}}}
+  if vmask:
+    faith["vmask"] = {"comprehensiveness": 0.3, "aopc_by_depth": {"20%": aopc}}
   (path / "interpretability.json").write_text(json.dumps({
       "run": {"workdir": str(path)}, "accuracy": accuracy, "notes": ["x"],
-      "faithfulness": {method: {
-          "comprehensiveness": comp, "sufficiency": 0.1, "aopc": 0.3,
-          "aopc_minus_random": 0.1, "aopc_over_random": None}},
-      "settings": {"faithfulness": {"bins": ["1%"]}}}))
+      "faithfulness": faith, "settings": {"faithfulness": {"bins": ["1%"]}}}))
   return path
 
 
 def test_compare_groups_seeds_into_mean_and_std(tmp_path):
-  runs = [_fake_run(tmp_path / "a0", seed=0, accuracy=0.8, comp=0.2),
-          _fake_run(tmp_path / "a1", seed=1, accuracy=0.9, comp=0.4),
+  runs = [_fake_run(tmp_path / "a0", seed=0, accuracy=0.8, aopc=0.2),
+          _fake_run(tmp_path / "a1", seed=1, accuracy=0.9, aopc=0.4),
           _fake_run(tmp_path / "b0", seed=0, accuracy=0.7, variant="baseline",
-                    vmask=False, comp=0.1)]
+                    vmask=False, aopc=0.1)]
+  (runs[1] / "interpretability.json").unlink()
   out = comparison.compare_runs(runs, tmp_path / "cmp")
-  assert list(out.groups) == ["planted:safr λ_imp=1 λ_inter=1",
-                              "planted:baseline λ_imp=0 λ_inter=0"]
+  assert list(out.groups) == ["planted:safr λ_imp=1 λ_inter=1 on planted 2,000/500/500",
+                              "planted:baseline λ_imp=0 λ_inter=0 on planted 2,000/500/500"]
   std = np.std([0.8, 0.9], ddof=1)
-  assert f"| planted:safr λ_imp=1 λ_inter=1 | 2 | 0, 1 | 0.8500 ± {std:.4f} |" in out.markdown
-  assert "| planted:baseline λ_imp=0 λ_inter=0 | 1 | 0 | 0.7000 |" in out.markdown
-  assert "0.3000 ± " in out.markdown                  # own comprehensiveness, safr
-  assert "| interpretability.faithfulness.gradient_x_input.comprehensiveness | — | 0.1000 |" \
-      in out.markdown
+  # Accuracy from both runs; the gate's AOPC from the one evaluated run, said so.
+  assert (f"| planted:safr λ_imp=1 λ_inter=1 | planted 2,000/500/500 | 2 | 0, 1 | "
+          f"0.8500 ± {std:.4f} | 0.2000 (n=1) | 0.1000 (n=1) |") in out.markdown
+  # Like with like: gradient × input for the baseline too, no gate column value.
+  assert ("| planted:baseline λ_imp=0 λ_inter=0 | planted 2,000/500/500 | 1 | 0 | 0.7000 | — | "
+          "0.0500 |") in out.markdown
   assert "settings" not in out.markdown
   assert out.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert (tmp_path / "cmp" / "comparison.md").read_text() == out.markdown
+  points, references = comparison.frontier(out.groups)
+  assert [p["y"] for p in points] == [0.2]
+  # The plain model is a reference: its accuracy and its best post-hoc explanation.
+  assert references == [{"label": list(out.groups)[1], "accuracy": 0.7,
+                         "faithfulness": 0.05, "method": "gradient_x_input"}]
+
+
+def test_compare_never_averages_runs_trained_on_different_data(tmp_path):
+  runs = [_fake_run(tmp_path / "rt", seed=0, accuracy=0.7069, source="rt_polarity"),
+          _fake_run(tmp_path / "sst", seed=0, accuracy=0.6305, source="sst_treebank"),
+          _fake_run(tmp_path / "small", seed=1, accuracy=0.6, source="sst_treebank",
+                    train=100)]
+  out = comparison.compare_runs(runs, tmp_path / "cmp")
+  assert [len(g) for g in out.groups.values()] == [1, 1, 1]
+  assert "0.6687" not in out.markdown                  # the mean of two datasets
+  assert any("different data" in n for n in out.notes)
+
+
+def test_interval_is_the_t_interval_of_the_mean():
+  mean, half = comparison.interval([1.0, 2.0, 3.0])
+  assert mean == 2.0 and half == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-6)
+  assert comparison.interval([1.0]) == (1.0, None)
+  assert comparison.interval([]) == (None, None)
 
 
 def test_flatten_keeps_only_finite_numbers():

@@ -4,6 +4,7 @@ import html.parser
 import json
 import math
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -77,7 +78,7 @@ def _check_page(result, out):
   text = "".join(page.text)
   images = [a for t, a in page.tags if t == "img"]
   pngs = sorted(out.glob("example_*.png"))
-  assert len(images) == len(pngs) == sum(r["image"] is not None for r in result.records)
+  assert len(images) == len(pngs) == 2 * sum(r["image"] is not None for r in result.records)
   for img in images:  # every image linked to its PNG beside the page, none inlined
     assert img["src"] == img["data-file"] and (out / img["src"]).read_bytes()[:4] == b"\x89PNG"
     assert ("a", {"href": img["src"]}) in page.tags
@@ -101,15 +102,17 @@ def test_explain_split_examples(safr_run, tmp_path):
     assert len(r["importance"]) == len(r["tokens"]) == len(r["neurons"]) > 0
     assert all(0 <= v <= 1 for v in r["importance"])
     assert r["pairs"] and r["planted"] is not None
-    for t in r["neurons"]:
-      assert set(t["exclusive"]) <= set(t["active_neurons"])
+    active = np.load(out / "explanations.npz")[r["arrays"]["hidden"]] > r["threshold"]
+    for t, row in zip(r["neurons"], active):
+      assert row[list(t["exclusive"])].all()
   saved = json.loads((out / "explanations.json").read_text())
   labels = inputs.load_split(runs.load_run(safr_run), "test").labels
   assert [e["name"] for e in saved["examples"]] == [
       f"test[{i}]" for i in explanations.sample(labels, 3, seed=0)]
   assert saved["examples"] == result.records
   computed = result.explanations.explanations
-  assert [e.to_json(r["image"]) for e, r in zip(computed, result.records)] == result.records
+  assert [e.to_json(r["image"], r["attention_image"], r["arrays"])
+          for e, r in zip(computed, result.records)] == result.records
 
 
 def test_explain_computes_without_writing(safr_run, tmp_path, monkeypatch):
@@ -248,8 +251,9 @@ def test_evaluate_baseline_and_compare(safr_run, baseline_run, tmp_path):
   out = comparison.compare_runs([safr_run, seed1, baseline_run], tmp_path / "cmp")
   assert [len(v) for v in out.groups.values()] == [2, 1]
   md = out.table.read_text()
-  assert "| planted:safr λ_imp=1 λ_inter=1 | 2 | 0, 1 |" in md
-  assert "| planted:baseline λ_imp=0 λ_inter=0 | 1 | 0 |" in md
+  assert re.search(r"\| planted:safr λ_imp=1 λ_inter=1 \| planted [\d,]+/[\d,]+/[\d,]+ \| 2 \| "
+                   r"0, 1 \|", md)
+  assert re.search(r"\| planted:baseline λ_imp=0 λ_inter=0 \| planted \S+ \| 1 \| 0 \|", md)
   assert "interpretability.faithfulness.occlusion.aopc" in md
   assert "results.test.accuracy" in md and "±" in md
   assert out.plot.read_bytes()[:4] == b"\x89PNG"
@@ -264,7 +268,7 @@ def test_cli_explain_and_one_line_errors(safr_run, tmp_path):
   proc = _cli("safr_jax.explain", f"--workdir={safr_run}", f"--text={SCRIPT} good",
               "--text=", "--text=good \u202eqqqunknown", f"--out={tmp_path / 'e'}")
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert "Explained 3 example(s) (2 picture(s))" in proc.stdout
+  assert "Explained 3 example(s) (4 picture(s))" in proc.stdout
   assert "empty text" in proc.stderr
   # An unknown word with a right-to-left override, as the terminal shows it.
   assert "\u202e" not in proc.stderr and "[U+202E]qqqunknown" in proc.stderr

@@ -1,5 +1,5 @@
-"""The README's layout table says what each module imports from safr_jax: it
-must be what the code imports, and only modules listed above it."""
+"""docs/CONTRIBUTING.md's layout table says what each module imports from
+safr_jax: it must be what the code imports, and only modules listed above it."""
 
 import ast
 import pathlib
@@ -11,7 +11,7 @@ PACKAGE = ROOT / "safr_jax"
 
 def _layout_rows() -> list[tuple[list[str], str]]:
   """(modules of the row, its imports cell) for each row of the table."""
-  text = (ROOT / "README.md").read_text(encoding="utf-8")
+  text = (ROOT / "docs" / "CONTRIBUTING.md").read_text(encoding="utf-8")
   section = text[text.index("## Layout"):]
   rows = []
   for line in section.splitlines():
@@ -19,7 +19,7 @@ def _layout_rows() -> list[tuple[list[str], str]]:
     if len(cells) != 3 or not cells[0].startswith("`"):
       continue
     rows.append((re.findall(r"`([^`]+)`", cells[0]), cells[2]))
-  assert rows, "README.md has no layout table"
+  assert rows, "docs/CONTRIBUTING.md has no layout table"
   return rows
 
 
@@ -71,7 +71,7 @@ def test_layout_table_lists_every_module_and_its_real_imports():
   actual = _actual()
   rows = _layout_rows()
   listed = [m for modules, _ in rows for m in modules]
-  assert sorted(listed) == sorted(actual), "README layout table vs safr_jax/"
+  assert sorted(listed) == sorted(actual), "docs/CONTRIBUTING.md layout table vs safr_jax/"
   seen: list[str] = []
   for modules, cell in rows:
     real = set().union(*(actual[m] for m in modules)) - set(modules)
@@ -81,7 +81,7 @@ def test_layout_table_lists_every_module_and_its_real_imports():
       claimed = set() if cell == "—" else {
           name if name.endswith("/") else f"{name}.py"
           for name in (n.strip() for n in cell.split(","))}
-      assert claimed == real, (modules, "README says", sorted(claimed), "code", sorted(real))
+      assert claimed == real, (modules, "docs/CONTRIBUTING.md says", sorted(claimed), "code", sorted(real))
       assert real <= set(seen), (modules, "imports a module listed after it",
                                  sorted(real - set(seen)))
     seen += modules

@@ -3,6 +3,7 @@ pictures, the seeded class-balanced sample, the index's verdicts and free text
 tokenised like the training data (a pair of tiny rt_polarity runs)."""
 
 import base64
+import dataclasses
 import html.parser
 import json
 import pathlib
@@ -46,16 +47,20 @@ def default_page(pair, tmp_path_factory):
 
 
 class _Page(html.parser.HTMLParser):
-  """Tags, text, and every table as rows of cell texts."""
+  """Tags, text, every table as rows of cell texts, and each image's src with
+  whether it is behind a ``<details>``."""
 
   def __init__(self):
     super().__init__()
-    self.tags, self.text, self.tables = [], [], []
-    self._cell = None
+    self.tags, self.text, self.tables, self.images = [], [], [], []
+    self._cell, self._details = None, 0
 
   def handle_starttag(self, tag, attrs):
     attrs = dict(attrs)
     self.tags.append((tag, attrs))
+    self._details += tag == "details"
+    if tag == "img":
+      self.images.append((attrs["src"], self._details > 0))
     if tag == "table":
       self.tables.append((attrs.get("class"), []))
     elif tag == "tr":
@@ -64,6 +69,7 @@ class _Page(html.parser.HTMLParser):
       self._cell = []
 
   def handle_endtag(self, tag):
+    self._details -= tag == "details"
     if tag in ("td", "th"):
       self.tables[-1][1][-1].append("".join(self._cell).strip())
       self._cell = None
@@ -98,8 +104,8 @@ def test_default_page_is_small_linked_balanced_and_counts_verdicts(default_page,
           ) in page.tags
   # Pictures beside the page, linked, none inlined.
   assert "base64" not in source
-  pngs = sorted(p.name for p in out.glob("example_*.png"))
-  assert [a["src"] for a in _images(page)] == pngs and len(pngs) == 20
+  pngs = sorted(p.name for p in out.glob("example_*.png"))  # neurons, attention
+  assert [a["src"] for a in _images(page)] == pngs and len(pngs) == 40
   assert all(("a", {"href": name}) in page.tags for name in pngs)
   assert len(result.index.read_bytes()) <= 600_000
   # A seeded sample with both classes in their share (the split is 32 / 32).
@@ -117,6 +123,19 @@ def test_default_page_is_small_linked_balanced_and_counts_verdicts(default_page,
   assert f"{right} of 20 correct" in "".join(page.text)
 
 
+def test_records_are_compact_and_the_arrays_beside_them(default_page):
+  result, out = default_page
+  # One line per example (not one per number), every activation in the .npz.
+  assert len((out / "explanations.json").read_text().splitlines()) <= 20 + 5
+  arrays = np.load(out / "explanations.npz", allow_pickle=False)
+  for e, r in zip(result.explanations.explanations, result.records):
+    assert "active_neurons" not in r["neurons"][0]
+    hidden = arrays[r["arrays"]["hidden"]]
+    np.testing.assert_array_equal(hidden, e.hidden)
+    np.testing.assert_allclose(arrays[r["arrays"]["strength"]], e.strength, rtol=1e-6)
+    assert [t["active"] for t in r["neurons"]] == (hidden > r["threshold"]).sum(1).tolist()
+
+
 def test_token_scores_are_printed_with_each_methods_faithfulness(default_page, pair):
   result, _ = default_page
   page = _parse(result.index)
@@ -127,7 +146,9 @@ def test_token_scores_are_printed_with_each_methods_faithfulness(default_page, p
   assert len(rows) == 4
   for row, m in zip(rows, first.methods):
     assert f"comp {m.comprehensiveness:.2g} · suff {m.sufficiency:.2g}" in row[0]
-    assert row[1:] == [f"{v:.2g}" for v in m.scores[:len(row) - 1]]
+    decimals = max(len(c.partition(".")[2]) for c in row[1:])  # one precision per row
+    for cell, v in zip(row[1:], m.scores):
+      assert float(cell) == pytest.approx(v, abs=0.51 * 10 ** -decimals)
   # Per-example faithfulness is faithfulness's own number: its mean over the
   # examples is the metric of all of them at once.
   run = runs.load_run(pair[0])
@@ -140,6 +161,11 @@ def test_token_scores_are_printed_with_each_methods_faithfulness(default_page, p
   scores = attribution.token_scores(predictor, ids, lengths, full_probs=passed.probs,
                                     keep_prob=passed.keep_prob,
                                     mean_attention=passed.attention, random_orders=1)
+  # Attention received averages 1 over a text's tokens: the row shows what varies.
+  for e, received, n in zip(result.explanations.explanations, scores["attention"][0], lengths):
+    (shown,) = [m.scores for m in e.methods if m.name == "attention"]
+    assert np.mean(received[:n]) == pytest.approx(1)
+    np.testing.assert_allclose(shown, received[:n] - 1, atol=1e-6)
   whole = faithfulness.evaluate_faithfulness(predictor.probs, ids,
                                              {"occlusion": scores["occlusion"]},
                                              full_probs=passed.probs)
@@ -176,9 +202,21 @@ def test_compare_page_shows_both_runs_per_example(pair, tmp_path):
     assert ("h2", {"id": ea.id}) in page.tags
     assert f"A ({pair[0].name}): predicted {ea.pred}" in text
     assert f"B ({pair[1].name}): predicted {eb.pred}" in text
-    pictures = [i["src"] for i in _images(page) if i["src"].startswith(f"example_{k:03d}")]
-    assert pictures == [f"example_{k:03d}_a.png", f"example_{k:03d}_b.png"]
-    assert all((tmp_path / p).is_file() for p in pictures)
+    # Both neuron pictures in view, side by side; the attention ones behind <details>.
+    pictures = [(src, hidden) for src, hidden in page.images
+                if src.startswith(f"example_{k:03d}")]
+    assert pictures == [(f"example_{k:03d}_a.png", False), (f"example_{k:03d}_b.png", False),
+                        (f"example_{k:03d}_a_attention.png", True),
+                        (f"example_{k:03d}_b_attention.png", True)]
+    assert all((tmp_path / p).is_file() for p, _ in pictures)
+    assert all(int(i["width"]) <= 600 for i in _images(page))  # two in a 1,200 px column
+    # How many of A's 3 top tokens are B's, per method both have (ties: first).
+    top = lambda s: set(np.argsort(-np.asarray(s), kind="stable")[:3].tolist())
+    shared = {m.name: len(top(m.scores) & top(n.scores))
+              for m in ea.methods for n in eb.methods if m.name == n.name}
+    assert (f"top-3 tokens in common, A and B: gradient × input {shared['gradient_x_input']}/3"
+            f" · leave-one-out {shared['occlusion']}/3 · attention {shared['attention']}/3"
+            ) in text
   rows = [r[0] for r in page.table("m")[0][1:]]
   assert [re.sub(r"comp.*", "", r) for r in rows] == [
       "A · VMASK", "A · gradient × input", "B · gradient × input", "A · leave-one-out",
@@ -225,10 +263,10 @@ def test_self_contained_inlines_each_picture_once(pair, tmp_path):
   page = _parse(result.index)
   assert not list(tmp_path.glob("*.png"))
   images = _images(page)
-  assert len(images) == source.count("base64,") == result.pictures == 4
+  assert len(images) == source.count("base64,") == result.pictures == 8
   payloads = [base64.b64decode(i["src"].split(",", 1)[1]) for i in images]
   assert all(p[:8] == b"\x89PNG\r\n\x1a\n" for p in payloads)
-  assert len(set(payloads)) == 4
+  assert len(set(payloads)) == 8
   assert not [a for t, a in page.tags if t == "a" and not a["href"].startswith("#")]
 
 
@@ -243,3 +281,36 @@ def test_free_text_is_tokenised_like_the_training_data(pair, tmp_path):
   text = "".join(_parse(result.index).text)
   assert "as the model reads it: not bad at all , a moving film" in text
   assert result.records[0]["words"] == example.words
+
+
+def test_text_never_overwrites_the_sample_page(pair):
+  sample = explanations.explain_run(pair[0], num=2)
+  before = {p.name: p.read_bytes() for p in sample.index.parent.iterdir()}
+  texts = ["not bad at all", "a moving film"]
+  result = explanations.explain_run(pair[0], texts=texts)
+  assert sample.index.parent == pair[0] / "explanations"
+  assert result.index.parent.parent == pair[0]
+  assert result.index.parent.name.startswith("explanations_text-")
+  assert {p.name: p.read_bytes() for p in sample.index.parent.iterdir()} == before
+  # What a caller prints per text: its prediction and probabilities.
+  assert [(r["text"], r["pred"]) for r in result.records] == [
+      (e.text, e.pred) for e in result.explanations.explanations]
+  assert all(sum(r["probs"].values()) == pytest.approx(1) for r in result.records)
+
+
+def test_num_beyond_the_split_explains_all_of_it_with_progress(pair, tmp_path, monkeypatch):
+  load = inputs.load_split
+
+  def three(run, split):  # a 3-example split: the cap without minutes of pictures
+    s = load(run, split)
+    return dataclasses.replace(s, **{f.name: getattr(s, f.name)[:3] for f in
+                                     dataclasses.fields(s) if getattr(s, f.name) is not None})
+
+  monkeypatch.setattr(inputs, "load_split", three)
+  calls = []
+  result = explanations.explain_run(pair[0], num=50, out=tmp_path,
+                                    progress=lambda *a: calls.append(a))
+  assert [r["name"] for r in result.records] == ["test[0]", "test[1]", "test[2]"]
+  assert "--num 50 is more than the 3 examples of the test split: explained all 3" in (
+      result.notes)
+  assert calls == [(k, 6) for k in range(1, 7)]  # each example explained, then drawn

@@ -1,11 +1,14 @@
-"""``compare``: runs side by side, as a Markdown table and an accuracy-vs-
-faithfulness plot.
+"""``compare``: runs side by side, as a Markdown table and the frontier figure
+(test accuracy against the faithfulness of the gate's explanation).
 
-Runs that share a configuration (``config.name``, ``config.variant``, λ_imp,
-λ_inter — typically the same command with different seeds) form a group; each
-number is the group's mean ± sample std (n − 1) over its runs. Every numeric
-metric of ``results.json`` (test split of the best checkpoint, training time)
-and ``interpretability.json`` is in the full table.
+Runs that share their data (source and split sizes) and configuration
+(``config.name``, ``config.variant``, λ_imp, λ_inter — typically the same
+command with different seeds) form a group; runs on different data never share
+one. Each number is the group's mean ± sample std (n − 1) over its runs, with
+its n where fewer runs have it. The headline compares like with like: gradient
+× input for every run, the VMASK gate's explanation in its own column. Every
+numeric metric of ``results.json`` (test split of the best checkpoint, training
+time) and ``interpretability.json`` is in the full table.
 """
 
 from __future__ import annotations
@@ -23,20 +26,23 @@ from safr_jax import provenance
 from safr_jax.interpret import attribution, plots
 from safr_jax.errors import InterpretError
 
-__all__ = ["compare_runs", "load_metrics", "flatten", "format_mean_std", "Compared"]
+__all__ = ["compare_runs", "load_metrics", "flatten", "format_mean_std", "interval",
+           "frontier", "Compared"]
 
 # results.json entries that are metrics (the rest is provenance).
 _RESULT_KEYS = ("test", "best_dev_accuracy", "best_epoch", "epochs_run",
                 "train_seconds", "train_examples_per_s", "wall_time_s")
 # interpretability.json entries that are not metrics.
 _NOT_METRICS = ("run", "settings", "timing_s", "notes", "split", "provenance")
-OWN = "own"  # the explanation a run trains: vmask, or gradient × input without
+GATE = "vmask"          # the explanation a SAFR/VMASK model trains
+POST_HOC = ("gradient_x_input", "occlusion", "attention")
 
 
 @dataclasses.dataclass
 class RunMetrics:
   workdir: pathlib.Path
-  group: str
+  group: str                  # config and data: runs of one group are comparable
+  data: str                   # e.g. "sst_treebank 6,244/825/1,743"
   seed: Any
   metrics: dict[str, float]   # flattened: "results.test.accuracy", ...
   has_vmask: bool
@@ -111,8 +117,12 @@ def load_metrics(workdir: str | pathlib.Path) -> RunMetrics:
   config = results.get("config", {})
   loss = config.get("loss", {})
   lam = lambda k: f"{loss[k]:g}" if isinstance(loss.get(k), (int, float)) else "?"
+  dataset = results.get("dataset") or {}
+  sizes = dataset.get("sizes") or {}
+  data = " ".join([str(dataset.get("source") or config.get("data", {}).get("source", "?")),
+                   "/".join(f"{sizes[k]:,}" for k in ("train", "dev", "test") if k in sizes)])
   group = (f"{config.get('name', '?')}:{config.get('variant', '?')} "
-           f"λ_imp={lam('importance')} λ_inter={lam('interaction')}")
+           f"λ_imp={lam('importance')} λ_inter={lam('interaction')} on {data.strip()}")
   metrics = {f"results.{k}": v for k, v in
              flatten({k: results[k] for k in _RESULT_KEYS if k in results}).items()}
   interp_path = workdir / "interpretability.json"
@@ -121,7 +131,7 @@ def load_metrics(workdir: str | pathlib.Path) -> RunMetrics:
     interp = _read_json(interp_path)
     metrics.update({f"interpretability.{k}": v for k, v in flatten(
         {k: v for k, v in interp.items() if k not in _NOT_METRICS}).items()})
-  return RunMetrics(workdir=workdir, group=group, seed=config.get("seed"),
+  return RunMetrics(workdir=workdir, group=group, data=data.strip(), seed=config.get("seed"),
                     metrics=metrics,
                     has_vmask=bool(config.get("model", {}).get("use_vmask", True)),
                     evaluated=evaluated)
@@ -170,50 +180,89 @@ def format_mean_std(values: Iterable[float | None], digits: int = 4, *,
   return f"{text} ± {std:.{digits if std_digits is None else std_digits}{notation}}"
 
 
-def _own_key(run: RunMetrics, metric: str) -> str:
-  method = "vmask" if run.has_vmask else "gradient_x_input"
+def interval(values: Iterable[float | None], level: float = 0.95
+             ) -> tuple[float | None, float | None]:
+  """Mean and the half-width of its Student-t ``level`` interval over the
+  finite values (None with fewer than two)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  v = _finite(values)
+  if not v.size:
+    return None, None
+  if v.size < 2:
+    return float(v.mean()), None
+  half = stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
+  return float(v.mean()), float(half)
+
+
+def _faith_key(method: str, metric: str) -> str:
+  """``metric`` "aopc@20%" is AOPC to a depth of 20 % of each text."""
+  if metric.startswith("aopc@"):
+    return f"interpretability.faithfulness.{method}.aopc_by_depth.{metric[5:]}"
   return f"interpretability.faithfulness.{method}.{metric}"
 
 
-def _values(runs: Sequence[RunMetrics], key: str, metric: str | None = None) -> list[float]:
-  out = []
-  for r in runs:
-    k = _own_key(r, metric) if key == OWN else key
-    if k in r.metrics:
-      out.append(r.metrics[k])
-  return out
+def _values(runs: Sequence[RunMetrics], key: str) -> list[float]:
+  return [r.metrics[key] for r in runs if key in r.metrics]
+
+
+def _cell(runs: Sequence[RunMetrics], key: str) -> str:
+  """mean ± std, with its n where fewer than all of the group's runs have it."""
+  values = _values(runs, key)
+  n = "" if len(values) in (0, len(runs)) else f" (n={len(values)})"
+  return format_mean_std(values) + n
 
 
 _SUMMARY = (
-    ("test accuracy", "results.test.accuracy", None),
-    ("L_Imp", "results.test.importance", None),
-    ("L_Inter", "results.test.interaction", None),
-    ("own expl. comprehensiveness ↑", OWN, "comprehensiveness"),
-    ("own expl. sufficiency ↓", OWN, "sufficiency"),
-    ("own expl. AOPC − random ↑", OWN, "aopc_minus_random"),
-    ("planted R-precision (VMASK) ↑",
-     "interpretability.planted.precision_recall.vmask.precision.@|P|", None),
+    ("test accuracy", "results.test.accuracy"),
+    ("gate AOPC@20% ↑", _faith_key(GATE, "aopc@20%")),
+    ("grad×input AOPC@20% ↑", _faith_key("gradient_x_input", "aopc@20%")),
+    ("grad×input comprehensiveness ↑", _faith_key("gradient_x_input", "comprehensiveness")),
+    ("L_Imp", "results.test.importance"),
+    ("L_Inter", "results.test.interaction"),
+    ("planted R-precision (gate) ↑",
+     "interpretability.planted.precision_recall.vmask.precision.@|P|"),
 )
 
 
+def frontier(groups: dict[str, list[RunMetrics]], *, method: str = GATE,
+             metric: str = "aopc@20%") -> tuple[list[dict], list[dict]]:
+  """The frontier figure's points and reference lines: each group whose runs
+  have ``method``'s explanation is a point (test accuracy, its faithfulness;
+  95 % intervals over the runs both ways); each other group (a plain
+  Transformer) is a reference: its accuracy and its best post-hoc
+  explanation's faithfulness."""
+  points, references = [], []
+  for label, runs in groups.items():
+    x, xerr = interval(_values(runs, "results.test.accuracy"))
+    y, yerr = interval(_values(runs, _faith_key(method, metric)))
+    if y is not None:
+      points.append({"label": label, "x": x, "y": y, "xerr": xerr, "yerr": yerr})
+      continue
+    best = max(((interval(_values(runs, _faith_key(m, metric)))[0], m) for m in POST_HOC),
+               key=lambda t: -math.inf if t[0] is None else t[0])
+    references.append({"label": label, "accuracy": x, "faithfulness": best[0],
+                       "method": best[1]})
+  return points, references
+
+
 def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path, *,
-                 method: str = OWN, metric: str = "comprehensiveness") -> Compared:
+                 method: str = GATE, metric: str = "aopc@20%") -> Compared:
   """Writes ``out/comparison.md`` and ``out/comparison.png``.
 
   Args:
     workdirs: run folders (each with results.json; interpretability.json from
       ``safr_jax.evaluate`` adds the interpretability metrics).
     out: output folder.
-    method: explanation method on the plot's x axis ("own" = VMASK
-      keep-probability, or gradient × input for runs without VMASK).
-    metric: faithfulness metric on the x axis (comprehensiveness, sufficiency,
-      aopc, aopc_minus_random, aopc_over_random).
+    method: the explanation on the figure's y axis (default the VMASK gate's);
+      groups without it are drawn as reference lines (``frontier``).
+    metric: its faithfulness metric: aopc@10%, aopc@20%, aopc@50%,
+      comprehensiveness, sufficiency, aopc, aopc_minus_random, aopc_over_random.
   """
   if not workdirs:
     raise InterpretError("give at least one run folder")
-  if method != OWN and method not in attribution.METHODS:
+  if method not in attribution.METHODS:
     raise InterpretError(f"unknown explanation method {method!r}; one of "
-                         f"{', '.join((OWN,) + attribution.METHODS)}")
+                         f"{', '.join(attribution.METHODS)}")
   kept, notes = _runs_to_compare(workdirs)
   if not kept:
     raise InterpretError("no run to compare: " + "; ".join(notes))
@@ -222,21 +271,26 @@ def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path
   for r in loaded:
     groups.setdefault(r.group, []).append(r)
   names = list(groups)
+  if len({r.data for r in loaded}) > 1:
+    notes.append("these runs were trained on different data ("
+                 + "; ".join(sorted({r.data for r in loaded}))
+                 + "): each group holds one dataset's runs only")
 
   lines = ["# Run comparison", "",
-           "Mean ± sample std over the runs of a group (runs sharing config name, "
-           "variant and λs; typically seeds). Test split of each run's best "
-           "checkpoint. ↑ / ↓: higher / lower is better (docs/METRICS.md). "
-           "\"own expl.\" = VMASK keep-probability, or gradient × input for runs "
-           "without VMASK. SRS (the paper's score) is not available; these metrics "
-           "are ours.", ""]
-  lines.append("| group | runs | seeds | " + " | ".join(h for h, _, _ in _SUMMARY) + " |")
-  lines.append("|---|---|---|" + "---|" * len(_SUMMARY))
+           "Mean ± sample std over the runs of a group (runs sharing data, config "
+           "name, variant and λs; typically seeds), with (n=k) where fewer runs have "
+           "a number. Test split of each run's best checkpoint. ↑: higher is better "
+           "(docs/METRICS.md). AOPC@20%: the area over the deletion curve to 20 % of "
+           "each text; the gate's explanation exists only for runs with VMASK, "
+           "gradient × input for every run.", ""]
+  lines.append("| group | data | runs | seeds | " + " | ".join(h for h, _ in _SUMMARY) + " |")
+  lines.append("|---|---|---|---|" + "---|" * len(_SUMMARY))
   for g in names:
     rs = groups[g]
     seeds = ", ".join(str(r.seed) for r in rs)
-    cells = [format_mean_std(_values(rs, key, m)) for _, key, m in _SUMMARY]
-    lines.append(f"| {g} | {len(rs)} | {seeds} | " + " | ".join(cells) + " |")
+    cells = [_cell(rs, key) for _, key in _SUMMARY]
+    lines.append(f"| {g.split(' on ')[0]} | {rs[0].data} | {len(rs)} | {seeds} | "
+                 + " | ".join(cells) + " |")
   missing = [str(r.workdir) for r in loaded if not r.evaluated]
   if missing:
     lines += ["", "Not evaluated (no interpretability.json; run `python -m "
@@ -246,8 +300,7 @@ def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path
             "|---|" + "---|" * len(names)]
   keys = sorted({k for r in loaded for k in r.metrics})
   for k in keys:
-    cells = [format_mean_std(_values(groups[g], k)) for g in names]
-    lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines.append(f"| {k} | " + " | ".join(_cell(groups[g], k) for g in names) + " |")
   lines += ["", "Runs: " + ", ".join(f"{r.workdir} ({r.group}, seed {r.seed})"
                                       for r in loaded), ""]
   markdown = "\n".join(lines)
@@ -255,16 +308,15 @@ def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   table = provenance.write_file(out / "comparison.md", markdown)
-  points = []
-  for g in names:
-    xs = _values(groups[g], OWN if method == OWN else
-                 f"interpretability.faithfulness.{method}.{metric}", metric)
-    ys = _values(groups[g], "results.test.accuracy")
-    (x, xerr), (y, yerr) = _stats(xs), _stats(ys)
-    points.append({"label": g, "x": x, "y": y, "xerr": xerr, "yerr": yerr})
-  what = "own explanation (VMASK, or gradient × input)" if method == OWN else method
-  fig = plots.comparison_figure(points, xlabel=f"{metric} of {what}",
-                                ylabel="test accuracy",
-                                title="accuracy vs faithfulness (mean ± std over seeds)")
+  points, references = frontier(groups, method=method, metric=metric)
+  if len({r.data for r in loaded}) == 1:  # one dataset: say it once, in the title
+    for p in points + references:
+      p["label"] = p["label"].split(" on ")[0]
+  fig = plots.comparison_figure(
+      points, references=references, xlabel="test accuracy",
+      ylabel=f"{metric} of the {'gate' if method == GATE else method}'s explanation",
+      title=f"accuracy vs faithfulness on {' / '.join(sorted({r.data for r in loaded}))}\n"
+            "mean and 95 % interval over seeds; lines: plain models' accuracy and best "
+            "post-hoc explanation")
   plot = provenance.write_file(out / "comparison.png", functools.partial(plots.save, fig))
   return Compared(markdown=markdown, table=table, plot=plot, groups=groups, notes=notes)

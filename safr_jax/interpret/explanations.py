@@ -4,15 +4,17 @@ neuron allocation, as PNG files and one HTML page (``html``).
 
 The methods are ``attribution``'s (VMASK where the run has it, gradient ×
 input, leave-one-out, attention received), each with the comprehensiveness
-and sufficiency ``faithfulness`` gives it on the example alone. The picture's
-token importance is the VMASK keep-probability; a run without VMASK (the
-``baseline`` variant) has none, so its picture uses gradient × input instead
-and says so.
+and sufficiency ``faithfulness`` gives it on the example alone. Attention
+received is shown minus its mean over the example's tokens (that mean is 1
+whenever no attention goes to padding, so the raw values say little): the
+same ranking, so the same faithfulness. The neuron picture's token importance
+is the VMASK keep-probability; a run without VMASK (the ``baseline`` variant)
+has none, so its picture uses gradient × input instead and says so.
 
 With ``compare_to`` the same examples go through a second run's model (it must
 have the first's vocabulary, labels and text options): the page shows both
-runs' scores row beside row and their pictures one above the other, each
-pair on shared colour scales.
+runs' scores row beside row, how far their top tokens agree, and their
+pictures side by side, each pair on shared colour scales.
 
 The default examples are a seeded, class-balanced sample of the split
 (``splits.stratified_subsample``, as ``evaluate`` draws its subset).
@@ -20,8 +22,9 @@ The default examples are a seeded, class-balanced sample of the split
 Computing and writing are apart: ``explain`` returns an ``ExplanationSet``
 (one frozen ``Explanation`` per example, no file touched); ``render_pictures``
 draws it (PNG bytes in memory), ``write_explanations`` writes the pictures,
-``explanations.json`` and the page; ``explain_run`` (the command line's entry)
-does both.
+``explanations.json`` (compact: one line per example), ``explanations.npz``
+(each example's FFN activations and pair strengths, the arrays behind the
+pictures) and the page; ``explain_run`` (the command line's entry) does both.
 """
 
 from __future__ import annotations
@@ -29,14 +32,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import hashlib
 import io
 import json
 import pathlib
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from PIL import Image
 
 from safr_jax import provenance, runs
 from safr_jax import workdir as workdir_lib
@@ -50,11 +55,13 @@ from safr_jax.errors import InterpretError
 __all__ = ["explain_run", "explain", "check_comparable", "sample",
            "write_explanations", "render_pictures", "write_json", "write_html",
            "Explained", "Explanation", "ExplanationSet", "MethodScores",
-           "TokenNeurons", "METHODS", "INDEX_FILE", "JSON_FILE"]
+           "TokenNeurons", "METHODS", "INDEX_FILE", "JSON_FILE", "ARRAYS_FILE"]
 
 INDEX_FILE = "index.html"
 JSON_FILE = "explanations.json"
-_PNG = "example_{:03d}{}.png"
+ARRAYS_FILE = "explanations.npz"  # np.load(..., allow_pickle=False)
+_PNG = "example_{:03d}{}{}.png"   # example, run tag, "" (neurons) or "_attention"
+_PREFIXES = ("", "compare_to/")   # of each set's arrays in ARRAYS_FILE
 _STRONGEST = 5  # neurons listed per token
 # The token-importance methods shown, in this order (``attribution.METHODS``
 # without ``random``, the chance level; VMASK only where the run has it).
@@ -76,11 +83,11 @@ class MethodScores:
 
 @dataclasses.dataclass(frozen=True)
 class TokenNeurons:
-  """One token's FFN neurons (last layer): ``active`` = how many it activates."""
+  """One token's FFN neurons (last layer): ``active`` = how many it activates
+  (which: ``explanations.npz``'s activations above the threshold)."""
   token: str                       # "word (#position)"
   importance: float
   active: int
-  active_neurons: tuple[int, ...]
   exclusive: tuple[int, ...]       # active for this token only
   strongest: tuple[int, ...]       # its strongest active neurons, strongest first
 
@@ -128,8 +135,11 @@ class Explanation:
     true = "" if self.true is None else f", true {self.true}"
     return f"{self.name}: predicted {self.pred} ({self.confidence:.2f}){true}"
 
-  def to_json(self, image: str | None = None) -> dict[str, Any]:
-    """The ``explanations.json`` record; ``image`` is the PNG's file name."""
+  def to_json(self, image: str | None = None, attention_image: str | None = None,
+              arrays: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``explanations.json`` record: ``image`` and ``attention_image`` are
+    the PNGs' file names, ``arrays`` names this example's arrays in
+    ``explanations.npz``."""
     return {
         "id": self.id, "name": self.name, "title": self.title, "text": self.text,
         "tokens": list(self.tokens), "words": list(self.words),
@@ -140,8 +150,16 @@ class Explanation:
         "neurons": [{k: list(v) if isinstance(v, tuple) else v
                      for k, v in dataclasses.asdict(t).items()} for t in self.neurons],
         "d_ff": self.d_ff, "threshold": self.threshold, "image": image,
+        "attention_image": attention_image, "arrays": dict(arrays or {}),
         "planted": None if self.planted is None else list(self.planted),
         "methods": [m.to_json() for m in self.methods], "model_text": self.model_text}
+
+  def arrays(self) -> dict[str, np.ndarray]:
+    """What ``explanations.npz`` keeps of this example (none without tokens)."""
+    if self.hidden is None:
+      return {}
+    return {"hidden": np.asarray(self.hidden, np.float32),
+            "strength": np.asarray(self.strength, np.float32)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,19 +173,29 @@ class ExplanationSet:
   has_vmask: bool
   run: str = ""
 
-  def to_json(self, pictures: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Header, notes, one record per example (``pictures``: id → PNG name)."""
+  def to_json(self, pictures: Mapping[str, Sequence[str]] | None = None,
+              prefix: str = "") -> dict[str, Any]:
+    """Header, notes, one record per example (``pictures``: id → its PNGs'
+    names, neurons then attention); ``prefix`` + id + "/" names its arrays."""
     pictures = pictures or {}
     return {"header": dict(self.header), "notes": list(self.notes),
-            "examples": [e.to_json(pictures.get(e.id)) for e in self.explanations]}
+            "examples": [e.to_json(*pictures.get(e.id, ()), arrays={
+                k: f"{prefix}{e.id}/{k}" for k in e.arrays()}) for e in self.explanations]}
+
+  def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+    """Every example's arrays, keyed as its record's ``arrays`` names them."""
+    return {f"{prefix}{e.id}/{k}": v for e in self.explanations
+            for k, v in e.arrays().items()}
 
 
 @dataclasses.dataclass(frozen=True)
 class Explained:
   """What ``explain_run`` wrote: the page, the JSON records (one per example,
-  as in ``explanations.json``), the page-wide notes, the computed set, and
-  with ``compare_to`` the second run's set and records; ``pictures``: how many
-  PNGs the page shows (beside it, or inlined)."""
+  as in ``explanations.json``: ``name``, ``text``, ``pred``, ``confidence``,
+  ``probs`` {label: probability}, ``true``...), the page-wide notes (also a
+  ``--num`` larger than the split), the computed set, and with ``compare_to``
+  the second run's set and records; ``pictures``: how many PNGs the page shows
+  (beside it, or inlined)."""
   index: pathlib.Path
   records: list[dict]
   notes: list[str]
@@ -181,13 +209,16 @@ class Explained:
 # Computing.
 
 
-def _method_scores(predictor, ids, lengths, passed: forward.ForwardPass
+def _method_scores(predictor, ids, lengths, passed: forward.ForwardPass,
+                   progress: Callable[[int], None] | None = None
                    ) -> list[tuple[MethodScores, ...]]:
-  """Per example, each of ``METHODS`` the run has: scores and faithfulness.
+  """Per example, each of ``METHODS`` the run has: scores and faithfulness;
+  ``progress(k)`` after the k-th example.
 
-  The scores are ``attribution.token_scores``; comprehensiveness and
-  sufficiency are ``faithfulness.evaluate_faithfulness`` on the example alone
-  (a mean over one example is that example's value).
+  The scores are ``attribution.token_scores``, attention received minus its
+  mean over the example's tokens; comprehensiveness and sufficiency are
+  ``faithfulness.evaluate_faithfulness`` on the example alone (a mean over one
+  example is that example's value).
   """
   scores = attribution.token_scores(
       predictor, ids, lengths, full_probs=passed.probs, keep_prob=passed.keep_prob,
@@ -200,11 +231,14 @@ def _method_scores(predictor, ids, lengths, passed: forward.ForwardPass
         predictor.probs, row, {m: [s[k:k + 1]] for m, s in shown.items()},
         full_probs=passed.probs[k:k + 1], depths=(),
         deletion_fn=functools.partial(predictor.deletion_probs, row))["methods"]
+    shift = {"attention": float(np.mean(shown["attention"][k, :n])) if n else 0.0}
     out.append(tuple(
-        MethodScores(name=m, scores=tuple(float(v) for v in s[k, :n]),
+        MethodScores(name=m, scores=tuple(float(v) - shift.get(m, 0.0) for v in s[k, :n]),
                      comprehensiveness=faith[m]["comprehensiveness"],
                      sufficiency=faith[m]["sufficiency"])
         for m, s in shown.items()))
+    if progress is not None:
+      progress(k + 1)
   return out
 
 
@@ -223,7 +257,6 @@ def _token_neurons(tokens, importance, hidden, order, threshold):
     out.append(TokenNeurons(
         token=f"{token} (#{t})", importance=float(importance[t]),
         active=int(order.active_sets[t].size),
-        active_neurons=tuple(int(v) for v in order.active_sets[t]),
         exclusive=tuple(int(v) for v in order.exclusive_sets[t]),
         strongest=tuple(int(s) for s in strongest if hidden[t, s] > threshold)))
   return tuple(out)
@@ -281,7 +314,8 @@ def _page_notes(has_vmask: bool, layers: int) -> tuple[str, ...]:
 
 
 def explain(run: runs.Run, examples: Sequence[inputs.Example], *,
-            threshold: float = 0.0, num_pairs: int = 5) -> ExplanationSet:
+            threshold: float = 0.0, num_pairs: int = 5,
+            progress: Callable[[int], None] | None = None) -> ExplanationSet:
   """Explains ``examples`` with ``run``'s model; writes nothing.
 
   Args:
@@ -290,6 +324,7 @@ def explain(run: runs.Run, examples: Sequence[inputs.Example], *,
       (``inputs.for_run`` for examples built for another run).
     threshold: an FFN neuron is active for a token above this activation.
     num_pairs: strongest attention pairs listed per example.
+    progress: called with k once k examples are explained.
   """
   if not examples:
     raise InterpretError("nothing to explain: no example given")
@@ -299,7 +334,7 @@ def explain(run: runs.Run, examples: Sequence[inputs.Example], *,
   last_layer = {}
   passed = forward.collect(predictor, ids, lengths,
                            lambda row, acts: last_layer.__setitem__(row, acts.ffn[-1]))
-  methods = _method_scores(predictor, ids, lengths, passed)
+  methods = _method_scores(predictor, ids, lengths, passed, progress)
   has_vmask = passed.keep_prob is not None
   items = tuple(
       _explanation(k, ex, probs=passed.probs[k], methods=methods[k], has_vmask=has_vmask,
@@ -356,17 +391,20 @@ def sample(labels: np.ndarray, num: int, seed: int) -> np.ndarray:
 
 
 def _png(fig) -> bytes:
-  """``fig`` as PNG bytes (``plots.save`` writes a file; these may be inlined)."""
+  """``fig`` as PNG bytes with a palette of 256 colours (a third of the
+  truecolour file, no visible change: the pictures are flat colours)."""
+  canvas = FigureCanvasAgg(fig)
+  canvas.draw()
+  image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).quantize(256)
   buffer = io.BytesIO()
-  FigureCanvasAgg(fig)  # attaches the Agg canvas savefig draws on
-  fig.savefig(buffer, dpi=plots.DPI, format="png")
+  image.save(buffer, format="png", optimize=True, dpi=(plots.DPI, plots.DPI))
   return buffer.getvalue()
 
 
 def _scales(items: Sequence[Explanation]) -> dict[str, Any]:
-  """``explanation_figure``'s shared colour scales for one example's pictures
-  in several runs: the largest activation and pair strength over them, and
-  one axis for the importance bars when they are the same kind of score."""
+  """The pictures' shared colour scales for one example in several runs: the
+  largest activation and pair strength over them, and one axis for the
+  importance bars when they are the same kind of score."""
   if len(items) < 2:
     return {}
   scales = {"activation_vmax": max(float(e.hidden.max(initial=0)) for e in items),
@@ -380,10 +418,30 @@ def _scales(items: Sequence[Explanation]) -> dict[str, Any]:
   return scales
 
 
-def render_pictures(sets: Sequence[ExplanationSet]) -> list[dict[str, html_lib.Picture]]:
-  """Per set, explanation id → its picture (``example_NNN.png``; with two sets,
-  ``example_NNN_a.png`` and ``_b.png`` on shared colour scales), PNG bytes in
-  memory. An example without tokens has none."""
+def _figures(e: Explanation, title: str, scales: Mapping[str, Any]):
+  """``e``'s neuron-allocation and attention figures."""
+  tokens = tuple(map(html_lib.neutralise_bidi, e.tokens))
+  title = html_lib.neutralise_bidi(title)
+  order = e.neuron_order
+  yield plots.neuron_figure(
+      tokens=tokens, importance=np.asarray(e.importance),
+      importance_label=e.importance_label, hidden=e.hidden[:, order.order],
+      num_shared=order.num_shared, num_silent=order.num_silent,
+      unit_interval=not e.importance_signed, title=title,
+      activation_vmax=scales.get("activation_vmax"),
+      importance_range=scales.get("importance_range"))
+  yield plots.attention_figure(tokens=tokens, strength=e.strength, pairs=e.pair_positions,
+                               title=title, strength_vmax=scales.get("strength_vmax"))
+
+
+def render_pictures(sets: Sequence[ExplanationSet],
+                    progress: Callable[[int], None] | None = None
+                    ) -> list[dict[str, tuple[html_lib.Picture, ...]]]:
+  """Per set, explanation id → its pictures, the neuron allocation
+  (``example_NNN.png``) and the attention map (``example_NNN_attention.png``;
+  with two sets ``example_NNN_a.png`` and so on, each pair on shared colour
+  scales), PNG bytes in memory. An example without tokens has none.
+  ``progress(k)`` after the k-th example."""
   tags = html_lib.TAGS if len(sets) > 1 else ("",)
   out = [{} for _ in sets]
   for k in range(len(sets[0].explanations)):
@@ -393,37 +451,42 @@ def render_pictures(sets: Sequence[ExplanationSet]) -> list[dict[str, html_lib.P
     for e, tag, s, pictures in zip(items, tags, sets, out):
       if e.neuron_order is None:
         continue
-      order = e.neuron_order
-      title = f"{tag} ({s.run}): {e.figure_title}" if tag else e.figure_title
-      fig = plots.explanation_figure(
-          tokens=tuple(map(html_lib.neutralise_bidi, e.tokens)),
-          importance=np.asarray(e.importance),
-          importance_label=e.importance_label, strength=e.strength,
-          pairs=e.pair_positions, hidden=e.hidden[:, order.order], neuron_ids=order.order,
-          num_shared=order.num_shared, num_silent=order.num_silent,
-          unit_interval=not e.importance_signed,
-          title=html_lib.neutralise_bidi(title), **scales)
-      png = _png(fig)
-      width, height = html_lib.png_size(png)
-      pictures[e.id] = html_lib.Picture(
-          file=_PNG.format(k, f"_{tag.lower()}" if tag else ""), png=png,
-          width=width, height=height)
+      title = f"{tag}: {e.figure_title}" if tag else e.figure_title  # run: the caption
+      pictures[e.id] = tuple(
+          html_lib.Picture(_PNG.format(k, f"_{tag.lower()}" if tag else "", kind), png,
+                           *html_lib.png_size(png))
+          for kind, png in zip(("", "_attention"), map(_png, _figures(e, title, scales))))
+    if progress is not None:
+      progress(k + 1)
   return out
 
 
+def _dumps(content: Mapping[str, Any]) -> str:
+  """``content`` as JSON with each example on a line of its own: compact (no
+  line per number), still readable line by line."""
+  dumps = functools.partial(json.dumps, ensure_ascii=False)
+  parts = [f"{dumps(k)}: " + ("[\n" + ",\n".join(map(dumps, v)) + "\n]" if k == "examples"
+                              else _dumps(v) if k == "compare_to" else dumps(v))
+           for k, v in content.items()]
+  return "{" + ",\n".join(parts) + "}"
+
+
 def write_json(sets: Sequence[ExplanationSet], out: str | pathlib.Path,
-               pictures: Sequence[Mapping[str, str]]) -> pathlib.Path:
-  """``out/explanations.json``: header, notes, one record per example (and the
-  second run's under ``compare_to``); ``pictures``: per set, id → PNG name."""
-  content = sets[0].to_json(pictures[0])
+               pictures: Sequence[Mapping[str, Sequence[str]]]) -> pathlib.Path:
+  """``out/explanations.json`` (header, notes, one record per example; the
+  second run's under ``compare_to``) and ``explanations.npz`` beside it (the
+  records' ``arrays`` name theirs); ``pictures``: per set, id → its PNGs' names."""
+  out = pathlib.Path(out)
+  arrays = {k: v for s, prefix in zip(sets, _PREFIXES) for k, v in s.arrays(prefix).items()}
+  provenance.write_file(out / ARRAYS_FILE, lambda path: np.savez_compressed(path, **arrays))
+  content = sets[0].to_json(pictures[0]) | {"arrays_file": ARRAYS_FILE}
   if len(sets) > 1:
-    content["compare_to"] = sets[1].to_json(pictures[1])
-  return provenance.write_file(pathlib.Path(out) / JSON_FILE,
-                               json.dumps(content, indent=1) + "\n")
+    content["compare_to"] = sets[1].to_json(pictures[1], _PREFIXES[1])
+  return provenance.write_file(out / JSON_FILE, _dumps(content) + "\n")
 
 
 def write_html(sets: Sequence[ExplanationSet], out: str | pathlib.Path,
-               pictures: Sequence[Mapping[str, html_lib.Picture]]) -> pathlib.Path:
+               pictures: Sequence[Mapping[str, Sequence[html_lib.Picture]]]) -> pathlib.Path:
   """``out/index.html``: a ``Picture`` with its bytes is inlined, one without
   is linked to its file beside the page."""
   return provenance.write_file(pathlib.Path(out) / INDEX_FILE,
@@ -432,68 +495,90 @@ def write_html(sets: Sequence[ExplanationSet], out: str | pathlib.Path,
 
 def write_explanations(explained: ExplanationSet, out: str | pathlib.Path, *,
                        compared: ExplanationSet | None = None,
-                       self_contained: bool = False) -> Explained:
-  """Pictures, ``explanations.json`` and ``index.html`` in ``out``.
+                       self_contained: bool = False,
+                       progress: Callable[[int], None] | None = None) -> Explained:
+  """Pictures, ``explanations.json``, ``explanations.npz`` and ``index.html``
+  in ``out``; ``progress(k)`` once k examples are drawn.
 
   The pictures go beside the page (linked from it), or with
   ``self_contained`` into it (each once, nothing beside). Each file is written
-  whole or not at all, and the page last: the page, JSON and pictures of an
-  earlier explain are removed first, so a folder whose writing was stopped
-  (SIGINT, full disk) has no index.html that could pass for this one's.
+  whole or not at all, and the page last: the page, JSON, arrays and every
+  picture of an earlier explain are removed first, so the folder holds only
+  this page's pictures, and one whose writing was stopped (SIGINT, full disk)
+  has no index.html that could pass for this one's.
   """
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
-  for name in (INDEX_FILE, JSON_FILE):
+  for name in (INDEX_FILE, JSON_FILE, ARRAYS_FILE):
     (out / name).unlink(missing_ok=True)
   for old in out.glob("example_*.png"):
     old.unlink()
   sets = [explained] if compared is None else [explained, compared]
-  pictures = render_pictures(sets)
+  pictures = render_pictures(sets, progress)
   if not self_contained:
     for per_set in pictures:
-      for p in per_set.values():
+      for p in (p for ps in per_set.values() for p in ps):
         provenance.write_file(out / p.file, p.png)
-    pictures = [{i: dataclasses.replace(p, png=None) for i, p in per_set.items()}
-                for per_set in pictures]
-  names = [{} if self_contained else {i: p.file for i, p in per_set.items()}
+    pictures = [{i: tuple(dataclasses.replace(p, png=None) for p in ps)
+                 for i, ps in per_set.items()} for per_set in pictures]
+  names = [{} if self_contained else {i: [p.file for p in ps] for i, ps in per_set.items()}
            for per_set in pictures]
   write_json(sets, out, names)
   index = write_html(sets, out, pictures)
-  records = [s.to_json(n)["examples"] for s, n in zip(sets, names)]
+  records = [s.to_json(n, prefix)["examples"]
+             for s, n, prefix in zip(sets, names, _PREFIXES)]
   return Explained(index=index, records=records[0], notes=list(explained.notes),
                    explanations=explained, compared=compared,
                    compared_records=records[1] if compared is not None else None,
-                   pictures=sum(len(p) for p in pictures))
+                   pictures=sum(len(ps) for p in pictures for ps in p.values()))
 
 
 def _examples(run: runs.Run, texts: Sequence[str] | None, split: str, num: int,
-              seed: int) -> list[inputs.Example]:
+              seed: int) -> tuple[list[inputs.Example], tuple[str, ...]]:
+  """The examples, and a note when ``num`` is more than ``split`` has."""
   if texts:
-    return [inputs.text_example(run, t, f"text {k + 1}") for k, t in enumerate(texts)]
+    return [inputs.text_example(run, t, f"text {k + 1}") for k, t in enumerate(texts)], ()
   _check_sample(num, seed)  # before the (slow) loading
   encoded = inputs.load_split(run, split)
-  return inputs.split_examples(run, encoded, split, sample(encoded.labels, num, seed))
+  size = len(encoded.labels)
+  note = (f"--num {num} is more than the {size} examples of the {split} split: "
+          f"explained all {size}",) if num > size else ()
+  return inputs.split_examples(run, encoded, split, sample(encoded.labels, num, seed)), note
 
 
 def explain_run(workdir, *, texts: list[str] | None = None, split: str = "test",
                 num: int = 20, seed: int = 0, out=None, which: str = "best",
                 threshold: float = 0.0, num_pairs: int = 5, compare_to=None,
-                self_contained: bool = False) -> Explained:
+                self_contained: bool = False,
+                progress: Callable[[int, int], None] | None = None) -> Explained:
   """Explains ``texts`` (or ``num`` examples of ``split``, a seeded
-  class-balanced sample) with the run in ``workdir``, and with ``compare_to``
-  the same examples with that run too; writes ``out`` (default
-  ``<workdir>/explanations``, or ``<workdir>/explanations_vs_<other>``)."""
+  class-balanced sample, all of them if it has fewer) with the run in
+  ``workdir``, and with ``compare_to`` the same examples with that run too;
+  writes ``out``, by default ``<workdir>/explanations`` (or
+  ``<workdir>/explanations_vs_<other>``), and for ``texts`` a folder of their
+  own beside it, ``..._text-<hash of the texts>``, so that text never
+  overwrites the sample's page. ``progress(done, total)``, if given, is called
+  as each example is explained (once per run) and drawn."""
   run = runs.load_run(workdir, which=which)
   other = None
   if compare_to is not None:
     other = runs.load_run(compare_to, which=which)
     check_comparable(run, other)
-  examples = _examples(run, texts, split, num, seed)
-  explained = explain(run, examples, threshold=threshold, num_pairs=num_pairs)
+  examples, note = _examples(run, texts, split, num, seed)
+  total = len(examples) * (3 if other is not None else 2)  # explained per run, then drawn
+  step = lambda done: progress and (lambda k: progress(done + k, total))
+  explained = explain(run, examples, threshold=threshold, num_pairs=num_pairs,
+                      progress=step(0))
+  explained = dataclasses.replace(explained, notes=note + explained.notes)
   compared = None
   if other is not None:
     compared = explain(other, [inputs.for_run(other, e) for e in examples],
-                       threshold=threshold, num_pairs=num_pairs)
+                       threshold=threshold, num_pairs=num_pairs,
+                       progress=step(len(examples)))
   default = "explanations" if other is None else f"explanations_vs_{other.workdir.name}"
+  if texts:
+    digest = hashlib.sha256(json.dumps(list(texts)).encode()).hexdigest()[:8]
+    default += f"_text-{digest}"
   return write_explanations(explained, pathlib.Path(out) if out else run.workdir / default,
-                            compared=compared, self_contained=self_contained)
+                            compared=compared, self_contained=self_contained,
+                            progress=step(total - len(examples)))

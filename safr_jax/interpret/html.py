@@ -6,9 +6,11 @@ Made to be read on any screen: a viewport meta (a phone lays it out at its own
 width), every wide table in a box that scrolls by itself, each token's scores
 printed in a table rather than in hover tooltips, and the pictures linked
 (``<a href=example_000.png><img src=example_000.png>``) at their natural
-1,152 px in a 1,200 px column, scaled down to the screen on a phone (the link
-opens the full PNG). A ``Picture`` that carries its bytes is inlined once
-instead (``--self_contained``).
+592 px, two side by side in a 1,200 px column, scaled down to the screen on a
+phone (the link opens the full PNG). A ``Picture`` that carries its bytes is
+inlined once instead (``--self_contained``). A comparison keeps an example to
+about one screen and a half: both runs' neuron pictures side by side, their
+attention pictures and neuron lists behind ``<details>``.
 
 Every piece of text that comes from data or from the user goes through
 ``escape``: dataset text is untrusted, ``<script>`` in a review must show as
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html as html_lib
+import math
 import struct
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -48,11 +51,14 @@ _METHOD_HELP = (
                          "positive for the predicted class ŷ, negative against it"),
     ("leave-one-out", "p(ŷ) − p(ŷ with the token deleted): how much the prediction "
                       "loses without it (negative: it gains)"),
-    ("attention", "attention the token receives, Σ_i Ā_ij, mean over heads and layers"))
+    ("attention", "attention the token receives, Σ_i Ā_ij (Ā: mean over heads and "
+                  "layers), minus its mean over the example's tokens, which is 1 when no "
+                  "attention goes to padding: above 0, more than the average token"))
 SHADES = 9          # shade steps of a score cell (0 = unshaded)
 TAGS = ("A", "B")   # the runs of a comparison, in --workdir, --compare_to order
-_SEGMENT = 12       # tokens per block of a token-score table
+_SEGMENT = 18       # tokens per block of a token-score table: fits 1,200 px
 _EXCLUSIVE_SHOWN = 10
+_TOP_K = 3          # a comparison's agreement: top-k tokens in common
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,12 +114,14 @@ th{background:#f4f4f4}.ok{color:#176d2d;font-weight:600}.bad{color:#b00020;font-
 table.index td{white-space:nowrap}table.index td:last-child{white-space:normal;min-width:18em}
 .note{background:#fff6d6;border-left:4px solid #e0b000;padding:.3em .7em;margin:.4em 0}
 .raw{color:#555;font-size:.9em;white-space:pre-wrap}
-table.m{font-size:.85em}table.m th,table.m td{white-space:nowrap;text-align:center;min-width:3.4em;padding:3px 5px}
+p{margin:.5em 0}
+table.m{font-size:.8em}table.m th,table.m td{white-space:nowrap;text-align:center;min-width:2.8em;padding:2px 3px}
 table.m th.row{text-align:left;min-width:9em}table.m small{color:#555;font-weight:400}
 table.m tr.b th.row{background:#ecf1f8}
 .unk{outline:1px dashed #b00020;outline-offset:-3px}
 .planted{text-decoration:underline 3px #176d2d}
-figure{margin:.8em 0}figcaption{font-size:.9em;color:#555}
+figure{margin:.4em 0;max-width:592px}figcaption{font-size:.9em;color:#555}
+.pics{display:flex;flex-wrap:wrap;column-gap:16px;align-items:flex-start}
 figure img{display:block;max-width:100%;height:auto;outline:1px solid #eee}
 code{font-size:.9em}summary{cursor:pointer}
 """ + _shade_css()
@@ -126,6 +134,14 @@ code{font-size:.9em}summary{cursor:pointer}
 def _num(v: float | None) -> str:
   """A score in at most ~6 characters: two significant digits."""
   return "—" if v is None else f"{v:.2g}"
+
+
+def _cell(v: float, top: float) -> str:
+  """A score in a row whose largest |score| is ``top``, to the decimals that
+  give ``top`` two significant digits (at least 2): one precision per row, so
+  that a column stays narrow; "0" where it rounds to 0."""
+  text = f"{v:.{max(2, 1 - math.floor(math.log10(top))) if top > 0 else 2}f}"
+  return "0" if float(text) == 0 else text
 
 
 def _shade(v: float, top: float) -> str:
@@ -176,34 +192,58 @@ def _score_tables(tagged: Sequence[tuple[str, Explanation]]) -> str:
     cols = range(start, min(start + _SEGMENT, len(head.tokens)))
     lines = ["<tr><th></th>" + "".join(_token_head(head, k) for k in cols) + "</tr>"]
     for cls, tag, m, top in rows:
-      cells = "".join(f"<td{_shade(m.scores[k], top)}>{_num(m.scores[k])}</td>"
+      cells = "".join(f"<td{_shade(m.scores[k], top)}>{_cell(m.scores[k], top)}</td>"
                       if k < len(m.scores) else "<td></td>" for k in cols)
       lines.append(f'<tr class="{cls}">{_row_head(tag, m)}{cells}</tr>')
     blocks.append(f'<div class="scroll"><table class="m">{"".join(lines)}</table></div>')
   return "\n".join(blocks)
 
 
-def _neuron_table(e: Explanation, tag: str) -> str:
-  rows = []
-  for t in e.neurons:
-    excl = ", ".join(map(str, t.exclusive[:_EXCLUSIVE_SHOWN]))
-    excl += " …" if len(t.exclusive) > _EXCLUSIVE_SHOWN else ""
-    rows.append(f"<tr><td>{escape(t.token)}</td><td>{t.active}</td>"
-                f"<td>{len(t.exclusive)}</td><td><code>{escape(excl) or '—'}</code></td>"
-                f"<td><code>{escape(', '.join(map(str, t.strongest))) or '—'}</code></td></tr>")
-  who = f" ({escape(tag)})" if tag else ""
-  return (f"<details><summary>neurons per token{who}: of {e.d_ff} in the last FFN "
-          f"layer, active = activation &gt; {e.threshold:g} (every active neuron: "
-          "explanations.json)</summary><div class=\"scroll\"><table><tr><th>token</th>"
+def _neuron_tables(tagged: Sequence[tuple[str, Explanation]]) -> str:
+  """One ``<details>``: per run, each token's active and exclusive neurons."""
+  tables = []
+  for tag, e in tagged:
+    rows = []
+    for t in e.neurons:
+      excl = ", ".join(map(str, t.exclusive[:_EXCLUSIVE_SHOWN]))
+      excl += " …" if len(t.exclusive) > _EXCLUSIVE_SHOWN else ""
+      rows.append(f"<tr><td>{escape(t.token)}</td><td>{t.active}</td>"
+                  f"<td>{len(t.exclusive)}</td><td><code>{escape(excl) or '—'}</code></td>"
+                  f"<td><code>{escape(', '.join(map(str, t.strongest))) or '—'}</code></td></tr>")
+    if rows:
+      tables.append(
+          f"<p>{escape(tag + ': ' if tag else '')}of {e.d_ff} neurons in the last FFN "
+          f"layer, active = activation &gt; {e.threshold:g} (every activation: "
+          'explanations.npz)</p><div class="scroll"><table><tr><th>token</th>'
           f"<th>active</th><th>exclusive</th><th>exclusive neurons (first "
-          f"{_EXCLUSIVE_SHOWN})</th><th>strongest 5</th></tr>{''.join(rows)}</table>"
-          "</div></details>")
+          f"{_EXCLUSIVE_SHOWN})</th><th>strongest 5</th></tr>{''.join(rows)}</table></div>")
+  who = f" ({', '.join(t for t, _ in tagged)})" if len(tagged) > 1 else ""
+  return (f"<details><summary>neurons per token{who}</summary>{''.join(tables)}</details>"
+          if tables else "")
 
 
 def _pairs(e: Explanation, tag: str) -> str:
   who = f" ({escape(tag)})" if tag else ""
   shown = " · ".join(f"{escape(a)} – {escape(b)} {s:.3f}" for a, b, s in e.pairs)
   return f"<p>strongest attention pairs{who}, S: {shown}</p>"
+
+
+def _top(scores: Sequence[float], k: int) -> set[int]:
+  """The k highest-scored positions (ties: the earlier one, as in faithfulness)."""
+  return set(sorted(range(len(scores)), key=lambda i: -scores[i])[:k])
+
+
+def _agreement(a: Explanation, b: Explanation) -> str:
+  """Per method both runs have: how many of A's top-k tokens are B's too."""
+  theirs = {m.name: m.scores for m in b.methods}
+  parts = []
+  for m in a.methods:
+    k = min(_TOP_K, len(m.scores))
+    if m.name in theirs and k:
+      shared = len(_top(m.scores, k) & _top(theirs[m.name], k))
+      parts.append(f"{escape(METHOD_NAMES.get(m.name, m.name))} {shared}/{k}")
+  return (f'<p class="agree">top-{_TOP_K} tokens in common, A and B: {" · ".join(parts)}</p>'
+          if parts else "")
 
 
 def _picture(p: Picture, alt: str, caption: str) -> str:
@@ -217,7 +257,7 @@ def _picture(p: Picture, alt: str, caption: str) -> str:
   href = escape(p.file)
   img = f'<img src="{href}"{dims} alt="{escape(alt)}" data-file="{href}">'
   return (f'<figure><a href="{href}">{img}</a><figcaption>{caption} '
-          f'(the full-size picture: <a href="{href}">{href}</a>)</figcaption></figure>')
+          f'(<a href="{href}">{href}</a>)</figcaption></figure>')
 
 
 def _verdict(e: Explanation, tag: str, run: str) -> str:
@@ -232,8 +272,12 @@ def _verdict(e: Explanation, tag: str, run: str) -> str:
           f'{e.confidence:.3f}{true} <span class="raw">({probs})</span></p>')
 
 
+def _pictures(figures: Sequence[str]) -> str:
+  return f'<div class="pics">{"".join(figures)}</div>' if figures else ""
+
+
 def _example(k: int, sets: Sequence[ExplanationSet],
-             pictures: Sequence[Mapping[str, Picture]]) -> str:
+             pictures: Sequence[Mapping[str, Sequence[Picture]]]) -> str:
   items = [s.explanations[k] for s in sets]
   tags = TAGS if len(sets) > 1 else ("",)
   first = items[0]
@@ -244,19 +288,26 @@ def _example(k: int, sets: Sequence[ExplanationSet],
   notes = dict.fromkeys(n for e in items for n in e.notes)  # once, in order
   out += [f'<div class="note">{escape(note)}</div>' for note in notes]
   out += [_verdict(e, tag, s.run) for e, tag, s in zip(items, tags, sets)]
-  table = _score_tables(list(zip(tags, items)))
-  if table:
-    out.append("<p>token scores (shade: the row's score over its largest |score|; "
-                "comp ↑ and suff ↓: this example's faithfulness):</p>" + table)
-  out += [_pairs(e, tag) for e, tag in zip(items, tags) if e.pairs]
+  if len(items) > 1:
+    out.append(_agreement(*items))
+  out.append(_score_tables(list(zip(tags, items))))
+  figures = [[], []]  # neuron pictures, attention pictures
   for e, tag, s, pics in zip(items, tags, sets, pictures):
-    if e.id in pics:
-      who = f"{tag} ({s.run}): " if tag else ""
-      out.append(_picture(pics[e.id], f"{who}neuron allocation of {e.name}",
-                          escape(f"{who}token importance, attention and neuron allocation")))
-  out += [_neuron_table(e, tag) for e, tag in zip(items, tags) if e.neurons]
+    who = f"{tag} ({s.run}): " if tag else ""
+    for shown, p, what in zip(figures, pics.get(e.id, ()), ("neuron allocation",
+                                                             "attention")):
+      shown.append(_picture(p, f"{who}{what} of {e.name}", escape(f"{who}{what}")))
+  pairs = "".join(_pairs(e, tag) for e, tag in zip(items, tags) if e.pairs)
+  if len(items) == 1:
+    out += [pairs, _pictures(figures[0] + figures[1])]
+  else:  # both neuron pictures side by side; attention one click away
+    out.append(_pictures(figures[0]))
+    if pairs:
+      out.append("<details><summary>attention: strongest pairs and pictures (A, B)"
+                 f"</summary>{pairs}{_pictures(figures[1])}</details>")
+  out.append(_neuron_tables(list(zip(tags, items))))
   out.append('<p><a href="#index">back to the index</a></p>')
-  return "\n".join(out)
+  return "\n".join(filter(None, out))
 
 
 def _snippet(text: str) -> str:
@@ -318,11 +369,14 @@ def _how_to_read(sets: Sequence[ExplanationSet]) -> str:
   names = {METHOD_NAMES.get(m, m) for m in methods}
   items = "".join(f"<li><b>{escape(n)}</b>: {escape(h)}</li>"
                   for n, h in _METHOD_HELP if n in names)
-  both = (" Rows of A and B alternate, method by method (B's row names on blue)."
-          if len(sets) > 1 else "")
-  return ("<details open><summary><b>How to read the token scores</b></summary>"
+  both = (" Rows of A and B alternate, method by method (B's row names on blue); "
+          f"above the table, per method both runs have, how many of A's top {_TOP_K} "
+          f"tokens are among B's top {_TOP_K}." if len(sets) > 1 else "")
+  return ("<details open><summary><b>How to read the token scores and pictures</b></summary>"
           f"<ul>{items}</ul><p>Each table row is one explanation of one run, a token "
-          "per column, its score printed in the cell. One colour scale for every row: "
+          "per column, its score printed in the cell (one precision per row: the row's "
+          "largest |score| to two significant digits, 0 for what rounds to 0; every digit "
+          "is in explanations.json). One colour scale for every row: "
           "the cell's shade is the score divided by the largest |score| of its row, "
           f"in {SHADES} steps, orange for positive and blue for negative scores, so the "
           "darkest cell of a row is the token that method ranks first; compare rows by "
@@ -333,19 +387,22 @@ def _how_to_read(sets: Sequence[ExplanationSet]) -> str:
           "tokens), higher is more faithful; <b>suff</b>iciency = p(ŷ) − p(ŷ with only "
           "the top tokens), lower is more faithful (docs/METRICS.md). A dashed "
           "outline marks an unknown word (&lt;UNK&gt; to the model, the word under it), "
-          "an underline a planted token."
-          "</p></details>")
+          "an underline a planted token.</p><p>The neuron picture, a row per token: "
+          "its importance, the last FFN layer's neurons it shares with other tokens, "
+          "then the neurons only it activates (exclusive), strongest first, with their "
+          "count.</p></details>")
 
 
 def render(sets: Sequence[ExplanationSet],
-           pictures: Sequence[Mapping[str, Picture]] | None = None) -> str:
+           pictures: Sequence[Mapping[str, Sequence[Picture]]] | None = None) -> str:
   """The whole page of one run's explanations, or of two runs' (a comparison:
   the same examples, in the same order): a header about the run(s), how to
   read it, an index, one section per example.
 
   Args:
     sets: one ``ExplanationSet``, or two of the same examples.
-    pictures: per set, an explanation's id → its ``Picture``.
+    pictures: per set, an explanation's id → its ``Picture``s: the neuron
+      allocation, then the attention.
   """
   pictures = list(pictures or [{} for _ in sets])
   if len(sets) > 1 and len({len(s.explanations) for s in sets}) > 1:
@@ -364,7 +421,7 @@ def render(sets: Sequence[ExplanationSet],
           + "\n".join(body) + "\n</body></html>\n")
 
 
-def render_page(explained: ExplanationSet, pictures: Mapping[str, Picture] | None = None
-                ) -> str:
+def render_page(explained: ExplanationSet,
+                pictures: Mapping[str, Sequence[Picture]] | None = None) -> str:
   """The page of one run (``render`` with one set)."""
   return render([explained], [pictures or {}])
