@@ -79,6 +79,14 @@ def test_reevaluate_runs_evaluate_again_only_on_finished_runs(tmp_path, monkeypa
                     "--split=test", "--max_examples=40"]]
 
 
+def test_sst2_runs_are_evaluated_on_their_whole_test_split_and_imdb_on_500():
+  from experiments import run_grid  # pylint: disable=import-outside-toplevel
+  paper = [r for r in run_grid.grid() if r.group.startswith(("sst2", "imdb"))]
+  assert {r.eval_examples for r in paper if r.group.startswith("sst2")} == {0}
+  imdb = ("imdb", "imdb_curve", "imdb_reference")  # the paper's IMDB, not the stand-in
+  assert {r.eval_examples for r in paper if r.group in imdb} == {500}
+
+
 def test_retrain_trains_a_run_whose_workdir_is_gone_and_keeps_the_old_numbers(
     tmp_path, monkeypatch):
   from experiments import run_grid  # pylint: disable=import-outside-toplevel
