@@ -11,6 +11,7 @@ line nor an escape sequence rewrite the terminal.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -289,16 +290,31 @@ def _explain(argv):
     fail("--seed draws the examples of --split; with --text there is nothing to draw")
   from safr_jax.interpret import explanations  # pylint: disable=g-import-not-at-top
   startup.check()  # a stop during the seconds of importing
-  result = run_guarded(explanations.explain_run, f.workdir, texts=f.text, split=f.split,
-                       num=f.num, seed=f.seed, out=f.out, which=f.checkpoint,
-                       compare_to=f.compare_to, self_contained=f.self_contained)
+  with _progress_bar("explaining", sys.stderr.isatty()) as progress:
+    result = run_guarded(explanations.explain_run, f.workdir, texts=f.text, split=f.split,
+                         num=f.num, seed=f.seed, out=f.out, which=f.checkpoint,
+                         compare_to=f.compare_to, self_contained=f.self_contained,
+                         progress=progress)
   _work_done()
+  unknown = 0
   for r in result.records:
     for note in r["notes"]:
-      print(shown(f"note: {r['name']}: {note}"), file=sys.stderr)
+      # A sample's unknown words: one summary line, not one per example (a
+      # user's own texts keep theirs: which words the model did not know).
+      if f.text is None and "not in the run's vocabulary" in note:
+        unknown += 1
+      else:
+        print(shown(f"note: {r['name']}: {note}"), file=sys.stderr)
+  if unknown:
+    print(f"note: {unknown} of {len(result.records)} example(s) have words outside the run's "
+          "vocabulary, shown as <UNK> on the page", file=sys.stderr)
   for note in result.notes:
     print(shown(f"note: {note}"), file=sys.stderr)
   for name, records in ((f.workdir, result.records), (f.compare_to, result.compared_records)):
+    if f.text is not None:  # the user's own texts: what the model says of each
+      for r in records or ():
+        probs = ", ".join(f"{label} {p:.3f}" for label, p in r["probs"].items())
+        print(shown(f"{name}: {r['name']}: {r['pred']} ({probs})"))
     labelled = [r for r in records or () if r["true"] is not None]
     if labelled:
       right = sum(r["pred"] == r["true"] for r in labelled)
@@ -306,6 +322,25 @@ def _explain(argv):
   runs = "" if result.compared is None else " with both runs"
   print(f"Explained {len(result.records)} example(s){runs} ({result.pictures} "
         f"picture(s)): {result.index}")
+
+
+@contextlib.contextmanager
+def _progress_bar(what: str, enabled: bool):
+  """A ``progress(done, total)`` callback drawing a tqdm bar on a terminal
+  (None elsewhere: logs and pipes get no bar)."""
+  if not enabled:
+    yield None
+    return
+  import tqdm  # pylint: disable=g-import-not-at-top
+  bar = tqdm.tqdm(desc=what, unit="step", leave=False)
+
+  def progress(done: int, total: int) -> None:
+    bar.total = total
+    bar.update(done - bar.n)
+  try:
+    yield progress
+  finally:
+    bar.close()
 
 
 _TEXT_HELP = (

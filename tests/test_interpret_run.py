@@ -269,6 +269,11 @@ def test_cli_explain_and_one_line_errors(safr_run, tmp_path):
               "--text=", "--text=good \u202eqqqunknown", f"--out={tmp_path / 'e'}")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "Explained 3 example(s) (4 picture(s))" in proc.stdout
+  # Each text's prediction and probabilities, as the page shows them.
+  records = json.loads((tmp_path / "e" / "explanations.json").read_text())["examples"]
+  for r in records:
+    probs = ", ".join(f"{label} {p:.3f}" for label, p in r["probs"].items())
+    assert f"{safr_run}: {r['name']}: {r['pred']} ({probs})" in proc.stdout
   assert "empty text" in proc.stderr
   # An unknown word with a right-to-left override, as the terminal shows it.
   assert "\u202e" not in proc.stderr and "[U+202E]qqqunknown" in proc.stderr
