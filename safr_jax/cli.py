@@ -137,6 +137,19 @@ def quiet_library_logs() -> None:
   logging.get_absl_handler().addFilter(_QuietLibraries())
   std_logging.getLogger("absl").addFilter(_QuietLibraries())
   sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
+  # A person at a terminal reads messages, not absl's date/thread/file prefix;
+  # log files (and --verbosity=1) keep it.
+  if sys.stderr.isatty() and flags.FLAGS["verbosity"].value <= 0:
+    logging.get_absl_handler().setFormatter(_PlainFormatter())
+
+
+class _PlainFormatter:
+  """``message``, or ``warning: message`` from WARNING up."""
+
+  def format(self, record) -> str:
+    import logging as std_logging  # pylint: disable=g-import-not-at-top
+    text = record.getMessage()
+    return text if record.levelno < std_logging.WARNING else f"{record.levelname.lower()}: {text}"
 
 
 def _quiet_unraisable(previous):

@@ -1,7 +1,8 @@
 """What a person watching training sees: a per-epoch progress bar or log lines.
 
 On a terminal a tqdm bar counts the steps of the current epoch (so its ETA is
-the epoch's), titled ``epoch E/N`` (``≤N`` with early stopping); epoch
+the epoch's; the run's, to its epoch bound, follows loss, accuracy and
+examples/s), titled ``epoch E/N`` (``≤N`` with early stopping); epoch
 summaries and warnings print on their own lines above it. Elsewhere (a log
 file, a batch job) a log line every ``train.log_every_steps``.
 """
@@ -55,17 +56,18 @@ class Progress:
       bar = self._epoch_bar(step)
       bar.update(step - (self._bar_epoch - 1) * self._spe - bar.n)
       if scalars:
-        bar.set_postfix(loss=f"{scalars['loss']:.4f}", acc=f"{scalars['accuracy']:.3f}",
-                        ex_s=f"{self.rate(step):.0f}")
+        # An ordered postfix (tqdm sorts a dict's keys): loss first, so a
+        # narrow terminal cuts the least useful field; the run's ETA to its
+        # epoch bound beside the bar's own (the epoch's).
+        bar.set_postfix_str(f"loss {scalars['loss']:.4f}, acc {scalars['accuracy']:.3f}, "
+                            f"{self.rate(step):.0f} ex/s, run ≤ {self.eta(step)}")
     elif scalars:
-      done = step - self._start_step
-      eta = (self._total - step) * (time.monotonic() - self._start) / max(done, 1)
       epoch = (step - 1) // self._spe + 1
       logging.info("epoch %d/%s step %d/%d  loss %.4f  acc %.3f  keep %.3f  "
                    "%.0f ex/s  ETA %s (to epoch %d)", epoch, self._epochs_text,
                    step - (epoch - 1) * self._spe, self._spe, scalars["loss"],
                    scalars["accuracy"], scalars["keep_rate"], self.rate(step),
-                   datetime.timedelta(seconds=int(eta)), self._epochs)
+                   self.eta(step), self._epochs)
 
   def say(self, text: str) -> None:
     """A line of its own (above the bar on a terminal) and in the log."""
@@ -74,6 +76,13 @@ class Progress:
       tqdm.tqdm.write(text, file=sys.stderr)
     else:
       logging.info("%s", text)
+
+  def eta(self, step: int) -> datetime.timedelta:
+    """Time left to the last epoch at this invocation's pace (an early stop
+    ends sooner)."""
+    done = step - self._start_step
+    left = (self._total - step) * (time.monotonic() - self._start) / max(done, 1)
+    return datetime.timedelta(seconds=int(left))
 
   def rate(self, step: int) -> float:
     """Examples/s of this invocation so far."""

@@ -266,6 +266,9 @@ def _loop(run: _Run, state, meta, history, step: int, writer) -> dict[str, Any] 
   window, pending = None, None
   tic, tic_step = time.monotonic(), step
   run.stops.stage = "training"
+  if step < total_steps:  # XLA's silence before the first step, explained
+    progress.say("compiling the training step (seconds; a later run of the same shapes "
+                 "reuses XLA's cache)")
   try:
     while step < total_steps:
       if run.stops.should_stop(step):
