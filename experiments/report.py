@@ -364,7 +364,7 @@ def _caveats(groups) -> list[str]:
       counts["not evaluated" if not interp else "whole test split" if _whole_split(s) else
              f"{interp.get('examples') or 0:,} of {interp.get('split_examples') or 0:,}"] += 1
     text = (next(iter(counts)) if len(counts) == 1 else ", ".join(
-        f"{k} ({n} runs)" for k, n in sorted(counts.items()))) if counts else "not run"
+        f"{k} ({n} run{'s' * (n != 1)})" for k, n in sorted(counts.items()))) if counts else "not run"
     scored.append(f"`{group}` {text}")
   out.append("Examples scored for interpretability: " + "; ".join(scored) + ".")
   out.append("Seeds per column (safr / baseline / vmask): " + "; ".join(
