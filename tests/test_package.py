@@ -161,7 +161,7 @@ def test_wheel_contents_and_metadata(wheel):
   extras = set(metadata.get_all("Provides-Extra"))
   assert {"model", "train", "test"} <= extras, extras
   for script in SCRIPTS:
-    assert f"{script} = safr_jax.cli:" in entry_points, entry_points
+    assert f"{script} = safr_jax.commands:" in entry_points, entry_points
 
 
 def _make_venv(path: pathlib.Path) -> tuple[pathlib.Path, list[str]]:
@@ -280,3 +280,11 @@ def test_core_install_computes_both_losses_and_gradients(wheel, tmp_path):
               timeout=CHECK_TIMEOUT_S, cwd=elsewhere)
   print(proc.stdout)
   assert proc.stdout.rstrip().endswith("OK"), proc.stdout
+  # A command without its extra: one line naming the extra, not a traceback.
+  for script in SCRIPTS:
+    proc = subprocess.run([str(bindir / script), "--help"], cwd=elsewhere, text=True,
+                          capture_output=True, timeout=CHECK_TIMEOUT_S)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {script} needs the training dependencies (absl is not installed): "
+        'pip install "safr-jax[train]"'], proc.stderr
