@@ -48,15 +48,13 @@ def _get(summary: Mapping[str, Any], *keys: str) -> float | None:
 
 def _gate(summary, *keys) -> float | None:
   """A VMASK gate number; None without VMASK (its gate is a constant 1)."""
-  vmask = _node(summary, "config", "model", "use_vmask")
-  return None if vmask is False else _get(summary, *keys)
+  return None if _node(summary, "config", "model", "use_vmask") is False else _get(summary, *keys)
 
 
-def _wall_minutes(summary) -> float | None:
+def _wall_minutes(s) -> float | None:
   """The grid's wall time over all attempts, at least training's own step time."""
-  seconds = _number(summary.get("grid_wall_time_s"))
-  return None if seconds is None else max(
-      seconds, _get(summary, "results", "train_seconds") or 0.0) / 60
+  seconds = _number(s.get("grid_wall_time_s"))
+  return None if seconds is None else max(seconds, _get(s, "results", "train_seconds") or 0) / 60
 
 
 def load(results_dir: pathlib.Path) -> dict[str, dict[str, list[dict]]]:
@@ -364,7 +362,7 @@ def _caveats(groups) -> list[str]:
       counts["not evaluated" if not interp else "whole test split" if _whole_split(s) else
              f"{interp.get('examples') or 0:,} of {interp.get('split_examples') or 0:,}"] += 1
     text = (next(iter(counts)) if len(counts) == 1 else ", ".join(
-        f"{k} ({n} run{'s' * (n != 1)})" for k, n in sorted(counts.items()))) if counts else "not run"
+        f"{k} ({n} run{'s' * (n > 1)})" for k, n in sorted(counts.items()))) or "not run"
     scored.append(f"`{group}` {text}")
   out.append("Examples scored for interpretability: " + "; ".join(scored) + ".")
   out.append("Seeds per column (safr / baseline / vmask): " + "; ".join(
@@ -372,8 +370,10 @@ def _caveats(groups) -> list[str]:
       for _, g in COLUMNS) + ".")
   runs = [s for _, g in COLUMNS for l in TABLE_LABELS for s in _runs(groups, g, l)]
   done = sum(1 for s in runs if s.get("_examples") is not None)
+  again = sum(1 for s in runs if s.get("retrained_from"))
   out.append(f"Runs with per-example scores (intervals over seeds and examples): {done} of "
-             f"{len(runs)} in the table; the rest give seeds-only intervals.")
+             f"{len(runs)}, {again} of them retrained on another CPU kind (deterministic only "
+             "within one): a column mixes both machines' runs until all are.")
   return out
 
 
