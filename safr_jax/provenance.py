@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from safr_jax import errors, startup
 
-__all__ = ["versions", "git_commit", "write_file", "write_text", "write_json",
+__all__ = ["versions", "git_commit", "host_cpu", "write_file", "write_text", "write_json",
            "results_record"]
 
 # The process' umask, read once: mkstemp creates its file 0600, and a run's
@@ -40,6 +40,17 @@ def versions() -> dict[str, str]:
     except metadata.PackageNotFoundError:
       pass
   return out
+
+
+def host_cpu() -> str | None:
+  """The host's CPU model (/proc/cpuinfo): XLA:CPU's results are deterministic
+  on one kind of CPU, not across kinds, so a run records which it trained on."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      return next((line.split(":", 1)[1].strip() for line in f
+                   if line.startswith("model name")), None)
+  except OSError:
+    return None
 
 
 def git_commit() -> str | None:
@@ -142,7 +153,7 @@ def results_record(trainer: Any, history: dict[str, Any], *, test: dict[str, flo
       "train_examples_per_s": (history["train_steps"] * config.train.batch_size
                                / seconds) if seconds else None,
       "devices": {"count": jax.device_count(), "processes": jax.process_count(),
-                  "kind": jax.devices()[0].device_kind},
+                  "kind": jax.devices()[0].device_kind, "host_cpu": host_cpu()},
       "versions": versions(),
       "git_commit": git_commit(),
       "config": config.to_dict(),

@@ -57,6 +57,11 @@ def test_quick_config_runs_end_to_end_offline(tmp_path):
   results = json.loads((workdir / "results.json").read_text())
   # Offline, `auto` must have fallen back to the builtin substitute and said so.
   assert results["source"] == "rt_polarity"
+  # The CPU it trained on: XLA:CPU is deterministic on one kind only.
+  info = pathlib.Path("/proc/cpuinfo")
+  cpu = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+         if line.startswith("model name")] if info.exists() else []
+  assert results["devices"]["host_cpu"] == (cpu[0] if cpu else None)
   assert results["dataset"]["requested_source"] == "auto"
   assert "NOT" in results["dataset"]["description"]
   assert 0.0 <= results["test"]["accuracy"] <= 1.0
