@@ -227,7 +227,7 @@ def tune_malloc() -> bool:
 
 _TRAIN_USAGE = """Trains a SAFR classifier (or resumes it in --workdir).
 
-  python train.py --config=configs/sst2.py[:VARIANTS] [--workdir=DIR] [--config.FIELD=VALUE ...]
+  {command} --config=configs/sst2.py[:VARIANTS] [--workdir=DIR] [--config.FIELD=VALUE ...]
 
 VARIANTS combine left to right, e.g. :reference,baseline (see configs/sst2.py).
 Every config field, with its value: python -m safr_jax.configs configs/sst2.py[:VARIANTS]
@@ -254,7 +254,10 @@ def train_main() -> None:
                     "--nomalloc_tuning: off.")
   flags.mark_flags_as_required(["config"])
   _show_in_help("config", "workdir", "malloc_tuning")
-  sys.modules["__main__"].__doc__ = _TRAIN_USAGE
+  # The usage names the command as typed: `python train.py` or `safr-train`.
+  typed = pathlib.Path(sys.argv[0]).name
+  sys.modules["__main__"].__doc__ = _TRAIN_USAGE.replace(
+      "{command}", f"python {typed}" if typed.endswith(".py") else typed)
   startup.run(lambda: app.run(_train, flags_parser=_parse_flags_or_fail),
               startup.TRAIN_MESSAGE)
 

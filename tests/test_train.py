@@ -303,3 +303,13 @@ def test_bottleneck_schedule_survives_a_resume(tmp_path):
   assert last["loss"] == pytest.approx(
       last["ce"] + last["importance"] + last["interaction"] + 0.901 * last["vmask_kl"],
       rel=1e-5)
+
+
+@pytest.mark.parametrize("argv0, typed", [(str(ROOT / "train.py"), "python train.py"),
+                                          ("/venv/bin/safr-train", "safr-train")])
+def test_help_names_the_command_as_typed(argv0, typed):
+  code = (f"import sys; sys.argv = [{argv0!r}, '--help']; "
+          "from safr_jax import commands; commands.train()")
+  proc = _run(["-c", code], timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"\n  {typed} --config=configs/sst2.py[:VARIANTS]" in proc.stdout
