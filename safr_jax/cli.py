@@ -71,11 +71,15 @@ def _parse_flags_or_fail(argv: list[str]) -> list[str]:
   if len(given) > 1:
     fail(f"--config is given {len(given)} times ({', '.join(given)}); give one config "
          "file, and change its fields with --config.FIELD=VALUE")
-  for arg in argv[1:]:
-    if arg.startswith("--config="):
-      path = arg.removeprefix("--config=").split(":", 1)[0]
-      if path and not pathlib.Path(path).is_file():
-        fail(f"--config: no such config file {path!r} (e.g. configs/sst2.py)")
+  from safr_jax import configs  # pylint: disable=g-import-not-at-top
+  for i, arg in enumerate(argv):
+    if i and arg.startswith("--config="):
+      path, _, variants = arg.removeprefix("--config=").partition(":")
+      if path in configs.DATASETS and not pathlib.Path(path).is_file():  # by name
+        argv[i] = f"--config={pathlib.Path(__file__).parent / 'named_config.py'}:{path},{variants}"
+      elif path and not pathlib.Path(path).is_file():
+        fail(f"--config: no such config file {path!r} (a file such as configs/sst2.py, "
+             f"or a name: {', '.join(configs.DATASETS)})")
   try:
     return flags.FLAGS(argv)
   except SystemExit:

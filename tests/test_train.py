@@ -1,6 +1,7 @@
 """train_lib / train.py: end to end, exact resume, early stopping, failures."""
 
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -313,3 +314,12 @@ def test_help_names_the_command_as_typed(argv0, typed):
   proc = _run(["-c", code], timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert f"\n  {typed} --config=configs/sst2.py[:VARIANTS]" in proc.stdout
+
+
+def test_a_config_by_name_works_from_any_directory(tmp_path):
+  by_path = _run(["-m", "safr_jax.configs", str(ROOT / "configs" / "imdb.py") + ":quick,baseline"])
+  by_name = subprocess.run([sys.executable, "-m", "safr_jax.configs", "imdb:quick,baseline"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+  assert by_path.returncode == by_name.returncode == 0, by_name.stderr[-2000:]
+  assert by_name.stdout == by_path.stdout and "max_len: 64" in by_name.stdout
