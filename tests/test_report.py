@@ -321,7 +321,7 @@ def test_results_tables_are_fixed_decimals_per_group(tmp_path):
   # dev curves of the capped IMDB runs, and the commits
   assert "| safr | 1 | 80.0, 82.0, 83.0 | 3 | 3 | 3 | no |" in text
   assert "| `sst2` | 6 | abc1234 (6) | abc1234 (6) |" in text
-  assert report.readme_summary(results) in text
+  assert report.readme_summary(results, docs="") in text
 
 
 def test_committed_plots_beside_the_report_are_linked(tmp_path):
@@ -347,3 +347,40 @@ def test_readme_block_is_rewritten_between_its_markers_only(tmp_path):
   plain.write_text("no markers\n")
   assert not report.update_readme(plain, results)
   assert plain.read_text() == "no markers\n"
+
+
+# --- the frontier (issue #34) --------------------------------------------------
+
+
+def _frontier_runs(with_winner):
+  """Seeds-only runs: baseline 80 %, SAFR 75 % (gate 0.30), VMASK 78 % (0.10), a
+  λ row at 79.8 % (0.35) when ``with_winner`` else 77 %, and an authors'-numerics
+  row that beats everything but must be left out (another baseline)."""
+  rows = [("sst2", "baseline", 0.80, None), ("sst2", "safr", 0.75, 0.30),
+          ("sst2", "vmask", 0.78, 0.10),
+          ("sst2_lambda", "joint0.1", 0.798 if with_winner else 0.77, 0.35),
+          ("sst2_lambda", "reference_joint0.1", 0.81, 0.9)]
+  return [(_summary(g, l, k, acc + 0.002 * k, use_vmask=gate is not None,
+                    aopc20=None if gate is None else {"vmask": gate + 0.01 * k}), None)
+          for g, l, acc, gate in rows for k in range(3)]
+
+
+@pytest.mark.parametrize("with_winner", [True, False])
+def test_frontier_answer_and_figure(tmp_path, with_winner):
+  from experiments import frontier  # pylint: disable=g-import-not-at-top
+  groups = report.load(_save(tmp_path, _frontier_runs(with_winner)))
+  labels = [p["label"] for p in frontier.points(groups)]
+  assert sorted(labels) == ["joint0.1", "safr (λ=1)", "vmask"]
+  text = frontier.answer(groups)
+  if with_winner:  # 79.8 − 80 = −0.2 points, gate 0.36 ≥ SAFR's 0.31
+    assert text.startswith("**Frontier.** Yes: joint0.1 (n = 3), accuracy -0.2 [")
+  else:  # joint0.1 is 3 points down: the closest with a gate ≥ SAFR's is joint0.1 still
+    assert text.startswith("**Frontier.** No: none of 3 settings")
+    assert "Closest: joint0.1 (n = 3), accuracy -3.0 [" in text
+  assert "(SAFR λ = 1: 0.310)" in text
+  png = frontier.write_figure(groups, tmp_path / "f.png")
+  assert png.read_bytes()[:4] == b"\x89PNG"
+  report.write(_save(tmp_path, _frontier_runs(with_winner)), tmp_path / "docs" / "RESULTS.md")
+  assert "![accuracy vs the gate's AOPC](results/frontier_sst2.png)" in (
+      tmp_path / "docs" / "RESULTS.md").read_text()
+  assert (tmp_path / "docs" / "results" / "frontier_sst2.png").exists()

@@ -1,0 +1,84 @@
+"""The accuracy–faithfulness frontier on the paper's SST-2, padding-aware: every
+setting of ``GROUPS`` is a point (test accuracy, the gate's AOPC@20 %; 95 %
+intervals over seeds and test examples, as in the effects table), the plain
+Transformer's accuracy and its best post-hoc explanation are reference lines;
+``answer`` is the one sentence on whether a setting keeps both."""
+
+from __future__ import annotations
+
+import pathlib
+
+from experiments import stats
+from safr_jax.interpret import plots
+
+GROUPS = ("sst2", "sst2_lambda", "sst2_candidates")
+BASELINE = ("sst2", "baseline")
+SAFR = ("sst2", "safr")  # λ = 1, the paper's setting
+GATE = stats.aopc20("vmask")
+WITHIN = 0.005  # "without the cost": within 0.5 points of the baseline's accuracy
+FIGURE = "frontier_sst2.png"  # in docs/results/
+
+
+def _half(e: stats.Effect) -> float | None:
+  return None if e.low is None else (e.high - e.low) / 2
+
+
+def points(groups) -> list[dict]:
+  """One point per setting with the gate's explanation (plain models have none);
+  the authors'-numerics λ rows are left out: their baseline is another model."""
+  out = []
+  for group in GROUPS:
+    for label, runs in sorted(groups.get(group, {}).items()):
+      x, y = stats.effect(runs, None, stats.ACCURACY), stats.effect(runs, None, GATE)
+      if y.delta is None or x.delta is None or label.startswith("reference_"):
+        continue
+      out.append({"label": f"{label} (λ=1)" if (group, label) == SAFR else label,
+                  "key": (group, label), "n": len(runs), "x": x.delta * 100,
+                  "xerr": _half(x) and _half(x) * 100, "y": y.delta, "yerr": _half(y)})
+  return out
+
+
+def _reference(groups) -> dict | None:
+  runs = groups.get(BASELINE[0], {}).get(BASELINE[1], [])
+  accuracy = stats.effect(runs, None, stats.ACCURACY).delta
+  best = [(v, m) for m in stats.POSTHOC
+          if (v := stats.effect(runs, None, stats.aopc20(m)).delta) is not None]
+  if accuracy is None:
+    return None
+  value, method = max(best) if best else (None, None)
+  return {"label": "Transformer", "accuracy": accuracy * 100, "faithfulness": value,
+          "method": method}
+
+
+def write_figure(groups, path: pathlib.Path) -> pathlib.Path:
+  fig = plots.comparison_figure(
+      points(groups), references=[r for r in [_reference(groups)] if r],
+      xlabel="test accuracy (%)", ylabel="AOPC@20 % of the gate's explanation",
+      title="SST-2, padding-aware: mean and 95 % interval over seeds and test examples\n"
+            "lines: the Transformer's accuracy and its best post-hoc explanation")
+  return plots.save(fig, path)
+
+
+def answer(groups) -> str:
+  """Is there a setting within ``WITHIN`` of the baseline's accuracy whose gate
+  AOPC@20 % is at least SAFR's (λ = 1)? One sentence with its numbers."""
+  baseline = groups.get(BASELINE[0], {}).get(BASELINE[1], [])
+  safr = groups.get(SAFR[0], {}).get(SAFR[1], [])
+  bar = stats.effect(safr, None, GATE).delta
+  if not baseline or bar is None:
+    return "**Frontier.** Not run yet: it needs the `sst2` group's baseline and safr."
+  rows = []
+  for p in points(groups):
+    e = stats.effect(groups[p["key"][0]][p["key"][1]], baseline, stats.ACCURACY)
+    rows.append((p, e))
+  good = [(p, e) for p, e in rows if e.delta >= -WITHIN and p["y"] >= bar]
+  close = [(p, e) for p, e in rows if p["y"] >= bar]
+  p, e = max(good or close, key=lambda t: t[1].delta)
+  ci = "" if e.low is None else f" [{e.low * 100:+.1f}, {e.high * 100:+.1f}]"
+  what = (f"{p['label']} (n = {p['n']}), accuracy {e.delta * 100:+.1f}{ci} points against the "
+          f"Transformer, gate AOPC@20 % {p['y']:.3f} (SAFR λ = 1: {bar:.3f})")
+  if good:
+    return f"**Frontier.** Yes: {what}."
+  return (f"**Frontier.** No: none of {len(rows)} settings is within {WITHIN * 100:.1f} points "
+          f"of the Transformer's accuracy with a gate AOPC@20 % at least SAFR's. Closest: "
+          f"{what}.")
