@@ -12,6 +12,7 @@ overridden, e.g. ``--config.train.learning_rate=3e-4``;
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import sys
@@ -35,13 +36,12 @@ VMASK_KL_SCHEDULES = ("constant", "vmask")
 VARIANTS = ("safr", "baseline", "vmask", "imp", "inter", "ib", "safr_ib",
             "scale_invariant", "reference", "quick")
 
-# What `auto` tries first and falls back to, and the authors' max_len.
+# The paper's benchmark `auto` means (else its offline stand-in), and the
+# authors' max_len.
 DATASETS = {
-    "sst2": dict(auto_tfds="glue/sst2", auto_fallback="rt_polarity", max_len=128),
-    "imdb": dict(auto_tfds="imdb_reviews", auto_fallback="imdb_builtin",
-                 max_len=256),
-    "planted": dict(auto_tfds="glue/sst2", auto_fallback="planted", max_len=32,
-                    source="planted"),
+    "sst2": dict(benchmark="sst_treebank", max_len=128),
+    "imdb": dict(benchmark="aclimdb", max_len=256),
+    "planted": dict(source="planted", max_len=32),
 }
 
 
@@ -272,22 +272,29 @@ def _check_memory(config: ml_collections.ConfigDict) -> None:
         f"this device's {gib(have)}; lower data.max_len or the batch sizes")
 
 
-def main(argv: list[str], parse_flags) -> None:
-  """``python -m safr_jax.configs configs/sst2.py[:VARIANTS]``: every field.
-
-  ``parse_flags`` is the command line's parser (``safr_jax.cli``'s, whose
-  errors are one line); passed in because cli imports this module.
-  """
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  config_flags.DEFINE_config_file("config", None, "A config file[:variants].")
+def main(argv: list[str]) -> None:
+  """``python -m safr_jax.configs configs/sst2.py[:VARIANTS]`` (or ``sst2[:…]``):
+  every field; a bad file or variant is one line on stderr, status 2."""
   if len(argv) < 2 or argv[1] in ("-h", "--help", "-help"):
     print("usage: python -m safr_jax.configs configs/sst2.py[:VARIANTS]")
     sys.exit(0 if len(argv) > 1 else 2)
-  parse_flags([argv[0], f"--config={argv[1]}"])
-  print(flags.FLAGS.config)
+  path, _, variants = argv[1].partition(":")
+  try:
+    if path in DATASETS and not os.path.isfile(path):
+      config = get_config(path, variants or None)
+    elif not os.path.isfile(path):
+      raise ConfigError(f"no such config file {path!r} (a file such as configs/sst2.py, "
+                        f"or a name: {', '.join(DATASETS)})")
+    else:
+      spec = importlib.util.spec_from_file_location("safr_config_file", path)
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      config = module.get_config(variants) if variants else module.get_config()
+  except ConfigError as e:
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(2)
+  print(config)
 
 
 if __name__ == "__main__":
-  from safr_jax import cli  # pylint: disable=g-import-not-at-top
-  main(sys.argv, cli._parse_flags_or_fail)  # pylint: disable=protected-access
+  main(sys.argv)

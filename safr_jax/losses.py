@@ -154,7 +154,13 @@ def interaction_loss(*,
 
   Args:
     attention_weights: ``[batch, heads, length, length]`` (query, key) softmax
-      attention weights of one layer.
+      attention weights of one layer. May also be ``[batch, heads, length,
+      keys]`` with ``keys < length``: the weights of the first ``keys`` keys
+      only, when every later key has weight exactly 0 (padding cut off; see
+      ``SafrClassifier(num_keys=...)``). The value and gradient are then those
+      of the square array with zero columns appended, and the means still run
+      over ``length × length`` pairs (over real pairs with ``token_mask``,
+      whose keys from ``keys`` on must then be padding).
     token_mask: optional ``[batch, length]`` bool, True for real tokens; only
       pairs of two real tokens count. None counts every pair (the authors').
     query_block_size: if set (and smaller than the length), computes ``G``,
@@ -167,22 +173,31 @@ def interaction_loss(*,
       has a hand-written VJP: ``grad``/``vjp`` (to any order) work, ``jvp``
       does not.
 
+  The all-rows path (``query_block_size`` None) has a hand-written JVP whose
+  tangent is ``⟨∂L/∂A, dA⟩`` with the gradient in closed form (one
+  ``[L, L] × [L, L]`` product per head instead of autodiff's two; see
+  ``_interaction_value_and_gradient``): ``grad``, ``value_and_grad``, ``vjp``,
+  ``jvp``, ``vmap`` and higher orders (``jax.hessian``) all work.
+
   Returns:
     A scalar, float32 or wider.
   """
   a = _float(_check_rank("attention_weights", attention_weights, 4,
                          "[batch, heads, length, length]"))
-  b, h, l, l2 = a.shape
-  if l != l2:
+  b, h, l, keys = a.shape
+  if keys > l:
     raise ValueError("attention_weights must be square in its last two axes "
                      f"[batch, heads, length, length], got shape {a.shape}")
   m = _check_mask(token_mask, b, l)
-  pair_weight = None if m is None else (m[:, :, None] & m[:, None, :])
+  pair_weight = None if m is None else (m[:, :, None] & m[:, None, :keys])
   if query_block_size is not None and query_block_size < 1:
     raise ValueError(f"query_block_size must be None or >= 1, got {query_block_size}")
   if query_block_size is None or query_block_size >= l:
-    total = _interaction_block_sum(a, a, 0, pair_weight)
+    total = _interaction_sum(a, pair_weight)
   else:
+    if keys < l:  # the blocked path wants the square array: zero keys back
+      a = jnp.pad(a, [(0, 0)] * 3 + [(0, l - keys)])
+      pair_weight = None if m is None else (m[:, :, None] & m[:, None, :])
     total = _blocked_interaction_sum(a, pair_weight, int(query_block_size))
   if pair_weight is None:
     count = b * h * l * l
@@ -191,6 +206,70 @@ def interaction_loss(*,
     tokens = jnp.sum(m.astype(a.dtype), axis=1)
     count = jnp.maximum(h * jnp.sum(tokens * tokens), 1.0)
   return total / count
+
+
+# L_Inter's sum and its gradient in closed form. Per (batch, head), with
+# A [L, K] (K <= L keys; the keys after K have weight 0), r = rowsum(A),
+# C = A / r, G̃_ik = Σ_j A_ij A_kj for k < K with a zero diagonal (i = k), and
+# P the pair mask (all ones without a token mask):
+#
+#   total = Σ_ik P_ik C_ik (1 − G̃_ik)
+#
+# With E = P ⊙ (1 − G̃) and F = −P ⊙ C (zero diagonal), dC gives
+# (E − rowsum(E ⊙ C)) / r and dG̃ = dA A_Kᵀ + A dA_Kᵀ gives F A_K + Fᵀ A, so
+#
+#   ∂total/∂A = (E − rowsum(E ⊙ C)) / r + (F + Fᵀ) A        (K = L)
+#
+# one [L, L] × [L, L] product where autodiff of the formula takes two (F A and
+# Fᵀ A). For K < L the second term is F A_K plus Fᵀ A added to the first K
+# rows (two products, of L·K² multiply-adds each). rowsum(E ⊙ C) is the sum's
+# own per-row partial sum, so the forward's reduction gives it for free.
+
+
+def _interaction_rows(a: Array, pair_weight: Array | None):
+  """``(rowsum(E ⊙ C) [B, H, L], E, 1 / r [B, H, L, 1])`` of the formula above."""
+  l, keys = a.shape[2], a.shape[3]
+  inverse_rowsum = 1.0 / jnp.sum(a, axis=-1, keepdims=True)
+  gram = jnp.einsum("bhij,bhkj->bhik", a, a[:, :, :keys])
+  diagonal = jnp.arange(l)[:, None] == jnp.arange(keys)[None, :]
+  e = jnp.where(diagonal, 1.0, 1.0 - gram)
+  if pair_weight is not None:
+    e = jnp.where(pair_weight[:, None], e, 0.0)
+  # Σ_k E_ik C_ik = (Σ_k E_ik A_ik) / r_i: no [B, H, L, K] C is formed.
+  return jnp.sum(e * a, axis=-1) * inverse_rowsum[..., 0], e, inverse_rowsum
+
+
+@jax.custom_jvp
+def _interaction_sum(a: Array, pair_weight: Array | None) -> Array:
+  """Σ_ik P_ik C_ik (1 − G̃_ik) over every (batch, head)."""
+  return jnp.sum(_interaction_rows(a, pair_weight)[0])
+
+
+def _interaction_value_and_gradient(a: Array, pair_weight: Array | None):
+  """``(total, ∂total/∂a)`` in closed form (see above)."""
+  l, keys = a.shape[2], a.shape[3]
+  rows, e, inverse_rowsum = _interaction_rows(a, pair_weight)
+  off_diagonal = jnp.arange(l)[:, None] != jnp.arange(keys)[None, :]
+  keep = off_diagonal if pair_weight is None else off_diagonal & pair_weight[:, None]
+  grad = (e - rows[..., None]) * inverse_rowsum
+  if keys == l:
+    # −(F + Fᵀ)_ik = P_ik (A_ik / r_i + A_ki / r_k) off the diagonal (P symmetric).
+    s = jnp.where(keep, a * inverse_rowsum
+                  + jnp.swapaxes(a * inverse_rowsum, -1, -2), 0.0)
+    grad = grad - jnp.einsum("bhik,bhkj->bhij", s, a)
+  else:
+    f = jnp.where(keep, a * inverse_rowsum, 0.0)                   # −F, [B, H, L, K]
+    grad = grad - jnp.einsum("bhik,bhkj->bhij", f, a[:, :, :keys])
+    top = jnp.einsum("bhik,bhij->bhkj", f, a)                      # [B, H, K, K]
+    grad = grad - jnp.pad(top, [(0, 0), (0, 0), (0, l - keys), (0, 0)])
+  return jnp.sum(rows), grad
+
+
+@_interaction_sum.defjvp
+def _interaction_sum_jvp(primals, tangents):
+  (a, pair_weight), (a_dot, _) = primals, tangents
+  total, grad = _interaction_value_and_gradient(a, pair_weight)
+  return total, jnp.sum(grad * a_dot)
 
 
 def _interaction_block_sum(rows: Array, a: Array, start, pair_weight,
@@ -220,10 +299,11 @@ def _interaction_block_sum(rows: Array, a: Array, start, pair_weight,
 # G̃ = A Aᵀ with a zero diagonal, total = Σ_ik P_ik C_ik (1 − G̃_ik) and
 #
 #   E = P ⊙ (1 − G̃),      F = −P ⊙ C with a zero diagonal,
-#   ∂total/∂A = (E − rowsum(E ⊙ C)) / r + F A + Fᵀ A,
+#   ∂total/∂A = (E − rowsum(E ⊙ C)) / r + (F + Fᵀ) A,
 #
-# whose rows R need A_R, A[:, R] and all of A: three [q, L] x [L, L] products
-# per block, as autodiff with rematerialisation would do.
+# whose rows R need A_R, A[:, R] and all of A: two [q, L] x [L, L] products
+# per block (G's rows again, and (F_R + F[:, R]ᵀ) A), one fewer than autodiff
+# with rematerialisation would do.
 
 
 def _row_block(length: int, q: int, block):
@@ -284,8 +364,9 @@ def _blocked_bwd(q, residuals, g):
       f_rows = jnp.where(pw_rows, f_rows, 0.0)
       f_cols = jnp.where(pw_cols, f_cols, 0.0)
     d_rows = (e - jnp.sum(e * c_rows, axis=-1, keepdims=True)) / r_rows
-    d_rows = d_rows + jnp.einsum("bhik,bhkj->bhij", f_rows, a)
-    d_rows = d_rows + jnp.einsum("bhik,bhij->bhkj", f_cols, a)
+    # (F A)_R + (Fᵀ A)_R = (F_R + F[:, R]ᵀ) A: one product.
+    d_rows = d_rows + jnp.einsum("bhik,bhkj->bhij",
+                                 f_rows + jnp.swapaxes(f_cols, -1, -2), a)
     # Rows a moved-back last block shares with the previous one get the same
     # (complete) gradient written again.
     return jax.lax.dynamic_update_slice_in_dim(grad, g * d_rows, start, axis=2)

@@ -98,7 +98,7 @@ def _checkpoint_record(restored: checkpointing.Restored) -> dict[str, Any]:
   """The config a checkpoint was saved with (its ``meta``), as an identity: the
   whole config where the checkpoint holds it, else its model's fields."""
   meta = restored.meta
-  fields = workdir_lib.flatten(meta.get("config") or {})
+  fields = data.config.upgrade_flat(workdir_lib.flatten(meta.get("config") or {}), "data.")
   fields.update({f"model.{k}": v for k, v in (meta.get("model") or {}).items()
                  if k not in ("vocab_size", "num_classes")})  # not config fields
   return {"config": {k: v for k, v in fields.items()
@@ -133,8 +133,8 @@ def _check_data(workdir: pathlib.Path, vocab: data.Vocabulary, label_names: list
     raise _mismatch(labels, "label_names", label_names, trained["label_names"])
   options = {"lowercase": vocab.lowercase, "strip_html": vocab.strip_html}
   for name, value in options.items():
-    if f"data.{name}" in config and value != config[f"data.{name}"]:
-      raise _mismatch(labels, f"text_options.{name}", value, config[f"data.{name}"])
+    if f"data.vocab.{name}" in config and value != config[f"data.vocab.{name}"]:
+      raise _mismatch(labels, f"text_options.{name}", value, config[f"data.vocab.{name}"])
   if trained.get("vocab_sha256") and (
       workdir_lib.vocab_hash(list(vocab.tokens)) != trained["vocab_sha256"]):
     raise RunError(f"{workdir / dataset_lib.VOCAB_FILE}: the vocabulary differs from the one "
@@ -191,9 +191,15 @@ def load_run(workdir: str | pathlib.Path, *, which: str = "best") -> Run:
   config_dict = _read_json(config_path)
   if not isinstance(config_dict, dict):
     raise RunError(f"{config_path} holds no config (a JSON object)")
+  # The one migration step: a run saved in an older layout reads as today's.
+  try:
+    config_dict["data"] = data.config.upgrade(config_dict.get("data") or {})
+  except data.DataError as e:
+    raise RunError(f"{config_path}: {e}") from None
   identity_path = workdir / workdir_lib.IDENTITY_FILE
   identity = _read_json(identity_path) if identity_path.exists() else None
   if identity is not None:
+    identity["config"] = data.config.upgrade_flat(identity.get("config") or {}, "data.")
     _check_config(config_path, config_dict, identity)
   config = ml_collections.ConfigDict(config_dict)
   for name in (dataset_lib.LABELS_FILE, dataset_lib.VOCAB_FILE):

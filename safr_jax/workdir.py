@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 
 from safr_jax import provenance
+from safr_jax.data import config as data_config
 from safr_jax.errors import WorkdirError
 
 __all__ = ["IDENTITY_FILE", "LOCK_FILE", "RESUMABLE_FIELDS", "WorkdirLock",
@@ -47,10 +48,10 @@ RESUMABLE_FIELDS = frozenset({
     "train.progress_bar", "train.log_every_steps", "train.checkpoint_every_steps",
     "train.eval_batch_size", "train.overwrite", "train.compilation_cache_dir",
     "loss.query_block_size",
-    "data.auto_probe_timeout_s", "data.tfds_data_dir", "data.sst_dir",
-    "data.sst_url", "data.imdb_dir", "data.imdb_url", "data.cache_dir",
-    "data.download_stall_s", "data.download_timeout_s",
-    "data.train_file", "data.dev_file", "data.test_file",
+    "data.download.probe_timeout_s", "data.download.cache_dir",
+    "data.download.stall_s", "data.download.timeout_s", "data.tfds.data_dir",
+    "data.sst_treebank.dir", "data.sst_treebank.url", "data.aclimdb.dir",
+    "data.aclimdb.url", "data.files.train", "data.files.dev", "data.files.test",
 })
 # What the run files of a workdir are; their presence means it holds a run.
 RUN_FILES = (IDENTITY_FILE, "config.json", "checkpoints", "results.json")
@@ -103,9 +104,7 @@ def run_identity(config: ml_collections.ConfigDict, bundle: Any) -> dict[str, An
 
 # Fields whose default changed after they were added: what a run saved before
 # the field existed did (its default, not today's, for check_identity).
-VALUES_BEFORE_ADDED = {
-    "data.batching": "random",  # bucketed became the default later
-}
+VALUES_BEFORE_ADDED = {f"data.{k}": v for k, v in data_config.ADDED.items()}
 
 
 def _differences(saved: dict[str, Any], now: dict[str, Any],
@@ -220,7 +219,8 @@ def check_identity(workdir: pathlib.Path, identity: dict[str, Any], *,
   saved = _rebuilt_identity(workdir) if rebuilt else _read_json(path)
   if saved is None:
     return False
-  saved.setdefault("config", {})
+  # Saved in an older layout: its fields where today's config has them.
+  saved["config"] = data_config.upgrade_flat(saved.get("config", {}), "data.")
   differ = _differences(saved, identity, flatten(_jsonable(defaults or {})))
   present = [name for name in DEFINING_FILES if (workdir / name).exists()]
   if differ:

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from safr_jax.data import aclimdb
+from safr_jax.data.sources import aclimdb
 from safr_jax.errors import DataError
 
 REAL_ARCHIVE = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -162,13 +162,13 @@ def test_malformed_layouts_are_data_errors(tmp_path, case, message):
 
 
 def test_bad_paths_name_the_config_field(tmp_path):
-  with pytest.raises(DataError, match="config.data.imdb_dir .* does not exist"):
+  with pytest.raises(DataError, match="config.data.aclimdb.dir .* does not exist"):
     aclimdb.read_aclimdb(tmp_path / "nowhere")
-  with pytest.raises(DataError, match="config.data.imdb_dir"):
+  with pytest.raises(DataError, match="config.data.aclimdb.dir"):
     aclimdb.read_aclimdb(None)
   (tmp_path / "empty").mkdir()
   with pytest.raises(DataError,
-                     match="config.data.imdb_dir .* without aclImdb"):
+                     match="config.data.aclimdb.dir .* without aclImdb"):
     aclimdb.read_aclimdb(tmp_path / "empty")
   text = tmp_path / "reviews.csv"
   text.write_text("text,label\n")

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import split_with_lengths
 from safr_jax import data
-from safr_jax.data import planted as planted_lib
-from safr_jax.data import sources
+from safr_jax.data import download
+from safr_jax.data.sources import planted as planted_lib
 from safr_jax.data import splits as splits_lib
 
 # sha256 over ("train", ids, "dev", ids, "test", ids) of the seed-0 builtin
@@ -21,9 +21,14 @@ IMDB_SPLIT_SHA = "2f2328becf77971d0e9d7e3412ffcfd4b8f5527d96408c70538fafd9f3cac6
 
 
 def _cfg(**overrides):
+  """``data.default_config()`` with ``group__field=value`` for nested fields."""
   cfg = data.default_config()
-  for k, v in overrides.items():
-    cfg[k] = v
+  for key, value in overrides.items():
+    *path, last = key.split("__")
+    node = cfg
+    for part in path:
+      node = node[part]
+    node[last] = value
   return cfg
 
 
@@ -48,8 +53,8 @@ def rt():
 @pytest.fixture(scope="module")
 def planted():
   return data.load_dataset(_cfg(source="planted", max_len=32,
-                                planted_train_size=400, planted_dev_size=100,
-                                planted_test_size=100))
+                                planted__train_size=400, planted__dev_size=100,
+                                planted__test_size=100))
 
 
 def _toy_split(n=37, max_len=40, seed=0):
@@ -73,8 +78,8 @@ def test_tfds_sources_with_mock_data(name, max_len):
   tfds = pytest.importorskip("tensorflow_datasets")
   with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
                               num_examples=40):
-    bundle = data.load_dataset(_cfg(source=name, max_len=max_len, min_freq=1,
-                                    dev_fraction=0.25), probe=_no_network)
+    bundle = data.load_dataset(_cfg(source=name, max_len=max_len, vocab__min_freq=1,
+                                    tfds__dev_fraction=0.25), probe=_no_network)
   assert bundle.source == name and bundle.info["fallback_reason"] is None
   assert bundle.label_names == ["negative", "positive"]
   sizes = bundle.info["sizes"]
@@ -98,18 +103,6 @@ def test_tfds_sources_with_mock_data(name, max_len):
     assert batch["weights"].dtype == np.float32
 
 
-def test_auto_uses_tfds_when_prepared():
-  tfds = pytest.importorskip("tensorflow_datasets")
-  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
-                              num_examples=20):
-    bundle = data.load_dataset(_cfg(source="auto", auto_tfds="imdb_reviews",
-                                    auto_fallback="imdb_builtin", max_len=8),
-                               probe=_no_network)
-  assert bundle.source == "imdb_reviews"
-  assert bundle.info["requested_source"] == "auto"
-  assert bundle.info["fallback_reason"] is None
-
-
 # ------------------------------------------------------------ auto / network
 
 
@@ -117,8 +110,8 @@ def test_auto_falls_back_fast_without_network(tmp_path, caplog):
   start = time.monotonic()
   with caplog.at_level(logging.WARNING):
     bundle = data.load_dataset(
-        _cfg(source="auto", auto_tfds="glue/sst2", auto_fallback="rt_polarity",
-             tfds_data_dir=str(tmp_path), max_len=32), probe=_no_network)
+        _cfg(source="auto", download__cache_dir=str(tmp_path), max_len=32),
+        probe=_no_network)
   assert time.monotonic() - start < 10
   assert bundle.source == "rt_polarity"
   info = bundle.info
@@ -131,7 +124,7 @@ def test_auto_falls_back_fast_without_network(tmp_path, caplog):
 
 
 def test_real_probe_returns_within_budget():
-  for url in (sources.TFDS_INFO["glue/sst2"].download_url,
+  for url in ("https://dl.fbaipublicfiles.com/glue/data/SST-2.zip",
               "http://10.255.255.1/unroutable"):
     start = time.monotonic()
     ok, why = data.probe_url(url, 1.0)
@@ -142,7 +135,7 @@ def test_real_probe_returns_within_budget():
 def test_explicit_tfds_source_unprepared_offline_is_a_clear_error(tmp_path):
   start = time.monotonic()
   with pytest.raises(data.DataError, match="download_and_prepare"):
-    data.load_dataset(_cfg(source="glue/sst2", tfds_data_dir=str(tmp_path)),
+    data.load_dataset(_cfg(source="glue/sst2", tfds__data_dir=str(tmp_path)),
                       probe=_no_network)
   assert time.monotonic() - start < 10
 
@@ -174,7 +167,7 @@ def test_rt_polarity_is_real_and_split_stably(rt):
 def test_imdb_builtin_is_real_and_split_stably():
   start = time.monotonic()
   bundle = data.load_dataset(_cfg(source="imdb_builtin", max_len=256,
-                                  strip_html=True))
+                                  vocab__strip_html=True))
   assert time.monotonic() - start < 20
   sizes = bundle.info["sizes"]
   assert (sizes["train"], sizes["dev"], sizes["test"]) == (20000, 2500, 2500)
@@ -254,7 +247,7 @@ def test_vocab_is_train_only_min_freq_and_ordered():
 
 def test_vocab_options_survive_the_workdir(tmp_path):
   bundle = data.load_dataset(_cfg(source="rt_polarity", max_len=16,
-                                  max_examples=200, lowercase=True))
+                                  max_examples=200, vocab__lowercase=True))
   data.save_vocab_and_labels(bundle, str(tmp_path))
   vocab, _ = data.load_vocab_and_labels(str(tmp_path))
   assert vocab.lowercase
@@ -367,11 +360,11 @@ def _write(path, content):
 
 
 def _files_cfg(tmp_path, train, test, dev=None, ext="csv", **kw):
-  cfg = _cfg(source="files", max_len=8, min_freq=1,
-             train_file=_write(tmp_path / f"train.{ext}", train),
-             test_file=_write(tmp_path / f"test.{ext}", test), **kw)
+  cfg = _cfg(source="files", max_len=8, vocab__min_freq=1,
+             files__train=_write(tmp_path / f"train.{ext}", train),
+             files__test=_write(tmp_path / f"test.{ext}", test), **kw)
   if dev is not None:
-    cfg.dev_file = _write(tmp_path / f"dev.{ext}", dev)
+    cfg.files.dev = _write(tmp_path / f"dev.{ext}", dev)
   return cfg
 
 
@@ -391,22 +384,22 @@ def test_files_csv_tsv_jsonl_with_string_labels(tmp_path):
   tsv = "sentence\tlabel\n\"quoted start\tx\t1\n" + "a b\t0\nc d\t1\n" * 3
   tsv = "sentence\tlabel\n\"quoted\" start\t1\n" + "a b\t0\nc d\t1\n" * 3
   bundle = data.load_dataset(_files_cfg(tmp_path, tsv, tsv, dev=tsv, ext="tsv",
-                                        text_field="sentence"))
+                                        files__text_field="sentence"))
   assert bundle.splits["train"].texts[0] == "\"quoted\" start"
   assert bundle.label_names == ["0", "1"]
   lines = [json.dumps({"review": "great fun", "stars": 1}),
            json.dumps({"review": "dull", "stars": 0})] * 3
   jsonl = "\n".join(lines) + "\n"
   bundle = data.load_dataset(_files_cfg(
-      tmp_path, jsonl, jsonl, dev=jsonl, ext="jsonl", text_field="review",
-      label_field="stars", label_names=["negative", "positive"]))
+      tmp_path, jsonl, jsonl, dev=jsonl, ext="jsonl", files__text_field="review",
+      files__label_field="stars", files__label_names=["negative", "positive"]))
   assert bundle.label_names == ["negative", "positive"]
   assert bundle.splits["dev"].labels.tolist() == [1, 0] * 3
 
 
 def test_missing_file(tmp_path):
   cfg = _files_cfg(tmp_path, GOOD_CSV, GOOD_CSV)
-  cfg.test_file = str(tmp_path / "nope.csv")
+  cfg.files.test = str(tmp_path / "nope.csv")
   with pytest.raises(data.DataError, match=r"test_file .*nope\.csv does not "
                      "exist"):
     data.load_dataset(cfg)
@@ -423,7 +416,7 @@ def test_split_with_zero_examples(tmp_path):
     data.load_dataset(_files_cfg(tmp_path, GOOD_CSV, GOOD_CSV,
                                  dev="text,label\n"))
   with pytest.raises(data.DataError, match="zero examples"):
-    data.load_dataset(_cfg(source="planted", max_len=32, planted_dev_size=0))
+    data.load_dataset(_cfg(source="planted", max_len=32, planted__dev_size=0))
 
 
 @pytest.mark.parametrize("field", ["text", "label"])
@@ -481,7 +474,7 @@ def test_a_stray_train_label_is_an_error_naming_label_file_and_line(tmp_path):
 
 def test_allow_rare_labels_keeps_the_label_and_logs_counts(tmp_path, caplog):
   cfg = _files_cfg(tmp_path, STRAY_CSV, GOOD_CSV, dev=GOOD_CSV,
-                   allow_rare_labels=True)
+                   files__allow_rare_labels=True)
   with caplog.at_level(logging.INFO):
     bundle = data.load_dataset(cfg)
   assert bundle.label_names == ["banana", "neg", "pos"]
@@ -513,7 +506,7 @@ def test_normal_and_small_files_pass_the_label_check(tmp_path, caplog):
   assert bundle.info["class_counts"]["train"] == [150, 150]
   # With label_names the classes are declared, so no label is stray.
   bundle = data.load_dataset(_files_cfg(
-      tmp_path, STRAY_CSV, GOOD_CSV, label_names=["neg", "pos", "banana"]))
+      tmp_path, STRAY_CSV, GOOD_CSV, files__label_names=["neg", "pos", "banana"]))
   assert bundle.label_names == ["neg", "pos", "banana"]
   assert sum(c[2] for c in bundle.info["class_counts"].values()) == 1
 
@@ -556,7 +549,7 @@ def test_a_quote_that_never_closes_is_an_error_naming_where_it_opens(tmp_path, f
                      r"this line and never closes, so lines 22–201 \(the rest of the "
                      r"file\)"):
     data.load_dataset(_files_cfg(tmp_path, train, _reviews(20, first_column),
-                                 text_field="text"))
+                                 files__text_field="text"))
 
 
 def test_a_quote_closed_late_is_named_where_it_opens(tmp_path, caplog):
@@ -652,8 +645,8 @@ def test_empty_texts_are_kept_as_padding_rows(tmp_path, caplog):
 def test_bad_config_values():
   with pytest.raises(data.DataError, match="unknown config.data.source"):
     data.load_dataset(_cfg(source="sst2"))
-  with pytest.raises(data.DataError, match="planted_max_len"):
-    data.load_dataset(_cfg(source="planted", max_len=16, planted_max_len=24))
+  with pytest.raises(data.DataError, match="planted.max_len"):
+    data.load_dataset(_cfg(source="planted", max_len=16, planted__max_len=24))
   with pytest.raises(data.DataError, match="does not exist"):
     data.load_vocab_and_labels("/nonexistent-safr-workdir")
 

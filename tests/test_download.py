@@ -11,10 +11,9 @@ import zipfile
 
 import pytest
 
-from safr_jax.data import aclimdb
+from safr_jax.data.sources import aclimdb
 from safr_jax.data import download
-from safr_jax.data import sources
-from safr_jax.data import sst_treebank
+from safr_jax.data.sources import sst_treebank
 from safr_jax.errors import DataError
 
 SST_NAME = "stanfordSentimentTreebank"
@@ -287,7 +286,7 @@ def test_an_unreachable_host_is_download_unavailable(server, tmp_path):
   # The real probe against a closed port.
   server.close()
   with pytest.raises(download.DownloadUnavailable) as e:
-    get_imdb(server, cache, probe=sources.probe_url)
+    get_imdb(server, cache, probe=download.probe_url)
   assert "\n" not in str(e.value)
   assert not cache.exists()
 
@@ -381,7 +380,7 @@ def test_a_download_that_stalls_fails_saying_what_had_arrived(server, tmp_path, 
   assert time.monotonic() - start < 10
   arrived = f"{len(body) // 2} of {len(body)} bytes" if where == "mid_body" else "0 bytes"
   assert (f"download of {server.url('/sst.zip')} stalled: no data for 0.5 s "
-          f"(config.data.download_stall_s) after {arrived} (") in str(e.value)
+          f"(config.data.download.stall_s) after {arrived} (") in str(e.value)
   assert "\n" not in str(e.value) and only_locks(tmp_path), listing(tmp_path)
 
 
@@ -392,7 +391,7 @@ def test_a_download_that_trickles_fails_at_the_overall_limit(server, tmp_path):
   server.drip_s = 0.05
   start = time.monotonic()
   with pytest.raises(download.DownloadUnavailable, match=(
-      rf"took over 1 s \(config\.data\.download_timeout_s\) and was stopped after "
+      rf"took over 1 s \(config\.data\.download\.timeout_s\) and was stopped after "
       rf"[1-9]\d* of {len(body)} bytes")):
     get_imdb(server, tmp_path, stall_s=5, limit_s=1)
   assert time.monotonic() - start < 10
@@ -404,14 +403,18 @@ def test_the_limits_come_from_the_config_and_are_checked(server, tmp_path):
   body = sst_zip()
   server.routes["/sst.zip"] = body
   server.hang_after = 100
-  cfg = config.default_config()
-  cfg.update(cache_dir=str(tmp_path), sst_url=server.url("/sst.zip"), download_stall_s=0.5)
+
+  def cfg(**limits):
+    c = config.default_config()
+    c.download.update(cache_dir=str(tmp_path), **limits)
+    c.sst_treebank.url = server.url("/sst.zip")
+    return c
+
+  up = lambda url, t: (True, "test")  # pylint: disable=unnecessary-lambda-assignment
   with pytest.raises(download.DownloadUnavailable, match=r"no data for 0\.5 s \(config"
-                     rf"\.data\.download_stall_s\) after 100 of {len(body)} bytes"):
-    acquire.download(acquire.SST, cfg, probe=lambda url, t: (True, "test"), timeout=2)
-  for field, value in (("download_stall_s", 0), ("download_timeout_s", float("nan"))):
-    bad = config.default_config()
-    bad.update(cache_dir=str(tmp_path), sst_url=server.url("/sst.zip"), **{field: value})
-    with pytest.raises(DataError, match=rf"config\.data\.{field} must be a number of "
-                       r"seconds > 0, got"):
-      acquire.download(acquire.SST, bad, probe=lambda url, t: (True, "test"), timeout=2)
+                     rf"\.data\.download\.stall_s\) after 100 of {len(body)} bytes"):
+    acquire.fetch(sst_treebank.SOURCE, cfg(stall_s=0.5), probe=up)
+  for field, value in (("stall_s", 0), ("timeout_s", float("nan"))):
+    with pytest.raises(DataError, match=rf"config\.data\.download\.{field} must be a "
+                       r"number of seconds > 0, got"):
+      acquire.fetch(sst_treebank.SOURCE, cfg(**{field: value}), probe=up)

@@ -19,7 +19,10 @@ import numpy as np
 import pytest
 
 from safr_jax import data
-from safr_jax.data import aclimdb, free_text, sources
+from safr_jax import configs
+from safr_jax.data import acquire
+from safr_jax.data import config as config_lib
+from safr_jax.data.sources import aclimdb
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -103,12 +106,16 @@ def _server(files: dict[str, bytes]):
 
 
 def _cfg(tmp_path, **overrides):
+  """A small ``config.data``; ``group__field=value`` sets a nested field."""
   cfg = data.default_config()
-  cfg.update(max_len=16, min_freq=1, cache_dir=str(tmp_path / "cache"),
-             tfds_data_dir=str(tmp_path / "no_tfds"), auto_probe_timeout_s=2.0,
-             planted_train_size=40, planted_dev_size=10, planted_test_size=10,
-             planted_max_len=12)
-  cfg.update(overrides)
+  overrides = dict(max_len=16, vocab__min_freq=1, download__cache_dir=str(tmp_path / "cache"),
+                   download__probe_timeout_s=2.0, max_examples=40, **overrides)
+  for key, value in overrides.items():
+    *path, last = key.split("__")
+    node = cfg
+    for part in path:
+      node = node[part]
+    node[last] = value
   return cfg
 
 
@@ -122,7 +129,7 @@ def _offline(url, timeout):
 
 def test_auto_downloads_the_treebank_then_reads_the_cache_offline(tmp_path):
   with _server({"/sst.zip": _treebank_zip()}) as (server, address):
-    cfg = _cfg(tmp_path, sst_url=f"{address}/sst.zip")
+    cfg = _cfg(tmp_path, sst_treebank__url=f"{address}/sst.zip")
     bundle = data.load_dataset(cfg)
     assert server.gets == ["/sst.zip"]
   assert bundle.source == "sst_treebank" and bundle.info["fallback_reason"] is None
@@ -141,33 +148,33 @@ def _must_not_probe(url, timeout):
   raise AssertionError(f"probed {url} ({timeout} s) although the data is here")
 
 
-def test_auto_falls_back_step_by_step_and_says_why(tmp_path, monkeypatch):
-  """Offline, nothing cached, TFDS not prepared: rt_polarity's stand-in
-  (here `planted`), every step passed over named in order."""
-  monkeypatch.setattr(sources, "tfds_is_prepared", lambda name, d: (False, "not prepared"))
-  bundle = data.load_dataset(_cfg(tmp_path, auto_fallback="planted"), probe=_offline)
-  assert bundle.source == "planted"
+def test_auto_falls_back_step_by_step_and_says_why(tmp_path):
+  """Offline, nothing cached: the benchmark's stand-in, every step passed over
+  named in order. GLUE's phrase-level SST-2 is never inside auto."""
+  bundle = data.load_dataset(_cfg(tmp_path), probe=_offline)
+  assert bundle.source == "rt_polarity"
   steps = bundle.info["auto_steps"]
   assert steps[0] == f"sst_treebank: not in {tmp_path / 'cache'}"
   assert steps[1].startswith("sst_treebank: cannot download https://nlp.stanford.edu/")
-  assert steps[2].startswith("glue/sst2: not prepared; download host unreachable: test: offline")
-  assert bundle.info["fallback_reason"] == "; ".join(steps)
+  assert len(steps) == 2 and bundle.info["fallback_reason"] == "; ".join(steps)
   assert not (tmp_path / "cache" / "stanfordSentimentTreebank").exists()
 
 
-def test_glue_phrases_are_a_fallback_not_the_papers_sst2(tmp_path, monkeypatch):
-  monkeypatch.setattr(sources, "tfds_is_prepared", lambda name, d: (True, "prepared"))
-  resolution = data.resolve_auto(_cfg(tmp_path), probe=_offline)
-  assert resolution.source == "glue/sst2"
-  assert resolution.reason and "sst_treebank: cannot download" in resolution.reason
+def test_auto_is_the_configs_benchmark_and_nothing_else(tmp_path):
+  for name, stand_in in (("sst2", "rt_polarity"), ("imdb", "imdb_builtin")):
+    cfg = configs.get_config(name).data
+    cfg.download.cache_dir = str(tmp_path / "cache")
+    resolution = acquire.resolve(config_lib.complete(cfg), probe=_offline)
+    assert resolution.source.name == stand_in and resolution.reason
+  with pytest.raises(data.DataError, match="config.data.benchmark must be one of "
+                     r"\('sst_treebank', 'aclimdb'\), got 'glue/sst2'"):
+    data.load_dataset(_cfg(tmp_path, benchmark="glue/sst2"), probe=_offline)
 
 
-def test_a_corrupt_download_falls_back_and_leaves_nothing(tmp_path, monkeypatch):
-  monkeypatch.setattr(sources, "tfds_is_prepared", lambda name, d: (False, "not prepared"))
+def test_a_corrupt_download_falls_back_and_leaves_nothing(tmp_path):
   with _server({"/sst.zip": b"this is not a zip"}) as (_, address):
-    bundle = data.load_dataset(_cfg(tmp_path, sst_url=f"{address}/sst.zip",
-                                    auto_fallback="planted"))
-  assert bundle.source == "planted"
+    bundle = data.load_dataset(_cfg(tmp_path, sst_treebank__url=f"{address}/sst.zip"))
+  assert bundle.source == "rt_polarity"
   assert f"{address}/sst.zip" in bundle.info["auto_steps"][1]
   assert not any(p.name.startswith("stanfordSentimentTreebank")
                  for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock"))
@@ -193,7 +200,7 @@ def test_a_download_that_does_not_read_is_never_cached(tmp_path, files, why):
   cache = tmp_path / "cache" / "stanfordSentimentTreebank"
   routes = {"/sst.zip": _zip(files)}
   with _server(routes) as (server, address):
-    cfg = _cfg(tmp_path, source="sst_treebank", sst_url=f"{address}/sst.zip")
+    cfg = _cfg(tmp_path, source="sst_treebank", sst_treebank__url=f"{address}/sst.zip")
     with pytest.raises(data.DataError, match=rf"the download from {address}/sst\.zip is "
                        rf"not usable: {re.escape(str(cache))}/{why}"):
       data.load_dataset(cfg)
@@ -203,8 +210,7 @@ def test_a_download_that_does_not_read_is_never_cached(tmp_path, files, why):
     assert server.gets == ["/sst.zip"] * 2
 
 
-def test_a_cached_copy_that_no_longer_reads_is_moved_aside(tmp_path, monkeypatch, caplog):
-  monkeypatch.setattr(sources, "tfds_is_prepared", lambda name, d: (False, "not prepared"))
+def test_a_cached_copy_that_no_longer_reads_is_moved_aside(tmp_path, caplog):
   cache = tmp_path / "cache" / "stanfordSentimentTreebank"
 
   def garbage_in_the_cache():
@@ -214,7 +220,7 @@ def test_a_cached_copy_that_no_longer_reads_is_moved_aside(tmp_path, monkeypatch
 
   garbage_in_the_cache()  # an explicit source downloads it again
   with _server({"/sst.zip": _treebank_zip()}) as (server, address):
-    cfg = _cfg(tmp_path, source="sst_treebank", sst_url=f"{address}/sst.zip")
+    cfg = _cfg(tmp_path, source="sst_treebank", sst_treebank__url=f"{address}/sst.zip")
     with caplog.at_level("WARNING"):
       bundle = data.load_dataset(cfg)
   assert bundle.info["obtained"] == f"downloaded from {address}/sst.zip"
@@ -225,62 +231,41 @@ def test_a_cached_copy_that_no_longer_reads_is_moved_aside(tmp_path, monkeypatch
   shutil.rmtree(cache)
   shutil.rmtree(moved)
   garbage_in_the_cache()  # auto, offline, falls back saying why
-  bundle = data.load_dataset(_cfg(tmp_path, auto_fallback="planted"), probe=_offline)
-  assert bundle.source == "planted"
+  bundle = data.load_dataset(_cfg(tmp_path), probe=_offline)
+  assert bundle.source == "rt_polarity"
   first = bundle.info["auto_steps"][0]
   assert first.startswith(f"sst_treebank: the cached copy does not read ({cache}/"
                           "datasetSentences.txt, line 1: ") and "moved aside to" in first
   assert bundle.info["fallback_reason"].startswith(first)
 
 
-def test_hosts_are_probed_at_once(tmp_path, monkeypatch):
-  """Offline, the treebank host and TFDS's are asked together, so the
-  decision takes one probe timeout, not two."""
-  monkeypatch.setattr(sources, "tfds_is_prepared", lambda name, d: (False, "not prepared"))
-  both = threading.Barrier(2, timeout=5)
-
-  def probe(url, timeout):
-    both.wait()  # breaks (BrokenBarrierError) if the probes ran one after the other
-    return False, f"test: no answer from {url}"
-  resolution = data.resolve_auto(_cfg(tmp_path, auto_fallback="planted"), probe=probe)
-  assert resolution.source == "planted"
-  assert "test: no answer from https://dl.fbaipublicfiles.com" in resolution.reason
-
-
 # --- IMDB -----------------------------------------------------------------------
 
 
-def test_imdb_auto_order(tmp_path, monkeypatch):
+def test_imdb_auto_order(tmp_path):
   archive = tmp_path / "aclImdb_v1.tar.gz"
   archive.write_bytes(_imdb_tar_gz())
-  prepared = {"value": False}
-  monkeypatch.setattr(sources, "tfds_is_prepared",
-                      lambda name, d: (prepared["value"], "test"))
-  imdb = dict(auto_tfds="imdb_reviews", auto_fallback="imdb_builtin")
-  # The user's archive wins, even over a prepared TFDS copy.
-  prepared["value"] = True
-  given = data.resolve_auto(_cfg(tmp_path, imdb_dir=str(archive), **imdb), probe=_offline)
-  assert (given.source, given.path, given.obtained) == ("aclimdb", archive, "config.data.imdb_dir")
-  assert data.resolve_auto(_cfg(tmp_path, **imdb), probe=_offline).source == "imdb_reviews"
-  # TFDS not prepared: the cache, then (offline) the builtin stand-in.
-  prepared["value"] = False
-  fallback = data.resolve_auto(_cfg(tmp_path, **imdb), probe=_offline)
-  assert fallback.source == "imdb_builtin" and "aclimdb: cannot download" in fallback.reason
+  imdb = dict(benchmark="aclimdb")
+  resolve = lambda probe, **kw: acquire.resolve(config_lib.complete(_cfg(tmp_path, **imdb, **kw)), probe)
+  given = resolve(_offline, aclimdb__dir=str(archive))
+  assert (given.source.name, given.path, given.obtained) == (
+      "aclimdb", archive, "config.data.aclimdb.dir")
+  # Not given, not cached, offline: the builtin stand-in.
+  fallback = resolve(_offline)
+  assert fallback.source.name == "imdb_builtin" and "aclimdb: cannot download" in fallback.reason
   (tmp_path / "cache").mkdir(exist_ok=True)
   (tmp_path / "cache" / "aclImdb_v1.tar.gz").write_bytes(archive.read_bytes())
-  cached = data.resolve_auto(_cfg(tmp_path, **imdb), probe=_must_not_probe)
-  assert (cached.source, cached.obtained, cached.reason) == ("aclimdb", "cache", None)
+  cached = resolve(_must_not_probe)
+  assert (cached.source.name, cached.obtained, cached.reason) == ("aclimdb", "cache", None)
 
 
 def test_imdb_archive_is_downloaded_whole(tmp_path, monkeypatch):
-  monkeypatch.setattr(sources, "tfds_is_prepared", lambda name, d: (False, "test"))
   # The miniature archive has 3 reviews a class: 2 train, 1 dev.
   monkeypatch.setattr(aclimdb, "read_aclimdb",
                       functools.partial(aclimdb.read_aclimdb, train_per_class=2))
   archive = _imdb_tar_gz()  # once: gzip stamps the time into its header
   with _server({"/imdb.tar.gz": archive}) as (server, address):
-    cfg = _cfg(tmp_path, auto_tfds="imdb_reviews", auto_fallback="imdb_builtin",
-               imdb_url=f"{address}/imdb.tar.gz")
+    cfg = _cfg(tmp_path, benchmark="aclimdb", aclimdb__url=f"{address}/imdb.tar.gz")
     bundle = data.load_dataset(cfg, probe=lambda url, t: (
         (True, "test: up") if url.startswith(address) else (False, "test: offline")))
   assert server.gets == ["/imdb.tar.gz"]
@@ -295,7 +280,7 @@ def test_imdb_archive_is_downloaded_whole(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not SHARED_SST.is_dir(), reason=WHY_ABSENT)
 def test_the_papers_sst2_sizes():
-  bundle = data.load_dataset(dict(source="sst_treebank", sst_dir=str(SHARED_SST)))
+  bundle = data.load_dataset(dict(source="sst_treebank", sst_treebank={"dir": str(SHARED_SST)}))
   assert bundle.info["sizes"] == {"train": 6244, "dev": 825, "test": 1743}
   assert bundle.info["class_counts"] == {"train": [3122, 3122], "dev": [408, 417],
                                          "test": [873, 870]}
@@ -309,7 +294,7 @@ def test_train_py_trains_on_the_papers_sst2(tmp_path):
   workdir = tmp_path / "run"
   proc = subprocess.run(
       [sys.executable, "train.py", "--config=configs/sst2.py:quick", f"--workdir={workdir}",
-       f"--config.data.sst_dir={SHARED_SST}", "--config.train.num_epochs=1"],
+       f"--config.data.sst_treebank.dir={SHARED_SST}", "--config.train.num_epochs=1"],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   results = json.loads((workdir / "results.json").read_text())
@@ -332,18 +317,18 @@ def test_free_text_is_split_like_rt_polarity(tmp_path):
   bundle = data.load_dataset(dict(source="rt_polarity", max_len=64))
   typed = "It's not bad at all, a moving film!"
   assert "all," in _unknown(bundle, typed)  # whitespace alone: one unknown word
-  prepared = free_text.prepare(typed, "rt_polarity")
+  prepared = data.prepare_text(typed, "rt_polarity")
   assert prepared == "it's not bad at all , a moving film !"
   assert _unknown(bundle, prepared) == []
 
 
 @pytest.mark.skipif(not SHARED_SST.is_dir(), reason=WHY_ABSENT)
 def test_free_text_is_split_like_the_treebank():
-  bundle = data.load_dataset(dict(source="sst_treebank", sst_dir=str(SHARED_SST)))
+  bundle = data.load_dataset(dict(source="sst_treebank", sst_treebank={"dir": str(SHARED_SST)}))
   # (Brackets become -LRB-/-RRB-, as the treebank spells them, but the authors'
   # reader drops every sentence holding them: no train token to match.)
   typed = 'It isn\'t "great" at all, but it moves.'
-  prepared = free_text.prepare(typed, "sst_treebank")
+  prepared = data.prepare_text(typed, "sst_treebank")
   assert prepared == "It is n't `` great '' at all , but it moves ."
   assert _unknown(bundle, prepared) == []
   assert _unknown(bundle, typed)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from safr_jax import data
-from safr_jax.data import sources
-from safr_jax.data import sst_treebank
+from safr_jax.data import acquire
+from safr_jax.data import config as config_lib
+from safr_jax.data.sources import sst_treebank
 
 # (sentence_index, sentence as in datasetSentences.txt, splitset_label,
 #  sentiment, the dictionary's spelling of the sentence or None if absent).
@@ -80,11 +81,14 @@ def _replace_line(path, number, text):
 
 
 def _cfg(**overrides):
+  """``data.default_config()`` with ``group__field=value`` for nested fields."""
   cfg = data.default_config()
-  cfg.max_len = 16
-  cfg.min_freq = 1
-  for k, v in overrides.items():
-    cfg[k] = v
+  for key, value in overrides.items():
+    *path, last = key.split("__")
+    node = cfg
+    for part in path:
+      node = node[part]
+    node[last] = value
   return cfg
 
 
@@ -150,7 +154,7 @@ def test_balancing_keeps_the_first_of_the_larger_class(tmp_path):
 
 
 def test_load_dataset_with_source_sst_treebank(folder, tmp_path):
-  bundle = data.load_dataset(_cfg(source="sst_treebank", sst_dir=str(folder)),
+  bundle = data.load_dataset(_cfg(source="sst_treebank", sst_treebank__dir=str(folder)),
                              str(tmp_path / "work"))
   assert bundle.source == "sst_treebank"
   assert bundle.label_names == ["negative", "positive"]
@@ -166,60 +170,44 @@ def test_load_dataset_with_source_sst_treebank(folder, tmp_path):
   assert saved["data"]["sst_treebank"] == info["sst_treebank"]
 
 
-def _tfds_must_not_run(*args, **kwargs):
-  raise AssertionError(f"TFDS was consulted: {args} {kwargs}")
+def _must_not_probe(*args, **kwargs):
+  raise AssertionError(f"the network was consulted: {args} {kwargs}")
 
 
-def test_auto_prefers_sst_treebank_when_sst_dir_exists(folder, monkeypatch):
-  monkeypatch.setattr(sources, "tfds_is_prepared", _tfds_must_not_run)
-  monkeypatch.setattr(sources, "prepare_tfds", _tfds_must_not_run)
-  bundle = data.load_dataset(_cfg(source="auto", auto_tfds="glue/sst2",
-                                  sst_dir=str(folder)),
-                             probe=_tfds_must_not_run)
+def test_auto_prefers_sst_treebank_when_its_dir_exists(folder):
+  bundle = data.load_dataset(_cfg(source="auto", sst_treebank__dir=str(folder)),
+                             probe=_must_not_probe)
   assert bundle.source == "sst_treebank"
   assert bundle.info["requested_source"] == "auto"
   assert bundle.info["fallback_reason"] is None
   assert bundle.splits["train"].example_ids.tolist() == TRAIN_IDS
 
 
-def _tfds_unavailable(monkeypatch):
-  monkeypatch.setattr(sources, "tfds_is_prepared",
-                      lambda name, data_dir: (False, "test: not prepared"))
-  monkeypatch.setattr(sources, "prepare_tfds",
-                      lambda name, data_dir, **kw: (False, "test: offline"))
-
-
-def test_auto_without_a_usable_sst_dir(folder, tmp_path, monkeypatch, caplog):
-  _tfds_unavailable(monkeypatch)
-  small = dict(auto_fallback="planted", planted_train_size=40,
-               planted_dev_size=10, planted_test_size=10, planted_max_len=12,
-               cache_dir=str(tmp_path / "cache"))
-  # The IMDB config ignores sst_dir.
-  assert data.resolve_auto(_cfg(**dict(small, auto_tfds="imdb_reviews",
-                                       auto_fallback="imdb_builtin",
-                                       sst_dir=str(folder))),
-                           probe=_offline).source == "imdb_builtin"
-  # Unset: the cache, a download, TFDS, then the fallback, each reason said.
-  resolution = data.resolve_auto(_cfg(auto_tfds="glue/sst2", **small),
-                                 probe=_offline)
-  assert resolution.source == "planted"
+def test_auto_without_a_usable_sst_dir(folder, tmp_path, caplog):
+  small = dict(max_examples=40, download__cache_dir=str(tmp_path / "cache"))
+  resolve = lambda **kw: acquire.resolve(config_lib.complete(_cfg(**small, **kw)), _offline)
+  # The IMDB config ignores the treebank's dir.
+  assert resolve(benchmark="aclimdb", sst_treebank__dir=str(folder)
+                 ).source.name == "imdb_builtin"
+  # Unset: the cache, a download, then the stand-in, each reason said.
+  resolution = resolve()
+  assert resolution.source.name == "rt_polarity"
   assert resolution.steps == (
       f"sst_treebank: not in {tmp_path / 'cache'}",
       "sst_treebank: cannot download https://nlp.stanford.edu/~socherr/"
-      "stanfordSentimentTreebank.zip: test: offline",
-      "glue/sst2: test: not prepared; test: offline")
+      "stanfordSentimentTreebank.zip: test: offline")
   assert resolution.reason == "; ".join(resolution.steps)
   # Set but missing: a warning, and the fallback reason says so.
   missing = str(tmp_path / "nope")
   with caplog.at_level(logging.WARNING):
-    bundle = data.load_dataset(_cfg(source="auto", auto_tfds="glue/sst2",
-                                    sst_dir=missing, **small), probe=_offline)
-  assert bundle.source == "planted"
-  assert f"config.data.sst_dir {missing} does not exist" in (
+    bundle = data.load_dataset(_cfg(source="auto", sst_treebank__dir=missing, **small),
+                               probe=_offline)
+  assert bundle.source == "rt_polarity"
+  assert f"config.data.sst_treebank.dir {missing} does not exist" in (
       bundle.info["fallback_reason"])
   assert bundle.info["auto_steps"][0] == (
-      f"config.data.sst_dir {missing} does not exist")
-  assert any("sst_dir" in r.getMessage() for r in caplog.records)
+      f"config.data.sst_treebank.dir {missing} does not exist")
+  assert any("sst_treebank.dir" in r.getMessage() for r in caplog.records)
 
 
 def _offline(url, timeout):
@@ -230,11 +218,11 @@ def _offline(url, timeout):
 @pytest.mark.parametrize("sst_dir", [None, ""])
 def test_source_without_sst_dir_or_cache_offline(sst_dir, tmp_path):
   with pytest.raises(data.DataError, match=(
-      r"source 'sst_treebank' needs its data: set config\.data\.sst_dir, or "
+      r"source 'sst_treebank' needs its data: set config\.data\.sst_treebank\.dir, or "
       rf"put it in {re.escape(str(tmp_path / 'stanfordSentimentTreebank'))}; "
       r"downloading it failed: .*test: offline")):
-    data.load_dataset(_cfg(source="sst_treebank", sst_dir=sst_dir,
-                           cache_dir=str(tmp_path)), probe=_offline)
+    data.load_dataset(_cfg(source="sst_treebank", sst_treebank__dir=sst_dir,
+                           download__cache_dir=str(tmp_path)), probe=_offline)
 
 
 def test_source_reads_the_cache_without_sst_dir(folder, tmp_path):
@@ -242,15 +230,15 @@ def test_source_reads_the_cache_without_sst_dir(folder, tmp_path):
   cache = tmp_path / "cache"
   cache.mkdir()
   folder.rename(cache / "stanfordSentimentTreebank")
-  bundle = data.load_dataset(_cfg(source="sst_treebank", cache_dir=str(cache)),
-                             probe=_tfds_must_not_run)
+  bundle = data.load_dataset(_cfg(source="sst_treebank", download__cache_dir=str(cache)),
+                             probe=_must_not_probe)
   assert bundle.info["obtained"] == "cache"
   assert bundle.splits["train"].example_ids.tolist() == TRAIN_IDS
 
 
 def test_missing_folder(tmp_path):
   missing = tmp_path / "stanfordSentimentTreebank"
-  with pytest.raises(data.DataError, match=rf"config\.data\.sst_dir "
+  with pytest.raises(data.DataError, match=rf"config\.data\.sst_treebank\.dir "
                      rf"{re.escape(str(missing))} does not exist"):
     sst_treebank.read_sst_treebank(missing)
   (tmp_path / "a_file").write_text("x")
@@ -263,7 +251,7 @@ def test_missing_file(folder, name):
   (folder / name).unlink()
   with pytest.raises(data.DataError,
                      match=rf"{re.escape(str(folder / name))} does not exist"):
-    data.load_dataset(_cfg(source="sst_treebank", sst_dir=str(folder)))
+    data.load_dataset(_cfg(source="sst_treebank", sst_treebank__dir=str(folder)))
 
 
 @pytest.mark.parametrize("name,number,text,message", [
@@ -299,7 +287,7 @@ def test_bad_line_names_file_and_line(folder, name, number, text, message):
   _replace_line(folder / name, number, text)
   where = re.escape(f"{folder / name}, line {number}")
   with pytest.raises(data.DataError, match=rf"{where}[:,] .*{message}"):
-    data.load_dataset(_cfg(source="sst_treebank", sst_dir=str(folder)))
+    data.load_dataset(_cfg(source="sst_treebank", sst_treebank__dir=str(folder)))
 
 
 def test_sentence_without_split(folder):
@@ -328,9 +316,9 @@ def test_an_empty_dictionary_is_named(folder):
   (folder / "dictionary.txt").write_text("")
   with pytest.raises(data.DataError, match=rf"{re.escape(str(folder / 'dictionary.txt'))} "
                      r"is empty"):
-    data.load_dataset(_cfg(source="sst_treebank", sst_dir=str(folder)))
+    data.load_dataset(_cfg(source="sst_treebank", sst_treebank__dir=str(folder)))
   (folder / "dictionary.txt").write_text("nothing in the treebank|1\n")
   with pytest.raises(data.DataError, match=rf"{re.escape(str(folder))}: the train split has "
                      r"no labelled sentence: of its \d+ in datasetSentences\.txt "
                      r"\(datasetSplit\.txt\), \d+ match no phrase of dictionary\.txt"):
-    data.load_dataset(_cfg(source="sst_treebank", sst_dir=str(folder)))
+    data.load_dataset(_cfg(source="sst_treebank", sst_treebank__dir=str(folder)))

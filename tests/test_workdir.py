@@ -136,7 +136,7 @@ def _write_files(folder: pathlib.Path, labels: tuple[str, str]) -> dict[str, str
       rows.append(f"{' '.join(rng.choice(words, 5))},{labels[i % 2]}")
     path = folder / f"{split}.csv"
     path.write_text("\n".join(rows) + "\n")
-    out[f"data.{split}_file"] = str(path)
+    out[f"data.files.{split}"] = str(path)
   return out
 
 

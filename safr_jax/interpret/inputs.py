@@ -1,5 +1,5 @@
 """What gets explained or evaluated: a run's own split, rebuilt exactly, or a
-user's text tokenised as the run's training texts were (``free_text.prepare``)
+user's text tokenised as the run's training texts were (``data.prepare_text``)
 and encoded with the run's vocabulary (truncated, unknown words and empty
 text noted, never an error)."""
 
@@ -12,7 +12,6 @@ import numpy as np
 
 from safr_jax import data
 from safr_jax import workdir as workdir_lib
-from safr_jax.data import free_text, sources
 
 __all__ = ["Example", "load_split", "data_source", "text_example", "split_examples",
            "for_run"]
@@ -57,8 +56,8 @@ def load_split(run, split: str) -> data.EncodedSplit:
   rebuilt ids and labels the ones the run was trained on (the fingerprint in
   ``run_identity.json``).
   """
-  if split not in sources.SPLITS:
-    raise data.DataError(f"unknown split {split!r}; one of {', '.join(sources.SPLITS)}")
+  if split not in data.SPLITS:
+    raise data.DataError(f"unknown split {split!r}; one of {', '.join(data.SPLITS)}")
   cfg = ml_collections.ConfigDict(run.config.data.to_dict())
   used = run.dataset_info.get("source")
   if used and cfg.get("source") == "auto":
@@ -123,10 +122,10 @@ def _encoded(run, name: str, text: str, model_text: str, label: int | None,
 
 
 def text_example(run, text: str, name: str = "text") -> Example:
-  """``text`` tokenised as the run's training texts were (``free_text.prepare``
+  """``text`` tokenised as the run's training texts were (``data.prepare_text``
   for the run's data source: ``all,`` becomes ``all`` ``,`` where the training
   sentences have punctuation apart), then encoded as they were."""
-  return _encoded(run, name, text, free_text.prepare(text, data_source(run)), None,
+  return _encoded(run, name, text, data.prepare_text(text, data_source(run)), None,
                   None)
 
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import ml_collections
 import numpy as np
 
-from safr_jax.data import sources
+from safr_jax.data.core import SPLITS, RawSplit, Source
 from safr_jax.errors import DataError
 
 POSITIVE = ("good", "great", "excellent", "wonderful", "superb", "brilliant")
@@ -46,18 +47,18 @@ def rule_label(tokens: Sequence[str]) -> int:
 
 def generate(n: int, *, seed: int, min_len: int = 8, max_len: int = 24,
              filler_vocab_size: int = 200, negation_prob: float = 0.3
-             ) -> sources.RawSplit:
+             ) -> RawSplit:
   """``n`` examples; extras ``planted`` bool [n, max_len], ``planted_sign``
   int8 [n, max_len], ``negation_pairs`` int32 [n, 3, 2] (positions < max_len)."""
   if n < 0:
-    raise DataError(f"planted size must be >= 0, got {n}")
+    raise DataError(f"a config.data.planted size must be >= 0, got {n}")
   if not 6 <= min_len <= max_len:
-    raise DataError(f"need 6 <= planted_min_len <= planted_max_len, got "
+    raise DataError(f"need 6 <= config.data.planted.min_len <= planted.max_len, got "
                     f"{min_len}, {max_len}")
   if filler_vocab_size < 1:
-    raise DataError("planted_filler_vocab_size must be >= 1")
+    raise DataError("config.data.planted.filler_vocab_size must be >= 1")
   if not 0.0 <= negation_prob <= 1.0:
-    raise DataError(f"planted_negation_prob must be in [0, 1], got "
+    raise DataError(f"config.data.planted.negation_prob must be in [0, 1], got "
                     f"{negation_prob}")
   rng = np.random.Generator(np.random.PCG64(seed))
   texts = []
@@ -98,27 +99,43 @@ def generate(n: int, *, seed: int, min_len: int = 8, max_len: int = 24,
     assert rule_label(tokens) == label, (tokens, label)
     texts.append(" ".join(tokens))
     labels[row] = label
-  return sources.RawSplit(
+  return RawSplit(
       texts=texts, labels=labels, example_ids=np.arange(n, dtype=np.int64),
       extras={"planted": planted, "planted_sign": signs,
               "negation_pairs": pairs})
 
 
-def load_planted(*, sizes: Sequence[int], seed: int, max_len: int,
-                 min_len: int, example_max_len: int, filler_vocab_size: int,
-                 negation_prob: float) -> dict[str, sources.RawSplit]:
-  """train/dev/test, each from its own seeded stream (seed, seed+1, seed+2)."""
-  if example_max_len > max_len:
-    raise DataError(f"planted_max_len ({example_max_len}) must be <= max_len "
-                    f"({max_len}) so no planted token is truncated away")
+def options() -> ml_collections.ConfigDict:
+  """``config.data.planted``."""
+  c = ml_collections.ConfigDict()
+  c.train_size = 2000  # examples per split
+  c.dev_size = 500
+  c.test_size = 500
+  c.min_len = 8    # example length range in tokens
+  c.max_len = 24   # (<= config.data.max_len)
+  c.filler_vocab_size = 200  # filler tokens w0 … w199
+  c.negation_prob = 0.3      # P(a sentiment word is negated)
+  c.seed = 0                 # generator seed
+  return c
+
+
+def load(cfg, path=None) -> tuple[dict[str, RawSplit], dict]:
+  """train/dev/test, each from its own seeded stream (seed*3 + 0, 1, 2)."""
+  del path
+  p, max_len = cfg.planted, int(cfg.max_len)
+  if p.max_len > max_len:
+    raise DataError(f"config.data.planted.max_len ({p.max_len}) must be <= "
+                    f"max_len ({max_len}) so no planted token is truncated away")
   out = {}
-  for k, (name, n) in enumerate(zip(sources.SPLITS, sizes)):
-    raw = generate(int(n), seed=seed * 3 + k, min_len=min_len,
-                   max_len=example_max_len,
-                   filler_vocab_size=filler_vocab_size,
-                   negation_prob=negation_prob)
-    pad = max_len - example_max_len
+  for k, name in enumerate(SPLITS):
+    raw = generate(int(p[f"{name}_size"]), seed=int(p.seed) * 3 + k,
+                   min_len=int(p.min_len), max_len=int(p.max_len),
+                   filler_vocab_size=int(p.filler_vocab_size),
+                   negation_prob=float(p.negation_prob))
     for key in ("planted", "planted_sign"):
-      raw.extras[key] = np.pad(raw.extras[key], ((0, 0), (0, pad)))
+      raw.extras[key] = np.pad(raw.extras[key], ((0, 0), (0, max_len - p.max_len)))
     out[name] = raw
-  return out
+  return out, {}
+
+
+SOURCE = Source("planted", DESCRIPTION, load, options=options)

@@ -1,36 +1,21 @@
-"""The sentence-level Stanford Sentiment Treebank, read as the SAFR authors do.
-
-This is the SST-2 of the SAFR paper (source ``sst_treebank``): the sentences of
-Socher et al. (2013) with the treebank's own train/dev/test split, not GLUE's
-SST-2 (whose train split holds 67k phrases). The folder is the unzipped
-``stanfordSentimentTreebank.zip`` (https://nlp.stanford.edu/sentiment/):
-
-* ``datasetSentences.txt``: header ``sentence_index<TAB>sentence``, then one
-  sentence per line;
-* ``datasetSplit.txt``: header ``sentence_index,splitset_label``; 1 = train,
-  2 = test, 3 = dev;
-* ``dictionary.txt``: ``phrase|phrase_id`` lines, no header;
-* ``sentiment_labels.txt``: header ``phrase ids|sentiment values``.
-
-What the authors' ``data/read.py`` does, and so what this does:
+"""The paper's SST-2: the sentence-level Stanford Sentiment Treebank (Socher et
+al. 2013) with its own train/dev/test split, read as the SAFR authors'
+``data/read.py`` reads it (docs/DATA.md, "The paper's SST-2", says what that
+drops and why). The folder is the unzipped ``stanfordSentimentTreebank.zip``:
+``datasetSentences.txt`` (``sentence_index<TAB>sentence``),
+``datasetSplit.txt`` (``sentence_index,splitset_label``: 1 train, 2 test,
+3 dev), ``dictionary.txt`` (``phrase|phrase_id``, no header) and
+``sentiment_labels.txt`` (``phrase ids|sentiment values``).
 
 1. A sentence's label comes from the phrase whose text is *exactly* the
-   sentence (an inner join of the two files on the text). Sentences without
-   such a phrase are dropped. That drops real sentences, because the two files
-   disagree on some characters: ``datasetSentences.txt`` has mojibake (``Ã©``
-   where ``dictionary.txt`` has ``é``) and ``-LRB-``/``-RRB-`` where
-   ``dictionary.txt`` has ``(``/``)``. Nothing is repaired, as in the authors'
-   code; the drops are counted (``dropped_unmatched``) in ``bundle.info``.
-2. Sentiment ``<= 0.4`` is negative (0), ``> 0.6`` positive (1), anything in
-   between is dropped (``dropped_neutral``).
-3. Train only is balanced: the first ``min(#positive, #negative)`` sentences of
-   each class, in file order, are kept, and the split lists the kept positive
-   sentences first, then the kept negative ones (the authors concatenate them
-   in that order). Dev and test keep file order and are not balanced.
+   sentence; sentences without one are dropped, not repaired (mojibake,
+   ``-LRB-``), as the authors' inner join drops them.
+2. Sentiment ``<= 0.4`` is negative (0), ``> 0.6`` positive (1), else dropped.
+3. Train only is balanced: the first ``min(#pos, #neg)`` of each class in file
+   order, positives first; dev and test keep file order.
 
-``example_ids`` are the files' ``sentence_index`` values. Files are read as
-UTF-8 text split on tabs, commas and ``|`` (no CSV quoting, no repair); every
-malformed line is a :class:`DataError` naming the file and line.
+``example_ids`` are the ``sentence_index`` values. Files are split on tabs,
+commas and ``|`` (no CSV quoting); a malformed line is a DataError naming it.
 """
 
 from __future__ import annotations
@@ -43,8 +28,10 @@ from typing import Any, NamedTuple
 from absl import logging
 import numpy as np
 
+from safr_jax.data import free_text
+from safr_jax.data.core import (SENTIMENT_LABELS, SPLITS, Acquire, RawSplit, Source,
+                                benchmark_options)
 from safr_jax.errors import DataError
-from safr_jax.data.sources import SENTIMENT_LABELS, SPLITS, RawSplit
 
 SENTENCES_FILE = "datasetSentences.txt"
 SPLIT_FILE = "datasetSplit.txt"
@@ -207,19 +194,19 @@ def _read_sentiments(path: pathlib.Path) -> dict[int, float]:
 
 def _check_folder(sst_dir: str | pathlib.Path | None) -> pathlib.Path:
   if sst_dir is None or not str(sst_dir):
-    raise DataError("the sst_treebank source needs config.data.sst_dir: the "
+    raise DataError("the sst_treebank source needs config.data.sst_treebank.dir: the "
                     "unzipped stanfordSentimentTreebank/ folder (see "
                     "docs/DATA.md)")
   folder = pathlib.Path(sst_dir).expanduser()
   if not folder.exists():
-    raise DataError(f"config.data.sst_dir {folder} does not exist (expected "
+    raise DataError(f"config.data.sst_treebank.dir {folder} does not exist (expected "
                     f"the unzipped stanfordSentimentTreebank/ folder with "
                     f"{', '.join(FILES)})")
   if not folder.is_dir():
-    raise DataError(f"config.data.sst_dir {folder} is not a folder")
+    raise DataError(f"config.data.sst_treebank.dir {folder} is not a folder")
   for name in FILES:
     if not (folder / name).is_file():
-      raise DataError(f"{folder / name} does not exist: config.data.sst_dir "
+      raise DataError(f"{folder / name} does not exist: config.data.sst_treebank.dir "
                       f"must hold {', '.join(FILES)} (the unzipped "
                       "stanfordSentimentTreebank.zip)")
   return folder
@@ -347,3 +334,14 @@ def read_sst_treebank(sst_dir: str | pathlib.Path | None
       "per_split": per_split,
   }
   return out, counts
+
+
+def _load(cfg, path):
+  raw, counts = read_sst_treebank(path)
+  return raw, {"sst_dir": str(path), "sst_treebank": counts}
+
+
+SOURCE = Source(
+    "sst_treebank", DESCRIPTION, _load, prepare_text=free_text.ptb, stand_in="rt_polarity",
+    options=benchmark_options("https://nlp.stanford.edu/~socherr/stanfordSentimentTreebank.zip"),
+    acquire=Acquire("stanfordSentimentTreebank", FILES, read_sst_treebank))

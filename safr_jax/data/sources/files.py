@@ -1,40 +1,17 @@
-"""The user's own labelled text files: CSV, TSV or JSONL.
+"""The user's own labelled files (``config.data.files``): CSV (RFC-4180
+quoting, header), TSV (``.tsv``/``.tab``, header, no quoting, as GLUE's) or
+JSONL (``.jsonl``/``.ndjson``/``.json``, one object per line), by extension.
+Parsed as data only, never evaluated or unpickled.
 
-The format follows the extension: ``.csv`` (RFC-4180 quoting, header row),
-``.tsv``/``.tab`` (tab-separated, header row, no quoting: quote characters are
-ordinary text, as in GLUE's TSVs), ``.jsonl``/``.ndjson``/``.json`` (one JSON
-object per line). Fields are named by ``text_field`` and ``label_field``.
-
-Labels may be integers or strings. They are mapped to ids by sorting the
-distinct train labels (numerically when all are integers, else as strings), so
-0/1 stay 0/1 and "negative"/"positive" become 0/1. ``label_names`` in the config
-fixes the order explicitly: a label equal to one of the names gets its index,
-and an integer label ``i`` otherwise means ``label_names[i]``. A dev/test label
-not seen in train (or not among ``label_names``) is an error.
-
-Without ``label_names`` every distinct train label becomes a class, so one
-stray row (a typo, a shifted column) would silently add one. A train label is
-an error naming the label, the file and its lines (up to 5) when it has
-fewer than 1 % of the train_file rows, or when it appears in no row of the
-evaluation files: ``dev_file`` and ``test_file``, or ``test_file`` alone when
-dev is carved from train (the carved dev is train data, so it proves nothing).
-The 1 % rule cannot fire below 100 train rows (one row is 1 % there); small
-files rely on the second rule. ``config.data.allow_rare_labels=True`` keeps
-such a label as a class, with a warning. The class counts per split are
-logged on one line either way.
-
-Files are parsed as data only (csv / json), never evaluated or unpickled.
-Non-UTF-8 bytes are replaced by U+FFFD with one warning per file; a NUL byte
-(a binary or UTF-16 file) is an error naming its line. Empty texts are kept
-(all-padding rows, length 0) and counted in ``bundle.info``.
-
-A CSV quote that never closes would swallow every row after it into one
-text, and one closed by the next row's opening quote would join the two:
-each is an error naming the line where the quote opens. A row whose
-text spans more than ``MAX_ROW_LINES`` physical lines, or is over
-``LONG_ROW_FACTOR`` times the median text length (and at least
-``LONG_ROW_MIN_CHARS`` characters), is a warning naming the line where it
-starts: usually a quote closed many rows later.
+Label ids follow the sorted distinct train labels (numerically when all are
+integers), or ``label_names`` (a name gets its index, an integer ``i`` means
+``label_names[i]``); a dev/test label outside them is an error. Without
+``label_names`` a stray train label (under 1 % of the train rows, or in no
+evaluation file) is an error naming its lines, unless ``allow_rare_labels``.
+Non-UTF-8 bytes are replaced with one warning; a NUL byte is an error. A CSV
+quote that never closes, or is closed by the next row's quote, is an error
+naming where it opens; a row spanning over ``MAX_ROW_LINES`` lines or far
+longer than the median is a warning. docs/DATA.md, "Your own files".
 """
 
 from __future__ import annotations
@@ -49,9 +26,10 @@ import sys
 from typing import Any, Sequence
 
 from absl import logging
+import ml_collections
 import numpy as np
 
-from safr_jax.data import sources
+from safr_jax.data.core import SPLITS, RawSplit, Source, carve
 from safr_jax.errors import DataError
 
 _INT = re.compile(r"^[+-]?\d+$")
@@ -59,7 +37,7 @@ CSV_EXT = (".csv",)
 TSV_EXT = (".tsv", ".tab")
 JSONL_EXT = (".jsonl", ".ndjson", ".json")
 # Without label_names, a train label under this share of the train rows is an
-# error (unless config.data.allow_rare_labels); errors show this many lines.
+# error (unless config.data.files.allow_rare_labels); errors show this many lines.
 RARE_LABEL_FRACTION = 0.01
 MAX_LINES_SHOWN = 5
 # A delimited row this unlike the others is named in a warning (see above).
@@ -119,7 +97,7 @@ def read_labelled_file(path: str | pathlib.Path | None, *, text_field: str,
     texts, canonical labels (int or str) and the 1-based line of each row.
   """
   if not path:
-    raise DataError(f"{what} is not set (config.data.{what})")
+    raise DataError(f"{what} is not set (config.data.files.{what.removesuffix('_file')})")
   path = pathlib.Path(path)
   text = _read_text(path, what)
   ext = path.suffix.lower()
@@ -321,7 +299,7 @@ def _shown_lines(lines: np.ndarray) -> str:
       f" (+{more} more)" if more > 0 else "")
 
 
-def _rare_labels(train: sources.RawSplit, eval_counts: np.ndarray,
+def _rare_labels(train: RawSplit, eval_counts: np.ndarray,
                  names: list[str], eval_files: str) -> list[str]:
   """One phrase per train label that looks stray rather than a class.
 
@@ -347,18 +325,18 @@ def _rare_labels(train: sources.RawSplit, eval_counts: np.ndarray,
   return found
 
 
-def _counts_line(splits: dict[str, sources.RawSplit], names: list[str],
+def _counts_line(splits: dict[str, RawSplit], names: list[str],
                  carved: bool) -> str:
   parts = [f"{k} {np.bincount(splits[k].labels, minlength=len(names)).tolist()}"
            + (" (carved from train_file)" if k == "dev" and carved else "")
-           for k in sources.SPLITS]
+           for k in SPLITS]
   return f"class counts per split (labels {names}): {', '.join(parts)}"
 
 
-def _check_labels(read: dict[str, _File], splits: dict[str, sources.RawSplit],
+def _check_labels(read: dict[str, _File], splits: dict[str, RawSplit],
                   names: list[str], *, allow_rare_labels: bool) -> None:
   """Without ``label_names``: a stray train label is an error (see
-  ``config.data.allow_rare_labels``); ``splits["train"]`` is all of
+  ``config.data.files.allow_rare_labels``); ``splits["train"]`` is all of
   train_file, dev included when it is carved from it."""
   evaluated = [w for w in ("dev_file", "test_file") if w in read]
   eval_counts = sum(np.bincount(splits[w.removesuffix("_file")].labels,
@@ -370,16 +348,16 @@ def _check_labels(read: dict[str, _File], splits: dict[str, sources.RawSplit],
   where = f"train_file {read['train_file'].path}: {'; '.join(rare)}"
   if allow_rare_labels:
     logging.warning("data: %s. Kept as a class, since "
-                    "config.data.allow_rare_labels=True.", where)
+                    "config.data.files.allow_rare_labels=True.", where)
     return
   per_class = np.bincount(splits["train"].labels, minlength=len(names))
   raise DataError(
-      f"{where}. Without config.data.label_names every distinct train label "
+      f"{where}. Without config.data.files.label_names every distinct train label "
       f"becomes a class, so this would train a {len(names)}-class model "
       f"(train rows per class: "
       f"{', '.join(f'{n} {c}' for n, c in zip(names, per_class))}). Fix those "
-      "rows, list the classes in config.data.label_names, or set "
-      "config.data.allow_rare_labels=True to keep the label as a class.")
+      "rows, list the classes in config.data.files.label_names, or set "
+      "config.data.files.allow_rare_labels=True to keep the label as a class.")
 
 
 def load_files(*, train_file: str, dev_file: str | None,
@@ -387,7 +365,7 @@ def load_files(*, train_file: str, dev_file: str | None,
                dev_fraction: float, seed: int,
                label_names: Sequence[Any] | None = None,
                allow_rare_labels: bool = False
-               ) -> tuple[dict[str, sources.RawSplit], list[str]]:
+               ) -> tuple[dict[str, RawSplit], list[str]]:
   """train/dev/test from files; dev is carved from train when ``dev_file`` is
   unset (``dev_fraction``, seeded, stratified).
 
@@ -399,8 +377,8 @@ def load_files(*, train_file: str, dev_file: str | None,
     (splits, label_names).
   """
   if not test_file:
-    raise DataError("source='files' needs config.data.test_file (and "
-                    "train_file; dev_file is optional)")
+    raise DataError("source='files' needs config.data.files.test (and "
+                    "files.train; files.dev is optional)")
   read = {}
   for what, path in (("train_file", train_file), ("dev_file", dev_file),
                      ("test_file", test_file)):
@@ -412,7 +390,7 @@ def load_files(*, train_file: str, dev_file: str | None,
       raise DataError(f"{what} {path} has a header but zero examples")
     read[what] = _File(what, path, texts, labels, lines)
   names = label_vocabulary(read["train_file"].labels, label_names)
-  out = {what.removesuffix("_file"): sources.RawSplit(
+  out = {what.removesuffix("_file"): RawSplit(
       texts=f.texts,
       labels=_label_ids(f, names, label_field, explicit=bool(label_names)),
       example_ids=np.asarray(f.lines, np.int64)) for what, f in read.items()}
@@ -424,18 +402,55 @@ def load_files(*, train_file: str, dev_file: str | None,
   if not label_names:
     _check_labels(read, {**out, "train": whole_train}, names,
                   allow_rare_labels=allow_rare_labels)
-  return {k: out[k] for k in sources.SPLITS}, names
+  return {k: out[k] for k in SPLITS}, names
 
 
-def _carve_dev(train: sources.RawSplit, train_file: str, dev_fraction: float,
-               seed: int) -> tuple[sources.RawSplit, sources.RawSplit]:
+def _carve_dev(train: RawSplit, train_file: str, dev_fraction: float,
+               seed: int) -> tuple[RawSplit, RawSplit]:
   """(train, dev): ``dev_fraction`` of ``train``, seeded and stratified."""
   if not 0.0 < dev_fraction < 1.0:
-    raise DataError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
+    raise DataError(f"config.data.files.dev_fraction must be in (0, 1), got {dev_fraction}")
   dev_size = int(round(len(train) * dev_fraction))
   if dev_size == 0 or dev_size == len(train):
     raise DataError(f"train_file {train_file}: {len(train)} examples are too "
                     f"few to carve a dev set with dev_fraction={dev_fraction}"
                     "; give a dev_file")
-  train, dev = sources.carve(train, [len(train) - dev_size, dev_size], seed)
+  train, dev = carve(train, [len(train) - dev_size, dev_size], seed)
   return train, dev
+
+
+def options() -> ml_collections.ConfigDict:
+  """``config.data.files``."""
+  c = ml_collections.ConfigDict()
+  # .csv, .tsv/.tab or .jsonl/.ndjson/.json paths; train and test are needed,
+  # without dev, dev is carved from train (dev_fraction, seeded, stratified).
+  c.train = ml_collections.FieldReference(None, field_type=str)
+  c.dev = ml_collections.FieldReference(None, field_type=str)
+  c.test = ml_collections.FieldReference(None, field_type=str)
+  c.dev_fraction = 0.1
+  c.text_field = "text"    # column / JSON key of the text
+  c.label_field = "label"  # column / JSON key of the label
+  # The label order (index = id). None = the sorted train labels, and then a
+  # rare label is an error (see allow_rare_labels).
+  c.label_names = ml_collections.FieldReference(None, field_type=list)
+  # Without label_names, a label under 1 % of the train rows or in train only
+  # is a DataError naming its rows (a stray label would add a class). True keeps it.
+  c.allow_rare_labels = False
+  return c
+
+
+def _load(cfg, path=None):
+  del path
+  f = cfg.files
+  raw, names = load_files(
+      train_file=f.train, dev_file=f.dev, test_file=f.test, text_field=f.text_field,
+      label_field=f.label_field, dev_fraction=float(f.dev_fraction),
+      seed=int(cfg.split_seed), label_names=f.label_names,
+      allow_rare_labels=bool(f.allow_rare_labels))
+  paths = {"train": f.train, "dev": f.dev, "test": f.test}
+  return raw, {"description": f"user files {paths}", "label_names": names,
+               "allow_rare_labels": bool(f.allow_rare_labels)}
+
+
+SOURCE = Source("files", "Your own CSV / TSV / JSONL files", _load, labels=None,
+                options=options)

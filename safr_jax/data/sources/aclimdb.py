@@ -1,42 +1,22 @@
-"""IMDB's official archive (Maas et al. 2011), split as the SAFR authors do.
+"""The paper's IMDB: the official ``aclImdb_v1.tar.gz`` (Maas et al. 2011),
+split as the SAFR authors' ``data/read.py`` (``preprocess_imdb_data``,
+``read_csv_data``, lines 47-95) splits it. Only
+``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` are read.
 
-This is the IMDB of the SAFR paper (source ``aclimdb``). The data is
-``aclImdb_v1.tar.gz`` (https://ai.stanford.edu/~amaas/data/sentiment/): one
-review per file, ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt``, 12,500
-files per folder. Only those files are read; ``unsup/``, the URL lists, the
-``.feat`` files and anything else are ignored.
+1. Labels: ``pos`` = 1, ``neg`` = 0 (their lines 65-68).
+2. Train = the first 10,000 reviews of each class of the official train set,
+   dev = the other 2,500 of each, test = all 25,000 official test reviews.
+3. Each split lists negatives, then positives (their ``train_dev_pos`` holds
+   ``IMDB_train_neg.csv``, lines 79-89, so each ``pd.concat`` puts them first).
+4. Texts as read in text mode: not lowercased, ``<br />`` kept, ``\\r\\n`` and
+   ``\\r`` turned into ``\\n``.
 
-What the authors' ``data/read.py`` (chili-lab/SAFR, ``preprocess_imdb_data``
-and ``read_csv_data``, lines 47-95) does, and so what this does:
-
-1. Labels: ``pos`` = 1 (positive), ``neg`` = 0 (negative) (their lines 65-68).
-2. Splits: train = the first 10,000 reviews of each class of the official
-   train set, dev = the other 2,500 of each class, test = all 25,000 official
-   test reviews.
-3. Order inside each split: negatives first, then positives. (Their variable
-   ``train_dev_pos`` holds the file ``IMDB_train_neg.csv`` and ``test_pos``
-   holds ``IMDB_test_neg.csv``, lines 79-89, so each ``pd.concat`` puts the
-   negatives first.)
-4. Text: each file is read whole as UTF-8 text (``open(..., 'r',
-   encoding='utf-8')``): nothing is lowercased or stripped and ``<br />`` tags
-   stay; text mode turns ``\\r\\n`` and ``\\r`` into ``\\n``, and so does this
-   (the official files have no ``\\r``). Their CSV round trip through pandas
-   changes none of the official texts.
-
-One deliberate difference: inside a class the authors keep ``os.listdir``'s
-order, which depends on the file system, so "the first 10,000" differs
-between machines. Here a class is ordered by the numeric review id (the
-``<id>`` of ``<id>_<rating>.txt``, ascending: ``9_8.txt`` before
-``10_7.txt``), so train holds ids 0-9,999 of each class and dev ids
-10,000-12,499 in the official archive.
-
-``example_ids`` encode where a review came from and are unique across all
-three splits: ``official * 2,000,000 + label * 1,000,000 + id``, with
-``official`` 0 for ``aclImdb/train`` and 1 for ``aclImdb/test`` (so
-``aclImdb/test/pos/7_9.txt`` is 3,000,007). Review ids must be below 1,000,000.
-
-The archive is streamed (``tarfile`` over ``gzip``, never unpacked) and read to
-its end, so a truncated or damaged file is an error rather than fewer reviews.
+One deliberate difference: "the first 10,000" is in ``os.listdir`` order in
+their code, which differs between file systems; here a class is ordered by the
+numeric review id (``9_8.txt`` before ``10_7.txt``). ``example_ids`` =
+``official * 2,000,000 + label * 1,000,000 + id`` (official 0 = train, 1 =
+test). The archive is streamed, never unpacked, and read to its end, so a
+truncated file is an error rather than fewer reviews.
 """
 
 from __future__ import annotations
@@ -53,8 +33,9 @@ from typing import Any, NamedTuple
 from absl import logging
 import numpy as np
 
+from safr_jax.data.core import (SENTIMENT_LABELS, SPLITS, Acquire, RawSplit, Source,
+                                benchmark_options)
 from safr_jax.errors import DataError
-from safr_jax.data.sources import SENTIMENT_LABELS, SPLITS, RawSplit
 
 ARCHIVE_NAME = "aclImdb_v1.tar.gz"
 TRAIN_PER_CLASS = 10_000
@@ -201,11 +182,11 @@ def _scan_folder(root: pathlib.Path, read_text: bool) -> _Collector:
 def _locate(path: str | os.PathLike | None) -> tuple[pathlib.Path, str]:
   """(archive file or aclImdb folder, "archive" or "folder")."""
   if path is None or not str(path):
-    raise DataError(f"the aclimdb source needs config.data.imdb_dir: "
+    raise DataError(f"the aclimdb source needs config.data.aclimdb.dir: "
                     f"{_EXPECTED} (see docs/DATA.md)")
   path = pathlib.Path(path).expanduser()
   if not path.exists():
-    raise DataError(f"config.data.imdb_dir {path} does not exist (expected "
+    raise DataError(f"config.data.aclimdb.dir {path} does not exist (expected "
                     f"{_EXPECTED})")
   if path.is_file():
     return path, "archive"
@@ -213,7 +194,7 @@ def _locate(path: str | os.PathLike | None) -> tuple[pathlib.Path, str]:
     return path / "aclImdb", "folder"
   if (path / "train").is_dir() or (path / "test").is_dir():
     return path, "folder"
-  raise DataError(f"config.data.imdb_dir {path} is a folder without aclImdb/ "
+  raise DataError(f"config.data.aclimdb.dir {path} is a folder without aclImdb/ "
                   f"or train/ and test/ (expected {_EXPECTED})")
 
 
@@ -335,3 +316,14 @@ def read_aclimdb(path: str | os.PathLike | None, *,
                where, form, time.monotonic() - start, len(out["train"]),
                len(out["dev"]), len(out["test"]))
   return out, counts
+
+
+def _load(cfg, path):
+  raw, counts = read_aclimdb(path)
+  return raw, {"imdb_dir": str(path), "aclimdb": counts}
+
+
+SOURCE = Source(
+    "aclimdb", DESCRIPTION, _load, stand_in="imdb_builtin",
+    options=benchmark_options("https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"),
+    acquire=Acquire(ARCHIVE_NAME, (), check_archive))

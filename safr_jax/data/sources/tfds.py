@@ -1,0 +1,156 @@
+"""TFDS, by name only (not inside ``auto``): ``glue/sst2`` (GLUE's 67k train
+*phrases*, not the paper's sentences; test = GLUE validation, dev carved from
+train) and ``imdb_reviews`` (the paper's IMDB texts, split by the authors'
+rule in TFDS's order). Read through ``tfds.data_source`` (array_record, no
+TensorFlow); an unprepared dataset is downloaded only when its host answers
+the probe, since TFDS alone retries a dead network for minutes.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+
+from safr_jax.data import download, free_text
+from safr_jax.data.core import RawSplit, Source, carve
+from safr_jax.errors import DataError
+
+IMDB_TRAIN_FRACTION = 0.8  # 10,000 of each class's 12,500
+# name: (text feature, TFDS split used as test, where TFDS downloads from)
+_READ = {
+    "glue/sst2": ("sentence", "validation",
+                  "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"),
+    "imdb_reviews": ("text", "test",
+                     "http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"),
+}
+
+
+def options() -> ml_collections.ConfigDict:
+  """``config.data.tfds``."""
+  c = ml_collections.ConfigDict()
+  # TFDS data_dir; None = the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+  c.data_dir = ml_collections.FieldReference(None, field_type=str)
+  c.dev_fraction = 0.1  # glue/sst2: dev share carved from GLUE train
+  return c
+
+
+def _import_tfds():
+  """``tensorflow_datasets`` with the GLUE builders registered."""
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets.text.glue  # pylint: disable=g-import-not-at-top,unused-import
+  except Exception as e:  # ImportError or a broken install.
+    raise DataError(f"tensorflow_datasets is not usable: {e!r}") from e
+  return tfds
+
+
+def _source(tfds, name: str, split: str, data_dir: str | None):
+  return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+
+
+def _ready(tfds, name: str, data_dir: str | None, probe_timeout: float,
+           probe) -> tuple[bool, str]:
+  """Prepared locally, or downloaded and prepared now if the host answers."""
+  try:
+    _source(tfds, name, "train", data_dir)
+    return True, "prepared locally"
+  except Exception as e:  # pylint: disable=broad-except
+    why = (f"{name} is not prepared in {data_dir or 'the default TFDS data_dir'} "
+           f"({type(e).__name__})")
+  reachable, answer = probe(_READ[name][2], probe_timeout)
+  if not reachable:
+    return False, f"{why}; download host unreachable: {answer}"
+  try:
+    tfds.builder(name, data_dir=data_dir).download_and_prepare(file_format="array_record")
+  except Exception as e:  # pylint: disable=broad-except
+    return False, f"{why}; download_and_prepare failed: {type(e).__name__}: {e}"
+  return True, f"downloaded and prepared ({answer})"
+
+
+def _read_split(tfds, name: str, split: str, data_dir: str | None) -> RawSplit:
+  """All examples of one TFDS split; normalises mock (str, 0-d array) and real
+  (bytes, int) values."""
+  source = _source(tfds, name, split, data_dir)
+  n, key = len(source), _READ[name][0]
+  texts, labels = [], []
+  batched = hasattr(source, "__getitems__")
+  for start in range(0, n, 1024):
+    idx = list(range(start, min(n, start + 1024)))
+    records = None
+    if batched:
+      try:
+        records = source.__getitems__(idx)
+      except TypeError:  # tfds mock data sources lack batched reads
+        batched = False
+    if records is None:
+      records = [source[i] for i in idx]
+    for i, record in zip(idx, records):
+      text = record[key]
+      if isinstance(text, np.ndarray):
+        text = text.item()
+      if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+      label = int(np.asarray(record["label"]).item())
+      if label not in (0, 1):
+        raise DataError(f"TFDS {name} split {split!r}, example {i}: label "
+                        f"{label} is not 0 or 1 (unlabelled split?)")
+      texts.append(str(text))
+      labels.append(label)
+  return RawSplit(texts=texts, labels=np.asarray(labels, np.int32),
+                  example_ids=np.arange(n, dtype=np.int64))
+
+
+def first_per_class(raw: RawSplit, fraction: float) -> tuple[RawSplit, RawSplit]:
+  """The SAFR authors' IMDB rule: the first ``fraction`` of each class (in
+  the order given) is train, the rest dev; each part lists negatives, then
+  positives (10,000 + 10,000 and 2,500 + 2,500 for IMDB's 25k)."""
+  labels = np.asarray(raw.labels)
+  first, rest = [], []
+  for label in np.unique(labels):
+    rows = np.flatnonzero(labels == label)
+    keep = int(round(len(rows) * fraction))
+    first.append(rows[:keep])
+    rest.append(rows[keep:])
+  return raw.take(np.concatenate(first)), raw.take(np.concatenate(rest))
+
+
+def _loader(name: str):
+  def load(cfg, path=None):
+    del path
+    tfds, data_dir = _import_tfds(), cfg.tfds.data_dir
+    ready, why = _ready(tfds, name, data_dir, download.probe_timeout(cfg),
+                        download.probe_url)
+    if not ready:
+      raise DataError(
+          f"{why}. Prepare it on a machine with internet: tfds.builder({name!r})."
+          "download_and_prepare(file_format='array_record') and copy the data_dir "
+          "here (config.data.tfds.data_dir), or use source='auto'.")
+    train = _read_split(tfds, name, "train", data_dir)
+    test = _read_split(tfds, name, _READ[name][1], data_dir)
+    if name == "imdb_reviews":
+      train, dev = first_per_class(train, IMDB_TRAIN_FRACTION)
+    else:
+      fraction = float(cfg.tfds.dev_fraction)
+      if not 0.0 < fraction < 1.0:
+        raise DataError(f"config.data.tfds.dev_fraction must be in (0, 1), got {fraction}")
+      dev_size = int(round(len(train) * fraction))
+      train, dev = carve(train, [len(train) - dev_size, dev_size], int(cfg.split_seed))
+    return {"train": train, "dev": dev, "test": test}, {"tfds_data_dir": data_dir}
+  return load
+
+
+SOURCES = (
+    Source("glue/sst2",
+           "GLUE SST-2 (Stanford Sentiment Treebank, binary sentences; Socher et "
+           "al. 2013) via TFDS. GLUE's test labels are hidden, so test = GLUE "
+           "validation (872) and dev is carved from GLUE train (dev_fraction, "
+           "seeded, stratified).",
+           _loader("glue/sst2"), prepare_text=free_text.ptb_lower, options=options,
+           group="tfds"),
+    Source("imdb_reviews",
+           "IMDB Large Movie Review Dataset (Maas et al. 2011) via TFDS: the "
+           "official 25k train split as the authors split it (the first 10,000 "
+           "of each class train, the other 2,500 dev; in TFDS's order), the "
+           "official 25k test.",
+           _loader("imdb_reviews"), options=options, group="tfds"),
+)
