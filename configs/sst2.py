@@ -7,17 +7,17 @@
 Variants (combine with commas, e.g. `:reference,baseline`): safr, baseline,
 vmask, imp, inter, ib, safr_ib, reference, quick.
 
-Data (`source="auto"`, docs/DATA.md): the sentence-level Stanford Sentiment
-Treebank read as the authors read it (6,244 / 825 / 1,743) from
---config.data.sst_dir=PATH/stanfordSentimentTreebank, else from the cache
-(~/.cache/safr_jax/data), else downloaded from the authors' address; then GLUE's
-phrase-level SST-2 from TFDS (not the paper's); offline the builtin
-`rt_polarity` (Rotten Tomatoes sentences, NOT the SST-2 benchmark) with a
-warning.
+Data (`source="auto"`, `benchmark="sst_treebank"`, docs/DATA.md): the
+sentence-level Stanford Sentiment Treebank read as the authors read it (6,244 /
+825 / 1,743) from --config.data.sst_treebank.dir=PATH/stanfordSentimentTreebank,
+else from the cache (~/.cache/safr_jax/data), else downloaded from the authors'
+address; offline the builtin `rt_polarity` (Rotten Tomatoes sentences, NOT the
+SST-2 benchmark) with a warning.
 
 The values a run uses: every field and its default is in safr_jax/configs.py
-(model, loss, train) and safr_jax/data/config.py (data); this file changes
-only the dataset's own entry of configs.DATASETS, and a variant changes what it
+(model, loss, train), safr_jax/data/config.py (shared data options) and
+safr_jax/data/sources/ (each source's group); this file changes only the
+dataset's own entry of configs.DATASETS, and a variant changes what it
 names. `python -m safr_jax.configs configs/sst2.py[:VARIANTS]` prints them all.
 """
 

@@ -1,7 +1,8 @@
 """Configs: the SAFR authors' hyper-parameters, the variants, and validation.
 
 Every config field is documented here, beside its default (the data fields in
-``safr_jax/data/config.py``). A dataset config file (``configs/sst2.py``,
+``safr_jax/data/config.py``, each source's own group in its module under
+``safr_jax/data/sources/``). A dataset config file (``configs/sst2.py``,
 ``configs/imdb.py``, ``configs/planted.py``) calls ``get_config(dataset, arg)``;
 variants are picked on the command line after a colon and compose left to
 right, e.g. ``--config=configs/sst2.py:reference,baseline`` (the authors'
@@ -54,8 +55,8 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.variant = "safr"
   c.seed = 0
 
-  # Every data field at its default (safr_jax/data/config.py documents them,
-  # padding-aware batching included); a dataset changes only what differs.
+  # Every data field at its default (safr_jax/data/config.py and each source's
+  # module document them); a dataset changes only what differs.
   c.data = data.default_config()
   c.data.update(DATASETS[dataset])
 

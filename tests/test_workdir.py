@@ -6,6 +6,7 @@ writing anything; a second trainer is locked out; recovery from a broken
 checkpoint is quiet; metrics never repeat a step after a resume.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -36,8 +37,8 @@ OVERRIDES = {"data.source": "rt_polarity", "data.max_examples": 320, "data.max_l
 def _config(**extra):
   c = configs.get_config("sst2", "safr")
   for key, value in {**OVERRIDES, **extra}.items():
-    section, field = key.split(".")
-    c[section][field] = value
+    *path, field = key.split(".")  # data.files.train: a source's group
+    functools.reduce(getattr, path, c)[field] = value
   return c
 
 

@@ -15,7 +15,7 @@ Usage::
 Layout: ``sources/`` (one module per source and ``REGISTRY``, which finds
 them by name), ``core`` (``Source``, ``RawSplit``), ``acquire`` (a benchmark's
 path, cache or download; what ``auto`` means), ``download`` (the atomic,
-shared cache; the network probe), ``splits`` (seeded stratified splitting),
+shared cache), ``probe`` (does a host answer?), ``splits`` (seeded stratified splitting),
 ``vocabulary`` (text → ids), ``free_text`` (typed text split like a
 source's), ``dataset`` (``load_dataset``; the saved vocab/labels),
 ``pipeline`` (grain batches), ``config`` (``config.data``; old runs'
@@ -29,7 +29,7 @@ from safr_jax.data.config import default_config
 from safr_jax.data.core import SPLITS, RawSplit, Source
 from safr_jax.data.dataset import (DatasetBundle, EncodedSplit, load_dataset,
                                    load_vocab_and_labels, save_vocab_and_labels)
-from safr_jax.data.download import probe_url
+from safr_jax.data.probe import probe_url
 from safr_jax.data.pipeline import (TrainIterator, batch_width, bucketed_epoch,
                                     eval_batches, num_eval_batches, steps_per_epoch,
                                     train_iterator)

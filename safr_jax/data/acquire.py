@@ -13,6 +13,7 @@ from typing import Callable, NamedTuple
 from absl import logging
 
 from safr_jax.data import download
+from safr_jax.data import probe as probe_lib
 from safr_jax.data import sources as sources_lib
 from safr_jax.data.core import Source
 from safr_jax.errors import DataError
@@ -81,7 +82,7 @@ def fetch(src: Source, cfg, *, probe: Probe, progress: bool = True) -> pathlib.P
   """
   url, final = str(cfg[src.config_group].url), cache_path(src, cfg)
   stall_s, limit_s = _limits(cfg)
-  common = dict(cache_dir=final.parent, probe_timeout=download.probe_timeout(cfg),
+  common = dict(cache_dir=final.parent, probe_timeout=probe_lib.probe_timeout(cfg),
                 probe=probe, progress=progress, stall_s=stall_s, limit_s=limit_s,
                 check=src.acquire.check)
   if src.acquire.required_files:

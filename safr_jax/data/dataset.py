@@ -18,7 +18,7 @@ import numpy as np
 from safr_jax import provenance
 from safr_jax.data import acquire
 from safr_jax.data import config as config_lib
-from safr_jax.data import download
+from safr_jax.data import probe as probe_lib
 from safr_jax.data import splits as splits_lib
 from safr_jax.data.core import SPLITS, RawSplit
 from safr_jax.data.vocabulary import Vocabulary
@@ -143,7 +143,7 @@ def _load(res: acquire.Resolution, cfg):
 
 
 def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
-                 probe=download.probe_url) -> DatasetBundle:
+                 probe=probe_lib.probe_url) -> DatasetBundle:
   """Loads, splits and encodes the dataset ``cfg`` (= ``config.data``) asks for.
 
   Args:

@@ -1,6 +1,6 @@
 """Downloads for the paper's benchmarks: a cache whose entries are complete or
-absent, shared between processes, and the probe that lets ``auto`` give up on
-a dead network within seconds (docs/DATA.md, "Downloads").
+absent, shared between processes, (docs/DATA.md, "Downloads"); ``probe.py``
+lets ``auto`` give up on a dead network within seconds.
 
 * Only the final path counts: a download goes to a temporary name in the
   cache (``.<name>.*.part``, unpacked into ``.<name>.*.unpack``), is checked,
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import http.client
-import ipaddress
 import os
 import pathlib
 import shutil
@@ -33,7 +32,6 @@ import tempfile
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -42,6 +40,7 @@ from typing import Any
 
 from absl import logging
 
+from safr_jax.data.probe import probe_url
 from safr_jax.errors import DataError
 
 __all__ = ["DownloadUnavailable", "ensure_folder_from_zip", "ensure_file", "probe_url"]
@@ -55,63 +54,9 @@ STALL_S = 60.0
 LIMIT_S = 3600.0
 
 
-OFFLINE_ENV = "SAFR_JAX_OFFLINE"
-
-
-def _is_loopback(url: str) -> bool:
-  host = urllib.parse.urlsplit(url).hostname or ""
-  if host == "localhost":
-    return True
-  try:
-    return ipaddress.ip_address(host).is_loopback
-  except ValueError:
-    return False
-
-
-def probe_url(url: str, timeout: float) -> tuple[bool, str]:
-  """Whether ``url``'s server answers within ``timeout`` seconds: (reachable,
-  a short reason).
-
-  One HTTP HEAD request (honours proxies) in a daemon thread, so even a DNS
-  lookup that hangs cannot hold the caller longer; any HTTP response counts.
-  With ``SAFR_JAX_OFFLINE=1`` (as ``HF_HUB_OFFLINE``; the tests set it) every
-  host but this machine's loopback is unreachable at once.
-  """
-  if os.environ.get(OFFLINE_ENV, "") not in ("", "0") and not _is_loopback(url):
-    return False, f"no network: {OFFLINE_ENV}={os.environ[OFFLINE_ENV]} (not probing {url})"
-  result: dict[str, Any] = {}
-
-  def attempt():
-    try:
-      request = urllib.request.Request(url, method="HEAD")
-      with urllib.request.urlopen(request, timeout=timeout) as response:
-        result["ok"] = (True, f"HTTP {response.status}")
-    except urllib.error.HTTPError as e:
-      result["ok"] = (True, f"HTTP {e.code}")
-    except Exception as e:  # pylint: disable=broad-except
-      result["ok"] = (False, f"{type(e).__name__}: {e}")
-
-  start = time.monotonic()
-  thread = threading.Thread(target=attempt, daemon=True, name="safr-probe")
-  thread.start()
-  thread.join(timeout)
-  if "ok" not in result:
-    return False, f"no answer from {url} within {timeout:.1f} s"
-  ok, why = result["ok"]
-  return ok, f"{why} from {url} after {time.monotonic() - start:.2f} s"
-
-
-def probe_timeout(cfg) -> float:
-  """``config.data.download.probe_timeout_s``, capped at 10 s."""
-  return min(float(cfg.download.probe_timeout_s), 10.0)
-
-
 class DownloadUnavailable(DataError):
-  """The network did not deliver the file; nothing was added to the cache.
-
-  Raised when the probe finds the host unreachable, or the download itself
-  fails (HTTP error status, lost connection, timeout, cut off mid-body).
-  """
+  """The network did not deliver the file (unreachable, HTTP error, lost,
+  timed out, cut off); nothing was added to the cache."""
 
 
 def _one_line(e: BaseException) -> str:
@@ -136,10 +81,6 @@ def _human(n: float) -> str:
   return f"{n / 1024:.1f} GiB"
 
 
-# --------------------------------------------------------------------------
-# Download of one URL into an open file.
-# --------------------------------------------------------------------------
-
 def _progress_bar(total: int | None, desc: str, progress: bool):
   """A tqdm byte counter on stderr, or None (off, or stderr not a terminal)."""
   if not (progress and sys.stderr.isatty()):
@@ -152,16 +93,10 @@ def _progress_bar(total: int | None, desc: str, progress: bool):
 def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
               desc: str) -> int:
   """Streams ``url`` into the binary file ``out``; returns the bytes written.
-
-  The transfer runs in a daemon thread, watched from here: it fails when no
-  byte has come for ``stall_s`` seconds (headers included), or when it has
-  taken ``limit_s`` in all, whatever trickles in.
-
-  Raises:
-    DownloadUnavailable: HTTP error status, connection failure, a stall or the
-      overall limit, or fewer bytes than the server's Content-Length announced;
-      the message counts the bytes that had arrived.
-  """
+  The transfer runs in a daemon thread, watched from here: it fails
+  (DownloadUnavailable, counting the bytes that came) when no byte has come
+  for ``stall_s`` seconds (headers included), after ``limit_s`` in all, on an
+  HTTP error or a lost connection, or short of the Content-Length."""
   state: dict[str, Any] = {"done": 0, "total": None, "error": None,
                            "last": time.monotonic()}
   finished = threading.Event()
@@ -240,10 +175,6 @@ def _arrived(state: dict[str, Any]) -> str:
           else f"{done} of {total} bytes ({_human(done)})")
 
 
-# --------------------------------------------------------------------------
-# The cache: lock, temporaries, atomic rename.
-# --------------------------------------------------------------------------
-
 def _make_dir(cache_dir: pathlib.Path) -> None:
   try:
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -292,11 +223,8 @@ def _remove(path: pathlib.Path) -> None:
 
 
 def _remove_stale(cache_dir: pathlib.Path, name: str) -> None:
-  """Deletes temporaries of ``name`` left by a killed process.
-
-  Called with the lock held: temporaries are only created under the lock, so
-  any that exist now belong to no live download.
-  """
+  """Deletes temporaries of ``name`` left by a killed process (called with the
+  lock held, under which alone temporaries are made)."""
   for path in cache_dir.glob(_temp_prefix(name) + "*"):
     if path.name.endswith((".part", ".unpack")):
       logging.info("Removing %s, left by an interrupted download", path)
@@ -305,10 +233,8 @@ def _remove_stale(cache_dir: pathlib.Path, name: str) -> None:
 
 def _fetch_to_temp(url: str, cache_dir: pathlib.Path, name: str, *,
                    stall_s: float, limit_s: float, progress: bool) -> pathlib.Path:
-  """Downloads ``url`` to a new temporary file in ``cache_dir``.
-
-  The caller removes it. On failure it is removed here.
-  """
+  """Downloads ``url`` to a new temporary file in ``cache_dir`` (removed here
+  on failure, else by the caller)."""
   try:
     fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=_temp_prefix(name),
                                 suffix=".part")
@@ -407,10 +333,6 @@ def _checked(check: Callable[[pathlib.Path], object], temp: pathlib.Path, url: s
     raise DataError(f"the download from {url} is not usable: {why}") from None
 
 
-# --------------------------------------------------------------------------
-# Public entry points.
-# --------------------------------------------------------------------------
-
 def folder_complete(folder: pathlib.Path, required_files: Sequence[str]) -> bool:
   """Whether ``folder`` is a folder holding every one of ``required_files``."""
   return folder.is_dir() and all((folder / f).is_file() for f in required_files)
@@ -491,16 +413,9 @@ def ensure_file(url: str, *, cache_dir: str | os.PathLike, filename: str,
                 probe_timeout: float = 5.0, probe: Probe = probe_url,
                 progress: bool = True, stall_s: float = STALL_S,
                 limit_s: float = LIMIT_S) -> pathlib.Path:
-  """``<cache_dir>/<filename>``, downloading ``url`` there when not cached.
-
-  ``check(path)`` vets the downloaded file before it is renamed into place
-  (e.g. ``aclimdb.check_archive``) and raises :class:`DataError` when it is
-  not usable. A cached file is not checked again: it passed once, and only
-  checked files are ever at that path.
-
-  Args and Raises: as :func:`ensure_folder_from_zip`, with ``filename`` for
-  ``name``; the check's DataError is re-raised naming ``url``.
-  """
+  """``<cache_dir>/<filename>``, downloading ``url`` there when not cached;
+  as :func:`ensure_folder_from_zip`, the file kept whole. ``check(path)`` vets
+  it before it is renamed into place; a cached file passed it once."""
   _check_name(filename)
   cache_dir = pathlib.Path(cache_dir).expanduser()
   final = cache_dir / filename

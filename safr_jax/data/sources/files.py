@@ -366,16 +366,9 @@ def load_files(*, train_file: str, dev_file: str | None,
                label_names: Sequence[Any] | None = None,
                allow_rare_labels: bool = False
                ) -> tuple[dict[str, RawSplit], list[str]]:
-  """train/dev/test from files; dev is carved from train when ``dev_file`` is
-  unset (``dev_fraction``, seeded, stratified).
-
-  Without ``label_names``, a train label under 1 % of the train rows or in
-  neither dev_file nor test_file is a :class:`DataError`, unless
-  ``allow_rare_labels``. The class counts per split are logged on one line.
-
-  Returns:
-    (splits, label_names).
-  """
+  """(splits, label_names) from the files; dev is carved from train when
+  ``dev_file`` is unset (``dev_fraction``, seeded, stratified). Label checks:
+  the module doc. The class counts per split are logged on one line."""
   if not test_file:
     raise DataError("source='files' needs config.data.files.test (and "
                     "files.train; files.dev is optional)")

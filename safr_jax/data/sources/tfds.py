@@ -11,7 +11,7 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
-from safr_jax.data import download, free_text
+from safr_jax.data import free_text, probe
 from safr_jax.data.core import RawSplit, Source, carve
 from safr_jax.errors import DataError
 
@@ -49,7 +49,7 @@ def _source(tfds, name: str, split: str, data_dir: str | None):
 
 
 def _ready(tfds, name: str, data_dir: str | None, probe_timeout: float,
-           probe) -> tuple[bool, str]:
+           ask) -> tuple[bool, str]:
   """Prepared locally, or downloaded and prepared now if the host answers."""
   try:
     _source(tfds, name, "train", data_dir)
@@ -57,7 +57,7 @@ def _ready(tfds, name: str, data_dir: str | None, probe_timeout: float,
   except Exception as e:  # pylint: disable=broad-except
     why = (f"{name} is not prepared in {data_dir or 'the default TFDS data_dir'} "
            f"({type(e).__name__})")
-  reachable, answer = probe(_READ[name][2], probe_timeout)
+  reachable, answer = ask(_READ[name][2], probe_timeout)
   if not reachable:
     return False, f"{why}; download host unreachable: {answer}"
   try:
@@ -118,8 +118,8 @@ def _loader(name: str):
   def load(cfg, path=None):
     del path
     tfds, data_dir = _import_tfds(), cfg.tfds.data_dir
-    ready, why = _ready(tfds, name, data_dir, download.probe_timeout(cfg),
-                        download.probe_url)
+    ready, why = _ready(tfds, name, data_dir, probe.probe_timeout(cfg),
+                        probe.probe_url)
     if not ready:
       raise DataError(
           f"{why}. Prepare it on a machine with internet: tfds.builder({name!r})."
