@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import json
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from experiments import report  # pylint: disable=g-import-not-at-top,wrong-import-position
+from safr_jax.data import config as data_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _ONLY = flags.DEFINE_multi_string("only", [], "Run names to run (e.g. rt_polarity/safr/seed0).")
 _GROUP = flags.DEFINE_multi_string(
@@ -127,7 +129,7 @@ def grid() -> list[Run]:
 # treebank folder beside the checkout; relative to the repository, where
 # train.py runs, so a pinned worktree beside main reads the same folder.
 SST_TREEBANK = ("--config.data.source=sst_treebank",
-                "--config.data.sst_dir=../shared/data/sst/stanfordSentimentTreebank")
+                "--config.data.sst_treebank.dir=../shared/data/sst/stanfordSentimentTreebank")
 
 
 def paper_grid() -> list[Run]:
@@ -202,7 +204,7 @@ def factor_grid() -> list[Run]:
 # The paper's IMDB: the official reviews beside the checkout, the authors' split
 # (20,000 / 5,000 / 25,000 official test).
 IMDB_ACLIMDB = ("--config.data.source=aclimdb",
-                "--config.data.imdb_dir=../shared/data/imdb/aclImdb_text.tar.gz")
+                "--config.data.aclimdb.dir=../shared/data/imdb/aclImdb_text.tar.gz")
 
 
 # The curve run early-stops as the authors do (patience 3) but stops at 8
@@ -422,9 +424,19 @@ def finished_elsewhere(run: Run, workdir: pathlib.Path, results_dir: pathlib.Pat
   if (workdir / "results.json").exists() or not path.exists():
     return False
   try:
-    return json.loads(path.read_text()).get("command") == recorded_command(run)
+    recorded = json.loads(path.read_text()).get("command") or ""
   except (OSError, ValueError):
     return False
+  return upgraded_command(recorded) == recorded_command(run)
+
+
+def upgraded_command(command: str) -> str:
+  """A recorded command with each ``--config.data`` flag renamed since (the data
+  config's ``MOVED`` table, e.g. ``sst_dir`` -> ``sst_treebank.dir``)."""
+  def rename(match: re.Match) -> str:
+    moved = data_config.MOVED.get(match[1])
+    return f"--config.data.{moved}=" if isinstance(moved, str) else match[0]
+  return re.sub(r"--config\.data\.(\w+)=", rename, command)
 
 
 def retrained_from(committed: dict) -> dict:

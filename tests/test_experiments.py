@@ -87,6 +87,19 @@ def test_sst2_runs_are_evaluated_on_their_whole_test_split_and_imdb_on_500():
   assert {r.eval_examples for r in paper if r.group in imdb} == {500}
 
 
+def test_every_committed_summary_is_recognised_as_its_grid_run(tmp_path):
+  """A renamed config flag (e.g. data.sst_dir -> data.sst_treebank.dir) must not
+  make the grid think a committed run was never trained: it would train again."""
+  from experiments import run_grid  # pylint: disable=import-outside-toplevel
+  results = ROOT / "experiments" / "results"
+  runs = [r for r in run_grid.grid() if run_grid.summary_path(r, results).exists()]
+  assert len(runs) >= 50  # the paper's and the stand-ins' grids
+  assert [r.name for r in runs if not run_grid.finished_elsewhere(r, tmp_path, results)] == []
+  old = "python train.py --config.data.sst_dir=A --config.data.planted_seed=3 --config.data.x=1"
+  assert run_grid.upgraded_command(old) == ("python train.py --config.data.sst_treebank.dir=A "
+                                            "--config.data.planted.seed=3 --config.data.x=1")
+
+
 def test_retrain_trains_a_run_whose_workdir_is_gone_and_keeps_the_old_numbers(
     tmp_path, monkeypatch):
   from experiments import run_grid  # pylint: disable=import-outside-toplevel
