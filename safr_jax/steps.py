@@ -21,9 +21,9 @@ import optax
 from safr_jax import losses
 from safr_jax.model import SafrClassifier
 
-__all__ = ["DTYPES", "TrainState", "build_model", "create_train_state", "eval_step",
-           "loss_weights", "make_optimizer", "next_vmask_kl_weight", "resolve_query_block",
-           "train_step"]
+__all__ = ["DTYPES", "TrainState", "apply_if_finite", "build_model", "create_train_state",
+           "eval_step", "loss_weights", "make_optimizer", "next_vmask_kl_weight",
+           "resolve_query_block", "train_step"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # L_Inter keeps a few [batch, heads, length, length] float32 arrays alive for
@@ -181,12 +181,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
   (total, (terms, logits, insides)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
   grad_norm = optax.tree.norm(grads)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
-  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-  new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
-                            opt_state=keep(opt_state, state.opt_state))
+  params, opt_state = apply_if_finite(finite, tx, grads, state.params, state.opt_state)
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   n = jnp.asarray(batch["labels"].shape[0], jnp.float32)
   sums = {f"{k}_sum": v * n for k, v in terms.items()}
   sums.update(
@@ -197,6 +194,27 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
       nonfinite_sum=(~finite).astype(jnp.float32) * n,
       count=n)
   return new_state, sums
+
+
+def apply_if_finite(finite: jax.Array, tx: optax.GradientTransformation, grads: Any,
+                    params: Any, opt_state: Any) -> tuple[Any, Any]:
+  """``tx``'s update applied to ``params`` if ``finite``, else both unchanged.
+
+  One ``lax.cond``: a finite step runs only the optimizer, a non-finite one
+  only returns its inputs. (Computing the update and then selecting
+  ``where(finite, new, old)`` over every parameter and both Adam moments
+  read and wrote each of them once more every step.)
+  """
+  def apply(operands):
+    grads, params, opt_state = operands
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  def keep(operands):
+    _, params, opt_state = operands
+    return params, opt_state
+
+  return jax.lax.cond(finite, apply, keep, (grads, params, opt_state))
 
 
 def _with_vmask_kl(weights: losses.LossWeights, value) -> losses.LossWeights:
