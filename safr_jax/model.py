@@ -52,7 +52,8 @@ class Intermediates(NamedTuple):
       or None without VMASK.
     masked_embeddings: ``[batch, length, d_model]`` embeddings after VMASK
       (what L_Imp regularizes); the plain scaled embeddings without VMASK.
-    attention: per layer ``[batch, heads, length, length]`` attention weights.
+    attention: per layer ``[batch, heads, length, length]`` attention weights
+      (``[batch, heads, length, num_keys]`` with ``num_keys``).
     ffn_hidden: per layer ``[batch, length, d_ff]`` ReLU activations of the FFN
       (the neurons the paper draws).
   """
@@ -138,13 +139,23 @@ class MultiHeadAttention(nn.Module):
     """``(query, key, value)`` of ``x [batch, length, d_model]``, each that shape."""
     return self.query(x), self.key(x), self.value(x)
 
-  def attend(self, query: Array, key: Array, value: Array, key_mask: Array
-             ) -> tuple[Array, Array]:
+  def attend(self, query: Array, key: Array, value: Array, key_mask: Array,
+             num_keys: int | None = None) -> tuple[Array, Array]:
     """``[batch, length, d_model]`` output and ``[batch, heads, length, length]``
-    float32 weights; keys outside ``key_mask [batch, length]`` get none."""
+    float32 weights; keys outside ``key_mask [batch, length]`` get none.
+
+    ``num_keys`` (static): attend to the first ``num_keys`` keys only (weights
+    ``[batch, heads, length, num_keys]``). Exact when every later key is
+    masked out in every row and every row has a real key: such keys' weights
+    are exactly 0 (``exp(-1e9 - max)`` underflows), so cutting them changes
+    the output by float rounding at most.
+    """
     b, l, d = query.shape
     head_dim = d // self.num_heads
-    q, k, v = (t.reshape(b, l, self.num_heads, head_dim) for t in (query, key, value))
+    if num_keys is not None and num_keys < l:
+      key, value, key_mask = key[:, :num_keys], value[:, :num_keys], key_mask[:, :num_keys]
+    q = query.reshape(b, l, self.num_heads, head_dim)
+    k, v = (t.reshape(b, key.shape[1], self.num_heads, head_dim) for t in (key, value))
     scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(head_dim)
     # Softmax in float32 at least: bf16 attention weights would make the
     # regularizers noisy.
@@ -180,13 +191,13 @@ class TransformerBlock(nn.Module):
     self.dropout = nn.Dropout(self.dropout_rate, name="Dropout_0")
 
   def __call__(self, x: Array, key_mask: Array, *, deterministic: bool,
-               qkv: tuple[Array, Array, Array] | None = None
-               ) -> tuple[Array, Array, Array]:
+               qkv: tuple[Array, Array, Array] | None = None,
+               num_keys: int | None = None) -> tuple[Array, Array, Array]:
     """``x [batch, length, d_model]`` → ``(x, attention weights, FFN ReLU
     activations [batch, length, d_ff])``. ``qkv``: ``attention.project(x)`` if
-    already computed."""
+    already computed; ``num_keys``: see ``MultiHeadAttention.attend``."""
     attended, weights = self.attention.attend(
-        *(self.attention.project(x) if qkv is None else qkv), key_mask)
+        *(self.attention.project(x) if qkv is None else qkv), key_mask, num_keys)
     x = self.norm1(x + self.dropout(attended, deterministic=deterministic))
     hidden = nn.relu(self.ffn_in(x))
     x = self.norm2(x + self.dropout(self.ffn_out(hidden), deterministic=deterministic))
@@ -246,12 +257,20 @@ class SafrClassifier(nn.Module):
     self.classifier = nn.Dense(self.num_classes, **kw,
                                **dense_init(self.param_init, self.d_model))
 
-  def __call__(self, ids: Array, *, deterministic: bool = True
-               ) -> tuple[Array, Intermediates]:
+  def __call__(self, ids: Array, *, deterministic: bool = True,
+               num_keys: int | None = None) -> tuple[Array, Intermediates]:
     """Classifies ``ids [batch, length]`` (int, 0 = padding).
 
     Training (``deterministic=False``) needs the RNG streams ``"dropout"`` and
     (with VMASK) ``"gumbel"``.
+
+    ``num_keys`` (a static int, or None for all): attention reads only the
+    first ``num_keys`` positions as keys, and ``Intermediates.attention`` is
+    ``[batch, heads, length, num_keys]``. The same result to float rounding
+    when every position from ``num_keys`` on is padding in every row and no
+    row is all padding (``steps.key_lengths``): rows padded to a fixed
+    ``max_len`` (the authors' padded mode) then skip the padded keys. Queries,
+    pooling and VMASK still see every position.
 
     Returns:
       ``logits [batch, num_classes]`` (float32) and ``Intermediates``.
@@ -262,7 +281,8 @@ class SafrClassifier(nn.Module):
     token_mask = ids != 0
     inputs, masked_embeddings, gate = self.token_inputs(
         self.embed(ids), token_mask, deterministic=deterministic)
-    logits, attention, ffn_hidden = self.classify(inputs, deterministic=deterministic)
+    logits, attention, ffn_hidden = self.classify(inputs, deterministic=deterministic,
+                                                  num_keys=num_keys)
     return logits, Intermediates(
         token_mask=token_mask,
         vmask_logits=None if gate is None else gate.logits,
@@ -293,9 +313,11 @@ class SafrClassifier(nn.Module):
     qkv = self.blocks[0].attention.project(x) if self.blocks else None
     return TokenInputs(token_mask, x, qkv), masked_embeddings, gate
 
-  def classify(self, inputs: TokenInputs, *, deterministic: bool = True
+  def classify(self, inputs: TokenInputs, *, deterministic: bool = True,
+               num_keys: int | None = None
                ) -> tuple[Array, tuple[Array, ...], tuple[Array, ...]]:
-    """The blocks, pooling and classifier on ``inputs``.
+    """The blocks, pooling and classifier on ``inputs`` (``num_keys``: see
+    ``__call__``).
 
     Returns:
       ``logits [batch, num_classes]`` (float32) and, per layer, the attention
@@ -305,7 +327,7 @@ class SafrClassifier(nn.Module):
     attention, ffn_hidden = [], []
     for i, block in enumerate(self.blocks):
       x, weights, hidden = block(x, token_mask, deterministic=deterministic,
-                                 qkv=inputs.qkv if i == 0 else None)
+                                 qkv=inputs.qkv if i == 0 else None, num_keys=num_keys)
       attention.append(weights)
       ffn_hidden.append(hidden)
     if self.pool == "all":

@@ -22,8 +22,8 @@ from safr_jax import losses
 from safr_jax.model import SafrClassifier
 
 __all__ = ["DTYPES", "TrainState", "apply_if_finite", "build_model", "create_train_state",
-           "eval_step", "loss_weights", "make_optimizer", "next_vmask_kl_weight",
-           "resolve_query_block", "train_step"]
+           "eval_step", "key_lengths", "loss_weights", "make_optimizer", "needed_keys",
+           "next_vmask_kl_weight", "resolve_query_block", "train_step"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # L_Inter keeps a few [batch, heads, length, length] float32 arrays alive for
@@ -142,7 +142,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
                regularizer_scale: jax.Array | None = None, *,
                model: SafrClassifier, tx: optax.GradientTransformation,
                weights: losses.LossWeights, count_padding: bool,
-               query_block_size: int | str | None = None) -> tuple[TrainState, dict]:
+               query_block_size: int | str | None = None,
+               cut_padded_keys: bool | None = None) -> tuple[TrainState, dict]:
   """One optimizer step on ``batch`` (``ids [B, L]``, ``labels [B]``).
 
   ``vmask_kl_weight`` (a scalar, may be traced) replaces ``weights.vmask_kl``:
@@ -150,6 +151,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
   ``regularizer_scale`` (a scalar, may be traced) multiplies the λ of
   ``WARMUP_TERMS``: 0 during a λ warm-up.
   ``query_block_size``: see ``resolve_query_block`` ("auto" decides per shape).
+  ``cut_padded_keys``: attend only to the keys up to the batch's longest row
+  (``key_lengths``; same numbers to float rounding, faster on rows padded to
+  a fixed length). None (default): on with the authors' semantics
+  (``count_padding``, whose runs pad every row to ``max_len``).
 
   Dropout and Gumbel noise come from ``fold_in(rng, step)``, so a resumed run
   draws the same numbers. A step whose loss or gradient is not finite leaves
@@ -169,17 +174,26 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
   block = resolve_query_block(query_block_size, batch=batch["ids"].shape[0],
                               heads=model.num_heads, length=batch["ids"].shape[1])
 
-  def loss_fn(params):
-    logits, insides = model.apply({"params": params}, batch["ids"], deterministic=False,
-                                  rngs={"gumbel": gumbel_key, "dropout": dropout_key})
-    total, terms = losses.safr_loss(
-        logits=logits, labels=batch["labels"], intermediates=insides,
-        token_mask=_token_mask(insides, count_padding), weights=weights,
-        query_block_size=block)
-    return total, (terms, logits, insides)
+  def value_and_grad(num_keys):
+    def loss_fn(params):
+      logits, insides = model.apply({"params": params}, batch["ids"], deterministic=False,
+                                    rngs={"gumbel": gumbel_key, "dropout": dropout_key},
+                                    num_keys=num_keys)
+      total, terms = losses.safr_loss(
+          logits=logits, labels=batch["labels"], intermediates=insides,
+          token_mask=_token_mask(insides, count_padding), weights=weights,
+          query_block_size=block)
+      return total, (terms, logits, insides.keep_prob)
 
-  (total, (terms, logits, insides)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(state.params)
+    def run(params):
+      (total, (terms, logits, keep_prob)), grads = jax.value_and_grad(
+          loss_fn, has_aux=True)(params)
+      return total, terms, logits, keep_prob, grads
+    return run
+
+  total, terms, logits, keep_prob, grads = _over_real_keys(
+      value_and_grad, batch["ids"], count_padding if cut_padded_keys is None
+      else cut_padded_keys)(state.params)
   grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
   params, opt_state = apply_if_finite(finite, tx, grads, state.params, state.opt_state)
@@ -190,7 +204,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
       loss_sum=total * n,
       accuracy_sum=jnp.sum(jnp.argmax(logits, -1) == batch["labels"]).astype(jnp.float32),
       grad_norm_sum=grad_norm * n,
-      **_gate_sums(insides, n),
+      **_gate_sums(keep_prob, batch["ids"] != 0, n),
       nonfinite_sum=(~finite).astype(jnp.float32) * n,
       count=n)
   return new_state, sums
@@ -221,41 +235,92 @@ def _with_vmask_kl(weights: losses.LossWeights, value) -> losses.LossWeights:
   return weights if value is None else dataclasses.replace(weights, vmask_kl=value)
 
 
-def _gate_sums(insides, n) -> dict[str, jax.Array]:
+def _gate_sums(keep_prob, token_mask, n) -> dict[str, jax.Array]:
   """The VMASK gate as two numbers (times ``n``): ``keep_rate``, the mean
   keep-probability over real tokens, and ``keep_above_half``, the share of
   real tokens with keep-probability > 0.5. Both 1 without VMASK."""
-  if insides.keep_prob is None:
+  if keep_prob is None:
     one = jnp.ones((), jnp.float32) * n
     return {"keep_rate_sum": one, "keep_above_half_sum": one}
-  mask = insides.token_mask.astype(jnp.float32)
+  mask = token_mask.astype(jnp.float32)
   tokens = jnp.maximum(jnp.sum(mask), 1.0)
-  return {"keep_rate_sum": jnp.sum(insides.keep_prob * mask) / tokens * n,
-          "keep_above_half_sum": jnp.sum((insides.keep_prob > 0.5) * mask) / tokens * n}
+  return {"keep_rate_sum": jnp.sum(keep_prob * mask) / tokens * n,
+          "keep_above_half_sum": jnp.sum((keep_prob > 0.5) * mask) / tokens * n}
+
+
+# Padded keys. Rows padded to a fixed max_len (the authors' padded mode,
+# data.pad_to="max_len") end in keys that every row masks out and that so get
+# attention weight exactly 0; attention and L_Inter over the key axis can stop
+# at the batch's longest row (SafrClassifier(num_keys=...)). Shapes are static
+# under jit, so a step holds one branch per key length of ``key_lengths`` and
+# ``lax.switch`` runs the shortest that covers the batch: compiling costs one
+# program per branch, running only the branch taken.
+MIN_CUT_WIDTH = 64  # narrower batches gain too little for the compile time
+
+
+def key_lengths(width: int, enabled: bool = True) -> tuple[int, ...]:
+  """The key lengths a ``[batch, width]`` step has a branch for: quarters of
+  ``width`` rounded up to multiples of 8 (128 → 32, 64, 96, 128), or just
+  ``width`` when cutting is off or ``width < MIN_CUT_WIDTH``."""
+  if not enabled or width < MIN_CUT_WIDTH:
+    return (width,)
+  return tuple(sorted({min(width, -(-width * i // 32) * 8) for i in range(1, 5)}))
+
+
+def needed_keys(ids: jax.Array) -> jax.Array:
+  """The keys a batch needs (int32 scalar): one past its last real token, or
+  all ``width`` if some row has no real token (its softmax is uniform over
+  every key, padding included)."""
+  width = ids.shape[1]
+  real = ids != 0
+  last = jnp.max(jnp.where(real, jnp.arange(1, width + 1), 0), axis=1)
+  return jnp.where(jnp.all(jnp.any(real, axis=1)), jnp.max(last), width).astype(jnp.int32)
+
+
+def _over_real_keys(make, ids: jax.Array, enabled: bool):
+  """``make(num_keys)`` run with the shortest of ``key_lengths`` that covers
+  ``ids``' real keys (``make(None)`` when there is only one)."""
+  lengths = key_lengths(ids.shape[1], enabled)
+  if len(lengths) == 1:
+    return make(None)
+  index = jnp.searchsorted(jnp.asarray(lengths), needed_keys(ids))
+  branches = [make(None if k == ids.shape[1] else k) for k in lengths]
+  return lambda *args: jax.lax.switch(index, branches, *args)
 
 
 def eval_step(params: Any, batch: dict[str, jax.Array],
               vmask_kl_weight: jax.Array | None = None, *, model: SafrClassifier,
               weights: losses.LossWeights, count_padding: bool,
-              query_block_size: int | str | None = None) -> dict:
+              query_block_size: int | str | None = None,
+              cut_padded_keys: bool | None = None) -> dict:
   """Metric sums on ``batch`` (``ids``, ``labels``, ``weights [B]``), eval mode.
 
   ``batch["weights"]`` are example weights (0 for the filler rows that pad the
   last batch); the keyword ``weights`` holds the λ of each loss term.
   """
   weights = _with_vmask_kl(weights, vmask_kl_weight)
-  logits, insides = model.apply({"params": params}, batch["ids"], deterministic=True)
   example_weights = batch["weights"].astype(jnp.float32)
-  mask = _token_mask(insides, count_padding, example_weights)
-  total, terms = losses.safr_loss(
-      logits=logits, labels=batch["labels"], intermediates=insides, token_mask=mask,
-      weights=weights, example_weights=example_weights,
-      query_block_size=resolve_query_block(
-          query_block_size, batch=batch["ids"].shape[0], heads=model.num_heads,
-          length=batch["ids"].shape[1]))
+
+  def evaluate(num_keys):
+    def run(params):
+      logits, insides = model.apply({"params": params}, batch["ids"], deterministic=True,
+                                    num_keys=num_keys)
+      mask = _token_mask(insides, count_padding, example_weights)
+      total, terms = losses.safr_loss(
+          logits=logits, labels=batch["labels"], intermediates=insides, token_mask=mask,
+          weights=weights, example_weights=example_weights,
+          query_block_size=resolve_query_block(
+              query_block_size, batch=batch["ids"].shape[0], heads=model.num_heads,
+              length=batch["ids"].shape[1]))
+      return total, terms, logits, insides.keep_prob
+    return run
+
+  total, terms, logits, keep_prob = _over_real_keys(
+      evaluate, batch["ids"], count_padding if cut_padded_keys is None
+      else cut_padded_keys)(params)
   n = jnp.sum(example_weights)
   sums = {f"{k}_sum": v * n for k, v in terms.items()}
   correct = jnp.argmax(logits, -1) == batch["labels"]
   sums.update(loss_sum=total * n, accuracy_sum=jnp.sum(example_weights * correct),
-              **_gate_sums(insides, n), count=n)
+              **_gate_sums(keep_prob, batch["ids"] != 0, n), count=n)
   return sums
