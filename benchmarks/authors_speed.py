@@ -339,8 +339,8 @@ def main(argv) -> None:
       raise _Fail("--steps and --repeats must be >= 1, --warmup >= 0")
     malloc_tuned = False
     if _MALLOC.value:
-      from safr_jax import cli  # pylint: disable=g-import-not-at-top
-      malloc_tuned = cli.tune_malloc()
+      from safr_jax import runtime  # pylint: disable=g-import-not-at-top
+      malloc_tuned = runtime.tune_malloc()
     result = run()
   except _Fail as e:
     sys.exit(f"authors_speed.py: error: {e}")

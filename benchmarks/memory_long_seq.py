@@ -38,10 +38,10 @@ IMDB_BUILTIN_VOCAB = 95_588  # len(vocab) of imdb_builtin at min_freq=2
 
 def _child(args) -> dict:
   sys.path.insert(0, str(ROOT))
-  from safr_jax import cli  # pylint: disable=g-import-not-at-top
+  from safr_jax import runtime  # pylint: disable=g-import-not-at-top
   # train.py's malloc settings keep freed memory in the process: measure with
   # them, as a user's run has them (--nomalloc_tuning: glibc's defaults).
-  malloc_tuned = not args.nomalloc_tuning and cli.tune_malloc()
+  malloc_tuned = not args.nomalloc_tuning and runtime.tune_malloc()
   from safr_jax import configs  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top

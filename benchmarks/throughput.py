@@ -510,8 +510,8 @@ def _print(r: dict) -> None:
 def main(argv) -> None:
   del argv
   config = _CONFIG.value
-  from safr_jax import cli  # pylint: disable=g-import-not-at-top
-  malloc_tuned = _MALLOC.value and cli.tune_malloc()
+  from safr_jax import runtime  # pylint: disable=g-import-not-at-top
+  malloc_tuned = _MALLOC.value and runtime.tune_malloc()
   result = run(config)
   result["machine"]["malloc_tuning"] = malloc_tuned
   common.emit(result, show=_print, json_path=_JSON.value)

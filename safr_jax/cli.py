@@ -1,43 +1,26 @@
-"""Command-line entry points (``train.py``, ``safr-train`` and friends).
+"""The commands: ``train.py`` / ``safr-train`` and ``explain``, ``evaluate``,
+``compare`` (``python -m safr_jax.<command>``, ``safr-<command>``).
 
-Each turns the errors a user can cause (bad flags, config values, data files,
-checkpoints) into one clear line on stderr and exit status 2, instead of a
-traceback. explain, evaluate and compare also end a SIGINT or SIGTERM in one
-line, with exit status 130 or 143 (``startup.run``). ``--help`` exits 0.
-Text from data shown on the terminal has its bidi and other control characters
-made visible (``[U+202E]``), so a right-to-left override cannot reorder the
-line nor an escape sequence rewrite the terminal.
+Each defines its absl flags, calls one library function and prints what it
+returned. A user's mistake (a bad flag, config value, data file, checkpoint)
+is one line on stderr and exit status 2 (``flag_parsing``), a stop one line
+and 130 / 143 (``startup.run``), ``--help`` exits 0. Text from data is printed
+with its control and bidi characters made visible (``flag_parsing.shown``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import json
 import pathlib
-import signal
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
-from safr_jax import errors, startup
-
-
-def shown(text: str) -> str:
-  """``text`` safe to print (data is untrusted): bidi and other control
-  characters (a NUL, a terminal escape) as ``[U+202E]``; tabs and line breaks
-  kept."""
-  import re  # pylint: disable=g-import-not-at-top
-  from safr_jax.interpret import html  # pylint: disable=g-import-not-at-top
-  return re.sub("[\x00-\x08\x0b-\x1f\x7f-\x9f]", lambda m: f"[U+{ord(m[0]):04X}]",
-                html.neutralise_bidi(text))
-
-
-def fail(message: str) -> None:
-  """Prints ``message`` as one line and exits with status 2."""
-  print(f"error: {shown(message)}", file=sys.stderr)
-  sys.exit(2)
+from safr_jax import errors, flag_parsing, runtime, startup
+from safr_jax.flag_parsing import fail, shown
 
 
 def run_guarded(fn, *args, **kwargs):
@@ -52,143 +35,81 @@ def run_guarded(fn, *args, **kwargs):
     fail(f"cannot write {e.filename or 'the output'}: {e.strerror}")
 
 
-
-# absl's help flags: each prints the help, then exits with status 1.
-_HELP_FLAGS = ("help", "h", "?", "helpshort", "helpfull", "helpxml")
-
-
-def _asks_for_help(argv: list[str]) -> bool:
-  args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
-  return any(a.startswith("-") and a.lstrip("-").split("=", 1)[0] in _HELP_FLAGS
-             for a in args)
+def _parse_flags(argv: list[str]) -> list[str]:
+  from safr_jax import configs  # pylint: disable=g-import-not-at-top  (imports JAX)
+  return flag_parsing.parse_or_exit(argv, configs.DATASETS)
 
 
-def _parse_flags_or_fail(argv: list[str]) -> list[str]:
-  """absl flag parsing whose errors (unknown field, bad variant) are one line,
-  and whose ``--help`` exits 0 (absl's exits 1: asking for help is no error)."""
-  args = argv[1:argv.index("--")] if "--" in argv else argv[1:]
-  given = [a for a in args if a.lstrip("-").split("=", 1)[0] == "config"]
-  if len(given) > 1:
-    fail(f"--config is given {len(given)} times ({', '.join(given)}); give one config "
-         "file, and change its fields with --config.FIELD=VALUE")
-  from safr_jax import configs  # pylint: disable=g-import-not-at-top
-  for i, arg in enumerate(argv):
-    if i and arg.startswith("--config="):
-      path, _, variants = arg.removeprefix("--config=").partition(":")
-      if path in configs.DATASETS and not pathlib.Path(path).is_file():  # by name
-        argv[i] = f"--config={pathlib.Path(__file__).parent / 'named_config.py'}:{path},{variants}"
-      elif path and not pathlib.Path(path).is_file():
-        fail(f"--config: no such config file {path!r} (a file such as configs/sst2.py, "
-             f"or a name: {', '.join(configs.DATASETS)})")
-  try:
-    return flags.FLAGS(argv)
-  except SystemExit:
-    if _asks_for_help(argv):
-      sys.exit(0)
-    raise
-  except flags.UnrecognizedFlagError as e:
-    import difflib  # pylint: disable=g-import-not-at-top
-    name = getattr(e, "flagname", "") or ""
-    close = difflib.get_close_matches(name, list(flags.FLAGS), n=3)
-    hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else ""
-    fail(f"{str(e).strip()}{hint}")
-  except flags.Error as e:
-    fail(_one_line(str(e)))
-  except (AttributeError, KeyError) as e:
-    # ml_collections: an override of a field the config does not have. Its
-    # message already carries the "Did you mean" suggestion.
-    import re  # pylint: disable=g-import-not-at-top
-    text = str(e)
-    field = re.search(r'instead of "([^"]+)"', text) or re.search(r"(\w+)", text)
-    override = next((a.split("=")[0] for a in argv[1:]
-                     if field and a.startswith("--config.")
-                     and a.split("=")[0].endswith("." + field.group(1))), "--config.*")
-    hint = re.search(r'Did you mean "([^"]+)"', text)
-    fail(f"{override}: the config has no field {field.group(1) if field else '?'!r}"
-         + (f"; did you mean {hint.group(1)!r}?" if hint else ""))
+def _command(main, stopped: str, *, finalize: bool = False) -> None:
+  """Runs ``main`` under absl once its flags parse, with the user's log lines
+  only; a stop is one line (``startup.run``): ``stopped`` says what the user
+  finds after it."""
+  def quiet_main(argv):
+    runtime.quiet_library_logs()
+    main(argv)
+  startup.run(lambda: app.run(quiet_main, flags_parser=_parse_flags), stopped,
+              finalize=finalize)
 
 
-def _one_line(text: str) -> str:
-  """The gist of a multi-line error: a config file's exception, not its traceback."""
-  lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-  if not lines:
-    return "invalid command line"
-  if len(lines) > 1 and any(line.startswith("Traceback") for line in lines):
-    return f"{lines[0].rstrip(':')} -- {lines[-1]}"
-  return lines[0]
+def _show_in_help(*names: str) -> None:
+  """Lists these flags under ``--help`` (absl shows only the main module's)."""
+  for name in names:
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
 
-class _QuietLibraries:
-  """Drops INFO lines of orbax/grain/tfds (they bury the training log) and the
-  expected third-party messages every run prints, which say nothing wrong."""
-  _NOISY = ("/orbax/", "/grain/", "/tensorflow_datasets/", "/etils/")
-  _EXPECTED = (
-      "Unable to initialize backend 'tpu'",  # jax probing for a TPU on a CPU/GPU VM
-      "Requested `tracked_metric`; did not provide metrics",  # orbax, mid-epoch saves
-      "Variant folder %s has no %s",  # tfds looking for an unprepared dataset folder
-  )
-
-  def filter(self, record) -> bool:
-    import logging as std_logging  # pylint: disable=g-import-not-at-top
-    if any(text in str(record.msg) for text in self._EXPECTED):
-      return False
-    return record.levelno >= std_logging.WARNING or not any(
-        part in record.pathname for part in self._NOISY)
+def _stopped(name: str, left: str) -> str:
+  """A command's line for a stop during its work: files are written whole or
+  not at all, so ``left`` says what the user finds."""
+  return f"error: {name} stopped by {{signal}} before it finished; {left}"
 
 
-def quiet_library_logs() -> None:
-  import logging as std_logging  # pylint: disable=g-import-not-at-top
-  logging.get_absl_handler().addFilter(_QuietLibraries())
-  std_logging.getLogger("absl").addFilter(_QuietLibraries())
-  sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
-  # A person at a terminal reads messages, not absl's date/thread/file prefix;
-  # log files (and --verbosity=1) keep it.
-  if sys.stderr.isatty() and flags.FLAGS["verbosity"].value <= 0:
-    logging.get_absl_handler().setFormatter(_PlainFormatter())
+def _define_malloc_flag() -> None:
+  flags.DEFINE_bool("malloc_tuning", True,
+                    "Keep glibc from returning XLA's per-step temporaries to the OS "
+                    "(mallopt; on CPU +11 % training and +22 % evaluation "
+                    "examples/s, slower compiling: docs/PERFORMANCE.md). "
+                    "--nomalloc_tuning: off.")
 
 
-class _PlainFormatter:
-  """``message``, or ``warning: message`` from WARNING up."""
+def _define_run_speed_flags() -> None:
+  """explain's and evaluate's (``_speed_up_run``)."""
+  _define_malloc_flag()
+  flags.DEFINE_string("compilation_cache_dir", None,
+                      "XLA's persistent compilation cache, so that a second "
+                      "invocation skips compiling (default: the run's, its "
+                      "train.compilation_cache_dir; --compilation_cache_dir= turns it off).")
 
-  def format(self, record) -> str:
-    import logging as std_logging  # pylint: disable=g-import-not-at-top
-    text = record.getMessage()
-    return text if record.levelno < std_logging.WARNING else f"{record.levelname.lower()}: {text}"
+
+def _speed_up(cache: str | None, off_hint: str, min_compile_time_s=None) -> None:
+  """glibc's malloc settings (unless ``--nomalloc_tuning``) and XLA's
+  persistent compilation cache in ``cache``, before the first compile."""
+  if flags.FLAGS.malloc_tuning:
+    runtime.tune_malloc()
+  runtime.use_compilation_cache(cache, off_hint=off_hint,
+                                min_compile_time_s=min_compile_time_s)
 
 
-def _quiet_unraisable(previous):
-  """After orbax gives up on an unreadable checkpoint, TensorStore's reads
-  still in flight call back into the closed asyncio loop, and each callback's
-  ``RuntimeError: Event loop is closed`` is reported as "unraisable" (hundreds
-  of tracebacks). Expected and harmless: shown only at --verbosity=1."""
-  def hook(unraisable):
-    value = unraisable.exc_value
-    if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
-      logging.vlog(1, "ignored after a failed checkpoint read: %r", value)
-      return
-    previous(unraisable)
-  return hook
+def _speed_up_run(workdir: str) -> None:
+  """explain's and evaluate's: the cache the run was trained with (its
+  config.json) unless ``--compilation_cache_dir``; every program cached, as
+  JAX's 1 s minimum compile time skips most of theirs."""
+  cache = flags.FLAGS.compilation_cache_dir
+  if cache is None:
+    try:
+      cache = json.loads(pathlib.Path(workdir, "config.json").read_text())["train"].get(
+          "compilation_cache_dir")
+    except (OSError, ValueError, LookupError, AttributeError):
+      pass  # not a run: the library says so in one line
+  _speed_up(cache, "--compilation_cache_dir=", min_compile_time_s=0)
 
 
 def _train(argv):
   del argv
-  quiet_library_logs()
   from safr_jax import sharding, train_lib  # pylint: disable=g-import-not-at-top
   startup.check()  # a stop during the seconds of importing
   sharding.maybe_initialize_distributed()
-  try:
-    config = flags.FLAGS.config
-    config.get("name")  # the config file loads lazily: make it fail here
-  except OSError as e:  # the config file could not be loaded
-    fail(_one_line(str(e)).replace("config_config", flags.FLAGS["config"].serialize()))
-  if flags.FLAGS.malloc_tuning:
-    tune_malloc()
-  if config.train.get("compilation_cache_dir"):
-    import jax  # pylint: disable=g-import-not-at-top
-    cache = str(pathlib.Path(config.train.compilation_cache_dir).expanduser())
-    jax.config.update("jax_compilation_cache_dir", cache)
-    logging.info("XLA compilation cache: %s (off: --config.train.compilation_cache_dir=)",
-                 cache)
+  config = flags.FLAGS.config
+  _speed_up(config.train.get("compilation_cache_dir"), "--config.train.compilation_cache_dir=")
   workdir = flags.FLAGS.workdir or str(pathlib.Path(
       "runs", f"{config.get('name', 'run')}_"
       f"{config.get('variant', 'safr').replace(',', '_')}"))
@@ -198,35 +119,6 @@ def _train(argv):
   except train_lib.Stopped as e:  # SIGTERM / SIGINT: saved, resumable
     print(str(e), file=sys.stderr, flush=True)
     sys.exit(e.exit_code)
-
-
-def tune_malloc() -> bool:
-  """glibc's malloc settings for XLA on CPU, applied before training allocates.
-
-  XLA allocates ~100 MB of temporaries per step; by default glibc hands them
-  back to the OS after each step (mmap/trim), costing ~22,000 page faults a
-  step. One arena, no mmap for large blocks and a 2 GiB trim threshold keep
-  them (as GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:
-  glibc.malloc.trim_threshold=4294967296 does). No effect on results.
-
-  Returns:
-    Whether glibc accepted all three settings (False off glibc/Linux).
-  """
-  import ctypes  # pylint: disable=g-import-not-at-top
-  import ctypes.util  # pylint: disable=g-import-not-at-top
-  name = ctypes.util.find_library("c")
-  if not name or not sys.platform.startswith("linux"):
-    return False
-  try:
-    libc = ctypes.CDLL(name)
-    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # glibc's malloc.h
-    # mallopt returns 1 on success; its value is a C int, hence 2 GiB - 1
-    # rather than the tunable's 4 GiB (both exceed any step's temporaries).
-    return all(libc.mallopt(option, value) == 1
-               for option, value in ((m_arena_max, 1), (m_mmap_max, 0),
-                                     (m_trim_threshold, 2**31 - 1)))
-  except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
-    return False
 
 
 _TRAIN_USAGE = """Trains a SAFR classifier (or resumes it in --workdir).
@@ -251,71 +143,37 @@ def train_main() -> None:
   flags.DEFINE_string("workdir", None,
                       "Where checkpoints, metrics and results go (default "
                       "runs/<config name>_<variants>). The same command resumes it.")
-  flags.DEFINE_bool("malloc_tuning", True,
-                    "Keep glibc from returning XLA's per-step temporaries to the OS "
-                    "(mallopt; on CPU +11 % training and +22 % evaluation "
-                    "examples/s, slower compiling: docs/PERFORMANCE.md). "
-                    "--nomalloc_tuning: off.")
+  _define_malloc_flag()
   flags.mark_flags_as_required(["config"])
   _show_in_help("config", "workdir", "malloc_tuning")
   # The usage names the command as typed: `python train.py` or `safr-train`.
   typed = pathlib.Path(sys.argv[0]).name
   sys.modules["__main__"].__doc__ = _TRAIN_USAGE.replace(
       "{command}", f"python {typed}" if typed.endswith(".py") else typed)
-  startup.run(lambda: app.run(_train, flags_parser=_parse_flags_or_fail),
-              startup.TRAIN_MESSAGE)
+  _command(_train, startup.TRAIN_MESSAGE, finalize=True)
 
 
 # ----------------------------------------------------------------------------
 # Interpretability: explain, evaluate, compare.
 
 
-def _exit_now(signum, frame):
-  """A stop once the work is done: everything is written, so leave at once."""
-  del frame
-  os.write(2, f"stopped by {signal.Signals(signum).name} while exiting; what was "
-              "written is complete\n".encode())
-  os._exit(128 + signum)  # pylint: disable=protected-access
-
-
-def _work_done() -> None:
-  """From here on a stop ends the process at once (``_exit_now``)."""
-  for signum in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(signum, _exit_now)
-
-
-def _command(name: str, main, left: str) -> None:
-  """Runs the command ``main`` (absl flags); a stop is one line (``startup.run``):
-  ``left`` says what the user finds after it (files are written whole or not at
-  all, so none is half-written)."""
-  startup.run(lambda: app.run(main, flags_parser=_parse_flags_or_fail),
-              f"error: {name} stopped by {{signal}} before it finished; {left}",
-              finalize=False)
-
-
-def _show_in_help(*names: str) -> None:
-  """Lists these flags under ``--help`` (absl shows only the main module's)."""
-  for name in names:
-    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
-
-
 def _explain(argv):
   if len(argv) > 1:
     fail(f"unexpected arguments {' '.join(argv[1:])!r} (text goes in --text=\"...\")")
-  quiet_library_logs()
   f = flags.FLAGS
   if f.text is not None and f["split"].present:
     fail("give --text or --split, not both")
   if f.text is not None and f["seed"].present:
     fail("--seed draws the examples of --split; with --text there is nothing to draw")
+  _speed_up_run(f.workdir)
   from safr_jax.interpret import explanations  # pylint: disable=g-import-not-at-top
   startup.check()  # a stop during the seconds of importing
-  with _progress_bar("explaining", sys.stderr.isatty()) as progress:
+  with _progress_bar("explaining") as progress:
     result = run_guarded(explanations.explain_run, f.workdir, texts=f.text, split=f.split,
                          num=f.num, seed=f.seed, out=f.out, which=f.checkpoint,
                          compare_to=f.compare_to, self_contained=f.self_contained,
                          progress=progress)
-  _work_done()
+  startup.say_on_stop(startup.DONE_MESSAGE)  # all written
   unknown = 0
   for r in result.records:
     for note in r["notes"]:
@@ -345,22 +203,15 @@ def _explain(argv):
 
 
 @contextlib.contextmanager
-def _progress_bar(what: str, enabled: bool):
+def _progress_bar(what: str):
   """A ``progress(done, total)`` callback drawing a tqdm bar on a terminal
   (None elsewhere: logs and pipes get no bar)."""
-  if not enabled:
+  if not sys.stderr.isatty():
     yield None
     return
   import tqdm  # pylint: disable=g-import-not-at-top
-  bar = tqdm.tqdm(desc=what, unit="step", leave=False)
-
-  def progress(done: int, total: int) -> None:
-    bar.total = total
-    bar.update(done - bar.n)
-  try:
-    yield progress
-  finally:
-    bar.close()
+  with tqdm.tqdm(desc=what, unit="step", leave=False) as bar:
+    yield lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n))
 
 
 _TEXT_HELP = (
@@ -391,24 +242,25 @@ def explain_main() -> None:
   flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint "
                     "(of both runs).")
   flags.mark_flags_as_required(["workdir"])
+  _define_run_speed_flags()
   _show_in_help("workdir", "compare_to", "text", "split", "num", "seed", "out",
-                "self_contained", "checkpoint")
-  _command("explain", _explain, "its index.html is written last, so a folder "
-           "without one is incomplete; run it again")
+                "self_contained", "checkpoint", "compilation_cache_dir", "malloc_tuning")
+  _command(_explain, _stopped("explain", "its index.html is written last, so a folder "
+           "without one is incomplete; run it again"))
 
 
 def _evaluate(argv):
   if len(argv) > 1:
     fail(f"unexpected arguments {' '.join(argv[1:])!r}")
-  quiet_library_logs()
   f = flags.FLAGS
+  _speed_up_run(f.workdir)
   from safr_jax.interpret import interpretability  # pylint: disable=g-import-not-at-top
   startup.check()  # a stop during the seconds of importing
   result = run_guarded(interpretability.evaluate_run, f.workdir, split=f.split,
                        max_examples=f.max_examples or None, random_orders=f.random_orders,
                        active_threshold=f.active_threshold, seed=f.seed,
                        which=f.checkpoint, out=f.out)
-  _work_done()
+  startup.say_on_stop(startup.DONE_MESSAGE)  # all written
   methods = result["faithfulness"]
   print(f"{result['split']}: accuracy {result['accuracy']:.4f}, L_Imp "
         f"{result['importance_loss']:.4f}, L_Inter {result['interaction_loss']:.4f} "
@@ -445,24 +297,24 @@ def evaluate_main() -> None:
   flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint.")
   flags.DEFINE_string("out", None, "Output file (default RUN/interpretability.json).")
   flags.mark_flags_as_required(["workdir"])
+  _define_run_speed_flags()
   _show_in_help("workdir", "split", "max_examples", "random_orders", "active_threshold",
-                "seed", "checkpoint", "out")
-  _command("evaluate", _evaluate, "its output file (default "
+                "seed", "checkpoint", "out", "compilation_cache_dir", "malloc_tuning")
+  _command(_evaluate, _stopped("evaluate", "its output file (default "
            "RUN/interpretability.json) is written whole at the end, so it was not "
-           "written; run it again")
+           "written; run it again"))
 
 
 def _compare(argv):
   runs = argv[1:]
   if not runs:
     fail("give the run folders to compare: python -m safr_jax.compare RUN_A RUN_B ...")
-  quiet_library_logs()
   f = flags.FLAGS
   from safr_jax.interpret import comparison  # pylint: disable=g-import-not-at-top
   startup.check()  # a stop during the seconds of importing
   result = run_guarded(comparison.compare_runs, runs, f.out, method=f.method,
                        metric=f.metric)
-  _work_done()
+  startup.say_on_stop(startup.DONE_MESSAGE)  # all written
   for note in result.notes:
     print(shown(f"note: {note}"), file=sys.stderr)
   print(shown(result.markdown.split("\n## Every metric")[0].rstrip()))
@@ -482,5 +334,5 @@ def compare_main() -> None:
                      "aopc", "aopc_minus_random", "aopc_over_random"],
                     "Its faithfulness metric (aopc@D: deletion to D of each text).")
   _show_in_help("out", "method", "metric")
-  _command("compare", _compare, "comparison.md and comparison.png are each written "
-           "whole or not at all; run it again")
+  _command(_compare, _stopped("compare", "comparison.md and comparison.png are each written "
+           "whole or not at all; run it again"))

@@ -37,10 +37,7 @@ import numpy as np
 
 from safr_jax import startup
 
-__all__ = ["Stopped", "StopRequests", "START_UP_MESSAGE"]
-
-_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}
-START_UP_MESSAGE = startup.TRAIN_MESSAGE
+__all__ = ["Stopped", "StopRequests"]
 
 
 class Stopped(Exception):
@@ -53,7 +50,7 @@ class Stopped(Exception):
 
   @classmethod
   def during_start_up(cls, signum: int) -> "Stopped":
-    return cls(signum, 0, START_UP_MESSAGE)
+    return cls(signum, 0, startup.TRAIN_MESSAGE)
 
   @classmethod
   def before_test(cls, signum: int, step: int) -> "Stopped":
@@ -62,16 +59,12 @@ class Stopped(Exception):
 
   @classmethod
   def after_results(cls, signum: int, results: os.PathLike | str) -> "Stopped":
-    return cls(signum, -1, f"{_name(signum)} came as the run finished; it is complete "
+    return cls(signum, -1, f"{signal.Signals(signum).name} came as the run finished; it is complete "
                f"({results})")
 
   @property
   def exit_code(self) -> int:
     return 128 + self.signum
-
-
-def _name(signum: int) -> str:
-  return _NAMES.get(signum, str(signum))
 
 
 class StopRequests:
@@ -115,7 +108,7 @@ class StopRequests:
     self._count += 1
     if self._count == 1:
       self.signum = signum
-      print(f"\n{_name(signum)} received: {self._NOTICES[self.stage]}",
+      print(f"\n{signal.Signals(signum).name} received: {self._NOTICES[self.stage]}",
             file=sys.stderr, flush=True)
     elif self._count == 2:
       print("still stopping; a third signal exits at once and may lose the "

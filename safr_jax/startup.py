@@ -25,11 +25,14 @@ import threading
 import time
 
 __all__ = ["install", "run", "check", "say_on_stop", "Stopped", "TRAIN_MESSAGE",
-           "COMMAND_MESSAGE"]
+           "COMMAND_MESSAGE", "DONE_MESSAGE"]
 
 TRAIN_MESSAGE = ("stopped during start-up; nothing was trained; run the same "
                  "command to start")
 COMMAND_MESSAGE = "stopped during start-up; nothing was written"
+# For ``say_on_stop`` once a command's files are all written (what is left is
+# printing): a stop then ends it at once.
+DONE_MESSAGE = "stopped by {signal} while exiting; what was written is complete"
 
 _message = COMMAND_MESSAGE  # for a stop before ``run`` starts the work
 _run_message = ""  # for a stop during it (``run``, ``say_on_stop``)

@@ -1,9 +1,11 @@
-"""Shared test fixtures: golden files and float64 switching."""
+"""Shared test fixtures: golden files, float64 switching, no orphan processes."""
 
 import os
 import pathlib
 import shutil
+import signal
 import tempfile
+import time
 
 import jax
 import numpy as np
@@ -31,6 +33,60 @@ def pytest_configure(config):
   os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+  # A SIGTERM (a CI cancel, `timeout`, `kill`) interrupts the run as Ctrl-C
+  # does, so finally blocks and fixture teardowns (``_no_orphans``) run; by
+  # default it would end pytest at once and leave its children running.
+  if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def _descendants(pid: int) -> list[int]:
+  """Every process below ``pid`` (Linux /proc; [] elsewhere), parents first."""
+  children: dict[int, list[int]] = {}
+  for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+    try:
+      fields = stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+      continue  # gone meanwhile
+    if fields[0] != "Z":  # a zombie is dead already
+      children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+  found, todo = [], [pid]
+  while todo:
+    for child in children.get(todo.pop(0), ()):
+      found.append(child)
+      todo.append(child)
+  return found
+
+
+def end_descendants(grace_s: float = 3.0) -> list[int]:
+  """SIGTERM to every process this one started (children of children too,
+  found before any dies), SIGKILL to those alive after ``grace_s``; returns
+  their pids."""
+  pids = _descendants(os.getpid())
+  for sig in (signal.SIGTERM, signal.SIGKILL):
+    for pid in pids:
+      try:
+        os.kill(pid, sig)
+      except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and set(pids) & set(_descendants(os.getpid())):
+      time.sleep(0.05)
+  return pids
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_orphans():
+  """A subprocess a test starts (train.py, evaluate, a grid) never outlives the
+  run: at the session's end -- also when it is interrupted (Ctrl-C, a SIGTERM,
+  xdist stopping its workers) -- whatever is still running below this process
+  is ended. Session fixtures run where tests run: here or in each xdist worker."""
+  try:
+    yield
+  finally:
+    left = end_descendants()
+    if left:
+      print(f"\nconftest: ended {len(left)} process(es) the tests left running: {left}")
 
 
 def pytest_unconfigure(config):

@@ -124,18 +124,57 @@ def test_a_stop_is_one_line_and_leaves_no_partial_output(run, tmp_path, command,
   assert _tmp_files(tmp_path) == []
 
 
-def test_a_stop_while_exiting_is_one_line():
-  """After the work: a SIGINT inside an atexit callback (where Python prints
-  "Exception ignored in atexit callback" and a traceback) ends at once."""
-  code = ("import atexit, os, signal, time\n"
-          "from safr_jax import cli\n"
-          "cli._work_done()  # what explain/evaluate/compare do once written\n"
-          "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(30)))\n")
+def test_a_stop_after_the_work_is_one_line_and_keeps_what_was_written(run, tmp_path):
+  """Once explain's files are written (it prints what the model says of the
+  text), a SIGTERM ends it at once: one line, 143, the page whole."""
+  out = tmp_path / "expl"
+  code = ("import os, signal, time\n"
+          "from safr_jax import flag_parsing\n"
+          "real = flag_parsing.shown\n"
+          "def shown(text):  # explain's first use: its first line after the work\n"
+          "  os.kill(os.getpid(), signal.SIGTERM)\n"
+          "  time.sleep(5)\n"
+          "  return real(text)\n"
+          "flag_parsing.shown = shown\n"
+          "import runpy, sys\n"
+          f"sys.argv = ['-m', '--workdir={run}', '--out={out}', '--text=good w1']\n"
+          f"{_MAIN['explain']}\n")
   proc = _python("-c", code)
-  assert proc.returncode == 130
+  assert proc.returncode == 143, proc.stderr[-3000:]
   _no_traceback(proc.stderr)
-  assert proc.stderr.strip().splitlines() == [
-      "stopped by SIGINT while exiting; what was written is complete"]
+  said = [l for l in proc.stderr.splitlines() if l.strip() and not l.startswith(("I", "W"))]
+  assert said == ["stopped by SIGTERM while exiting; what was written is complete"], said
+  assert (out / "index.html").exists() and (out / "explanations.json").exists()
+
+
+def test_evaluate_uses_the_runs_compilation_cache_and_the_same_scores(run, tmp_path):
+  """evaluate compiles into the XLA cache the run was trained with (its
+  config.json), every program (no 1 s minimum), loads them the second time
+  with the same scores; --compilation_cache_dir= turns it off."""
+  copy = tmp_path / "run"
+  shutil.copytree(run, copy, ignore=shutil.ignore_patterns("train.lock"))
+  config = json.loads((copy / "config.json").read_text())
+  config["train"]["compilation_cache_dir"] = str(tmp_path / "xla")
+  (copy / "config.json").write_text(json.dumps(config))
+
+  def evaluate(name, *flags):
+    out = tmp_path / f"{name}.json"
+    proc = _python("-m", "safr_jax.evaluate", f"--workdir={copy}", f"--out={out}",
+                   "--max_examples=8", "--random_orders=1", *flags)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    result.pop("timing_s")
+    return result, proc.stderr
+
+  cold, said = evaluate("cold")
+  assert f"XLA compilation cache: {tmp_path / 'xla'}" in said
+  cached = sorted(p.name for p in (tmp_path / "xla").iterdir())
+  assert len(cached) >= 5, cached
+  warm, _ = evaluate("warm")
+  assert warm == cold
+  assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == cached  # all loaded
+  off, said = evaluate("off", "--compilation_cache_dir=", "--nomalloc_tuning")
+  assert off == cold and "XLA compilation cache" not in said
 
 
 # ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from safr_jax import preemption
+from safr_jax import startup
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -130,7 +130,7 @@ def test_a_signal_during_start_up_is_one_line(tmp_path, signum, code):
   _signal_once_handled(proc, signum)  # importing JAX: long before the first step
   _, stderr = proc.communicate(timeout=120)
   assert proc.returncode == code, stderr[-3000:]
-  assert stderr.strip().splitlines()[-1] == preemption.START_UP_MESSAGE
+  assert stderr.strip().splitlines()[-1] == startup.TRAIN_MESSAGE
   assert "Traceback" not in stderr
 
 
