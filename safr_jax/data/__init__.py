@@ -1,4 +1,5 @@
-"""Data for safr-jax: a source → vocabulary → fixed-shape ids → batches.
+"""Data for safr-jax: a source → vocabulary → fixed-shape ids → batches (docs/DATA.md;
+the modules: docs/CONTRIBUTING.md, "Inside data/").
 
 Usage::
 
@@ -12,15 +13,7 @@ Usage::
     ...                       # + weights float32 [50], 0 on filler rows
   vocab, label_names = data.load_vocab_and_labels(workdir)   # at explain time
 
-Layout: ``sources/`` (one module per source and ``REGISTRY``, which finds
-them by name), ``core`` (``Source``, ``RawSplit``), ``acquire`` (a benchmark's
-path, cache or download; what ``auto`` means), ``download`` (the atomic,
-shared cache), ``probe`` (does a host answer?), ``splits`` (seeded stratified splitting),
-``vocabulary`` (text → ids), ``free_text`` (typed text split like a
-source's), ``dataset`` (``load_dataset``; the saved vocab/labels),
-``pipeline`` (grain batches), ``config`` (``config.data``; old runs'
-layouts upgraded). Bad input raises ``safr_jax.errors.DataError`` naming the
-file, line or field.
+Bad input raises ``safr_jax.errors.DataError`` naming the file, line or field.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""Where a benchmark's data is (``config.data.<group>.dir``, the cache, or a
-download into it), and what ``source="auto"`` means: ``config.data.benchmark``
-from those three, else that benchmark's offline ``stand_in``, loudly. Local
-answers come first; the one host still needed is probed, so an offline
-machine decides within ``download.probe_timeout_s`` (at most 10 s).
+"""Where a benchmark's data is (its ``dir``, the cache, or a download into it), and what
+``source="auto"`` means (docs/DATA.md, "auto"). Local answers come first; the one host
+still needed is probed, so an offline machine decides within seconds.
 """
 
 from __future__ import annotations
@@ -22,22 +20,12 @@ Probe = Callable[[str, float], tuple[bool, str]]
 
 
 class Resolution(NamedTuple):
-  """What a requested source resolved to.
-
-  Attributes:
-    source: the concrete :class:`Source` (never "auto").
-    reason: None when it is what was asked for (``auto``: the benchmark);
-      else why the benchmark could not be had (a fallback).
-    path: where a benchmark's data is.
-    obtained: how ``path`` was found: "config.data.<group>.dir", "cache" or
-      "downloaded from URL".
-    steps: every step ``auto`` passed over, with its reason.
-  """
-  source: Source
-  reason: str | None
-  path: pathlib.Path | None = None
-  obtained: str | None = None
-  steps: tuple[str, ...] = ()
+  """What a requested source resolved to."""
+  source: Source  # never "auto"
+  reason: str | None  # None, else why auto fell back to the stand-in
+  path: pathlib.Path | None = None  # where a benchmark's data is
+  obtained: str | None = None  # "config.data.<group>.dir", "cache", "downloaded from URL"
+  steps: tuple[str, ...] = ()  # every step auto passed over, with its reason
 
 
 def cache_path(src: Source, cfg) -> pathlib.Path:
@@ -55,31 +43,24 @@ def _given(src: Source, cfg) -> pathlib.Path | None:
 
 
 def _cached(src: Source, cfg) -> pathlib.Path | None:
-  """The complete copy in the cache, or None. Only a finished download is ever
-  at that path (``download`` renames it into place last)."""
+  """The complete copy in the cache, or None."""
   path, files = cache_path(src, cfg), src.acquire.required_files
   ok = download.folder_complete(path, files) if files else path.is_file()
   return path if ok else None
 
 
 def _limits(cfg) -> tuple[float, float]:
-  out = []
   for field in ("stall_s", "timeout_s"):
     value = cfg.download[field]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
       raise DataError(f"config.data.download.{field} must be a number of seconds > 0, "
                       f"got {value!r}")
-    out.append(float(value))
-  return out[0], out[1]
+  return float(cfg.download.stall_s), float(cfg.download.timeout_s)
 
 
 def fetch(src: Source, cfg, *, probe: Probe, progress: bool = True) -> pathlib.Path:
-  """Downloads ``src`` into the cache (or waits for the process doing so).
-
-  Raises:
-    download.DownloadUnavailable: no network, or the transfer failed.
-    DataError: what arrived does not read as ``src`` reads it (not cached).
-  """
+  """Downloads ``src`` into the cache (or waits for the process doing so); raises
+  ``download.DownloadUnavailable`` or, when what came does not read, DataError."""
   url, final = str(cfg[src.config_group].url), cache_path(src, cfg)
   stall_s, limit_s = _limits(cfg)
   common = dict(cache_dir=final.parent, probe_timeout=probe_lib.probe_timeout(cfg),

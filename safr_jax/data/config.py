@@ -1,16 +1,7 @@
-"""``config.data``: the options every source shares, documented beside their
-defaults, then one group per source with options (``config.data.planted``,
-``config.data.files``, ``config.data.sst_treebank``, …), documented in that
-source's module under ``data/sources/``.
-
-``source`` picks the data (``data/sources/__init__.py`` lists them; sizes and
-provenance: docs/DATA.md). ``"auto"`` is ``benchmark`` (the paper's
-``sst_treebank`` or ``aclimdb``) from its ``dir``, the cache or a download,
-else that benchmark's builtin offline stand-in (``rt_polarity``,
-``imdb_builtin``) with one loud warning, also recorded in ``results.json``.
-
-Runs saved with an older layout are read through :func:`upgrade`, once: the
-``MOVED`` and ``ADDED`` tables say what changed and what the runs had before.
+"""``config.data``: the options every source shares, documented beside their defaults,
+then one group per source (``config.data.planted``, …), documented in its module under
+``data/sources/``; docs/DATA.md says what each source is. Runs saved with an older layout
+are read through :func:`upgrade` (the ``MOVED`` and ``ADDED`` tables).
 """
 
 from __future__ import annotations
@@ -29,39 +20,27 @@ BATCHING = ("random", "bucketed")
 def default_config() -> ml_collections.ConfigDict:
   """Returns a ``config.data`` with every field at its default (SST-2-like)."""
   c = ml_collections.ConfigDict()
-  c.source = "auto"  # a name of sources.REGISTRY, or "auto" (the module doc)
+  c.source = "auto"  # a name of sources.REGISTRY, or "auto" (docs/DATA.md)
   c.benchmark = "sst_treebank"  # what "auto" means: "sst_treebank" or "aclimdb"
   c.max_len = 128  # tokens per row; longer texts keep their first max_len
-  # Seed (>= 0) of every split and of max_examples subsampling; splits are the
-  # same on every machine (splits.py).
-  c.split_seed = 0
+  c.split_seed = 0  # >= 0; of every split and of max_examples subsampling
   # None, or a cap per split (stratified, deterministic subset).
   c.max_examples = ml_collections.FieldReference(None, field_type=int)
-  # Padding-aware by default: padding never changes a result (model.pool=
-  # "tokens", loss.count_padding=False), so a batch is padded only to its
-  # longest row, rounded up to a multiple of 8 ("batch"), and length-bucketed
-  # batches need far less of it (docs/PERFORMANCE.md). The `reference` variant
-  # sets both back to the authors' ("max_len": every batch max_len wide;
-  # "random").
+  # Padding never changes a result (model.pool="tokens", loss.count_padding=False), so a
+  # batch is padded only to its longest row, rounded up to a multiple of 8 ("batch"), and
+  # train batches are length-bucketed (docs/DATA.md); the `reference` variant sets both
+  # back to the authors' ("max_len", "random").
   c.pad_to = "batch"
-  # "bucketed": the shuffled epoch cut into windows of bucket_window global
-  # batches, each sorted by length and cut into batches, the batch order
-  # shuffled (seeded, resumable: pipeline.bucketed_epoch). "random": slices of
-  # a shuffled epoch (the authors' DataLoader(shuffle=True)). Eval batches are
-  # never bucketed.
   c.batching = "bucketed"
   c.bucket_window = 100  # >= 1; larger = less padding, less random (1 = random)
   c.vocab = ml_collections.ConfigDict()
   c.vocab.min_freq = 2        # train count a token needs to enter the vocabulary
   c.vocab.lowercase = False   # lowercase before tokenising (the authors do not)
   c.vocab.strip_html = False  # replace <br /> (any <br> form) by a space
-  c.download = ml_collections.ConfigDict()  # the paper's benchmarks
-  # <cache_dir>/stanfordSentimentTreebank/, <cache_dir>/aclImdb_v1.tar.gz:
-  # put in place whole or not at all (download.py).
+  c.download = ml_collections.ConfigDict()  # the paper's benchmarks (docs/DATA.md)
   c.download.cache_dir = "~/.cache/safr_jax/data"
   c.download.probe_timeout_s = 5.0  # does the host answer? (capped at 10)
-  # A download fails, saying how many bytes had come, when no byte has come
-  # for stall_s seconds (headers included), or after timeout_s in all.
+  # A download fails when no byte has come for stall_s seconds, or after timeout_s.
   c.download.stall_s = 60.0
   c.download.timeout_s = 3600.0
   for src in sources.REGISTRY.values():  # each source's own options
@@ -105,8 +84,8 @@ def _moved(move: Any, value: Any) -> dict[str, Any]:
 
 
 def upgrade_flat(flat: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  """Flat ``{prefix + field: value}`` with every ``MOVED`` field at its new
-  place (``prefix="data."`` for a whole config flattened)."""
+  """Flat ``{prefix + field: value}`` with every ``MOVED`` field at its new place
+  (``prefix="data."`` for a whole config flattened)."""
   out = {}
   for key, value in flat.items():
     name = key[len(prefix):] if key.startswith(prefix) else None
@@ -128,13 +107,9 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def complete(cfg: Any, *, saved: bool = False) -> ml_collections.ConfigDict:
-  """``cfg`` (a ``config.data``, whole or partial, ConfigDict or dict) over
-  the defaults. ``saved=True``: a run's saved config, of any age: moved fields
-  are upgraded and absent ones take the value they had before (``ADDED``).
-
-  Raises:
-    DataError: a field that does not exist (naming where it moved).
-  """
+  """``cfg`` (a ``config.data``, whole or partial) over the defaults; a field that does not
+  exist is a DataError naming where it moved. ``saved=True``: a run's saved config of any
+  age: moved fields are upgraded and absent ones take the value they had before."""
   given = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg or {})
   flat = _flatten(given)
   if saved:

@@ -1,6 +1,5 @@
-"""What every source shares: the split names, ``RawSplit`` (texts and labels
-before tokenisation) and ``Source``, the small interface each module of
-``data/sources/`` fills in and ``sources.REGISTRY`` finds by name."""
+"""What every source shares: the split names, ``RawSplit`` (texts and labels before
+tokenisation) and ``Source``, the interface each module of ``data/sources/`` fills in."""
 
 from __future__ import annotations
 
@@ -19,18 +18,13 @@ SENTIMENT_LABELS = ("negative", "positive")
 
 @dataclasses.dataclass
 class RawSplit:
-  """Texts and label ids of one split, before tokenisation.
-
-  Attributes:
-    texts: N strings.
-    labels: int32 [N], ids into the bundle's ``label_names``.
-    example_ids: int64 [N], each example's row in its source (TFDS index, CSV
-      row, file line, sentence id, generator index): splits can be traced back.
-    extras: per-example arrays of length N (``planted``'s known answers).
-  """
+  """Texts and label ids of one split, before tokenisation."""
   texts: list[str]
-  labels: np.ndarray
+  labels: np.ndarray  # int32 [N], ids into the bundle's label_names
+  # int64 [N], each example's row in its source (TFDS index, file line, sentence id,
+  # generator index), so splits can be traced back.
   example_ids: np.ndarray
+  # Per-example arrays of length N (planted's known answers).
   extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   def __len__(self) -> int:
@@ -60,8 +54,8 @@ Loader = Callable[[ml_collections.ConfigDict, pathlib.Path | None], tuple[Splits
 
 
 def benchmark_options(url: str) -> Callable[[], ml_collections.ConfigDict]:
-  """A benchmark's ``config.data.<group>``: ``dir``, the data on disk (None:
-  the cache, else a download from ``url``, by default the authors' address)."""
+  """A benchmark's ``config.data.<group>``: ``dir``, the data on disk (None: the cache,
+  else a download from ``url``, by default the authors' address)."""
   def options() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.dir = ml_collections.FieldReference(None, field_type=str)
@@ -72,10 +66,9 @@ def benchmark_options(url: str) -> Callable[[], ml_collections.ConfigDict]:
 
 @dataclasses.dataclass(frozen=True)
 class Acquire:
-  """How a downloadable benchmark is found: ``config.data.<group>.dir``, else
-  ``<download.cache_dir>/<cache_name>``, else ``config.data.<group>.url``
-  downloaded into the cache (a zip unpacked to a folder holding
-  ``required_files``, or with ``required_files=()`` a file kept whole)."""
+  """How ``acquire`` finds a benchmark: ``config.data.<group>.dir``, else
+  ``<download.cache_dir>/<cache_name>``, else ``<group>.url`` downloaded there (a zip
+  unpacked to a folder holding ``required_files``, or with ``()`` a file kept whole)."""
   cache_name: str
   required_files: tuple[str, ...]
   check: Callable[[pathlib.Path], object]  # reads a download as load would
@@ -83,30 +76,18 @@ class Acquire:
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-  """One ``config.data.source``.
-
-  Attributes:
-    name: the ``config.data.source`` value.
-    description: what it is, for the log and ``results.json``.
-    load: see ``Loader``.
-    labels: label names (index = id); None when the data name them.
-    prepare_text: free text (``explain --text``) with its tokens separated as
-      this source's training texts are (``free_text``).
-    options: this source's ``config.data.<group>`` defaults (None: none).
-    group: that group's name (default: ``name``).
-    acquire: path / cache / download, for the paper's benchmarks.
-    stand_in: the offline source ``auto`` uses when this benchmark cannot be
-      had, loudly.
-  """
+  """One ``config.data.source``: its name, a description (for the log and results.json),
+  its ``load``."""
   name: str
   description: str
   load: Loader
-  labels: tuple[str, ...] | None = SENTIMENT_LABELS
+  labels: tuple[str, ...] | None = SENTIMENT_LABELS  # None: the data name them
+  # Free text (explain --text) with its tokens separated as the training texts' (free_text).
   prepare_text: Callable[[str], str] = lambda text: text
-  options: Callable[[], ml_collections.ConfigDict] | None = None
-  group: str | None = None
-  acquire: Acquire | None = None
-  stand_in: str | None = None
+  options: Callable[[], ml_collections.ConfigDict] | None = None  # config.data.<group>
+  group: str | None = None  # default: name
+  acquire: Acquire | None = None  # the paper's benchmarks
+  stand_in: str | None = None  # what auto uses, loudly, when this benchmark cannot be had
 
   @property
   def config_group(self) -> str:

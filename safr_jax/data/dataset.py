@@ -1,7 +1,5 @@
-"""``load_dataset``: config → source → splits → vocabulary → fixed-shape ids.
-
-Also the files a run keeps beside its checkpoints (``vocab.txt``,
-``labels.json``) so explanation/evaluation reuse exactly the training ids.
+"""``load_dataset``: config → source → splits → vocabulary → fixed-shape ids; and the files
+a run keeps (``vocab.txt``, ``labels.json``) so evaluation reuses the training ids.
 """
 
 from __future__ import annotations
@@ -30,28 +28,15 @@ LABELS_FILE = "labels.json"
 
 @dataclasses.dataclass
 class EncodedSplit:
-  """One split as arrays (N examples, L = max_len).
-
-  Attributes:
-    ids: int32 [N, L]; 0 = ``<PAD>`` (right padding), 1 = ``<UNK>``; texts
-      longer than L are truncated to their first L tokens.
-    lengths: int32 [N], tokens kept (0 for an empty text: an all-padding row).
-    labels: int32 [N], index into ``DatasetBundle.label_names``.
-    texts: the N original texts (before normalisation).
-    example_ids: int64 [N], each example's row in its source (see
-      ``core.RawSplit``).
-    planted: bool [N, L] or None; ``planted`` source only: planted positions.
-    planted_sign: int8 [N, L] or None; +1/-1 counted at sentiment words.
-    negation_pairs: int32 [N, 3, 2] or None; (not, word) positions, -1 padded.
-  """
-  ids: np.ndarray
-  lengths: np.ndarray
-  labels: np.ndarray
-  texts: list[str]
-  example_ids: np.ndarray
-  planted: np.ndarray | None = None
-  planted_sign: np.ndarray | None = None
-  negation_pairs: np.ndarray | None = None
+  """One split as arrays (N examples, L = max_len); the last three: ``planted`` only."""
+  ids: np.ndarray  # int32 [N, L], right-padded with 0 (<PAD>); 1 = <UNK>
+  lengths: np.ndarray  # int32 [N], tokens kept (0: an empty text)
+  labels: np.ndarray  # int32 [N], index into DatasetBundle.label_names
+  texts: list[str]  # as read, before normalisation
+  example_ids: np.ndarray  # int64 [N], see core.RawSplit
+  planted: np.ndarray | None = None  # bool [N, L]: planted positions
+  planted_sign: np.ndarray | None = None  # int8 [N, L]: +1/-1 at sentiment words
+  negation_pairs: np.ndarray | None = None  # int32 [N, 3, 2]: (not, word), -1 padded
 
   def __len__(self) -> int:
     return int(self.ids.shape[0])
@@ -63,16 +48,8 @@ class EncodedSplit:
 
 @dataclasses.dataclass
 class DatasetBundle:
-  """Everything ``load_dataset`` returns.
-
-  Attributes:
-    splits: "train"/"dev"/"test" → :class:`EncodedSplit`.
-    vocab: the train-split :class:`Vocabulary`.
-    label_names: index = label id.
-    source: the source actually used (never "auto").
-    info: JSON-serialisable provenance for results.json (requested and used
-      source, fallback reason, description, sizes, text options, …).
-  """
+  """What ``load_dataset`` returns; ``source`` is the one used (never "auto"), ``info`` the
+  JSON-ready provenance for results.json."""
   splits: dict[str, EncodedSplit]
   vocab: Vocabulary
   label_names: list[str]
@@ -106,8 +83,7 @@ def _cap(raw: dict[str, RawSplit], max_examples: Any, seed: int
   max_examples = int(max_examples)
   if max_examples < 1:
     raise DataError(f"config.data.max_examples must be >= 1 or None, got {max_examples}")
-  return {k: r.take(splits_lib.stratified_subsample(r.labels, max_examples,
-                                                     seed + 7))
+  return {k: r.take(splits_lib.stratified_subsample(r.labels, max_examples, seed + 7))
           for k, r in raw.items()}, max_examples
 
 
@@ -117,16 +93,13 @@ def _encode(raw: dict[str, RawSplit], vocab: Vocabulary, max_len: int
   encoded, empty, truncated = {}, {}, {}
   for name in SPLITS:
     r = raw[name]
-    ids, lengths, full = vocab.encode_batch(r.texts, max_len,
-                                            full_lengths=True)
+    ids, lengths, full = vocab.encode_batch(r.texts, max_len, full_lengths=True)
     empty[name] = int((lengths == 0).sum())
     truncated[name] = int((full > max_len).sum())
     encoded[name] = EncodedSplit(
         ids=ids, lengths=lengths, labels=np.asarray(r.labels, np.int32),
         texts=list(r.texts), example_ids=np.asarray(r.example_ids, np.int64),
-        planted=r.extras.get("planted"),
-        planted_sign=r.extras.get("planted_sign"),
-        negation_pairs=r.extras.get("negation_pairs"))
+        **{k: r.extras.get(k) for k in ("planted", "planted_sign", "negation_pairs")})
   if any(empty.values()):
     logging.warning("data: %s empty text(s) kept as all-padding rows "
                     "(length 0): %s", sum(empty.values()), empty)
@@ -144,16 +117,9 @@ def _load(res: acquire.Resolution, cfg):
 
 def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
                  probe=probe_lib.probe_url) -> DatasetBundle:
-  """Loads, splits and encodes the dataset ``cfg`` (= ``config.data``) asks for.
-
-  Args:
-    cfg: ``config.data`` (ConfigDict or dict; absent fields take defaults).
-    workdir: if given, ``vocab.txt`` and ``labels.json`` are written there.
-    probe: ``(url, timeout) -> (reachable, why)``; tests replace it.
-
-  Returns:
-    A :class:`DatasetBundle`; every split has ids int32 [N, max_len].
-  """
+  """The dataset ``cfg`` (``config.data``, absent fields at their defaults) asks for; with
+  ``workdir``, ``vocab.txt`` and ``labels.json`` are written there. ``probe(url, timeout)
+  -> (reachable, why)``: tests replace it."""
   start = time.monotonic()
   cfg = config_lib.complete(cfg)
   _check_options(cfg)
@@ -231,11 +197,8 @@ def save_vocab_and_labels(bundle: DatasetBundle,
 
 def load_vocab_and_labels(workdir: str | pathlib.Path
                           ) -> tuple[Vocabulary, list[str]]:
-  """Reads what :func:`save_vocab_and_labels` wrote: (vocab, label_names).
-
-  The vocabulary carries the run's lowercase/strip_html options, so
-  ``vocab.encode`` gives exactly the training ids.
-  """
+  """(vocab, label_names) as :func:`save_vocab_and_labels` wrote them; the vocabulary
+  carries the run's text options, so ``vocab.encode`` gives the training ids."""
   workdir = pathlib.Path(workdir)
   labels_path = workdir / LABELS_FILE
   if not labels_path.exists():

@@ -1,21 +1,12 @@
-"""Downloads for the paper's benchmarks: a cache whose entries are complete or
-absent, shared between processes, (docs/DATA.md, "Downloads"); ``probe.py``
-lets ``auto`` give up on a dead network within seconds.
+"""The download cache of the paper's benchmarks: an entry is complete or absent, shared
+between processes (docs/DATA.md, "Downloads").
 
-* Only the final path counts: a download goes to a temporary name in the
-  cache (``.<name>.*.part``, unpacked into ``.<name>.*.unpack``), is checked,
-  and is renamed into place last. Temporaries are removed on every exit;
-  those of a killed process are never read and are deleted by the next
-  download of the same name.
-* A cached copy is returned without any network access (not even the probe);
-  a download starts only after ``probe(url, timeout)`` said the host answers.
-* Processes started together download once: the downloader holds ``flock`` on
-  ``<cache_dir>/<name>.lock`` (lock files stay, empty); the others wait, then
-  read what it put there.
-
-Errors: :class:`DownloadUnavailable` (a :class:`DataError`) when the network did
-not deliver (unreachable, HTTP error, lost, cut off, stalled): a caller may
-fall back; a plain :class:`DataError` when what arrived is unusable or the
+A download goes to a temporary name in the cache (``.<name>.*.part``, a zip unpacked into
+``.<name>.*.unpack``), is checked, and is renamed into place last; temporaries a killed
+process left are deleted by the next download of that name. A cached entry is returned
+without any network access. The downloader holds ``flock`` on ``<name>.lock`` (kept, empty);
+other processes wait, then read what it put there. :class:`DownloadUnavailable`: the network
+did not deliver (a caller may fall back); a plain DataError: what came is unusable, or the
 cache cannot be written. Every message is one line naming the URL or path.
 """
 
@@ -46,28 +37,18 @@ from safr_jax.errors import DataError
 __all__ = ["DownloadUnavailable", "ensure_folder_from_zip", "ensure_file", "probe_url"]
 
 Probe = Callable[[str, float], tuple[bool, str]]
-
-CHUNK_BYTES = 1 << 20
-# Defaults of config.data.download.stall_s / timeout_s: a download fails when
-# no byte has come for STALL_S seconds, or it has taken LIMIT_S.
-STALL_S = 60.0
+Check = Callable[[pathlib.Path], object]
+STALL_S = 60.0  # the defaults of config.data.download.stall_s and timeout_s
 LIMIT_S = 3600.0
 
 
 class DownloadUnavailable(DataError):
-  """The network did not deliver the file (unreachable, HTTP error, lost,
-  timed out, cut off); nothing was added to the cache."""
+  """The network did not deliver the file; nothing was added to the cache."""
 
 
 def _one_line(e: BaseException) -> str:
   text = " ".join(str(e).split())
   return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def _check_name(name: str) -> None:
-  if (not name or name != pathlib.Path(name).name or name.startswith(".")
-      or name.endswith(".lock")):
-    raise ValueError(f"cache entry name {name!r} must be a plain file name")
 
 
 def _human(n: float) -> str:
@@ -81,22 +62,10 @@ def _human(n: float) -> str:
   return f"{n / 1024:.1f} GiB"
 
 
-def _progress_bar(total: int | None, desc: str, progress: bool):
-  """A tqdm byte counter on stderr, or None (off, or stderr not a terminal)."""
-  if not (progress and sys.stderr.isatty()):
-    return None
-  import tqdm  # pylint: disable=g-import-not-at-top
-  return tqdm.tqdm(total=total, desc=desc, unit="B", unit_scale=True,
-                   unit_divisor=1024, file=sys.stderr, leave=False)
-
-
 def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
-              desc: str) -> int:
-  """Streams ``url`` into the binary file ``out``; returns the bytes written.
-  The transfer runs in a daemon thread, watched from here: it fails
-  (DownloadUnavailable, counting the bytes that came) when no byte has come
-  for ``stall_s`` seconds (headers included), after ``limit_s`` in all, on an
-  HTTP error or a lost connection, or short of the Content-Length."""
+              desc: str) -> None:
+  """Streams ``url`` into the binary file ``out``. A daemon thread transfers, watched from
+  here, so both limits hold even while a read (or the headers) hangs."""
   state: dict[str, Any] = {"done": 0, "total": None, "error": None,
                            "last": time.monotonic()}
   finished = threading.Event()
@@ -110,9 +79,12 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
         state["total"] = int(length) if length and length.isdigit() else None
         logging.info("Downloading %s (%s) ...", url, _human(state["total"])
                      if state["total"] is not None else "size unknown")
-        bar = _progress_bar(state["total"], desc, progress)
+        if progress and sys.stderr.isatty():
+          import tqdm  # pylint: disable=g-import-not-at-top
+          bar = tqdm.tqdm(total=state["total"], desc=desc, unit="B", unit_scale=True,
+                          unit_divisor=1024, file=sys.stderr, leave=False)
         # read1: what has arrived, so the count is right when a read fails.
-        while not finished.is_set() and (chunk := response.read1(CHUNK_BYTES)):
+        while not finished.is_set() and (chunk := response.read1(1 << 20)):
           try:
             out.write(chunk)
           except OSError as e:
@@ -129,20 +101,26 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
         bar.close()
       finished.set()
 
+  def arrived() -> str:
+    done, total = state["done"], state["total"]
+    return f"{done}{'' if total is None else f' of {total}'} bytes ({_human(done)})"
+
+  def stalled() -> DownloadUnavailable:
+    return DownloadUnavailable(
+        f"download of {url} stalled: no data for {stall_s:g} s "
+        f"(config.data.download.stall_s) after {arrived()}; run again to retry")
+
   start = time.monotonic()
   threading.Thread(target=transfer, name="safr-download", daemon=True).start()
   try:
     while not finished.wait(0.05):
       now = time.monotonic()
       if now - state["last"] > stall_s:
-        raise DownloadUnavailable(
-            f"download of {url} stalled: no data for {stall_s:g} s "
-            f"(config.data.download.stall_s) after {_arrived(state)}; run again to "
-            "retry")
+        raise stalled()
       if now - start > limit_s:
         raise DownloadUnavailable(
             f"download of {url} took over {limit_s:g} s (config.data."
-            f"download.timeout_s) and was stopped after {_arrived(state)}; run again "
+            f"download.timeout_s) and was stopped after {arrived()}; run again "
             "to retry, or raise the limit")
   finally:
     finished.set()  # the thread stops writing (a blocked read times out)
@@ -150,12 +128,10 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
   if isinstance(e, urllib.error.HTTPError):
     raise DownloadUnavailable(f"download of {url} failed: HTTP {e.code} {e.reason}")
   if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError):
-    raise DownloadUnavailable(
-        f"download of {url} stalled: no data for {stall_s:g} s (config.data."
-        f"download.stall_s) after {_arrived(state)}; run again to retry")
+    raise stalled()
   if isinstance(e, (urllib.error.URLError, OSError, http.client.HTTPException)):
     raise DownloadUnavailable(
-        f"download of {url} failed after {_arrived(state)}: "
+        f"download of {url} failed after {arrived()}: "
         f"{_one_line(getattr(e, 'reason', e))}; run again to retry")
   if e is not None:
     raise e
@@ -166,22 +142,6 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
   seconds = max(time.monotonic() - start, 1e-6)
   logging.info("Downloaded %s: %s in %.1f s (%s/s)", url, _human(done),
                seconds, _human(done / seconds))
-  return done
-
-
-def _arrived(state: dict[str, Any]) -> str:
-  done, total = state["done"], state["total"]
-  return (f"{done} bytes ({_human(done)})" if total is None
-          else f"{done} of {total} bytes ({_human(done)})")
-
-
-def _make_dir(cache_dir: pathlib.Path) -> None:
-  try:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise DataError(f"the download cache {cache_dir} cannot be created: "
-                    f"{_one_line(e)}; set config.data.download.cache_dir to a writable "
-                    "folder") from None
 
 
 @contextlib.contextmanager
@@ -207,112 +167,102 @@ def _locked(cache_dir: pathlib.Path, name: str) -> Iterator[None]:
       fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _temp_prefix(name: str) -> str:
-  return f".{name}."
-
-
 def _remove(path: pathlib.Path) -> None:
   """Deletes a file or folder if it exists (best effort: never raises)."""
-  try:
-    if path.is_dir() and not path.is_symlink():
-      shutil.rmtree(path, ignore_errors=True)
-    else:
+  if path.is_dir() and not path.is_symlink():
+    shutil.rmtree(path, ignore_errors=True)
+  else:
+    with contextlib.suppress(OSError):
       path.unlink(missing_ok=True)
-  except OSError:
-    pass
 
 
-def _remove_stale(cache_dir: pathlib.Path, name: str) -> None:
-  """Deletes temporaries of ``name`` left by a killed process (called with the
-  lock held, under which alone temporaries are made)."""
-  for path in cache_dir.glob(_temp_prefix(name) + "*"):
-    if path.name.endswith((".part", ".unpack")):
-      logging.info("Removing %s, left by an interrupted download", path)
-      _remove(path)
-
-
-def _fetch_to_temp(url: str, cache_dir: pathlib.Path, name: str, *,
-                   stall_s: float, limit_s: float, progress: bool) -> pathlib.Path:
-  """Downloads ``url`` to a new temporary file in ``cache_dir`` (removed here
-  on failure, else by the caller)."""
-  try:
-    fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=_temp_prefix(name),
-                                suffix=".part")
-  except OSError as e:
-    raise DataError(f"the download cache {cache_dir} is not writable "
-                    f"({_one_line(e)})") from None
-  temp = pathlib.Path(temp)
-  try:
-    with os.fdopen(fd, "wb") as out:
-      _download(url, out, stall_s=stall_s, limit_s=limit_s, progress=progress,
-                desc=name)
-      try:
-        out.flush()
-        os.fsync(out.fileno())  # whole on disk before it can be renamed
-      except OSError as e:
-        raise DataError(f"cannot write the download of {url} into "
-                        f"{cache_dir}: {_one_line(e)}") from None
-  except BaseException:
-    _remove(temp)
-    raise
-  return temp
-
-
-def _ensure(final: pathlib.Path, complete: Callable[[], bool], url: str, *,
-            probe: Probe, probe_timeout: float,
-            build: Callable[[], None]) -> pathlib.Path:
-  """The shared protocol: cached -> return; probe; lock; re-check; build."""
-  if complete():
+def _ensure(url: str, cache_dir: str | os.PathLike, name: str,
+            complete: Callable[[pathlib.Path], bool],
+            install: Callable[[pathlib.Path, pathlib.Path], None], *, probe: Probe,
+            probe_timeout: float, progress: bool, stall_s: float,
+            limit_s: float) -> pathlib.Path:
+  """What both ``ensure_*`` share: cached -> return it; probe; lock; re-check; download to
+  a temporary file, which ``install(temp, final)`` checks and puts in place."""
+  if (not name or name != pathlib.Path(name).name or name.startswith(".")
+      or name.endswith(".lock")):
+    raise ValueError(f"cache entry name {name!r} must be a plain file name")
+  cache_dir = pathlib.Path(cache_dir).expanduser()
+  final = cache_dir / name
+  if complete(final):
     return final
   reachable, why = probe(url, probe_timeout)
   if not reachable:
     raise DownloadUnavailable(f"cannot download {url}: {why}")
-  cache_dir, name = final.parent, final.name
-  _make_dir(cache_dir)
+  try:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise DataError(f"the download cache {cache_dir} cannot be created: "
+                    f"{_one_line(e)}; set config.data.download.cache_dir to a writable "
+                    "folder") from None
   with _locked(cache_dir, name):
-    if complete():  # another process finished it while we waited
+    if complete(final):  # another process finished it while we waited
       logging.info("%s was downloaded by another process", final)
       return final
     if final.exists() or final.is_symlink():
-      raise DataError(
-          f"{final} exists but is not a complete download (was it edited?); "
-          "delete it and run again")
-    _remove_stale(cache_dir, name)
-    build()
+      raise DataError(f"{final} exists but is not a complete download (was it "
+                      "edited?); delete it and run again")
+    for path in cache_dir.glob(f".{name}.*"):  # only made under the lock
+      if path.name.endswith((".part", ".unpack")):
+        logging.info("Removing %s, left by an interrupted download", path)
+        _remove(path)
+    try:
+      fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=f".{name}.", suffix=".part")
+    except OSError as e:
+      raise DataError(f"the download cache {cache_dir} is not writable "
+                      f"({_one_line(e)})") from None
+    temp = pathlib.Path(temp)
+    try:
+      with os.fdopen(fd, "wb") as out:
+        _download(url, out, stall_s=stall_s, limit_s=limit_s, progress=progress,
+                  desc=name)
+        try:
+          out.flush()
+          os.fsync(out.fileno())  # whole on disk before it can be renamed
+        except OSError as e:
+          raise DataError(f"cannot write the download of {url} into "
+                          f"{cache_dir}: {_one_line(e)}") from None
+      install(temp, final)
+    finally:
+      _remove(temp)
   return final
 
 
-def _check_member_name(url: str, name: str) -> None:
-  """Refuses zip members that would land outside the unpack folder."""
-  parts = name.replace("\\", "/").split("/")
-  if (name.startswith(("/", "\\")) or ".." in parts
-      or (len(name) > 1 and name[1] == ":")):
-    raise DataError(f"the archive from {url} holds the unsafe path {name!r} "
-                    "(absolute or with '..'); refused")
+def _checked(check: Check, temp: pathlib.Path, url: str, final: str | pathlib.Path) -> None:
+  """``check(temp)``; its DataError names ``final``, not the temporary name."""
+  try:
+    check(temp)
+  except DataError as e:
+    why = str(e).replace(str(temp), str(final))
+    raise DataError(f"the download from {url} is not usable: {why}") from None
 
 
 def _unzip(url: str, archive: pathlib.Path, into: pathlib.Path) -> None:
   try:
     with zipfile.ZipFile(archive) as zf:
-      for info in zf.infolist():
-        _check_member_name(url, info.filename)
+      for name in zf.namelist():  # refused, not silently renamed as extractall would
+        if (name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/")
+            or (len(name) > 1 and name[1] == ":")):
+          raise DataError(f"the archive from {url} holds the unsafe path {name!r} "
+                          "(absolute or with '..'); refused")
       zf.extractall(into)
   except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
     raise DataError(f"the archive from {url} is not a readable zip file "
-                    f"({_one_line(e)}); run again to download it anew"
-                    ) from None
+                    f"({_one_line(e)}); run again to download it anew") from None
   except OSError as e:
     raise DataError(f"cannot unpack the archive from {url} into {into.parent}: "
                     f"{_one_line(e)}") from None
 
 
-def _holding_folder(url: str, root: pathlib.Path,
-                    required: Sequence[str]) -> pathlib.Path:
+def _holding_folder(url: str, root: pathlib.Path, required: Sequence[str]) -> pathlib.Path:
   """The unpack root or the one top-level folder that holds all ``required``."""
   candidates = [root] + sorted(p for p in root.iterdir()
                                if p.is_dir() and not p.is_symlink())
-  missing = {c: [f for f in required if not (c / f).is_file()]
-             for c in candidates}
+  missing = {c: [f for f in required if not (c / f).is_file()] for c in candidates}
   complete = [c for c in candidates if not missing[c]]
   if complete:
     return complete[0]
@@ -323,58 +273,30 @@ def _holding_folder(url: str, root: pathlib.Path,
       f"{where} and each top-level folder; expected {', '.join(required)})")
 
 
-def _checked(check: Callable[[pathlib.Path], object], temp: pathlib.Path, url: str,
-             final: str | pathlib.Path) -> None:
-  """``check(temp)``; its DataError names ``final``, not the temporary name."""
-  try:
-    check(temp)
-  except DataError as e:
-    why = str(e).replace(str(temp), str(final))
-    raise DataError(f"the download from {url} is not usable: {why}") from None
-
-
 def folder_complete(folder: pathlib.Path, required_files: Sequence[str]) -> bool:
   """Whether ``folder`` is a folder holding every one of ``required_files``."""
   return folder.is_dir() and all((folder / f).is_file() for f in required_files)
 
 
-def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike,
-                           name: str, required_files: Sequence[str],
-                           probe_timeout: float = 5.0,
-                           probe: Probe = probe_url,
-                           progress: bool = True, stall_s: float = STALL_S,
-                           limit_s: float = LIMIT_S,
-                           check: Callable[[pathlib.Path], object] | None = None
-                           ) -> pathlib.Path:
-  """``<cache_dir>/<name>``, a folder holding ``required_files``, downloading
-  the zip at ``url`` and unpacking it there when it is not cached yet.
-
-  The zip may hold the files at its top level or in one top-level folder
-  (``stanfordSentimentTreebank/``), which becomes ``<cache_dir>/<name>``
-  (other members, e.g. ``__MACOSX/``, are dropped). ``probe(url, timeout)``
-  decides whether to try; ``stall_s``/``limit_s`` bound the transfer;
-  ``check(folder)`` reads the unpacked folder as its source does, so what does
-  not parse never enters the cache.
+def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike, name: str,
+                           required_files: Sequence[str], probe_timeout: float = 5.0,
+                           probe: Probe = probe_url, progress: bool = True,
+                           stall_s: float = STALL_S, limit_s: float = LIMIT_S,
+                           check: Check | None = None) -> pathlib.Path:
+  """``<cache_dir>/<name>``, a folder holding ``required_files``: the zip at ``url``,
+  downloaded and unpacked when not cached. The files may be at the zip's top level or in
+  one top-level folder (``stanfordSentimentTreebank/``); other members (``__MACOSX/``) are
+  dropped. ``check(folder)`` reads it as its source does, so what does not parse is never
+  cached.
 
   Raises:
     DownloadUnavailable: the host did not answer, or the transfer failed.
-    DataError: not a zip, unsafe member paths, files missing, an unwritable
-      cache. Nothing is left in the cache on any error.
+    DataError: not a zip, unsafe member paths, files missing, an unwritable cache.
   """
-  _check_name(name)
-  cache_dir = pathlib.Path(cache_dir).expanduser()
-  final = cache_dir / name
-
-  def complete() -> bool:
-    return folder_complete(final, required_files)
-
-  def build() -> None:
-    archive = unpack = None
+  def install(archive: pathlib.Path, final: pathlib.Path) -> None:
+    unpack = pathlib.Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{name}.",
+                                           suffix=".unpack"))
     try:
-      archive = _fetch_to_temp(url, cache_dir, name, stall_s=stall_s,
-                               limit_s=limit_s, progress=progress)
-      unpack = pathlib.Path(tempfile.mkdtemp(
-          dir=cache_dir, prefix=_temp_prefix(name), suffix=".unpack"))
       _unzip(url, archive, unpack)
       found = _holding_folder(url, unpack, required_files)
       if check is not None:
@@ -382,18 +304,31 @@ def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike,
       os.rename(found, final)
       logging.info("Unpacked %s into %s", url, final)
     finally:
-      for temp in (archive, unpack):
-        if temp is not None:
-          _remove(temp)
+      _remove(unpack)
 
-  return _ensure(final, complete, url, probe=probe,
-                 probe_timeout=probe_timeout, build=build)
+  return _ensure(url, cache_dir, name, lambda f: folder_complete(f, required_files),
+                 install, probe=probe, probe_timeout=probe_timeout, progress=progress,
+                 stall_s=stall_s, limit_s=limit_s)
+
+
+def ensure_file(url: str, *, cache_dir: str | os.PathLike, filename: str, check: Check,
+                probe_timeout: float = 5.0, probe: Probe = probe_url,
+                progress: bool = True, stall_s: float = STALL_S,
+                limit_s: float = LIMIT_S) -> pathlib.Path:
+  """``<cache_dir>/<filename>``, as :func:`ensure_folder_from_zip`, the file kept whole;
+  ``check(path)`` vets it before it is renamed into place."""
+  def install(temp: pathlib.Path, final: pathlib.Path) -> None:
+    _checked(check, temp, url, filename)
+    os.rename(temp, final)
+
+  return _ensure(url, cache_dir, filename, pathlib.Path.is_file, install, probe=probe,
+                 probe_timeout=probe_timeout, progress=progress, stall_s=stall_s,
+                 limit_s=limit_s)
 
 
 def move_aside(final: pathlib.Path, why: str) -> pathlib.Path:
   """Renames a cached ``final`` that no longer reads (``why``) to
-  ``<name>.unusable-<time>`` (kept for a look, never read), so the next
-  ``ensure_*`` downloads it again; one warning line."""
+  ``<name>.unusable-<time>`` (kept for a look, never read); one warning line."""
   target = final.with_name(f"{final.name}.unusable-{time.strftime('%Y%m%d-%H%M%S')}")
   with _locked(final.parent, final.name):
     try:
@@ -406,31 +341,3 @@ def move_aside(final: pathlib.Path, why: str) -> pathlib.Path:
   logging.warning("The cached %s does not read (%s); moved aside to %s.", final,
                   " ".join(why.split()), target)
   return target
-
-
-def ensure_file(url: str, *, cache_dir: str | os.PathLike, filename: str,
-                check: Callable[[pathlib.Path], object],
-                probe_timeout: float = 5.0, probe: Probe = probe_url,
-                progress: bool = True, stall_s: float = STALL_S,
-                limit_s: float = LIMIT_S) -> pathlib.Path:
-  """``<cache_dir>/<filename>``, downloading ``url`` there when not cached;
-  as :func:`ensure_folder_from_zip`, the file kept whole. ``check(path)`` vets
-  it before it is renamed into place; a cached file passed it once."""
-  _check_name(filename)
-  cache_dir = pathlib.Path(cache_dir).expanduser()
-  final = cache_dir / filename
-
-  def build() -> None:
-    temp = None
-    try:
-      temp = _fetch_to_temp(url, cache_dir, filename, stall_s=stall_s,
-                            limit_s=limit_s, progress=progress)
-      _checked(check, temp, url, filename)
-      os.rename(temp, final)
-      temp = None
-    finally:
-      if temp is not None:
-        _remove(temp)
-
-  return _ensure(final, final.is_file, url, probe=probe,
-                 probe_timeout=probe_timeout, build=build)

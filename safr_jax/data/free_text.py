@@ -1,10 +1,6 @@
-"""Free text (``explain --text``) split the way a source's training texts are.
-
-The vocabulary splits on whitespace only, so typed text must first be brought
-to its source's form, or ``all,`` is one unknown word where training saw
-``all`` and ``,``. Each ``Source`` names one of these as its
-``prepare_text``; sources read as written (IMDB, files, planted) keep the text.
-The run's ``lowercase``/``strip_html`` are applied afterwards by the vocabulary.
+"""Free text (``explain --text``) split the way a source's training texts are: the
+vocabulary splits on whitespace only, so ``all,`` would be one unknown word where training
+saw ``all`` and ``,``. Each ``Source`` names one of these as its ``prepare_text``.
 """
 
 from __future__ import annotations
@@ -22,8 +18,7 @@ def _apart(text: str) -> str:
 
 
 def ptb(text: str) -> str:
-  """Penn-Treebank tokens, as the treebank's sentences: punctuation apart,
-  ``n't``/``'s`` split off, quotes as ``````/``''``, ``-LRB-``/``-RRB-``.
+  """Penn-Treebank tokens, as the treebank's sentences (``-LRB-``, ``n't`` apart).
 
   >>> ptb("It's great (really)!")
   "It 's great -LRB- really -RRB- !"
@@ -40,8 +35,7 @@ def ptb_lower(text: str) -> str:
 
 
 def rt(text: str) -> str:
-  """Pang & Lee's sentence files: lowercased, punctuation apart, contractions
-  whole.
+  """Pang & Lee's sentences: lowercased, punctuation apart, contractions whole.
 
   >>> rt("It's great, really")
   "it's great , really"

@@ -1,23 +1,9 @@
-"""Batches: a checkpointable grain iterator for training, a plain one for eval.
+"""Batches (docs/DATA.md, "Batches"): a checkpointable grain iterator for training, a plain
+one for eval, both in-process (the data are in memory; a batch is a numpy gather).
 
-Global batch, process share: every process builds the same global batch (same
-seed, same order) and keeps rows ``[p*b, (p+1)*b)`` with ``b = batch_size //
-process_count`` — the layout ``jax.make_array_from_process_local_data`` expects
-for a batch axis sharded over processes in process order. With
-``pad_to="batch"`` the width comes from the whole global batch, so all processes
-agree on the shape.
-
-Batching: ``"random"`` batches are consecutive slices of a shuffled epoch.
-``"bucketed"`` batches hold examples of similar length (fewer padding tokens with
-``pad_to="batch"``): the shuffled epoch is cut into windows of ``bucket_window``
-global batches, each window is sorted by length and cut into batches, and the
-order of all the epoch's batches is shuffled (see :func:`bucketed_epoch`).
-grain has no length-bucketing operator for random-access datasets, so that epoch
-order is a seeded numpy computation read by index from a grain ``MapDataset``;
-the grain iterator's position is still the whole checkpoint state.
-
-Everything runs in-process (no grain worker processes): the data are in memory
-and a batch is a numpy gather.
+Every process builds the same global batch and keeps rows ``[p*b, (p+1)*b)``, ``b =
+batch_size // process_count`` (what ``jax.make_array_from_process_local_data`` expects);
+with ``pad_to="batch"`` the width comes from the global batch, so all processes agree.
 """
 
 from __future__ import annotations
@@ -56,11 +42,8 @@ def _check(split: EncodedSplit, batch_size: int, pad_to: str,
 
 
 def batch_width(lengths: np.ndarray, max_len: int, pad_to: str) -> int:
-  """Padded width of a batch with these row ``lengths``.
-
-  ``max_len`` for ``pad_to="max_len"``; for ``"batch"`` the longest row rounded
-  up to a multiple of 8 (at least 8), capped at ``max_len``.
-  """
+  """``max_len``, or for ``pad_to="batch"`` the longest row rounded up to a multiple of 8
+  (at least 8), capped at ``max_len``."""
   if pad_to == "max_len":
     return max_len
   longest = int(np.max(lengths)) if len(lengths) else 0
@@ -82,37 +65,17 @@ def _shuffle_seed(seed: int) -> int:
 
 
 def _raw_permutation(n: int, seed: int, epoch: int, stream: int) -> np.ndarray:
-  """A permutation of ``range(n)`` fixed by (seed, epoch, stream): the raw
-  PCG64 output (fixed by its algorithm, unlike numpy's ``Generator`` methods)
-  ordered by a stable sort, as in ``splits.stable_permutation``."""
+  """As ``splits.stable_permutation``, seeded by (seed, epoch, stream)."""
   keys = np.random.PCG64([seed, epoch, stream]).random_raw(n)
   return np.argsort(keys, kind="stable").astype(np.int64)
 
 
 def bucketed_epoch(lengths: np.ndarray, batch_size: int, bucket_window: int,
                    seed: int, epoch: int) -> np.ndarray:
-  """The global batches of epoch ``epoch`` under ``batching="bucketed"``.
-
-  1. Shuffle the examples (seeded by ``seed`` and ``epoch``) and drop the last
-     ``N % batch_size`` of that order, so the dropped examples are random and
-     change from epoch to epoch.
-  2. Cut the rest into windows of ``bucket_window`` global batches (the last
-     window may be shorter), sort each window by length (stable, so ties stay
-     in shuffled order) and cut it into global batches.
-  3. Shuffle the rows inside each batch (a process' share is then not always
-     the batch's shortest rows) and the order of all the epoch's batches.
-
-  Args:
-    lengths: int [N] token counts of the train examples.
-    batch_size: the GLOBAL batch size.
-    bucket_window: global batches per sorted window (>= 1); 1 is random
-      batching, ``>= N // batch_size`` sorts the whole epoch.
-    seed, epoch: the epoch's order is a function of these alone.
-
-  Returns:
-    int64 [N // batch_size, batch_size]: row ``k`` is the ``k``-th global batch
-    of the epoch (example indices); every kept example exactly once.
-  """
+  """The global batches of an epoch under ``batching="bucketed"`` (docs/DATA.md,
+  "Length-bucketed batches"): int64 [N // batch_size, batch_size] example indices, a
+  function of (lengths, batch_size, bucket_window, seed, epoch) alone. Rows are shuffled
+  inside each batch so a process' share is not always the batch's shortest rows."""
   lengths = np.asarray(lengths)
   steps = len(lengths) // batch_size
   kept = _raw_permutation(len(lengths), seed, epoch,
@@ -130,45 +93,30 @@ def bucketed_epoch(lengths: np.ndarray, batch_size: int, bucket_window: int,
 
 
 class TrainIterator(Iterator[dict[str, np.ndarray]]):
-  """Infinite shuffled training batches, resumable from ``get_state()``.
-
-  Yields ``dict(ids=int32 [b, L], labels=int32 [b])`` with ``b = batch_size //
-  process_count`` and ``L`` from :func:`batch_width` of the global batch.
-  ``batching="random"``: epoch ``e`` is a permutation seeded by ``mix(seed) +
-  e`` (grain's index shuffle; ``mix`` keeps runs with seeds 0, 1, 2 …
-  unrelated), cut into batches. ``batching="bucketed"``: batches of similar
-  length, :func:`bucketed_epoch`. Either way an epoch has
-  :func:`steps_per_epoch` full global batches; the examples that do not fill
-  one are dropped.
-  """
+  """Infinite training batches ``dict(ids=int32 [b, L], labels=int32 [b])``, ``b =
+  batch_size // process_count`` (``batch_size`` is global), ``L`` from :func:`batch_width`;
+  ``seed`` in [0, 2**32); ``batching`` "random" (slices of shuffled epochs) or "bucketed"
+  (:func:`bucketed_epoch`, ``bucket_window`` global batches per sorted window). An epoch
+  has :func:`steps_per_epoch` full global batches; resumable from ``get_state()``."""
 
   def __init__(self, split: EncodedSplit, *, batch_size: int, seed: int,
-               pad_to: str, process_index: int = 0, process_count: int = 1,
+               pad_to: str = "max_len", process_index: int = 0, process_count: int = 1,
                batching: str = "random", bucket_window: int = 100):
-    self._local = _check(split, batch_size, pad_to, process_index,
-                         process_count)
+    self._local = _check(split, batch_size, pad_to, process_index, process_count)
     if not 0 <= seed < 2**32:
       raise DataError(f"seed must be in [0, 2**32), got {seed}")
     if batching not in BATCHING:
       raise DataError(f"batching must be one of {BATCHING}, got {batching!r}")
-    if (isinstance(bucket_window, bool)
-        or not isinstance(bucket_window, (int, np.integer))
+    if (isinstance(bucket_window, bool) or not isinstance(bucket_window, (int, np.integer))
         or bucket_window < 1):
-      raise DataError(f"bucket_window must be an integer >= 1, got "
-                      f"{bucket_window!r}")
-    steps = steps_per_epoch(split, batch_size)
-    if steps == 0:
+      raise DataError(f"bucket_window must be an integer >= 1, got {bucket_window!r}")
+    self._steps = steps_per_epoch(split, batch_size)
+    if self._steps == 0:
       raise DataError(f"batch_size {batch_size} is larger than the split "
                       f"({len(split)} examples): no full batch per epoch")
-    self._split = split
-    self._batch_size = batch_size
-    self._seed = int(seed)
-    self._pad_to = pad_to
-    self._process_index = process_index
-    self._process_count = process_count
-    self._batching = batching
-    self._bucket_window = int(bucket_window)
-    self._steps = steps
+    self._split, self._batch_size, self._seed = split, batch_size, int(seed)
+    self._pad_to, self._process_index = pad_to, process_index
+    self._batching, self._bucket_window = batching, int(bucket_window)
     self._epoch_cache: tuple[int, np.ndarray] | None = None
     if batching == "random":
       dataset = (grain.MapDataset.range(len(split))
@@ -179,7 +127,7 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
     else:
       # Element i of the infinite dataset is batch i % steps of epoch
       # i // steps, so grain's position (next_index) is the whole state.
-      dataset = (grain.MapDataset.range(steps)
+      dataset = (grain.MapDataset.range(self._steps)
                  .repeat(None)
                  .map_with_index(self._bucketed_rows)
                  .map(self._make_batch))
@@ -190,16 +138,13 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
     epoch = index // self._steps
     if self._epoch_cache is None or self._epoch_cache[0] != epoch:
       self._epoch_cache = (epoch, bucketed_epoch(
-          self._split.lengths, self._batch_size, self._bucket_window,
-          self._seed, epoch))
+          self._split.lengths, self._batch_size, self._bucket_window, self._seed, epoch))
     return self._epoch_cache[1][step]
 
   def _make_batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
     rows = np.asarray(rows, np.int64)
-    width = batch_width(self._split.lengths[rows], self._split.max_len,
-                        self._pad_to)
-    mine = rows[self._process_index * self._local:
-                (self._process_index + 1) * self._local]
+    width = batch_width(self._split.lengths[rows], self._split.max_len, self._pad_to)
+    mine = rows[self._process_index * self._local:(self._process_index + 1) * self._local]
     return {"ids": np.ascontiguousarray(self._split.ids[mine, :width]),
             "labels": self._split.labels[mine].astype(np.int32)}
 
@@ -236,35 +181,10 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
         raise DataError(f"iterator state has {key}={state[key]} but this "
                         f"iterator has {key}={mine}; the checkpoint belongs to "
                         "a different data configuration")
-    self._iterator.set_state(
-        {k: int(v) for k, v in dict(state["grain"]).items()})
+    self._iterator.set_state({k: int(v) for k, v in dict(state["grain"]).items()})
 
 
-def train_iterator(split: EncodedSplit, *, batch_size: int, seed: int,
-                   pad_to: str = "max_len", process_index: int = 0,
-                   process_count: int = 1, batching: str = "random",
-                   bucket_window: int = 100) -> TrainIterator:
-  """Infinite training batches; see :class:`TrainIterator`.
-
-  Args:
-    split: the train :class:`EncodedSplit`.
-    batch_size: the GLOBAL batch size (all processes together).
-    seed: shuffle seed in [0, 2**32).
-    pad_to: "max_len" (fixed width) or "batch" (longest row of the global
-      batch, rounded up to a multiple of 8, capped at max_len).
-    process_index, process_count: this process' share of the global batch.
-    batching: "random" (shuffled epochs cut into batches) or "bucketed"
-      (batches of similar length, :func:`bucketed_epoch`; pays off with
-      ``pad_to="batch"``).
-    bucket_window: bucketed only: global batches per length-sorted window.
-
-  Returns:
-    An iterator of dict(ids=int32 [b, L], labels=int32 [b]), b = batch_size //
-    process_count, with ``get_state()`` / ``set_state()``.
-  """
-  return TrainIterator(split, batch_size=batch_size, seed=seed, pad_to=pad_to,
-                       process_index=process_index, process_count=process_count,
-                       batching=batching, bucket_window=bucket_window)
+train_iterator = TrainIterator
 
 
 def num_eval_batches(split: EncodedSplit, batch_size: int) -> int:
@@ -275,19 +195,9 @@ def num_eval_batches(split: EncodedSplit, batch_size: int) -> int:
 def eval_batches(split: EncodedSplit, *, batch_size: int, pad_to: str = "max_len",
                  process_index: int = 0, process_count: int = 1
                  ) -> Iterator[dict[str, np.ndarray]]:
-  """Every example exactly once, in order; the last batch is filled up.
-
-  Args:
-    split: an :class:`EncodedSplit`.
-    batch_size: GLOBAL batch size; every process yields the same number of
-      batches, ceil(N / batch_size).
-    pad_to, process_index, process_count: as in :func:`train_iterator`.
-
-  Yields:
-    dict(ids=int32 [b, L], labels=int32 [b], weights=float32 [b]) with b =
-    batch_size // process_count; dummy rows (ids 0, label 0) have weight 0,
-    real rows weight 1.
-  """
+  """Every example once, in order: ``dict(ids, labels, weights=float32 [b])`` as in
+  :func:`train_iterator`; every process yields ceil(N / batch_size) batches, and the
+  filler rows of the last (ids 0, label 0) have weight 0."""
   local = _check(split, batch_size, pad_to, process_index, process_count)
   n = len(split)
   lo_share = process_index * local

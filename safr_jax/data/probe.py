@@ -1,6 +1,5 @@
-"""Does a host answer? One HEAD request with a hard time limit, so ``auto``
-and TFDS give up on a dead network within seconds (TFDS alone retries for
-minutes)."""
+"""Does a host answer? One HEAD request with a hard time limit, so ``auto`` and TFDS give
+up on a dead network within seconds (TFDS alone retries for minutes)."""
 
 from __future__ import annotations
 
@@ -27,14 +26,9 @@ def _is_loopback(url: str) -> bool:
 
 
 def probe_url(url: str, timeout: float) -> tuple[bool, str]:
-  """Whether ``url``'s server answers within ``timeout`` seconds: (reachable,
-  a short reason).
-
-  One HTTP HEAD request (honours proxies) in a daemon thread, so even a DNS
-  lookup that hangs cannot hold the caller longer; any HTTP response counts.
-  With ``SAFR_JAX_OFFLINE=1`` (as ``HF_HUB_OFFLINE``; the tests set it) every
-  host but this machine's loopback is unreachable at once.
-  """
+  """(reachable, a short reason): does ``url``'s server answer (any HTTP response) within
+  ``timeout`` s? A daemon thread asks, so even a hanging DNS lookup cannot hold the caller
+  longer. ``SAFR_JAX_OFFLINE=1``: every host but loopback is unreachable at once."""
   if os.environ.get(OFFLINE_ENV, "") not in ("", "0") and not _is_loopback(url):
     return False, f"no network: {OFFLINE_ENV}={os.environ[OFFLINE_ENV]} (not probing {url})"
   result: dict[str, Any] = {}

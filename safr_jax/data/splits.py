@@ -1,10 +1,8 @@
 """Seeded, stratified, machine-independent splitting and subsampling.
 
-Permutations come from the raw 64-bit output of numpy's PCG64 bit generator
-ordered by a stable sort: the PCG64 stream is fixed by its algorithm, unlike the
-distribution methods of ``np.random.Generator`` (whose algorithms numpy may
-change between versions). No Python ``hash()`` is involved, so a split is the
-same on every machine, Python and numpy version.
+Permutations are the raw output of numpy's PCG64 ordered by a stable sort: PCG64's stream
+is fixed by its algorithm, unlike ``np.random.Generator``'s methods, and no ``hash()`` is
+involved, so a split is the same on every machine, Python and numpy version.
 """
 
 from __future__ import annotations
@@ -42,20 +40,9 @@ def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
 
 def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int
                      ) -> list[np.ndarray]:
-  """Splits ``range(len(labels))`` into parts of exactly ``sizes``, stratified.
-
-  Each part gets every class in (as nearly as integers allow) the proportion of
-  the whole. Within a class the order comes from :func:`stable_permutation`
-  seeded with ``seed + class_id + 1``.
-
-  Args:
-    labels: int [N].
-    sizes: part sizes summing to N.
-    seed: non-negative int.
-
-  Returns:
-    One sorted int64 index array per part; together a partition of range(N).
-  """
+  """A partition of ``range(len(labels))`` into sorted int64 parts of exactly ``sizes``,
+  each with every class in (as nearly as integers allow) its share of the whole; within a
+  class the order is :func:`stable_permutation` seeded with ``seed + class_id + 1``."""
   labels = np.asarray(labels)
   n = len(labels)
   if sum(sizes) != n or any(s < 0 for s in sizes):

@@ -1,12 +1,6 @@
-"""Text → token ids, as the authors do it: whitespace tokens, train-only vocabulary.
-
-``<PAD>`` is id 0 and ``<UNK>`` id 1; the other tokens follow by descending
-train-split frequency, ties broken by the token string (code-point order), so the
-same train split always gives the same ids. Tokens seen fewer than ``min_freq``
-times map to ``<UNK>``.
-
-A literal ``<PAD>`` inside a text maps to ``<UNK>``: id 0 means padding and
-nothing else, so ``ids != 0`` is always the token mask.
+"""Text → token ids, as the authors do it (docs/DATA.md, "Text → ids"): whitespace tokens,
+train-only vocabulary, ``<PAD>`` = 0, ``<UNK>`` = 1, then by descending train frequency, ties
+by token. A literal ``<PAD>`` in a text maps to ``<UNK>``, so ``ids != 0`` is the token mask.
 """
 
 from __future__ import annotations
@@ -28,28 +22,16 @@ UNK = "<UNK>"
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
-def normalize_text(text: str, *, lowercase: bool = False,
-                   strip_html: bool = False) -> str:
-  """Applies the optional normalisations: ``<br />`` → space, then lowercase."""
+def tokenize(text: str, *, lowercase: bool = False, strip_html: bool = False) -> list[str]:
+  """Whitespace tokens of ``text``, after ``<br />`` → space, then lowercase (if asked)."""
   if strip_html:
     text = _BR.sub(" ", text)
-  if lowercase:
-    text = text.lower()
-  return text
-
-
-def tokenize(text: str, *, lowercase: bool = False,
-             strip_html: bool = False) -> list[str]:
-  """Whitespace tokens of ``text`` after :func:`normalize_text`."""
-  return normalize_text(text, lowercase=lowercase, strip_html=strip_html).split()
+  return (text.lower() if lowercase else text).split()
 
 
 class Vocabulary:
-  """A fixed token ↔ id map. ``pad_id == 0``, ``unk_id == 1``.
-
-  ``lowercase``/``strip_html`` are part of the vocabulary's contract: ``encode``
-  applies them, so text is normalised the same way at train and explain time.
-  """
+  """A fixed token ↔ id map; ``encode`` applies ``lowercase``/``strip_html``, so text is
+  normalised the same way at train and explain time."""
 
   pad_id = 0
   unk_id = 1
@@ -70,12 +52,8 @@ class Vocabulary:
                         f"{index[tok]} and {i})")
       index[tok] = i
     self._tokens = tokens
-    self._index = index
-    # Lookup used by encode: a literal "<PAD>" in text is unknown text.
-    self._lookup = dict(index)
-    self._lookup[PAD] = self.unk_id
-    self.lowercase = bool(lowercase)
-    self.strip_html = bool(strip_html)
+    self._lookup = {**index, PAD: self.unk_id}  # a literal "<PAD>" in text is unknown
+    self.lowercase, self.strip_html = bool(lowercase), bool(strip_html)
 
   @classmethod
   def build(cls, texts: Iterable[str], *, min_freq: int = 2,
@@ -86,9 +64,7 @@ class Vocabulary:
     counts = collections.Counter()
     for text in texts:
       counts.update(tokenize(text, lowercase=lowercase, strip_html=strip_html))
-    counts.pop(PAD, None)
-    counts.pop(UNK, None)
-    kept = sorted((t for t, c in counts.items() if c >= min_freq),
+    kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in (PAD, UNK)),
                   key=lambda t: (-counts[t], t))
     return cls([PAD, UNK] + kept, lowercase=lowercase, strip_html=strip_html)
 
@@ -137,13 +113,8 @@ class Vocabulary:
 
   def encode_batch(self, texts: Sequence[str], max_len: int, *,
                    full_lengths: bool = False):
-    """Encodes, truncates to the first ``max_len`` tokens and pads with 0.
-
-    Returns:
-      ids: int32 [N, max_len]; lengths: int32 [N] (tokens kept, <= max_len);
-      with ``full_lengths=True`` also int32 [N], the tokens before truncation.
-      An empty text gives an all-padding row with length 0.
-    """
+    """(ids int32 [N, max_len], lengths int32 [N]): the first ``max_len`` tokens, padded
+    with 0; ``full_lengths=True`` adds the token counts before truncation."""
     if max_len < 1:
       raise DataError(f"max_len must be >= 1, got {max_len}")
     ids = np.zeros((len(texts), max_len), np.int32)
@@ -175,9 +146,7 @@ class Vocabulary:
       raise DataError(f"vocabulary file {path} is not valid UTF-8 ({e.reason} "
                       f"at byte offset {e.start})") from None
     # Split on "\n" only: str.splitlines() would also split on \x85, \u2028…
-    lines = content.split("\n")
-    if lines and lines[-1] == "":
-      lines.pop()
+    lines = content.removesuffix("\n").split("\n") if content else []
     if not lines:
       raise DataError(f"vocabulary file {path} is empty")
     try:

@@ -1,10 +1,5 @@
-"""Every data source, found by name: one module each, one line each here.
-
-A new source is a module exposing a ``core.Source`` (its name, description,
-labels, how free text is split, its ``config.data.<group>`` options, how it is
-acquired, ``load``) and its line in ``REGISTRY``; ``config.data`` gets its
-options group from here.
-"""
+"""Every data source, found by name: one module each, one ``REGISTRY`` line each
+(docs/CONTRIBUTING.md, "Inside data/")."""
 
 from __future__ import annotations
 
@@ -35,8 +30,8 @@ def benchmarks() -> tuple[str, ...]:
 
 
 def prepare_text(text: str, source: str | None) -> str:
-  """``text`` with its tokens separated as ``source``'s training texts are
-  (unchanged for an unknown source).
+  """``text`` with its tokens separated as ``source``'s training texts are (unchanged for
+  an unknown source).
 
   >>> prepare_text("not bad at all, a moving film", "sst_treebank")
   'not bad at all , a moving film'

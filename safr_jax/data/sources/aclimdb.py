@@ -1,22 +1,9 @@
-"""The paper's IMDB: the official ``aclImdb_v1.tar.gz`` (Maas et al. 2011),
-split as the SAFR authors' ``data/read.py`` (``preprocess_imdb_data``,
-``read_csv_data``, lines 47-95) splits it. Only
-``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt`` are read.
-
-1. Labels: ``pos`` = 1, ``neg`` = 0 (their lines 65-68).
-2. Train = the first 10,000 reviews of each class of the official train set,
-   dev = the other 2,500 of each, test = all 25,000 official test reviews.
-3. Each split lists negatives, then positives (their ``train_dev_pos`` holds
-   ``IMDB_train_neg.csv``, lines 79-89, so each ``pd.concat`` puts them first).
-4. Texts as read in text mode: not lowercased, ``<br />`` kept, ``\\r\\n`` and
-   ``\\r`` turned into ``\\n``.
-
-One deliberate difference: "the first 10,000" is in ``os.listdir`` order in
-their code, which differs between file systems; here a class is ordered by the
-numeric review id (``9_8.txt`` before ``10_7.txt``). ``example_ids`` =
-``official * 2,000,000 + label * 1,000,000 + id`` (official 0 = train, 1 =
-test). The archive is streamed, never unpacked, and read to its end, so a
-truncated file is an error rather than fewer reviews.
+"""The paper's IMDB: the official ``aclImdb_v1.tar.gz``, split as the SAFR authors'
+``data/read.py`` (``preprocess_imdb_data``, ``read_csv_data``, lines 47-95) splits it
+(docs/DATA.md, "The paper's IMDB"). Only ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt``
+are read, as text mode reads them (``\\r\\n`` and ``\\r`` become ``\\n``); each split
+lists negatives, then positives (their ``train_dev_pos`` holds ``IMDB_train_neg.csv``,
+lines 79-89). An archive is streamed to its end, so a truncated file is an error.
 """
 
 from __future__ import annotations
@@ -77,7 +64,7 @@ class _Review(NamedTuple):
 
 
 def example_id(official: str, label: int, review_id: int) -> int:
-  """The ``example_ids`` value of one review (see the module doc)."""
+  """``official * 2,000,000 + label * 1,000,000 + id`` (official 0 = train, 1 = test)."""
   return (OFFICIAL_SPLITS.index(official) * 2 * ID_LIMIT + label * ID_LIMIT
           + review_id)
 
@@ -214,19 +201,8 @@ def _scan(path: str | os.PathLike | None, read_text: bool
 
 
 def check_archive(path: str | os.PathLike) -> dict[str, int]:
-  """Vets an IMDB archive without decoding texts (``download.ensure_file``'s
-  check).
-
-  Reads the whole gzip stream (so a truncated or damaged file fails) and
-  requires review files in each of the four folders.
-
-  Returns:
-    The number of review files per folder, e.g. ``{"train/neg": 12500, ...}``.
-
-  Raises:
-    DataError: not a file, not a gzip tar, truncated, or a folder without
-      reviews.
-  """
+  """Review files per folder (``{"train/neg": 12500, ...}``) of a whole, readable archive
+  with reviews in all four folders, texts not decoded (``download.ensure_file``'s check)."""
   path = pathlib.Path(path)
   if not path.is_file():
     raise DataError(f"{path} is not a file; expected the {ARCHIVE_NAME} "
@@ -235,66 +211,34 @@ def check_archive(path: str | os.PathLike) -> dict[str, int]:
   return {f"{s}/{c}": len(found.reviews[(s, c)]) for s, c in _FOLDERS}
 
 
-def _class_counts(split: RawSplit) -> dict[str, int]:
-  return {name: int(np.sum(split.labels == label))
-          for label, name in enumerate(SENTIMENT_LABELS)}
-
-
 def read_aclimdb(path: str | os.PathLike | None, *,
                  train_per_class: int = TRAIN_PER_CLASS
                  ) -> tuple[dict[str, RawSplit], dict[str, Any]]:
-  """Reads IMDB as the SAFR authors split it (see the module doc).
-
-  Args:
-    path: ``aclImdb_v1.tar.gz`` or any gzip tar of the same layout (streamed,
-      not unpacked), the unpacked ``aclImdb/`` folder, or a folder holding
-      ``aclImdb/``.
-    train_per_class: reviews of each class of the official train set that go
-      to train (the rest go to dev); the authors use 10,000.
-
-  Returns:
-    (splits, counts): ``splits`` maps "train"/"dev"/"test" to a
-    :class:`RawSplit` (labels 0 = negative, 1 = positive; negatives first;
-    ``example_ids`` as in the module doc). ``counts`` is JSON-ready provenance
-    for ``bundle.info["aclimdb"]``: ``path``, ``form`` ("archive" or
-    "folder"), ``official`` (reviews per official split and class),
-    ``per_split`` (per split and class), ``ignored_files`` (files in the
-    review folders not named ``<id>_<rating>.txt``), ``rule``, ``order`` and
-    ``example_ids``.
-
-  Raises:
-    DataError: a path that is none of the above, a damaged archive, a review
-      folder that is missing or empty, a file that is not UTF-8 (the message
-      names it), two files with one review id, or a class of the official
-      train set with no more than ``train_per_class`` reviews.
-  """
+  """(splits, counts) of ``path`` (``_EXPECTED``): train = the first ``train_per_class``
+  reviews of each class of the official train set by numeric review id (theirs is
+  ``os.listdir`` order, which differs between file systems), dev = the rest, test = the
+  official test set; ``counts`` is ``bundle.info["aclimdb"]``."""
   start = time.monotonic()
   where, form, found = _scan(path, read_text=True)
-  parts: dict[str, list[tuple[Folder, list[_Review]]]] = {s: [] for s in SPLITS}
-  for folder in _FOLDERS:
-    official, _ = folder
-    reviews = sorted(found.reviews[folder], key=lambda r: r.review_id)
+  columns = {s: ([], [], []) for s in SPLITS}  # texts, labels, example ids
+  for official, cls in _FOLDERS:
+    reviews = sorted(found.reviews[(official, cls)], key=lambda r: r.review_id)
     if official == "test":
-      parts["test"].append((folder, reviews))
-      continue
-    if len(reviews) <= train_per_class:
+      parts = [("test", reviews)]
+    elif len(reviews) <= train_per_class:
       raise DataError(
-          f"{where}: aclImdb/{official}/{folder[1]} has {len(reviews)} "
+          f"{where}: aclImdb/{official}/{cls} has {len(reviews)} "
           f"reviews; the authors' split takes the first {train_per_class} of "
           "each class for train and the rest for dev, so it needs more")
-    parts["train"].append((folder, reviews[:train_per_class]))
-    parts["dev"].append((folder, reviews[train_per_class:]))
-
-  out = {}
-  for split, pieces in parts.items():
-    texts, labels, ids = [], [], []
-    for (official, cls), reviews in pieces:
-      label = LABEL_OF[cls]
-      texts += [r.text for r in reviews]
-      labels += [label] * len(reviews)
-      ids += [example_id(official, label, r.review_id) for r in reviews]
-    out[split] = RawSplit(texts=texts, labels=np.asarray(labels, np.int32),
-                          example_ids=np.asarray(ids, np.int64))
+    else:
+      parts = [("train", reviews[:train_per_class]), ("dev", reviews[train_per_class:])]
+    for split, chosen in parts:
+      texts, labels, ids = columns[split]
+      texts += [r.text for r in chosen]
+      labels += [LABEL_OF[cls]] * len(chosen)
+      ids += [example_id(official, LABEL_OF[cls], r.review_id) for r in chosen]
+  out = {s: RawSplit(texts=t, labels=np.asarray(l, np.int32),
+                     example_ids=np.asarray(i, np.int64)) for s, (t, l, i) in columns.items()}
 
   counts = {
       "path": str(where),
@@ -303,7 +247,9 @@ def read_aclimdb(path: str | os.PathLike | None, *,
           official: {SENTIMENT_LABELS[LABEL_OF[c]]:
                      len(found.reviews[(official, c)]) for c in CLASS_FOLDERS}
           for official in OFFICIAL_SPLITS},
-      "per_split": {split: _class_counts(out[split]) for split in SPLITS},
+      "per_split": {split: {name: int(np.sum(out[split].labels == label))
+                            for label, name in enumerate(SENTIMENT_LABELS)}
+                    for split in SPLITS},
       "ignored_files": found.ignored,
       "rule": (f"train = the first {train_per_class} of each class of "
                "aclImdb/train, dev = the rest of aclImdb/train, test = all "

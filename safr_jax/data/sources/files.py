@@ -1,17 +1,7 @@
-"""The user's own labelled files (``config.data.files``): CSV (RFC-4180
-quoting, header), TSV (``.tsv``/``.tab``, header, no quoting, as GLUE's) or
-JSONL (``.jsonl``/``.ndjson``/``.json``, one object per line), by extension.
-Parsed as data only, never evaluated or unpickled.
-
-Label ids follow the sorted distinct train labels (numerically when all are
-integers), or ``label_names`` (a name gets its index, an integer ``i`` means
-``label_names[i]``); a dev/test label outside them is an error. Without
-``label_names`` a stray train label (under 1 % of the train rows, or in no
-evaluation file) is an error naming its lines, unless ``allow_rare_labels``.
-Non-UTF-8 bytes are replaced with one warning; a NUL byte is an error. A CSV
-quote that never closes, or is closed by the next row's quote, is an error
-naming where it opens; a row spanning over ``MAX_ROW_LINES`` lines or far
-longer than the median is a warning. docs/DATA.md, "Your own files".
+"""The user's own labelled files (``config.data.files``): CSV (RFC-4180 quoting, header),
+TSV (``.tsv``/``.tab``, header, no quoting, as GLUE's) or JSONL (``.jsonl``/``.ndjson``/
+``.json``, one object per line), by extension; parsed as data only (docs/DATA.md, "Your
+own files": label ids, the stray-label check, encoding).
 """
 
 from __future__ import annotations
@@ -40,7 +30,7 @@ JSONL_EXT = (".jsonl", ".ndjson", ".json")
 # error (unless config.data.files.allow_rare_labels); errors show this many lines.
 RARE_LABEL_FRACTION = 0.01
 MAX_LINES_SHOWN = 5
-# A delimited row this unlike the others is named in a warning (see above).
+# A delimited row this unlike the others is named in a warning (_warn_unusual_rows).
 MAX_ROW_LINES = 10
 LONG_ROW_FACTOR = 100
 LONG_ROW_MIN_CHARS = 2000
@@ -91,11 +81,7 @@ def _canonical_label(value: Any, where: str) -> Any:
 def read_labelled_file(path: str | pathlib.Path | None, *, text_field: str,
                        label_field: str, what: str = "file"
                        ) -> tuple[list[str], list[Any], list[int]]:
-  """Reads one file.
-
-  Returns:
-    texts, canonical labels (int or str) and the 1-based line of each row.
-  """
+  """(texts, canonical labels (int or str), the 1-based line of each row) of one file."""
   if not path:
     raise DataError(f"{what} is not set (config.data.files.{what.removesuffix('_file')})")
   path = pathlib.Path(path)
@@ -251,7 +237,8 @@ def _json_error(e: json.JSONDecodeError) -> str:
 
 def label_vocabulary(train_labels: Sequence[Any],
                      label_names: Sequence[Any] | None = None) -> list[str]:
-  """The label names, index = id (see the module docstring for the order)."""
+  """The label names, index = id: ``label_names``, else the sorted distinct train labels
+  (numerically when all are integers)."""
   if label_names:
     names = [str(n) for n in label_names]
     if len(set(names)) != len(names):
@@ -292,57 +279,30 @@ def _label_ids(file: _File, names: list[str], label_field: str,
   return np.asarray(out, np.int32)
 
 
-def _shown_lines(lines: np.ndarray) -> str:
-  shown = ", ".join(str(int(n)) for n in lines[:MAX_LINES_SHOWN])
-  more = len(lines) - MAX_LINES_SHOWN
-  return ("line " if len(lines) == 1 else "lines ") + shown + (
-      f" (+{more} more)" if more > 0 else "")
-
-
-def _rare_labels(train: RawSplit, eval_counts: np.ndarray,
-                 names: list[str], eval_files: str) -> list[str]:
-  """One phrase per train label that looks stray rather than a class.
-
-  Stray: under ``RARE_LABEL_FRACTION`` of the train_file rows (never for
-  files under 100 rows: one row is 1 % there), or absent from every
-  evaluation file (``eval_files``; a dev set carved from train_file is train
-  data and does not count).
-  """
-  counts = np.bincount(train.labels, minlength=len(names))
-  total = len(train)
-  found = []
+def _check_labels(read: dict[str, _File], splits: dict[str, RawSplit],
+                  names: list[str], *, allow_rare_labels: bool) -> None:
+  """Without ``label_names``, a stray train label is an error (``allow_rare_labels``: a
+  warning): under 1 % of the train_file rows (``splits["train"]``, a carved dev included),
+  or in no evaluation file (a dev set carved from train_file is train data: not one)."""
+  evaluated = [w for w in ("dev_file", "test_file") if w in read]
+  eval_counts = sum(np.bincount(splits[w.removesuffix("_file")].labels,
+                                minlength=len(names)) for w in evaluated)
+  train = splits["train"]
+  counts, total, rare = np.bincount(train.labels, minlength=len(names)), len(train), []
   for i, name in enumerate(names):
     why = []
     if counts[i] < RARE_LABEL_FRACTION * total:
       why.append(f"{counts[i]} of {total} rows ({100 * counts[i] / total:.2g} "
                  f"%, under {100 * RARE_LABEL_FRACTION:g} %)")
     if eval_counts[i] == 0:
-      why.append(f"in no row of {eval_files}")
+      why.append(f"in no row of {' or '.join(evaluated)}")
     if why:
       lines = train.example_ids[train.labels == i]
-      found.append(f"label {name!r}: {' and '.join(why)}; "
-                   f"{_shown_lines(lines)}")
-  return found
-
-
-def _counts_line(splits: dict[str, RawSplit], names: list[str],
-                 carved: bool) -> str:
-  parts = [f"{k} {np.bincount(splits[k].labels, minlength=len(names)).tolist()}"
-           + (" (carved from train_file)" if k == "dev" and carved else "")
-           for k in SPLITS]
-  return f"class counts per split (labels {names}): {', '.join(parts)}"
-
-
-def _check_labels(read: dict[str, _File], splits: dict[str, RawSplit],
-                  names: list[str], *, allow_rare_labels: bool) -> None:
-  """Without ``label_names``: a stray train label is an error (see
-  ``config.data.files.allow_rare_labels``); ``splits["train"]`` is all of
-  train_file, dev included when it is carved from it."""
-  evaluated = [w for w in ("dev_file", "test_file") if w in read]
-  eval_counts = sum(np.bincount(splits[w.removesuffix("_file")].labels,
-                                minlength=len(names)) for w in evaluated)
-  rare = _rare_labels(splits["train"], eval_counts, names,
-                      " or ".join(evaluated))
+      more = len(lines) - MAX_LINES_SHOWN
+      rare.append(f"label {name!r}: {' and '.join(why)}; "
+                  + ("line " if len(lines) == 1 else "lines ")
+                  + ", ".join(str(int(n)) for n in lines[:MAX_LINES_SHOWN])
+                  + (f" (+{more} more)" if more > 0 else ""))
   if not rare:
     return
   where = f"train_file {read['train_file'].path}: {'; '.join(rare)}"
@@ -350,66 +310,13 @@ def _check_labels(read: dict[str, _File], splits: dict[str, RawSplit],
     logging.warning("data: %s. Kept as a class, since "
                     "config.data.files.allow_rare_labels=True.", where)
     return
-  per_class = np.bincount(splits["train"].labels, minlength=len(names))
   raise DataError(
       f"{where}. Without config.data.files.label_names every distinct train label "
       f"becomes a class, so this would train a {len(names)}-class model "
       f"(train rows per class: "
-      f"{', '.join(f'{n} {c}' for n, c in zip(names, per_class))}). Fix those "
+      f"{', '.join(f'{n} {c}' for n, c in zip(names, counts))}). Fix those "
       "rows, list the classes in config.data.files.label_names, or set "
       "config.data.files.allow_rare_labels=True to keep the label as a class.")
-
-
-def load_files(*, train_file: str, dev_file: str | None,
-               test_file: str | None, text_field: str, label_field: str,
-               dev_fraction: float, seed: int,
-               label_names: Sequence[Any] | None = None,
-               allow_rare_labels: bool = False
-               ) -> tuple[dict[str, RawSplit], list[str]]:
-  """(splits, label_names) from the files; dev is carved from train when
-  ``dev_file`` is unset (``dev_fraction``, seeded, stratified). Label checks:
-  the module doc. The class counts per split are logged on one line."""
-  if not test_file:
-    raise DataError("source='files' needs config.data.files.test (and "
-                    "files.train; files.dev is optional)")
-  read = {}
-  for what, path in (("train_file", train_file), ("dev_file", dev_file),
-                     ("test_file", test_file)):
-    if what == "dev_file" and not path:
-      continue
-    texts, labels, lines = read_labelled_file(
-        path, text_field=text_field, label_field=label_field, what=what)
-    if not texts:
-      raise DataError(f"{what} {path} has a header but zero examples")
-    read[what] = _File(what, path, texts, labels, lines)
-  names = label_vocabulary(read["train_file"].labels, label_names)
-  out = {what.removesuffix("_file"): RawSplit(
-      texts=f.texts,
-      labels=_label_ids(f, names, label_field, explicit=bool(label_names)),
-      example_ids=np.asarray(f.lines, np.int64)) for what, f in read.items()}
-  whole_train = out["train"]
-  if "dev" not in out:
-    out["train"], out["dev"] = _carve_dev(whole_train, train_file,
-                                          dev_fraction, seed)
-  logging.info("data: %s", _counts_line(out, names, "dev_file" not in read))
-  if not label_names:
-    _check_labels(read, {**out, "train": whole_train}, names,
-                  allow_rare_labels=allow_rare_labels)
-  return {k: out[k] for k in SPLITS}, names
-
-
-def _carve_dev(train: RawSplit, train_file: str, dev_fraction: float,
-               seed: int) -> tuple[RawSplit, RawSplit]:
-  """(train, dev): ``dev_fraction`` of ``train``, seeded and stratified."""
-  if not 0.0 < dev_fraction < 1.0:
-    raise DataError(f"config.data.files.dev_fraction must be in (0, 1), got {dev_fraction}")
-  dev_size = int(round(len(train) * dev_fraction))
-  if dev_size == 0 or dev_size == len(train):
-    raise DataError(f"train_file {train_file}: {len(train)} examples are too "
-                    f"few to carve a dev set with dev_fraction={dev_fraction}"
-                    "; give a dev_file")
-  train, dev = carve(train, [len(train) - dev_size, dev_size], seed)
-  return train, dev
 
 
 def options() -> ml_collections.ConfigDict:
@@ -433,16 +340,49 @@ def options() -> ml_collections.ConfigDict:
 
 
 def _load(cfg, path=None):
+  """(splits, info); dev is carved from train when ``files.dev`` is unset (seeded,
+  stratified), and the class counts per split are logged on one line."""
   del path
   f = cfg.files
-  raw, names = load_files(
-      train_file=f.train, dev_file=f.dev, test_file=f.test, text_field=f.text_field,
-      label_field=f.label_field, dev_fraction=float(f.dev_fraction),
-      seed=int(cfg.split_seed), label_names=f.label_names,
-      allow_rare_labels=bool(f.allow_rare_labels))
+  if not f.test:
+    raise DataError("source='files' needs config.data.files.test (and "
+                    "files.train; files.dev is optional)")
+  read = {}
+  for what, path in (("train_file", f.train), ("dev_file", f.dev), ("test_file", f.test)):
+    if what == "dev_file" and not path:
+      continue
+    texts, labels, lines = read_labelled_file(
+        path, text_field=f.text_field, label_field=f.label_field, what=what)
+    if not texts:
+      raise DataError(f"{what} {path} has a header but zero examples")
+    read[what] = _File(what, path, texts, labels, lines)
+  names = label_vocabulary(read["train_file"].labels, f.label_names)
+  out = {what.removesuffix("_file"): RawSplit(
+      texts=r.texts, labels=_label_ids(r, names, f.label_field, explicit=bool(f.label_names)),
+      example_ids=np.asarray(r.lines, np.int64)) for what, r in read.items()}
+  whole_train = out["train"]
+  if "dev" not in out:
+    dev_fraction = float(f.dev_fraction)
+    if not 0.0 < dev_fraction < 1.0:
+      raise DataError(f"config.data.files.dev_fraction must be in (0, 1), got {dev_fraction}")
+    dev_size = int(round(len(whole_train) * dev_fraction))
+    if dev_size == 0 or dev_size == len(whole_train):
+      raise DataError(f"train_file {f.train}: {len(whole_train)} examples are too "
+                      f"few to carve a dev set with dev_fraction={dev_fraction}"
+                      "; give a dev_file")
+    out["train"], out["dev"] = carve(whole_train, [len(whole_train) - dev_size, dev_size],
+                                     int(cfg.split_seed))
+  logging.info("data: class counts per split (labels %s): %s", names, ", ".join(
+      f"{k} {np.bincount(out[k].labels, minlength=len(names)).tolist()}"
+      + (" (carved from train_file)" if k == "dev" and "dev_file" not in read else "")
+      for k in SPLITS))
+  if not f.label_names:
+    _check_labels(read, {**out, "train": whole_train}, names,
+                  allow_rare_labels=bool(f.allow_rare_labels))
   paths = {"train": f.train, "dev": f.dev, "test": f.test}
-  return raw, {"description": f"user files {paths}", "label_names": names,
-               "allow_rare_labels": bool(f.allow_rare_labels)}
+  return {k: out[k] for k in SPLITS}, {
+      "description": f"user files {paths}", "label_names": names,
+      "allow_rare_labels": bool(f.allow_rare_labels)}
 
 
 SOURCE = Source("files", "Your own CSV / TSV / JSONL files", _load, labels=None,

@@ -1,17 +1,8 @@
-"""A synthetic sentiment task with known answers, for interpretability tests.
-
-Each example is a sequence of random filler tokens ``w0 … w{V-1}`` with one or
-three planted sentiment words. A sentiment word counts +1 (``POSITIVE``) or -1
-(``NEGATIVE``); immediately preceded by ``not`` it counts the opposite (a
-negation pair). The label is 1 (positive) when the sum is > 0, else 0 (negative);
-the odd count rules out ties. Filler tokens never decide anything, so a faithful
-explanation puts its importance on the planted positions, and an interaction
-method should link each ``not`` to the word it flips.
-
-Per example the generator records, in token positions of the encoded ids:
-``planted`` (bool: sentiment words and their ``not``), ``planted_sign`` (int8:
-the counted +1/-1 at each sentiment word, 0 elsewhere) and ``negation_pairs``
-(int32 [P, 2]: (position of ``not``, position of the word), -1 padded).
+"""A synthetic sentiment task with known answers, for interpretability tests: filler
+tokens ``w0 … w{V-1}`` and one or three planted sentiment words (+1 ``POSITIVE``, -1
+``NEGATIVE``, the opposite right after ``not``); label 1 when the sum is > 0 (an odd count:
+no ties). A faithful explanation puts its importance on the planted positions; an
+interaction method should link each ``not`` to the word it flips.
 """
 
 from __future__ import annotations
@@ -48,8 +39,9 @@ def rule_label(tokens: Sequence[str]) -> int:
 def generate(n: int, *, seed: int, min_len: int = 8, max_len: int = 24,
              filler_vocab_size: int = 200, negation_prob: float = 0.3
              ) -> RawSplit:
-  """``n`` examples; extras ``planted`` bool [n, max_len], ``planted_sign``
-  int8 [n, max_len], ``negation_pairs`` int32 [n, 3, 2] (positions < max_len)."""
+  """``n`` examples; extras ``planted`` bool [n, max_len] (sentiment words and their
+  ``not``), ``planted_sign`` int8 [n, max_len] (the counted +1/-1 at each sentiment word),
+  ``negation_pairs`` int32 [n, 3, 2] ((``not``, word) positions, -1 padded)."""
   if n < 0:
     raise DataError(f"a config.data.planted size must be >= 0, got {n}")
   if not 6 <= min_len <= max_len:

@@ -1,21 +1,6 @@
-"""The paper's SST-2: the sentence-level Stanford Sentiment Treebank (Socher et
-al. 2013) with its own train/dev/test split, read as the SAFR authors'
-``data/read.py`` reads it (docs/DATA.md, "The paper's SST-2", says what that
-drops and why). The folder is the unzipped ``stanfordSentimentTreebank.zip``:
-``datasetSentences.txt`` (``sentence_index<TAB>sentence``),
-``datasetSplit.txt`` (``sentence_index,splitset_label``: 1 train, 2 test,
-3 dev), ``dictionary.txt`` (``phrase|phrase_id``, no header) and
-``sentiment_labels.txt`` (``phrase ids|sentiment values``).
-
-1. A sentence's label comes from the phrase whose text is *exactly* the
-   sentence; sentences without one are dropped, not repaired (mojibake,
-   ``-LRB-``), as the authors' inner join drops them.
-2. Sentiment ``<= 0.4`` is negative (0), ``> 0.6`` positive (1), else dropped.
-3. Train only is balanced: the first ``min(#pos, #neg)`` of each class in file
-   order, positives first; dev and test keep file order.
-
-``example_ids`` are the ``sentence_index`` values. Files are split on tabs,
-commas and ``|`` (no CSV quoting); a malformed line is a DataError naming it.
+"""The paper's SST-2: the sentence-level Stanford Sentiment Treebank, read as the SAFR
+authors' ``data/read.py`` reads it (docs/DATA.md, "The paper's SST-2": what that drops and
+why). Files are split on tabs, commas and ``|`` (no CSV quoting), as theirs are.
 """
 
 from __future__ import annotations
@@ -23,7 +8,7 @@ from __future__ import annotations
 import pathlib
 import re
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 from absl import logging
 import numpy as np
@@ -68,23 +53,19 @@ def sentiment_label(value: float) -> int | None:
 
 
 def _lines(path: pathlib.Path) -> Iterator[tuple[int, str]]:
-  """(1-based line number, text without line break) of each non-empty line."""
+  """(1-based line number, text) of each non-empty line."""
   try:
     raw = path.read_bytes()
   except OSError as e:
     raise DataError(f"{path}: cannot be read: {e}") from None
   try:
-    text = raw.decode("utf-8")
+    text = raw.decode("utf-8").removeprefix("\ufeff")
   except UnicodeDecodeError as e:
     line = raw[:e.start].count(b"\n") + 1
     raise DataError(f"{path}, line {line}: not valid UTF-8 ({e.reason} at byte "
                     f"offset {e.start})") from None
-  if text.startswith("\ufeff"):
-    text = text[1:]
   for number, line in enumerate(text.split("\n"), start=1):
-    if line.endswith("\r"):
-      line = line[:-1]
-    if line:
+    if line := line.removesuffix("\r"):
       yield number, line
 
 
@@ -99,36 +80,30 @@ def _fields(path: pathlib.Path, number: int, line: str, sep: str,
   return fields
 
 
-def _int(path: pathlib.Path, number: int, field: str, value: str) -> int:
-  if not _INT.match(value.strip()):
+def _number(path: pathlib.Path, number: int, field: str, value: str, *,
+            integer: bool = True) -> int | float:
+  """An integer, or (``integer=False``) a sentiment in [0, 1]."""
+  if not (_INT if integer else _FLOAT).match(value.strip()):
     raise DataError(f"{path}, line {number}, field {field!r}: {value!r} is not "
-                    "an integer")
-  return int(value)
-
-
-def _float(path: pathlib.Path, number: int, field: str, value: str) -> float:
-  if not _FLOAT.match(value.strip()):
-    raise DataError(f"{path}, line {number}, field {field!r}: {value!r} is not "
-                    "a number")
-  result = float(value)
-  if not 0.0 <= result <= 1.0:
+                    + ("an integer" if integer else "a number"))
+  if integer:
+    return int(value)
+  if not 0.0 <= float(value) <= 1.0:
     raise DataError(f"{path}, line {number}, field {field!r}: {value!r} is "
                     "outside [0, 1]")
-  return result
+  return float(value)
 
 
-def _rows(path: pathlib.Path, sep: str, names: tuple[str, ...], *,
-          header: bool) -> Iterator[tuple[int, list[str]]]:
-  """(line number, fields) of each data line; checks the header line if any."""
+def _rows(path: pathlib.Path, sep: str, names: tuple[str, ...], *, header: bool = True
+          ) -> Iterator[tuple[int, list[str]]]:
+  """(line number, fields) of each data line after the header (if any)."""
   lines = _lines(path)
   if header:
     first = next(lines, None)
     if first is None:
-      raise DataError(f"{path} is empty (expected the header "
-                      f"{sep.join(names)!r})")
+      raise DataError(f"{path} is empty (expected the header {sep.join(names)!r})")
     number, line = first
-    fields = _fields(path, number, line, sep, names)
-    if _INT.match(fields[0].strip()):
+    if _INT.match(_fields(path, number, line, sep, names)[0].strip()):
       raise DataError(f"{path}, line {number}: expected the header "
                       f"{sep.join(names)!r}, found data {line!r}")
   for number, line in lines:
@@ -136,60 +111,13 @@ def _rows(path: pathlib.Path, sep: str, names: tuple[str, ...], *,
 
 
 def _first_time(path: pathlib.Path, number: int, what: str, key: int,
-                seen: dict[int, int]) -> None:
-  """Records that ``key`` is on line ``number``; an error if it was seen before."""
+                seen: dict[int, int]) -> int:
+  """``key``, recorded as on line ``number``; an error if it was seen before."""
   if key in seen:
     raise DataError(f"{path}, line {number}: {what} {key} already appeared on "
                     f"line {seen[key]}")
   seen[key] = number
-
-
-def _read_sentences(path: pathlib.Path) -> list[tuple[int, int, str]]:
-  """[(line, sentence_index, sentence)] in file order."""
-  names = ("sentence_index", "sentence")
-  out, seen = [], {}
-  for number, (index, sentence) in _rows(path, "\t", names, header=True):
-    index = _int(path, number, names[0], index)
-    _first_time(path, number, "sentence_index", index, seen)
-    out.append((number, index, sentence))
-  return out
-
-
-def _read_splits(path: pathlib.Path) -> dict[int, str]:
-  """sentence_index -> split name."""
-  names = ("sentence_index", "splitset_label")
-  out, seen = {}, {}
-  for number, (index, label) in _rows(path, ",", names, header=True):
-    index = _int(path, number, names[0], index)
-    label = _int(path, number, names[1], label)
-    if label not in SPLIT_LABELS:
-      raise DataError(f"{path}, line {number}, field 'splitset_label': {label} "
-                      "is not 1 (train), 2 (test) or 3 (dev)")
-    _first_time(path, number, "sentence_index", index, seen)
-    out[index] = SPLIT_LABELS[label]
-  return out
-
-
-def _read_dictionary(path: pathlib.Path) -> tuple[dict[str, list[int]], int]:
-  """(phrase -> phrase ids in file order, number of lines)."""
-  names = ("phrase", "phrase_id")
-  out: dict[str, list[int]] = {}
-  lines = 0
-  for number, (phrase, phrase_id) in _rows(path, "|", names, header=False):
-    out.setdefault(phrase, []).append(_int(path, number, names[1], phrase_id))
-    lines += 1
-  return out, lines
-
-
-def _read_sentiments(path: pathlib.Path) -> dict[int, float]:
-  """phrase id -> sentiment value."""
-  names = ("phrase ids", "sentiment values")
-  out, seen = {}, {}
-  for number, (phrase_id, value) in _rows(path, "|", names, header=True):
-    phrase_id = _int(path, number, names[0], phrase_id)
-    _first_time(path, number, "phrase id", phrase_id, seen)
-    out[phrase_id] = _float(path, number, names[1], value)
-  return out
+  return key
 
 
 def _check_folder(sst_dir: str | pathlib.Path | None) -> pathlib.Path:
@@ -212,23 +140,17 @@ def _check_folder(sst_dir: str | pathlib.Path | None) -> pathlib.Path:
   return folder
 
 
-class _Row(NamedTuple):
-  """A labelled sentence."""
-  index: int  # sentence_index
-  sentence: str
-  label: int  # 0 = negative, 1 = positive
-
-
 def _label_sentences(
     sentences: list[tuple[int, int, str]], split_of: dict[int, str],
     phrase_ids: dict[str, list[int]], sentiment_of: dict[int, float],
     split_path: pathlib.Path, sentences_path: pathlib.Path
-) -> tuple[dict[str, list[_Row]], dict[str, dict[str, int]]]:
-  """(rows per split in file order, counts per split): the authors' join."""
+) -> tuple[dict[str, list[tuple[int, str, int]]], dict[str, dict[str, int]]]:
+  """(rows (index, sentence, label) per split in file order, counts per split): the
+  authors' join."""
   per_split = {name: dict(read=0, dropped_unmatched=0, dropped_no_sentiment=0,
                           dropped_neutral=0, negative=0, positive=0,
                           dropped_balancing=0, kept=0) for name in SPLITS}
-  rows: dict[str, list[_Row]] = {name: [] for name in SPLITS}
+  rows: dict[str, list[tuple[int, str, int]]] = {name: [] for name in SPLITS}
   for number, index, sentence in sentences:
     split = split_of.get(index)
     if split is None:
@@ -252,55 +174,49 @@ def _label_sentences(
         counts["dropped_neutral"] += 1
         continue
       counts[SENTIMENT_LABELS[label]] += 1
-      rows[split].append(_Row(index, sentence, label))
+      rows[split].append((index, sentence, label))
   return rows, per_split
-
-
-def _balanced(train: list[_Row]) -> list[_Row]:
-  """The first min(#pos, #neg) of each class, positives then negatives."""
-  positives = [r for r in train if r.label == 1]
-  negatives = [r for r in train if r.label == 0]
-  keep = min(len(positives), len(negatives))
-  return positives[:keep] + negatives[:keep]
 
 
 def read_sst_treebank(sst_dir: str | pathlib.Path | None
                       ) -> tuple[dict[str, RawSplit], dict[str, Any]]:
-  """Reads the treebank folder as the SAFR authors do (see the module doc).
-
-  Args:
-    sst_dir: the unzipped ``stanfordSentimentTreebank/`` folder.
-
-  Returns:
-    (splits, counts): ``splits`` maps "train"/"dev"/"test" to a
-    :class:`RawSplit` (labels 0 = negative, 1 = positive; ``example_ids`` =
-    ``sentence_index``); ``counts`` is JSON-ready provenance for
-    ``bundle.info["sst_treebank"]``: the number of ``sentences`` and of
-    ``dictionary_phrases`` (distinct), ``duplicate_dictionary_phrases``, and in
-    ``per_split`` for each split the sentences ``read``, ``dropped_unmatched``
-    (no dictionary phrase equals the sentence), ``dropped_no_sentiment`` (its
-    phrase id has no sentiment value), ``dropped_neutral``, the ``negative`` /
-    ``positive`` counts before balancing, ``dropped_balancing`` and ``kept``.
-
-  Raises:
-    DataError: missing folder or file, an empty file, a malformed line (the
-      message names the file and line), an unknown split label, a sentence
-      without a split, or a split left without a labelled sentence.
-  """
+  """(splits, counts) of the unzipped ``stanfordSentimentTreebank/`` folder; ``example_ids``
+  are the ``sentence_index`` values, ``counts`` is ``bundle.info["sst_treebank"]``."""
   folder = _check_folder(sst_dir)
-  sentences = _read_sentences(folder / SENTENCES_FILE)
-  split_of = _read_splits(folder / SPLIT_FILE)
-  phrase_ids, dictionary_lines = _read_dictionary(folder / DICTIONARY_FILE)
+  path, sentences, seen = folder / SENTENCES_FILE, [], {}
+  for number, (index, sentence) in _rows(path, "\t", ("sentence_index", "sentence")):
+    index = _number(path, number, "sentence_index", index)
+    sentences.append((number, _first_time(path, number, "sentence_index", index, seen),
+                      sentence))
+  path, split_of, seen = folder / SPLIT_FILE, {}, {}
+  for number, (index, label) in _rows(path, ",", ("sentence_index", "splitset_label")):
+    index = _number(path, number, "sentence_index", index)
+    label = _number(path, number, "splitset_label", label)
+    if label not in SPLIT_LABELS:
+      raise DataError(f"{path}, line {number}, field 'splitset_label': {label} "
+                      "is not 1 (train), 2 (test) or 3 (dev)")
+    split_of[_first_time(path, number, "sentence_index", index, seen)] = SPLIT_LABELS[label]
+  path, phrase_ids, dictionary_lines = folder / DICTIONARY_FILE, {}, 0
+  for number, (phrase, phrase_id) in _rows(path, "|", ("phrase", "phrase_id"), header=False):
+    phrase_ids.setdefault(phrase, []).append(_number(path, number, "phrase_id", phrase_id))
+    dictionary_lines += 1
   if not dictionary_lines:
     raise DataError(f"{folder / DICTIONARY_FILE} is empty (expected one "
                     "phrase|phrase_id line per phrase)")
-  sentiment_of = _read_sentiments(folder / SENTIMENT_FILE)
+  path, sentiment_of, seen = folder / SENTIMENT_FILE, {}, {}
+  for number, (phrase_id, value) in _rows(path, "|", ("phrase ids", "sentiment values")):
+    phrase_id = _number(path, number, "phrase ids", phrase_id)
+    phrase_id = _first_time(path, number, "phrase id", phrase_id, seen)
+    sentiment_of[phrase_id] = _number(path, number, "sentiment values", value,
+                                      integer=False)
   rows, per_split = _label_sentences(
       sentences, split_of, phrase_ids, sentiment_of, folder / SPLIT_FILE,
       folder / SENTENCES_FILE)
-  balanced = _balanced(rows["train"])
-  per_split["train"]["dropped_balancing"] = len(rows["train"]) - len(balanced)
-  rows["train"] = balanced
+  # Train only is balanced: the first min(#pos, #neg) of each class, positives first.
+  by_label = [[r for r in rows["train"] if r[2] == label] for label in (1, 0)]
+  keep = min(map(len, by_label))
+  per_split["train"]["dropped_balancing"] = len(rows["train"]) - 2 * keep
+  rows["train"] = by_label[0][:keep] + by_label[1][:keep]
 
   out = {}
   for name in SPLITS:
@@ -312,10 +228,9 @@ def read_sst_treebank(sst_dir: str | pathlib.Path | None
           f"in {SENTENCES_FILE} ({SPLIT_FILE}), {c['dropped_unmatched']} match no "
           f"phrase of {DICTIONARY_FILE}, {c['dropped_no_sentiment']} have no value in "
           f"{SENTIMENT_FILE}, {c['dropped_neutral']} are neutral")
-    out[name] = RawSplit(
-        texts=[r.sentence for r in rows[name]],
-        labels=np.asarray([r.label for r in rows[name]], np.int32),
-        example_ids=np.asarray([r.index for r in rows[name]], np.int64))
+    indices, sentences_kept, labels = zip(*rows[name])
+    out[name] = RawSplit(texts=list(sentences_kept), labels=np.asarray(labels, np.int32),
+                         example_ids=np.asarray(indices, np.int64))
 
   duplicates = dictionary_lines - len(phrase_ids)
   if duplicates:

@@ -1,9 +1,7 @@
-"""TFDS, by name only (not inside ``auto``): ``glue/sst2`` (GLUE's 67k train
-*phrases*, not the paper's sentences; test = GLUE validation, dev carved from
-train) and ``imdb_reviews`` (the paper's IMDB texts, split by the authors'
-rule in TFDS's order). Read through ``tfds.data_source`` (array_record, no
-TensorFlow); an unprepared dataset is downloaded only when its host answers
-the probe, since TFDS alone retries a dead network for minutes.
+"""TFDS, by name only (not inside ``auto``): ``glue/sst2`` and ``imdb_reviews`` (docs/DATA.md),
+read through ``tfds.data_source`` (array_record, no TensorFlow). An unprepared dataset is
+downloaded only when its host answers the probe: TFDS alone retries a dead network for
+minutes.
 """
 
 from __future__ import annotations
@@ -68,8 +66,7 @@ def _ready(tfds, name: str, data_dir: str | None, probe_timeout: float,
 
 
 def _read_split(tfds, name: str, split: str, data_dir: str | None) -> RawSplit:
-  """All examples of one TFDS split; normalises mock (str, 0-d array) and real
-  (bytes, int) values."""
+  """All examples of one TFDS split, from mock (str, 0-d array) or real (bytes, int) values."""
   source = _source(tfds, name, split, data_dir)
   n, key = len(source), _READ[name][0]
   texts, labels = [], []
@@ -101,9 +98,8 @@ def _read_split(tfds, name: str, split: str, data_dir: str | None) -> RawSplit:
 
 
 def first_per_class(raw: RawSplit, fraction: float) -> tuple[RawSplit, RawSplit]:
-  """The SAFR authors' IMDB rule: the first ``fraction`` of each class (in
-  the order given) is train, the rest dev; each part lists negatives, then
-  positives (10,000 + 10,000 and 2,500 + 2,500 for IMDB's 25k)."""
+  """The SAFR authors' IMDB rule: the first ``fraction`` of each class (in the order given)
+  is train, the rest dev; each part lists negatives, then positives."""
   labels = np.asarray(raw.labels)
   first, rest = [], []
   for label in np.unique(labels):
