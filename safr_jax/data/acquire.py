@@ -77,50 +77,43 @@ def move_aside(src: Source, cfg, why: str) -> pathlib.Path:
   return download.move_aside(cache_path(src, cfg), why)
 
 
-def _locate(src: Source, cfg, probe: Probe) -> Resolution:
-  """An explicitly requested benchmark: its dir (which must exist: a typo is an
-  error, not a download), else the cache, else a download."""
-  field = f"config.data.{src.config_group}.dir"
+def resolve(cfg, probe: Probe) -> Resolution:
+  """``config.data.source``, and where its data is. An explicitly requested benchmark
+  fails where ``auto`` takes its next step: a ``dir`` that does not exist (a typo is an
+  error, not a download), or no data at all."""
+  auto = cfg.source == "auto"
+  if not auto:
+    src = sources_lib.get(cfg.source)
+    if src.acquire is None:
+      return Resolution(src, None)
+  else:
+    src = sources_lib.get(cfg.benchmark, "config.data.benchmark")
+    if src.acquire is None or src.stand_in is None:
+      raise DataError(f"config.data.benchmark must be one of {sources_lib.benchmarks()}, "
+                      f"got {cfg.benchmark!r}")
+  field, steps = f"config.data.{src.config_group}.dir", []
   given = _given(src, cfg)
   if given is not None:
-    if not given.exists():
+    if given.exists():
+      return Resolution(src, None, given, field)
+    if not auto:
       raise DataError(f"{field} {given} does not exist")
-    return Resolution(src, None, given, field)
+    steps.append(f"{field} {given} does not exist")
+    logging.warning("data: %s; auto tries the next source.", steps[-1])
   hit = _cached(src, cfg)
   if hit is not None:
-    return Resolution(src, None, hit, "cache")
+    return Resolution(src, None, hit, "cache", tuple(steps))
+  if auto:
+    steps.append(f"{src.name}: not in {cache_path(src, cfg).parent}")
   try:
     path = fetch(src, cfg, probe=probe)
-  except download.DownloadUnavailable as e:
-    raise DataError(f"source {src.name!r} needs its data: set {field}, or put it in "
-                    f"{cache_path(src, cfg)}; downloading it failed: {e}") from None
-  return Resolution(src, None, path, f"downloaded from {cfg[src.config_group].url}")
-
-
-def resolve(cfg, probe: Probe) -> Resolution:
-  """``config.data.source``, and where its data is (see the module doc)."""
-  if cfg.source != "auto":
-    src = sources_lib.get(cfg.source)
-    return _locate(src, cfg, probe) if src.acquire else Resolution(src, None)
-  bench = sources_lib.get(cfg.benchmark, "config.data.benchmark")
-  if bench.acquire is None or bench.stand_in is None:
-    raise DataError(f"config.data.benchmark must be one of {sources_lib.benchmarks()}, "
-                    f"got {cfg.benchmark!r}")
-  steps = []
-  given = _given(bench, cfg)
-  if given is not None:
-    if given.exists():
-      return Resolution(bench, None, given, f"config.data.{bench.config_group}.dir")
-    steps.append(f"config.data.{bench.config_group}.dir {given} does not exist")
-    logging.warning("data: %s; auto tries the next source.", steps[-1])
-  hit = _cached(bench, cfg)
-  if hit is not None:
-    return Resolution(bench, None, hit, "cache", tuple(steps))
-  steps.append(f"{bench.name}: not in {cache_path(bench, cfg).parent}")
-  try:
-    path = fetch(bench, cfg, probe=probe)
-    return Resolution(bench, None, path,
-                      f"downloaded from {cfg[bench.config_group].url}", tuple(steps))
-  except DataError as e:  # no network, or a download that failed
-    steps.append(f"{bench.name}: {e}")
-  return Resolution(sources_lib.get(bench.stand_in), "; ".join(steps), steps=tuple(steps))
+  # auto passes over a download that failed in any way; an explicit source reports no
+  # network, and what came but does not read, as they are.
+  except (DataError if auto else download.DownloadUnavailable) as e:
+    if not auto:
+      raise DataError(f"source {src.name!r} needs its data: set {field}, or put it in "
+                      f"{cache_path(src, cfg)}; downloading it failed: {e}") from None
+    steps.append(f"{src.name}: {e}")
+    return Resolution(sources_lib.get(src.stand_in), "; ".join(steps), steps=tuple(steps))
+  return Resolution(src, None, path, f"downloaded from {cfg[src.config_group].url}",
+                    tuple(steps))

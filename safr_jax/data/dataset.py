@@ -57,13 +57,6 @@ class DatasetBundle:
   info: dict[str, Any]
 
 
-def _check_options(cfg) -> None:
-  if int(cfg.max_len) < 1:
-    raise DataError(f"config.data.max_len must be >= 1, got {cfg.max_len}")
-  if int(cfg.split_seed) < 0:
-    raise DataError(f"config.data.split_seed must be >= 0, got {cfg.split_seed}")
-
-
 def _log_source(cfg, source: str, reason: str | None, description: str) -> None:
   """One info line, or one loud warning when ``auto`` fell back."""
   if reason is None:
@@ -122,7 +115,10 @@ def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
   -> (reachable, why)``: tests replace it."""
   start = time.monotonic()
   cfg = config_lib.complete(cfg)
-  _check_options(cfg)
+  if int(cfg.max_len) < 1:
+    raise DataError(f"config.data.max_len must be >= 1, got {cfg.max_len}")
+  if int(cfg.split_seed) < 0:
+    raise DataError(f"config.data.split_seed must be >= 0, got {cfg.split_seed}")
   max_len, seed = int(cfg.max_len), int(cfg.split_seed)
   res = acquire.resolve(cfg, probe)
   try:
@@ -178,32 +174,26 @@ def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
   return bundle
 
 
-def save_vocab_and_labels(bundle: DatasetBundle,
-                          workdir: str | pathlib.Path) -> None:
-  """Writes ``workdir/vocab.txt`` (one token per line, line = id) and
-  ``workdir/labels.json`` (label names, text options, data provenance)."""
+def save_vocab_and_labels(bundle: DatasetBundle, workdir: str | pathlib.Path) -> None:
+  """Writes ``workdir/vocab.txt`` (one token per line, line = id) and ``labels.json``."""
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   bundle.vocab.save(workdir / VOCAB_FILE)
-  payload = {
+  provenance.write_json(workdir / LABELS_FILE, {
       "label_names": list(bundle.label_names),
       "text_options": {"lowercase": bundle.vocab.lowercase,
                        "strip_html": bundle.vocab.strip_html,
                        "max_len": bundle.info.get("max_len")},
-      "data": bundle.info,
-  }
-  provenance.write_json(workdir / LABELS_FILE, payload)
+      "data": bundle.info})
 
 
-def load_vocab_and_labels(workdir: str | pathlib.Path
-                          ) -> tuple[Vocabulary, list[str]]:
+def load_vocab_and_labels(workdir: str | pathlib.Path) -> tuple[Vocabulary, list[str]]:
   """(vocab, label_names) as :func:`save_vocab_and_labels` wrote them; the vocabulary
   carries the run's text options, so ``vocab.encode`` gives the training ids."""
   workdir = pathlib.Path(workdir)
   labels_path = workdir / LABELS_FILE
   if not labels_path.exists():
-    raise DataError(f"{labels_path} does not exist (was the run trained with "
-                    "this workdir?)")
+    raise DataError(f"{labels_path} does not exist (was the run trained with this workdir?)")
   try:
     payload = json.loads(labels_path.read_text(encoding="utf-8"))
     names = payload["label_names"]

@@ -52,7 +52,6 @@ def _one_line(e: BaseException) -> str:
 
 
 def _human(n: float) -> str:
-  """``n`` bytes as ``"812 B"``, ``"80.2 MiB"``."""
   if n < 1024:
     return f"{n:.0f} B"
   for unit in ("KiB", "MiB"):
@@ -146,7 +145,6 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
 
 @contextlib.contextmanager
 def _locked(cache_dir: pathlib.Path, name: str) -> Iterator[None]:
-  """Holds the exclusive lock ``<cache_dir>/<name>.lock`` (waits for it)."""
   path = cache_dir / f"{name}.lock"
   try:
     handle = open(path, "a")  # pylint: disable=consider-using-with
@@ -168,7 +166,6 @@ def _locked(cache_dir: pathlib.Path, name: str) -> Iterator[None]:
 
 
 def _remove(path: pathlib.Path) -> None:
-  """Deletes a file or folder if it exists (best effort: never raises)."""
   if path.is_dir() and not path.is_symlink():
     shutil.rmtree(path, ignore_errors=True)
   else:
@@ -181,8 +178,8 @@ def _ensure(url: str, cache_dir: str | os.PathLike, name: str,
             install: Callable[[pathlib.Path, pathlib.Path], None], *, probe: Probe,
             probe_timeout: float, progress: bool, stall_s: float,
             limit_s: float) -> pathlib.Path:
-  """What both ``ensure_*`` share: cached -> return it; probe; lock; re-check; download to
-  a temporary file, which ``install(temp, final)`` checks and puts in place."""
+  """Cached -> return it; probe; lock; re-check; download to a temporary file, which
+  ``install(temp, final)`` checks and puts in place."""
   if (not name or name != pathlib.Path(name).name or name.startswith(".")
       or name.endswith(".lock")):
     raise ValueError(f"cache entry name {name!r} must be a plain file name")
@@ -283,16 +280,9 @@ def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike, name: str,
                            probe: Probe = probe_url, progress: bool = True,
                            stall_s: float = STALL_S, limit_s: float = LIMIT_S,
                            check: Check | None = None) -> pathlib.Path:
-  """``<cache_dir>/<name>``, a folder holding ``required_files``: the zip at ``url``,
-  downloaded and unpacked when not cached. The files may be at the zip's top level or in
-  one top-level folder (``stanfordSentimentTreebank/``); other members (``__MACOSX/``) are
-  dropped. ``check(folder)`` reads it as its source does, so what does not parse is never
-  cached.
-
-  Raises:
-    DownloadUnavailable: the host did not answer, or the transfer failed.
-    DataError: not a zip, unsafe member paths, files missing, an unwritable cache.
-  """
+  """``<cache_dir>/<name>``, a folder holding ``required_files`` (at the zip's top level or
+  in one top-level folder; other members are dropped): the zip at ``url``, downloaded and
+  unpacked when not cached. ``check(folder)`` reads it as its source does."""
   def install(archive: pathlib.Path, final: pathlib.Path) -> None:
     unpack = pathlib.Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{name}.",
                                            suffix=".unpack"))

@@ -23,9 +23,9 @@ _STATE_VERSION = 1
 _EXAMPLES, _BATCH_ORDER, _ROWS = 0, 1, 2
 
 
-def _check(split: EncodedSplit, batch_size: int, pad_to: str,
-           process_index: int, process_count: int) -> int:
-  """Validates the arguments; returns the per-process batch size."""
+def _check(split: EncodedSplit, batch_size: int, pad_to: str, process_index: int,
+           process_count: int) -> int:
+  """The per-process batch size, of valid arguments."""
   if pad_to not in ("max_len", "batch"):
     raise DataError(f"pad_to must be 'max_len' or 'batch', got {pad_to!r}")
   if batch_size < 1:
@@ -59,8 +59,8 @@ def steps_per_epoch(split: EncodedSplit, batch_size: int) -> int:
 
 
 def _shuffle_seed(seed: int) -> int:
-  """Spreads user seeds apart: grain shuffles epoch e with ``seed + e``, so
-  plain seeds 0, 1, 2 would give runs whose epoch orders are shifted copies."""
+  """Spreads user seeds apart: grain shuffles epoch e with ``seed + e``, so plain seeds 0,
+  1, 2 would give runs whose epoch orders are shifted copies."""
   return (seed * 0x9E3779B1 + 0x7F4A7C15) % 2**32
 
 
@@ -78,8 +78,7 @@ def bucketed_epoch(lengths: np.ndarray, batch_size: int, bucket_window: int,
   inside each batch so a process' share is not always the batch's shortest rows."""
   lengths = np.asarray(lengths)
   steps = len(lengths) // batch_size
-  kept = _raw_permutation(len(lengths), seed, epoch,
-                          _EXAMPLES)[:steps * batch_size]
+  kept = _raw_permutation(len(lengths), seed, epoch, _EXAMPLES)[:steps * batch_size]
   window = bucket_window * batch_size
   for start in range(0, len(kept), window):
     part = kept[start:start + window]
@@ -199,16 +198,11 @@ def eval_batches(split: EncodedSplit, *, batch_size: int, pad_to: str = "max_len
   :func:`train_iterator`; every process yields ceil(N / batch_size) batches, and the
   filler rows of the last (ids 0, label 0) have weight 0."""
   local = _check(split, batch_size, pad_to, process_index, process_count)
-  n = len(split)
-  lo_share = process_index * local
-  for start in range(0, n, batch_size):
-    rows = np.arange(start, min(n, start + batch_size))
+  for start in range(0, len(split), batch_size):
+    rows = np.arange(start, min(len(split), start + batch_size))
     width = batch_width(split.lengths[rows], split.max_len, pad_to)
-    ids = np.zeros((local, width), np.int32)
-    labels = np.zeros((local,), np.int32)
-    weights = np.zeros((local,), np.float32)
-    mine = rows[lo_share:lo_share + local]
-    ids[:len(mine)] = split.ids[mine, :width]
-    labels[:len(mine)] = split.labels[mine]
-    weights[:len(mine)] = 1.0
+    mine = rows[process_index * local:(process_index + 1) * local]
+    ids, labels = np.zeros((local, width), np.int32), np.zeros((local,), np.int32)
+    ids[:len(mine)], labels[:len(mine)] = split.ids[mine, :width], split.labels[mine]
+    weights = (np.arange(local) < len(mine)).astype(np.float32)
     yield {"ids": ids, "labels": labels, "weights": weights}

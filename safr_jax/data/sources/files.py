@@ -52,8 +52,7 @@ def _read_text(path: pathlib.Path, what: str) -> str:
     logging.warning(
         "%s %s is not valid UTF-8 (first bad byte at line %d, byte offset %d); "
         "undecodable bytes were replaced by U+FFFD.", what, path, line, e.start)
-  if text.startswith("\ufeff"):
-    text = text[1:]
+  text = text.removeprefix("\ufeff")
   nul = text.find("\x00")
   if nul >= 0:
     raise DataError(f"{what} {path}, line {text.count(chr(10), 0, nul) + 1}: a NUL "
@@ -64,12 +63,8 @@ def _read_text(path: pathlib.Path, what: str) -> str:
 
 def _canonical_label(value: Any, where: str) -> Any:
   """An int for integer labels (also "3" in CSV), else a stripped string."""
-  if isinstance(value, bool):
-    return int(value)
-  if isinstance(value, int):
-    return value
-  if isinstance(value, float) and value.is_integer():
-    return int(value)
+  if isinstance(value, int) or isinstance(value, float) and value.is_integer():
+    return int(value)  # bools too
   if isinstance(value, str):
     value = value.strip()
     if not value:
@@ -103,10 +98,9 @@ def _read_delimited(text, path, what, text_field, label_field, *, tsv):
   # starts and what it spans.
   physical = io.StringIO(text, newline="").readlines()
   reader = csv.reader(io.StringIO(text, newline=""), **options)
-  try:
-    header = next(reader)
-  except StopIteration:
-    raise DataError(f"{what} {path} is empty") from None
+  header = next(reader, None)
+  if header is None:
+    raise DataError(f"{what} {path} is empty")
   header = [h.strip() for h in header]
   for field in (text_field, label_field):
     if field not in header:
@@ -121,16 +115,20 @@ def _read_delimited(text, path, what, text_field, label_field, *, tsv):
       if not row or (len(row) == 1 and not row[0].strip()):
         continue  # blank line
       where = f"{what} {path}, line {line}"
-      if end > line:  # a quoted field with line breaks
-        _check_quote_closes(physical, line, end, where, tsv)
+      # A row that runs to the end of the file with an odd number of quotes opened a quote
+      # that never closes (csv then reads every later line into it).
+      if (end > line and not tsv and end >= len(physical)
+          and "".join(physical[line - 1:end]).count('"') % 2):
+        raise DataError(f"{where}: a quote opens on this line and never closes, so "
+                        f"lines {line}–{end} (the rest of the file) would be read as one "
+                        "text; close it, or double a quote inside a quoted text (\"\")")
       if len(row) != len(header):
         raise DataError(f"{where}: {len(row)} fields, the header has "
                         f"{len(header)}" + _spanned(line, end))
       if end > line and not tsv:
         _check_quote_ends_field(physical, line, end, where)
       texts.append(row[ti])
-      labels.append(_canonical_label(row[li], f"{where}, field "
-                                     f"{label_field!r}"))
+      labels.append(_canonical_label(row[li], f"{where}, field {label_field!r}"))
       lines.append(line)
       spans.append(end - line + 1)
   except csv.Error as e:
@@ -143,18 +141,6 @@ def _read_delimited(text, path, what, text_field, label_field, *, tsv):
 def _spanned(line: int, end: int) -> str:
   return (f" (this row spans lines {line}–{end}: a quote that opens on line "
           f"{line} and closes late?)" if end > line else "")
-
-
-def _check_quote_closes(physical: list[str], line: int, end: int, where: str,
-                        tsv: bool) -> None:
-  """A row that runs to the end of the file with an odd number of quotes
-  opened a quote that never closes (csv then reads every later line into it)."""
-  if tsv or end < len(physical):
-    return
-  if "".join(physical[line - 1:end]).count('"') % 2:
-    raise DataError(f"{where}: a quote opens on this line and never closes, so "
-                    f"lines {line}–{end} (the rest of the file) would be read as one "
-                    "text; close it, or double a quote inside a quoted text (\"\")")
 
 
 def _check_quote_ends_field(physical: list[str], line: int, end: int,
@@ -178,8 +164,8 @@ def _check_quote_ends_field(physical: list[str], line: int, end: int,
 
 def _warn_unusual_rows(texts: list[str], lines: list[int], spans: list[int],
                        where: str, text_field: str) -> None:
-  """One warning naming the rows that span many lines or are far longer than
-  the others: a misplaced quote joins rows without failing."""
+  """One warning naming the rows that span many lines or are far longer than the others:
+  a misplaced quote joins rows without failing."""
   if not texts:
     return
   median = float(np.median([len(t) for t in texts]))
@@ -207,21 +193,16 @@ def _read_jsonl(text, path, what, text_field, label_field):
     except json.JSONDecodeError as e:
       raise DataError(f"{where}: {_json_error(e)}") from None
     if not isinstance(obj, dict):
-      raise DataError(f"{where}: expected a JSON object, got "
-                      f"{type(obj).__name__}")
+      raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     for field in (text_field, label_field):
       if field not in obj:
-        raise DataError(f"{where}: no field {field!r} (fields: "
-                        f"{sorted(obj)})")
-    value = obj[text_field]
-    if value is None:
-      value = ""
+        raise DataError(f"{where}: no field {field!r} (fields: {sorted(obj)})")
+    value = "" if obj[text_field] is None else obj[text_field]
     if not isinstance(value, str):
       raise DataError(f"{where}, field {text_field!r}: expected a string, got "
                       f"{type(value).__name__}")
     texts.append(value)
-    labels.append(_canonical_label(obj[label_field],
-                                   f"{where}, field {label_field!r}"))
+    labels.append(_canonical_label(obj[label_field], f"{where}, field {label_field!r}"))
     lines.append(line)
   return texts, labels, lines
 
@@ -252,7 +233,6 @@ def label_vocabulary(train_labels: Sequence[Any],
 
 @dataclasses.dataclass
 class _File:
-  """One file as read: its rows' texts, canonical labels and line numbers."""
   what: str  # "train_file", "dev_file" or "test_file"
   path: str
   texts: list[str]

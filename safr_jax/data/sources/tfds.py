@@ -42,15 +42,11 @@ def _import_tfds():
   return tfds
 
 
-def _source(tfds, name: str, split: str, data_dir: str | None):
-  return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-
-
 def _ready(tfds, name: str, data_dir: str | None, probe_timeout: float,
            ask) -> tuple[bool, str]:
   """Prepared locally, or downloaded and prepared now if the host answers."""
   try:
-    _source(tfds, name, "train", data_dir)
+    tfds.data_source(name, split="train", data_dir=data_dir, download=False)
     return True, "prepared locally"
   except Exception as e:  # pylint: disable=broad-except
     why = (f"{name} is not prepared in {data_dir or 'the default TFDS data_dir'} "
@@ -67,7 +63,7 @@ def _ready(tfds, name: str, data_dir: str | None, probe_timeout: float,
 
 def _read_split(tfds, name: str, split: str, data_dir: str | None) -> RawSplit:
   """All examples of one TFDS split, from mock (str, 0-d array) or real (bytes, int) values."""
-  source = _source(tfds, name, split, data_dir)
+  source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   n, key = len(source), _READ[name][0]
   texts, labels = [], []
   batched = hasattr(source, "__getitems__")
@@ -82,9 +78,7 @@ def _read_split(tfds, name: str, split: str, data_dir: str | None) -> RawSplit:
     if records is None:
       records = [source[i] for i in idx]
     for i, record in zip(idx, records):
-      text = record[key]
-      if isinstance(text, np.ndarray):
-        text = text.item()
+      text = record[key].item() if isinstance(record[key], np.ndarray) else record[key]
       if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
       label = int(np.asarray(record["label"]).item())
@@ -101,13 +95,10 @@ def first_per_class(raw: RawSplit, fraction: float) -> tuple[RawSplit, RawSplit]
   """The SAFR authors' IMDB rule: the first ``fraction`` of each class (in the order given)
   is train, the rest dev; each part lists negatives, then positives."""
   labels = np.asarray(raw.labels)
-  first, rest = [], []
-  for label in np.unique(labels):
-    rows = np.flatnonzero(labels == label)
-    keep = int(round(len(rows) * fraction))
-    first.append(rows[:keep])
-    rest.append(rows[keep:])
-  return raw.take(np.concatenate(first)), raw.take(np.concatenate(rest))
+  rows = [np.flatnonzero(labels == label) for label in np.unique(labels)]
+  keep = [int(round(len(r) * fraction)) for r in rows]
+  return (raw.take(np.concatenate([r[:k] for r, k in zip(rows, keep)])),
+          raw.take(np.concatenate([r[k:] for r, k in zip(rows, keep)])))
 
 
 def _loader(name: str):
