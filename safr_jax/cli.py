@@ -166,10 +166,10 @@ def _explain(argv):
   if f.text is not None and f["seed"].present:
     fail("--seed draws the examples of --split; with --text there is nothing to draw")
   _speed_up_run(f.workdir)
-  from safr_jax.interpret import explanations  # pylint: disable=g-import-not-at-top
+  from safr_jax.interpret import explain_files  # pylint: disable=g-import-not-at-top
   startup.check()  # a stop during the seconds of importing
   with _progress_bar("explaining") as progress:
-    result = run_guarded(explanations.explain_run, f.workdir, texts=f.text, split=f.split,
+    result = run_guarded(explain_files.explain_run, f.workdir, texts=f.text, split=f.split,
                          num=f.num, seed=f.seed, out=f.out, which=f.checkpoint,
                          compare_to=f.compare_to, self_contained=f.self_contained,
                          progress=progress)

@@ -15,7 +15,7 @@ import pytest
 
 from safr_jax import configs
 from safr_jax import checkpointing, runs, train_lib
-from safr_jax.interpret import comparison, explanations, inputs, interpretability
+from safr_jax.interpret import comparison, explain_files, explanations, inputs, interpretability
 from safr_jax.interpret import html as html_lib
 from safr_jax.errors import InterpretError
 from safr_jax.interpret import token_stats
@@ -93,7 +93,7 @@ def _check_page(result, out):
 
 def test_explain_split_examples(safr_run, tmp_path):
   out = tmp_path / "expl"
-  result = explanations.explain_run(safr_run, num=3, out=out)
+  result = explain_files.explain_run(safr_run, num=3, out=out)
   page, text = _check_page(result, out)
   assert len(result.records) == 3 and all(r["image"] for r in result.records)
   assert "VMASK keep-probability" in text
@@ -133,7 +133,7 @@ def test_explain_user_text_bad_inputs_and_escaping(safr_run, tmp_path):
   out = tmp_path / "expl"
   (out).mkdir()
   (out / "example_099.png").write_bytes(b"stale")     # from an earlier, longer run
-  result = explanations.explain_run(safr_run, texts=texts, out=out)
+  result = explain_files.explain_run(safr_run, texts=texts, out=out)
   page, text = _check_page(result, out)
   assert not (out / "example_099.png").exists()
   first, empty, long_ = result.records
@@ -148,7 +148,7 @@ def test_explain_user_text_bad_inputs_and_escaping(safr_run, tmp_path):
 
 
 def test_explain_without_vmask_uses_gradient_x_input(baseline_run, tmp_path):
-  result = explanations.explain_run(baseline_run, texts=["good w1 not bad"], out=tmp_path)
+  result = explain_files.explain_run(baseline_run, texts=["good w1 not bad"], out=tmp_path)
   _, text = _check_page(result, tmp_path)
   assert result.notes and "no VMASK" in result.notes[0]
   assert "gradient × input" in result.records[0]["importance_label"]
@@ -397,7 +397,7 @@ BIDI = "\u202e\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u200e\u200f\u061c
 
 def test_bidi_controls_are_shown_not_obeyed(safr_run, tmp_path):
   text = "good \u202eevitagen\u202c not bad \u2067w1\u2069"
-  result = explanations.explain_run(safr_run, texts=[text], out=tmp_path)
+  result = explain_files.explain_run(safr_run, texts=[text], out=tmp_path)
   page = result.index.read_text(encoding="utf-8")
   assert not set(BIDI) & set(page)
   assert "[U+202E]evitagen[U+202C]" in page and "[U+2067]" in page

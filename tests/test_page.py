@@ -17,7 +17,8 @@ import pytest
 
 from safr_jax import configs, runs, train_lib
 from safr_jax.errors import InterpretError
-from safr_jax.interpret import attribution, explanations, faithfulness, forward, inputs
+from safr_jax.interpret import attribution, explain_files, explanations, faithfulness, forward
+from safr_jax.interpret import inputs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -43,7 +44,7 @@ def pair(tmp_path_factory):
 def default_page(pair, tmp_path_factory):
   """The default page: 20 examples of the test split, pictures beside it."""
   out = tmp_path_factory.mktemp("page")
-  return explanations.explain_run(pair[0], out=out), out
+  return explain_files.explain_run(pair[0], out=out), out
 
 
 class _Page(html.parser.HTMLParser):
@@ -191,7 +192,7 @@ def test_sample_is_seeded_and_class_balanced(pair):
 
 
 def test_compare_page_shows_both_runs_per_example(pair, tmp_path):
-  result = explanations.explain_run(pair[0], compare_to=pair[1], num=4, out=tmp_path)
+  result = explain_files.explain_run(pair[0], compare_to=pair[1], num=4, out=tmp_path)
   page = _parse(result.index)
   a, b = result.explanations, result.compared
   assert [e.name for e in a.explanations] == [e.name for e in b.explanations]
@@ -238,7 +239,7 @@ def test_runs_that_read_text_differently_cannot_be_compared(pair, tmp_path):
   vocab[2], vocab[3] = vocab[3], vocab[2]
   (other / "vocab.txt").write_text("\n".join(vocab) + "\n")
   with pytest.raises(InterpretError) as e:
-    explanations.explain_run(pair[0], compare_to=other, num=2, out=tmp_path / "x")
+    explain_files.explain_run(pair[0], compare_to=other, num=2, out=tmp_path / "x")
   message = str(e.value)
   assert "\n" not in message and "vocab.txt (sha256" in message and "label" not in message
   labels = json.loads((other / "labels.json").read_text())
@@ -257,7 +258,7 @@ def test_runs_that_read_text_differently_cannot_be_compared(pair, tmp_path):
 
 
 def test_self_contained_inlines_each_picture_once(pair, tmp_path):
-  result = explanations.explain_run(pair[0], compare_to=pair[1], num=2, out=tmp_path,
+  result = explain_files.explain_run(pair[0], compare_to=pair[1], num=2, out=tmp_path,
                                     self_contained=True)
   source = result.index.read_text()
   page = _parse(result.index)
@@ -276,7 +277,7 @@ def test_free_text_is_tokenised_like_the_training_data(pair, tmp_path):
   assert example.words == ["not", "bad", "at", "all", ",", "a", "moving", "film"]
   assert example.tokens == run.vocab.decode(run.vocab.encode(" ".join(example.words)))
   assert "," in example.tokens  # punctuation apart, as in the training sentences
-  result = explanations.explain_run(pair[0], texts=["Not bad at all, a moving film"],
+  result = explain_files.explain_run(pair[0], texts=["Not bad at all, a moving film"],
                                     out=tmp_path)
   text = "".join(_parse(result.index).text)
   assert "as the model reads it: not bad at all , a moving film" in text
@@ -284,10 +285,10 @@ def test_free_text_is_tokenised_like_the_training_data(pair, tmp_path):
 
 
 def test_text_never_overwrites_the_sample_page(pair):
-  sample = explanations.explain_run(pair[0], num=2)
+  sample = explain_files.explain_run(pair[0], num=2)
   before = {p.name: p.read_bytes() for p in sample.index.parent.iterdir()}
   texts = ["not bad at all", "a moving film"]
-  result = explanations.explain_run(pair[0], texts=texts)
+  result = explain_files.explain_run(pair[0], texts=texts)
   assert sample.index.parent == pair[0] / "explanations"
   assert result.index.parent.parent == pair[0]
   assert result.index.parent.name.startswith("explanations_text-")
@@ -308,7 +309,7 @@ def test_num_beyond_the_split_explains_all_of_it_with_progress(pair, tmp_path, m
 
   monkeypatch.setattr(inputs, "load_split", three)
   calls = []
-  result = explanations.explain_run(pair[0], num=50, out=tmp_path,
+  result = explain_files.explain_run(pair[0], num=50, out=tmp_path,
                                     progress=lambda *a: calls.append(a))
   assert [r["name"] for r in result.records] == ["test[0]", "test[1]", "test[2]"]
   assert "--num 50 is more than the 3 examples of the test split: explained all 3" in (

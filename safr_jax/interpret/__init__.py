@@ -3,7 +3,7 @@
 Command-line tools (thin mains in ``safr_jax.explain``, ``.evaluate``,
 ``.compare``) call one function each:
 
-* ``explanations.explain_run``: token importance, attention pairs and neuron
+* ``explain_files.explain_run``: token importance, attention pairs and neuron
   allocation per example (optionally beside a second run) → PNGs + one HTML
   page linking them (``--self_contained`` inlines them).
 * ``interpretability.evaluate_run``: every metric → ``interpretability.json``.
