@@ -94,6 +94,13 @@ def _check_config(path: pathlib.Path, config: dict[str, Any],
           "edited: restore it")
 
 
+# Fields added to config.loss / config.model since the first runs, with the
+# value a run saved before them had (config.data's: data.config.MOVED, ADDED).
+ADDED = {"loss": {"vmask_kl": 0.0, "scale_invariant_importance": 0.0, "warmup_epochs": 0,
+                  "query_block_size": None},
+         "model": {"init": "flax"}}
+
+
 def _checkpoint_record(restored: checkpointing.Restored) -> dict[str, Any]:
   """The config a checkpoint was saved with (its ``meta``), as an identity: the
   whole config where the checkpoint holds it, else its model's fields."""
@@ -196,6 +203,9 @@ def load_run(workdir: str | pathlib.Path, *, which: str = "best") -> Run:
     config_dict["data"] = data.config.upgrade(config_dict.get("data") or {})
   except data.DataError as e:
     raise RunError(f"{config_path}: {e}") from None
+  for section, fields in ADDED.items():
+    if isinstance(config_dict.get(section), dict):
+      config_dict[section] = {**fields, **config_dict[section]}
   identity_path = workdir / workdir_lib.IDENTITY_FILE
   identity = _read_json(identity_path) if identity_path.exists() else None
   if identity is not None:

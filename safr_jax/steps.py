@@ -69,9 +69,8 @@ class TrainState:
 
 
 def loss_weights(config: ml_collections.ConfigDict) -> losses.LossWeights:
-  """``config.loss.<name>`` for each ``LossWeights`` field; a regularizer added
-  after a run was trained had λ = 0 in it (its saved config lacks the field)."""
-  return losses.LossWeights(**{name: float(config.loss.get(name, 0.0))
+  """``config.loss.<name>`` for each ``LossWeights`` field."""
+  return losses.LossWeights(**{name: float(config.loss[name])
                                for name in losses.weight_names()})
 
 
@@ -97,8 +96,7 @@ def build_model(model_config: ml_collections.ConfigDict, *, vocab_size: int,
       dropout_rate=model_config.dropout_rate, use_vmask=model_config.use_vmask,
       vmask_hidden_dim=model_config.vmask_hidden_dim,
       vmask_temperature=model_config.vmask_temperature, pool=model_config.pool,
-      # Runs saved before model.init existed were initialised the Flax way.
-      param_init=model_config.get("init", "flax"), dtype=DTYPES[model_config.dtype])
+      param_init=model_config.init, dtype=DTYPES[model_config.dtype])
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict,

@@ -339,7 +339,7 @@ def _check_finite(step: int, sums: dict) -> None:
 
 def _regularizer_scale(config, epoch: int) -> float:
   """0 in the λ warm-up's epochs (1-based epoch ≤ loss.warmup_epochs), else 1."""
-  return 0.0 if epoch <= config.loss.get("warmup_epochs", 0) else 1.0
+  return 0.0 if epoch <= config.loss.warmup_epochs else 1.0
 
 
 def _end_epoch(trainer: Trainer, state, step: int, epoch_sums, history, writer,

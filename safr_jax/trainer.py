@@ -123,7 +123,7 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
   # non-zero, so runs without it compile exactly as before.
   dynamic_kl = bool(config.loss.vmask_kl)
   # Likewise the λ warm-up's scale (0 for the first loss.warmup_epochs epochs).
-  warmup = bool(config.loss.get("warmup_epochs", 0))
+  warmup = bool(config.loss.warmup_epochs)
   step_jit = jax.jit(lambda s, b, kl, scale: steps.train_step(
       s, b, kl if dynamic_kl else None, scale if warmup else None, tx=tx, **static),
                      donate_argnums=0, out_shardings=(repl, repl))

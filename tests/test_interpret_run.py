@@ -405,3 +405,22 @@ def test_bidi_controls_are_shown_not_obeyed(safr_run, tmp_path):
   # The stored record keeps the text as given.
   saved = json.loads((tmp_path / "explanations.json").read_text(encoding="utf-8"))
   assert saved["examples"][0]["text"] == text
+
+
+def test_a_run_saved_before_later_loss_and_model_fields_loads_with_their_old_values(tmp_path):
+  """runs.ADDED: one migration step fills what a run saved before a field existed."""
+  workdir = tmp_path / "run"
+  shutil.copytree(pathlib.Path(__file__).parent / "data" / "run_392c60c", workdir)
+  for name in ("config.json", "run_identity.json"):
+    saved = json.loads((workdir / name).read_text())
+    for section, fields in runs.ADDED.items():
+      for field in fields:
+        (saved.get(section) or {}).pop(field, None)  # config.json: nested
+        saved.get("config", {}).pop(f"{section}.{field}", None)  # identity: flat
+    (workdir / name).write_text(json.dumps(saved))
+  assert "warmup_epochs" not in json.loads((workdir / "config.json").read_text())["loss"]
+  run = runs.load_run(workdir)
+  assert run.config.loss.warmup_epochs == 0 and run.config.loss.query_block_size is None
+  assert run.config.loss.scale_invariant_importance == 0.0 and run.config.model.init == "flax"
+  result = interpretability.evaluate_run(workdir, max_examples=8, random_orders=1)
+  assert 0.0 <= result["accuracy"] <= 1.0
