@@ -41,11 +41,9 @@ def points(groups) -> list[dict]:
 def _reference(groups) -> dict | None:
   runs = groups.get(BASELINE[0], {}).get(BASELINE[1], [])
   accuracy = stats.effect(runs, None, stats.ACCURACY).delta
-  best = [(v, m) for m in stats.POSTHOC
-          if (v := stats.effect(runs, None, stats.aopc20(m)).delta) is not None]
   if accuracy is None:
     return None
-  value, method = max(best) if best else (None, None)
+  method, value = stats.best_posthoc(runs) or (None, None)
   return {"label": "Transformer", "accuracy": accuracy * 100, "faithfulness": value,
           "method": method}
 

@@ -15,7 +15,8 @@ import numpy as np
 from experiments import frontier
 from experiments.stats import (  # pylint: disable=unused-import (tests read them here)
     ACCURACY, MECHANISM, METHODS, POSTHOC, Effect, Metric, _gate, _get, _node, _number,
-    _whole_split, aopc20, effect, holm, load, mechanism, paired, seeds_only, welch)
+    _whole_split, aopc20, best_posthoc, effect, holm, load, mechanism, paired, seeds_only,
+    welch)
 
 
 def _wall_minutes(s) -> float | None:
@@ -92,14 +93,6 @@ def _runs(groups, group: str, label: str | None = None) -> list[dict]:
   return [s for l in ([label] if label else sorted(rows)) for s in rows.get(l, [])]
 
 
-def _best_posthoc(groups, group: str) -> str | None:
-  """The baseline's method (``POSTHOC``) with the highest mean AOPC@20 %."""
-  means = {m: np.mean(v) for m in POSTHOC
-           if (v := [x for x in map(aopc20(m).summary, _runs(groups, group, "baseline"))
-                     if x is not None])}
-  return max(means, key=means.get) if means else None
-
-
 def effects_table(groups) -> str:
   """The effects table, its Holm marks and its legend."""
   cells = []
@@ -107,8 +100,8 @@ def effects_table(groups) -> str:
     for _, group in COLUMNS:
       note, mb = "", metric_b or metric_a
       if metric_b is BEST:
-        method = _best_posthoc(groups, group)
-        mb, note = (aopc20(method), f" (vs {method})") if method else (GATE, "")
+        best = best_posthoc(_runs(groups, group, "baseline"))
+        mb, note = (aopc20(best[0]), f" (vs {best[0]})") if best else (GATE, "")
       e = effect(_runs(groups, group, a), b and _runs(groups, group, b), metric_a, mb)
       cells.append((e, metric_a, note, group))
   tested = [i for i, (e, *_) in enumerate(cells) if e.p is not None]

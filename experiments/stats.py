@@ -195,6 +195,13 @@ def effect(a_runs: Sequence[dict], b_runs: Sequence[dict] | None,
   return seeds_only(*values)
 
 
+def best_posthoc(runs: Sequence[dict]) -> tuple[str, float] | None:
+  """The post-hoc method (``POSTHOC``) with the highest mean AOPC@20 % over
+  ``runs``, and that mean; None if no run has one."""
+  means = [(d, m) for m in POSTHOC if (d := effect(runs, None, aopc20(m)).delta) is not None]
+  return (max(means)[1], max(means)[0]) if means else None
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
   """Holm's step-down adjusted p-values, in the input order."""
   m, running, adjusted = len(pvalues), 0.0, [1.0] * len(pvalues)
