@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 
 from safr_jax.data import splits as splits_lib
+from safr_jax.errors import DataError
 
 SPLITS = ("train", "dev", "test")
 SENTIMENT_LABELS = ("negative", "positive")
@@ -53,15 +54,22 @@ Splits = dict[str, RawSplit]
 Loader = Callable[[ml_collections.ConfigDict, pathlib.Path | None], tuple[Splits, dict[str, Any]]]
 
 
+def given_path(path: Any, group: str, expected: str) -> pathlib.Path:
+  """``config.data.<group>.dir``, which must be set and exist (``expected``: what it holds)."""
+  if path is None or not str(path):
+    raise DataError(f"the {group} source needs config.data.{group}.dir: {expected} "
+                    "(see docs/DATA.md)")
+  path = pathlib.Path(path).expanduser()
+  if not path.exists():
+    raise DataError(f"config.data.{group}.dir {path} does not exist (expected {expected})")
+  return path
+
+
 def benchmark_options(url: str) -> Callable[[], ml_collections.ConfigDict]:
   """A benchmark's ``config.data.<group>``: ``dir``, the data on disk (None: the cache,
   else a download from ``url``, by default the authors' address)."""
-  def options() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.dir = ml_collections.FieldReference(None, field_type=str)
-    c.url = url
-    return c
-  return options
+  return lambda: ml_collections.ConfigDict(
+      {"dir": ml_collections.FieldReference(None, field_type=str), "url": url})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +84,7 @@ class Acquire:
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-  """One ``config.data.source``: its name, a description (for the log and results.json),
-  its ``load``."""
+  """One ``config.data.source``: its name, a description (log, results.json), its ``load``."""
   name: str
   description: str
   load: Loader

@@ -21,7 +21,7 @@ from absl import logging
 import numpy as np
 
 from safr_jax.data.core import (SENTIMENT_LABELS, SPLITS, Acquire, RawSplit, Source,
-                                benchmark_options)
+                                benchmark_options, given_path)
 from safr_jax.errors import DataError
 
 ARCHIVE_NAME = "aclImdb_v1.tar.gz"
@@ -66,17 +66,6 @@ def example_id(official: str, label: int, review_id: int) -> int:
           + review_id)
 
 
-def _decode(data: bytes, where: str) -> str:
-  try:
-    text = data.decode("utf-8")
-  except UnicodeDecodeError as e:
-    raise DataError(f"{where}: not valid UTF-8 ({e.reason} at byte {e.start}); "
-                    "the official review files are UTF-8") from None
-  if "\r" in text:  # as Python's text mode, which the authors read with
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-  return text
-
-
 class _Collector:
   """Reviews per folder; refuses two files with the same review id."""
 
@@ -85,7 +74,15 @@ class _Collector:
     self.seen: dict[tuple[Folder, int], str] = {}
     self.ignored = 0
 
-  def add(self, folder: Folder, review_id: str, text: str | None, where: str) -> None:
+  def add(self, folder: Folder, review_id: str, data: bytes | None, where: str) -> None:
+    """One review file's ``data`` (None: only the layout is checked)."""
+    try:
+      text = None if data is None else data.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise DataError(f"{where}: not valid UTF-8 ({e.reason} at byte {e.start}); "
+                      "the official review files are UTF-8") from None
+    if text and "\r" in text:  # as Python's text mode, which the authors read with
+      text = text.replace("\r\n", "\n").replace("\r", "\n")
     number = int(review_id)
     if number >= ID_LIMIT:
       raise DataError(f"{where}: review id {number} is not below {ID_LIMIT}, "
@@ -96,14 +93,17 @@ class _Collector:
     self.reviews[folder].append(_Review(number, text))
 
 
-def _scan_archive(path: pathlib.Path, read_text: bool) -> _Collector:
-  """Streams the gzip tar at ``path`` to its end, collecting the reviews."""
-  found = _Collector()
+def _read(path: pathlib.Path | str, how=pathlib.Path.read_bytes):
+  """``how(path)``: its bytes, or an open file; an OSError is a DataError naming it."""
   try:
-    raw = open(path, "rb")  # pylint: disable=consider-using-with
+    return how(pathlib.Path(path))
   except OSError as e:
     raise DataError(f"{path} cannot be read: {e.strerror or e}") from None
-  with raw:
+
+
+def _scan_archive(path: pathlib.Path, found: _Collector, read_text: bool) -> None:
+  """Streams the gzip tar at ``path`` to its end, collecting the reviews."""
+  with _read(path, lambda p: open(p, "rb")) as raw:  # pylint: disable=consider-using-with
     if raw.read(2) != b"\x1f\x8b":
       raise DataError(f"{path} is not a gzip file; expected {_EXPECTED}")
     raw.seek(0)
@@ -118,8 +118,8 @@ def _scan_archive(path: pathlib.Path, read_text: bool) -> _Collector:
             where = f"{path}:{member.name}"
             if not member.isfile():
               raise DataError(f"{where} is not a regular file")
-            text = _decode(tar.extractfile(member).read(), where) if read_text else None
-            found.add((match[1], match[2]), match[3], text, where)
+            found.add((match[1], match[2]), match[3],
+                      tar.extractfile(member).read() if read_text else None, where)
         # tarfile stops at the end-of-archive blocks; reading on to the end
         # makes gzip check its CRC and length, so a truncated file fails.
         while gz.read(_CHUNK):
@@ -129,12 +129,10 @@ def _scan_archive(path: pathlib.Path, read_text: bool) -> _Collector:
       raise DataError(f"{path} is not a readable .tar.gz archive ({reason}); "
                       "a download cut off or a damaged file? Delete it and "
                       "get it again") from None
-  return found
 
 
-def _scan_folder(root: pathlib.Path, read_text: bool) -> _Collector:
+def _scan_folder(root: pathlib.Path, found: _Collector, read_text: bool) -> None:
   """The reviews of the unpacked ``aclImdb/`` folder ``root``."""
-  found = _Collector()
   for folder in _FOLDERS:
     where = root.joinpath(*folder)
     if not where.is_dir():
@@ -144,46 +142,25 @@ def _scan_folder(root: pathlib.Path, read_text: bool) -> _Collector:
       for entry in entries:
         if not entry.is_file():
           continue
-        match = _FILE.fullmatch(entry.name)
-        if match is None:
+        if (match := _FILE.fullmatch(entry.name)) is None:
           found.ignored += 1
           continue
-        text = None
-        if read_text:
-          try:
-            data = pathlib.Path(entry.path).read_bytes()
-          except OSError as e:
-            raise DataError(f"{entry.path} cannot be read: "
-                            f"{e.strerror or e}") from None
-          text = _decode(data, entry.path)
-        found.add(folder, match[1], text, entry.path)
-  return found
-
-
-def _locate(path: str | os.PathLike | None) -> tuple[pathlib.Path, str]:
-  """(archive file or aclImdb folder, "archive" or "folder")."""
-  if path is None or not str(path):
-    raise DataError(f"the aclimdb source needs config.data.aclimdb.dir: "
-                    f"{_EXPECTED} (see docs/DATA.md)")
-  path = pathlib.Path(path).expanduser()
-  if not path.exists():
-    raise DataError(f"config.data.aclimdb.dir {path} does not exist (expected "
-                    f"{_EXPECTED})")
-  if path.is_file():
-    return path, "archive"
-  if (path / "aclImdb").is_dir():
-    return path / "aclImdb", "folder"
-  if (path / "train").is_dir() or (path / "test").is_dir():
-    return path, "folder"
-  raise DataError(f"config.data.aclimdb.dir {path} is a folder without aclImdb/ "
-                  f"or train/ and test/ (expected {_EXPECTED})")
+        found.add(folder, match[1], _read(entry.path) if read_text else None, entry.path)
 
 
 def _scan(path: str | os.PathLike | None, read_text: bool
           ) -> tuple[pathlib.Path, str, _Collector]:
-  where, form = _locate(path)
-  scan = _scan_archive if form == "archive" else _scan_folder
-  found = scan(where, read_text)
+  """(archive file or aclImdb folder, "archive" or "folder", its reviews)."""
+  where, form = given_path(path, "aclimdb", _EXPECTED), "folder"
+  if where.is_file():
+    form = "archive"
+  elif (where / "aclImdb").is_dir():
+    where = where / "aclImdb"
+  elif not ((where / "train").is_dir() or (where / "test").is_dir()):
+    raise DataError(f"config.data.aclimdb.dir {where} is a folder without aclImdb/ "
+                    f"or train/ and test/ (expected {_EXPECTED})")
+  found = _Collector()
+  (_scan_archive if form == "archive" else _scan_folder)(where, found, read_text)
   empty = [f"aclImdb/{s}/{c}" for s, c in _FOLDERS if not found.reviews[(s, c)]]
   if empty:
     raise DataError(f"{where} has no review files <id>_<rating>.txt in "
