@@ -1,12 +1,11 @@
 """Where a benchmark's data is (its ``dir``, the cache, or a download into it), and what
 ``source="auto"`` means (docs/DATA.md, "auto"). Local answers come first; the one host
-still needed is probed, so an offline machine decides within seconds.
-"""
+still needed is probed, so an offline machine decides within seconds."""
 
 from __future__ import annotations
 
 import pathlib
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from absl import logging
 
@@ -14,9 +13,8 @@ from safr_jax.data import download
 from safr_jax.data import probe as probe_lib
 from safr_jax.data import sources as sources_lib
 from safr_jax.data.core import Source
+from safr_jax.data.download import Probe
 from safr_jax.errors import DataError
-
-Probe = Callable[[str, float], tuple[bool, str]]
 
 
 class Resolution(NamedTuple):
@@ -35,18 +33,6 @@ def cache_path(src: Source, cfg) -> pathlib.Path:
     raise DataError("config.data.download.cache_dir is empty; give a folder for "
                     "downloaded data (default ~/.cache/safr_jax/data)")
   return pathlib.Path(str(value)).expanduser() / src.acquire.cache_name
-
-
-def _given(src: Source, cfg) -> pathlib.Path | None:
-  value = cfg[src.config_group].dir
-  return pathlib.Path(str(value)).expanduser() if value else None
-
-
-def _cached(src: Source, cfg) -> pathlib.Path | None:
-  """The complete copy in the cache, or None."""
-  path, files = cache_path(src, cfg), src.acquire.required_files
-  ok = download.folder_complete(path, files) if files else path.is_file()
-  return path if ok else None
 
 
 def _limits(cfg) -> tuple[float, float]:
@@ -92,19 +78,19 @@ def resolve(cfg, probe: Probe) -> Resolution:
       raise DataError(f"config.data.benchmark must be one of {sources_lib.benchmarks()}, "
                       f"got {cfg.benchmark!r}")
   field, steps = f"config.data.{src.config_group}.dir", []
-  given = _given(src, cfg)
-  if given is not None:
+  if value := cfg[src.config_group].dir:
+    given = pathlib.Path(str(value)).expanduser()
     if given.exists():
       return Resolution(src, None, given, field)
     if not auto:
       raise DataError(f"{field} {given} does not exist")
     steps.append(f"{field} {given} does not exist")
     logging.warning("data: %s; auto tries the next source.", steps[-1])
-  hit = _cached(src, cfg)
-  if hit is not None:
-    return Resolution(src, None, hit, "cache", tuple(steps))
+  cached, files = cache_path(src, cfg), src.acquire.required_files
+  if download.folder_complete(cached, files) if files else cached.is_file():
+    return Resolution(src, None, cached, "cache", tuple(steps))
   if auto:
-    steps.append(f"{src.name}: not in {cache_path(src, cfg).parent}")
+    steps.append(f"{src.name}: not in {cached.parent}")
   try:
     path = fetch(src, cfg, probe=probe)
   # auto passes over a download that failed in any way; an explicit source reports no
@@ -112,7 +98,7 @@ def resolve(cfg, probe: Probe) -> Resolution:
   except (DataError if auto else download.DownloadUnavailable) as e:
     if not auto:
       raise DataError(f"source {src.name!r} needs its data: set {field}, or put it in "
-                      f"{cache_path(src, cfg)}; downloading it failed: {e}") from None
+                      f"{cached}; downloading it failed: {e}") from None
     steps.append(f"{src.name}: {e}")
     return Resolution(sources_lib.get(src.stand_in), "; ".join(steps), steps=tuple(steps))
   return Resolution(src, None, path, f"downloaded from {cfg[src.config_group].url}",

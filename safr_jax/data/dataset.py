@@ -1,6 +1,5 @@
 """``load_dataset``: config → source → splits → vocabulary → fixed-shape ids; and the files
-a run keeps (``vocab.txt``, ``labels.json``) so evaluation reuses the training ids.
-"""
+a run keeps (``vocab.txt``, ``labels.json``) so evaluation reuses the training ids."""
 
 from __future__ import annotations
 
@@ -57,17 +56,6 @@ class DatasetBundle:
   info: dict[str, Any]
 
 
-def _log_source(cfg, source: str, reason: str | None, description: str) -> None:
-  """One info line, or one loud warning when ``auto`` fell back."""
-  if reason is None:
-    logging.info("data: %s — %s", source, description)
-    return
-  logging.warning(
-      "\n" + "!" * 78 + "\n!! DATA: source='auto' could not use the paper's %s, so "
-      "this run uses %r instead.\n!! Why: %s\n!! What it is: %s\n" + "!" * 78,
-      cfg.benchmark, source, reason, description)
-
-
 def _cap(raw: dict[str, RawSplit], max_examples: Any, seed: int
          ) -> tuple[dict[str, RawSplit], int | None]:
   """Each split cut to a stratified ``max_examples`` subset (None: as is)."""
@@ -115,11 +103,11 @@ def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
   -> (reachable, why)``: tests replace it."""
   start = time.monotonic()
   cfg = config_lib.complete(cfg)
-  if int(cfg.max_len) < 1:
-    raise DataError(f"config.data.max_len must be >= 1, got {cfg.max_len}")
-  if int(cfg.split_seed) < 0:
-    raise DataError(f"config.data.split_seed must be >= 0, got {cfg.split_seed}")
   max_len, seed = int(cfg.max_len), int(cfg.split_seed)
+  if max_len < 1:
+    raise DataError(f"config.data.max_len must be >= 1, got {cfg.max_len}")
+  if seed < 0:
+    raise DataError(f"config.data.split_seed must be >= 0, got {cfg.split_seed}")
   res = acquire.resolve(cfg, probe)
   try:
     raw, label_names, description, extra_info = _load(res, cfg)
@@ -135,7 +123,13 @@ def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
                        reason=None if res.reason is None else f"{note}; {res.reason}")
     raw, label_names, description, extra_info = _load(res, cfg)
   source, reason = res.source.name, res.reason
-  _log_source(cfg, source, reason, description)
+  if reason is None:
+    logging.info("data: %s — %s", source, description)
+  else:  # auto fell back: loudly
+    logging.warning(
+        "\n" + "!" * 78 + "\n!! DATA: source='auto' could not use the paper's %s, so "
+        "this run uses %r instead.\n!! Why: %s\n!! What it is: %s\n" + "!" * 78,
+        cfg.benchmark, source, reason, description)
   raw, max_examples = _cap(raw, cfg.max_examples, seed)
   for name in SPLITS:
     if len(raw[name]) == 0:

@@ -1,13 +1,10 @@
-"""The download cache of the paper's benchmarks: an entry is complete or absent, shared
-between processes (docs/DATA.md, "Downloads").
-
-A download goes to a temporary name in the cache (``.<name>.*.part``, a zip unpacked into
-``.<name>.*.unpack``), is checked, and is renamed into place last; temporaries a killed
-process left are deleted by the next download of that name. A cached entry is returned
-without any network access. The downloader holds ``flock`` on ``<name>.lock`` (kept, empty);
-other processes wait, then read what it put there. :class:`DownloadUnavailable`: the network
-did not deliver (a caller may fall back); a plain DataError: what came is unusable, or the
-cache cannot be written. Every message is one line naming the URL or path.
+"""The download cache of the paper's benchmarks (docs/DATA.md, "Downloads"): an entry is
+complete or absent, shared between processes. A download goes to a temporary name
+(``.<name>.*.part``, a zip unpacked into ``.<name>.*.unpack``; the next download of that name
+deletes what a killed one left), is checked, and is renamed into place last. One process
+downloads, holding ``flock`` on ``<name>.lock`` (kept, empty); others wait, then read it.
+:class:`DownloadUnavailable`: the network did not deliver (a caller may fall back); a plain
+DataError: what came is unusable, or the cache cannot be written. Messages are one line.
 """
 
 from __future__ import annotations
@@ -52,13 +49,16 @@ def _one_line(e: BaseException) -> str:
 
 
 def _human(n: float) -> str:
-  if n < 1024:
-    return f"{n:.0f} B"
-  for unit in ("KiB", "MiB"):
-    n /= 1024
+  for unit in ("B", "KiB", "MiB"):
     if n < 1024:
-      return f"{n:.1f} {unit}"
-  return f"{n / 1024:.1f} GiB"
+      return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+    n /= 1024
+  return f"{n:.1f} GiB"
+
+
+def _cache_error(cache_dir: pathlib.Path, problem: str, e: OSError) -> DataError:
+  return DataError(f"the download cache {cache_dir} {problem} ({_one_line(e)}); set "
+                   "config.data.download.cache_dir to a writable folder")
 
 
 def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
@@ -70,7 +70,6 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
   finished = threading.Event()
 
   def transfer():
-    bar = None
     try:
       request = urllib.request.Request(url, headers={"User-Agent": "safr-jax"})
       with urllib.request.urlopen(request, timeout=stall_s) as response:
@@ -78,26 +77,23 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
         state["total"] = int(length) if length and length.isdigit() else None
         logging.info("Downloading %s (%s) ...", url, _human(state["total"])
                      if state["total"] is not None else "size unknown")
-        if progress and sys.stderr.isatty():
-          import tqdm  # pylint: disable=g-import-not-at-top
-          bar = tqdm.tqdm(total=state["total"], desc=desc, unit="B", unit_scale=True,
-                          unit_divisor=1024, file=sys.stderr, leave=False)
-        # read1: what has arrived, so the count is right when a read fails.
-        while not finished.is_set() and (chunk := response.read1(1 << 20)):
-          try:
-            out.write(chunk)
-          except OSError as e:
-            raise DataError(f"cannot write the download of {url} into the cache "
-                            f"folder: {_one_line(e)}") from None
-          state["done"] += len(chunk)
-          state["last"] = time.monotonic()
-          if bar is not None:
+        import tqdm  # pylint: disable=g-import-not-at-top
+        with tqdm.tqdm(total=state["total"], desc=desc, unit="B", unit_scale=True,
+                       unit_divisor=1024, file=sys.stderr, leave=False,
+                       disable=not (progress and sys.stderr.isatty())) as bar:
+          # read1: what has arrived, so the count is right when a read fails.
+          while not finished.is_set() and (chunk := response.read1(1 << 20)):
+            try:
+              out.write(chunk)
+            except OSError as e:
+              raise DataError(f"cannot write the download of {url} into the cache "
+                              f"folder: {_one_line(e)}") from None
+            state["done"] += len(chunk)
+            state["last"] = time.monotonic()
             bar.update(len(chunk))
     except BaseException as e:  # pylint: disable=broad-except
       state["error"] = e
     finally:
-      if bar is not None:
-        bar.close()
       finished.set()
 
   def arrived() -> str:
@@ -149,9 +145,7 @@ def _locked(cache_dir: pathlib.Path, name: str) -> Iterator[None]:
   try:
     handle = open(path, "a")  # pylint: disable=consider-using-with
   except OSError as e:
-    raise DataError(f"the download cache {cache_dir} is not writable "
-                    f"({_one_line(e)}); set config.data.download.cache_dir to a "
-                    "writable folder") from None
+    raise _cache_error(cache_dir, "is not writable", e) from None
   with handle:
     try:
       fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -193,9 +187,7 @@ def _ensure(url: str, cache_dir: str | os.PathLike, name: str,
   try:
     cache_dir.mkdir(parents=True, exist_ok=True)
   except OSError as e:
-    raise DataError(f"the download cache {cache_dir} cannot be created: "
-                    f"{_one_line(e)}; set config.data.download.cache_dir to a writable "
-                    "folder") from None
+    raise _cache_error(cache_dir, "cannot be created", e) from None
   with _locked(cache_dir, name):
     if complete(final):  # another process finished it while we waited
       logging.info("%s was downloaded by another process", final)
@@ -210,8 +202,7 @@ def _ensure(url: str, cache_dir: str | os.PathLike, name: str,
     try:
       fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=f".{name}.", suffix=".part")
     except OSError as e:
-      raise DataError(f"the download cache {cache_dir} is not writable "
-                      f"({_one_line(e)})") from None
+      raise _cache_error(cache_dir, "is not writable", e) from None
     temp = pathlib.Path(temp)
     try:
       with os.fdopen(fd, "wb") as out:

@@ -1,10 +1,8 @@
 """Batches (docs/DATA.md, "Batches"): a checkpointable grain iterator for training, a plain
-one for eval, both in-process (the data are in memory; a batch is a numpy gather).
-
-Every process builds the same global batch and keeps rows ``[p*b, (p+1)*b)``, ``b =
-batch_size // process_count`` (what ``jax.make_array_from_process_local_data`` expects);
-with ``pad_to="batch"`` the width comes from the global batch, so all processes agree.
-"""
+one for eval, both in-process (a batch is a numpy gather). Every process builds the same
+global batch and keeps rows ``[p*b, (p+1)*b)``, ``b = batch_size // process_count`` (what
+``jax.make_array_from_process_local_data`` expects); with ``pad_to="batch"`` the width
+comes from the global batch, so all processes agree."""
 
 from __future__ import annotations
 
@@ -56,12 +54,6 @@ def steps_per_epoch(split: EncodedSplit, batch_size: int) -> int:
   if batch_size < 1:
     raise DataError(f"batch_size must be >= 1, got {batch_size}")
   return len(split) // batch_size
-
-
-def _shuffle_seed(seed: int) -> int:
-  """Spreads user seeds apart: grain shuffles epoch e with ``seed + e``, so plain seeds 0,
-  1, 2 would give runs whose epoch orders are shifted copies."""
-  return (seed * 0x9E3779B1 + 0x7F4A7C15) % 2**32
 
 
 def _raw_permutation(n: int, seed: int, epoch: int, stream: int) -> np.ndarray:
@@ -118,8 +110,10 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
     self._batching, self._bucket_window = batching, int(bucket_window)
     self._epoch_cache: tuple[int, np.ndarray] | None = None
     if batching == "random":
+      # Spread seeds apart: grain shuffles epoch e with seed + e, so seeds 0, 1, 2
+      # would give runs whose epoch orders are shifted copies.
       dataset = (grain.MapDataset.range(len(split))
-                 .shuffle(seed=_shuffle_seed(self._seed))
+                 .shuffle(seed=(self._seed * 0x9E3779B1 + 0x7F4A7C15) % 2**32)
                  .batch(batch_size, drop_remainder=True)  # per epoch
                  .repeat(None)
                  .map(self._make_batch))
@@ -167,19 +161,16 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
     # States from before `batching` existed are random batching; the window
     # only matters to bucketed batching.
     batching = state.get("batching", "random")
-    if batching != self._batching:
-      raise DataError(f"iterator state has batching={batching!r} but this "
-                      f"iterator has batching={self._batching!r}; the "
-                      "checkpoint belongs to a different data configuration")
-    checks = [("num_examples", len(self._split)),
-              ("batch_size", self._batch_size), ("seed", self._seed)]
+    mine = {"batching": self._batching, "num_examples": len(self._split),
+            "batch_size": self._batch_size, "seed": self._seed}
     if batching == "bucketed":
-      checks.append(("bucket_window", self._bucket_window))
-    for key, mine in checks:
-      if int(state[key]) != mine:
-        raise DataError(f"iterator state has {key}={state[key]} but this "
-                        f"iterator has {key}={mine}; the checkpoint belongs to "
-                        "a different data configuration")
+      mine["bucket_window"] = self._bucket_window
+    for key, value in mine.items():
+      theirs = batching if key == "batching" else int(state[key])
+      if theirs != value:
+        raise DataError(f"iterator state has {key}={theirs!r} but this iterator has "
+                        f"{key}={value!r}; the checkpoint belongs to a different data "
+                        "configuration")
     self._iterator.set_state({k: int(v) for k, v in dict(state["grain"]).items()})
 
 

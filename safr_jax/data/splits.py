@@ -28,13 +28,11 @@ def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
   denom = int(weights.sum())
   if denom == 0:
     return np.zeros_like(weights)
-  exact = [total * int(w) for w in weights]  # integer arithmetic, no rounding
-  counts = np.array([e // denom for e in exact], np.int64)
-  remainders = [e % denom for e in exact]
-  short = total - int(counts.sum())
-  order = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
-  for i in order[:short]:
-    counts[i] += 1
+  # Integer arithmetic, no rounding: (quotient, remainder) of each exact share.
+  shares = [divmod(total * int(w), denom) for w in weights]
+  counts = np.array([q for q, _ in shares], np.int64)
+  order = sorted(range(len(weights)), key=lambda i: (-shares[i][1], i))
+  counts[order[:total - int(counts.sum())]] += 1
   return counts
 
 
@@ -46,8 +44,7 @@ def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int
   labels = np.asarray(labels)
   n = len(labels)
   if sum(sizes) != n or any(s < 0 for s in sizes):
-    raise DataError(f"split sizes {list(sizes)} do not add up to the {n} "
-                    "examples")
+    raise DataError(f"split sizes {list(sizes)} do not add up to the {n} examples")
   classes = np.unique(labels)
   pools = [np.flatnonzero(labels == c)[stable_permutation(
       int((labels == c).sum()), seed + int(c) + 1)] for c in classes]
@@ -55,10 +52,8 @@ def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int
   taken = np.zeros_like(remaining)
   parts = []
   for k, size in enumerate(sizes):
-    if k == len(sizes) - 1:
-      counts = remaining.copy()
-    else:
-      counts = _largest_remainder(size, remaining)
+    last = k == len(sizes) - 1
+    counts = remaining.copy() if last else _largest_remainder(size, remaining)
     chunks = [p[t:t + c] for p, t, c in zip(pools, taken, counts)]
     parts.append(np.sort(np.concatenate(chunks)) if chunks
                  else np.zeros((0,), np.int64))
@@ -81,6 +76,5 @@ def split_sizes(n: int, fractions: Sequence[float]) -> list[int]:
   rest = [int(round(n * f)) for f in fractions[1:]]
   first = n - sum(rest)
   if first < 0:
-    raise DataError(f"fractions {list(fractions)} leave no room in {n} "
-                    "examples")
+    raise DataError(f"fractions {list(fractions)} leave no room in {n} examples")
   return [first] + rest

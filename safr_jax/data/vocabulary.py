@@ -40,13 +40,11 @@ class Vocabulary:
                strip_html: bool = False):
     tokens = list(tokens)
     if tokens[:2] != [PAD, UNK]:
-      raise DataError(f"a vocabulary must start with {PAD!r}, {UNK!r}; got "
-                      f"{tokens[:2]!r}")
+      raise DataError(f"a vocabulary must start with {PAD!r}, {UNK!r}; got {tokens[:2]!r}")
     index = {}
     for i, tok in enumerate(tokens):
       if not tok or tok != tok.strip() or any(c.isspace() for c in tok):
-        raise DataError(f"vocabulary entry {i} ({tok!r}) is empty or has "
-                        "whitespace")
+        raise DataError(f"vocabulary entry {i} ({tok!r}) is empty or has whitespace")
       if tok in index:
         raise DataError(f"vocabulary token {tok!r} appears twice (ids "
                         f"{index[tok]} and {i})")
@@ -95,20 +93,16 @@ class Vocabulary:
 
   def encode(self, text: str) -> list[int]:
     """Ids of ``text``'s whitespace tokens (no truncation, no padding)."""
-    return self._ids(tokenize(text, lowercase=self.lowercase,
-                              strip_html=self.strip_html))
+    return self._ids(tokenize(text, lowercase=self.lowercase, strip_html=self.strip_html))
 
   def decode(self, ids: Iterable[int], *, skip_pad: bool = False) -> list[str]:
     """One token string per id (``skip_pad`` drops the ``<PAD>`` positions)."""
     out = []
-    for i in ids:
-      i = int(i)
+    for i in map(int, ids):
       if not 0 <= i < len(self._tokens):
-        raise DataError(f"id {i} is outside the vocabulary (size "
-                        f"{len(self._tokens)})")
-      if skip_pad and i == self.pad_id:
-        continue
-      out.append(self._tokens[i])
+        raise DataError(f"id {i} is outside the vocabulary (size {len(self._tokens)})")
+      if not (skip_pad and i == self.pad_id):
+        out.append(self._tokens[i])
     return out
 
   def encode_batch(self, texts: Sequence[str], max_len: int, *,
@@ -118,11 +112,9 @@ class Vocabulary:
     if max_len < 1:
       raise DataError(f"max_len must be >= 1, got {max_len}")
     ids = np.zeros((len(texts), max_len), np.int32)
-    lengths = np.zeros((len(texts),), np.int32)
-    full = np.zeros((len(texts),), np.int32)
+    lengths, full = np.zeros((len(texts),), np.int32), np.zeros((len(texts),), np.int32)
     for row, text in enumerate(texts):
-      tokens = tokenize(text, lowercase=self.lowercase,
-                        strip_html=self.strip_html)
+      tokens = tokenize(text, lowercase=self.lowercase, strip_html=self.strip_html)
       full[row] = len(tokens)
       seq = self._ids(tokens[:max_len])
       ids[row, :len(seq)] = seq
