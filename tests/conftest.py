@@ -1,5 +1,6 @@
 """Shared test fixtures: golden files, float64 switching, no orphan processes."""
 
+import ctypes
 import os
 import pathlib
 import shutil
@@ -38,6 +39,8 @@ def pytest_configure(config):
   # default it would end pytest at once and leave its children running.
   if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+  if not os.environ.get("PYTEST_XDIST_WORKER"):
+    config.safr_subreaper = _become_subreaper()
 
 
 def _descendants(pid: int) -> list[int]:
@@ -89,7 +92,23 @@ def _no_orphans():
       print(f"\nconftest: ended {len(left)} process(es) the tests left running: {left}")
 
 
+def _become_subreaper() -> bool:
+  """Linux: orphaned descendants (a killed xdist worker's children) are
+  re-parented to this process instead of init, so ``end_descendants`` still
+  finds them."""
+  try:
+    return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+  except (OSError, AttributeError):
+    return False
+
+
 def pytest_unconfigure(config):
+  # The controller of an xdist run (or a plain run) ends whatever is still below
+  # it, also what a worker killed before its teardown left behind.
+  if not os.environ.get("PYTEST_XDIST_WORKER") and getattr(config, "safr_subreaper", False):
+    left = end_descendants()
+    if left:
+      print(f"\nconftest: ended {len(left)} process(es) left after the workers: {left}")
   cache = getattr(config, "safr_xla_cache", None)
   if cache:
     shutil.rmtree(cache, ignore_errors=True)
