@@ -1,7 +1,5 @@
 """Data for safr-jax: a source → vocabulary → fixed-shape ids → batches (docs/DATA.md;
-the modules: docs/CONTRIBUTING.md, "Inside data/").
-
-Usage::
+the modules: docs/CONTRIBUTING.md, "Inside data/"). Usage::
 
   from safr_jax import data
   bundle = data.load_dataset(config.data, workdir)    # writes vocab.txt, labels.json
@@ -13,8 +11,7 @@ Usage::
     ...                       # + weights float32 [50], 0 on filler rows
   vocab, label_names = data.load_vocab_and_labels(workdir)   # at explain time
 
-Bad input raises ``safr_jax.errors.DataError`` naming the file, line or field.
-"""
+Bad input raises ``safr_jax.errors.DataError`` naming the file, line or field."""
 
 from __future__ import annotations
 

@@ -25,8 +25,7 @@ class RawSplit:
   # int64 [N], each example's row in its source (TFDS index, file line, sentence id,
   # generator index), so splits can be traced back.
   example_ids: np.ndarray
-  # Per-example arrays of length N (planted's known answers).
-  extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # planted's, [N, …]
 
   def __len__(self) -> int:
     return len(self.texts)
@@ -34,11 +33,10 @@ class RawSplit:
   def take(self, indices: np.ndarray) -> RawSplit:
     """The examples at ``indices`` (in that order)."""
     indices = np.asarray(indices, np.int64)
-    return RawSplit(
-        texts=[self.texts[i] for i in indices],
-        labels=np.asarray(self.labels, np.int32)[indices],
-        example_ids=np.asarray(self.example_ids, np.int64)[indices],
-        extras={k: v[indices] for k, v in self.extras.items()})
+    return RawSplit(texts=[self.texts[i] for i in indices],
+                    labels=np.asarray(self.labels, np.int32)[indices],
+                    example_ids=np.asarray(self.example_ids, np.int64)[indices],
+                    extras={k: v[indices] for k, v in self.extras.items()})
 
 
 def carve(raw: RawSplit, sizes: list[int], seed: int) -> list[RawSplit]:

@@ -140,27 +140,19 @@ def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
                            strip_html=bool(cfg.vocab.strip_html))
   encoded, empty, truncated = _encode(raw, vocab, max_len)
   info = {
-      "requested_source": cfg.source,
-      "source": source,
-      "fallback_reason": reason,
-      "auto_steps": list(res.steps),
-      "description": description,
+      "requested_source": cfg.source, "source": source, "fallback_reason": reason,
+      "auto_steps": list(res.steps), "description": description,
       "label_names": list(label_names),
       "sizes": {k: len(v) for k, v in encoded.items()},
       "class_counts": {k: np.bincount(v.labels, minlength=len(label_names))
                        .astype(int).tolist() for k, v in encoded.items()},
-      "vocab_size": len(vocab),
-      "max_len": max_len,
-      "min_freq": int(cfg.vocab.min_freq),
-      "lowercase": vocab.lowercase,
-      "strip_html": vocab.strip_html,
-      "split_seed": seed,
-      "max_examples": max_examples,
-      "empty_texts": empty,
-      "truncated_texts": truncated,
+      "vocab_size": len(vocab), "max_len": max_len, "min_freq": int(cfg.vocab.min_freq),
+      "lowercase": vocab.lowercase, "strip_html": vocab.strip_html,
+      "split_seed": seed, "max_examples": max_examples,
+      "empty_texts": empty, "truncated_texts": truncated,
       "load_seconds": round(time.monotonic() - start, 3),
+      **extra_info,
   }
-  info.update(extra_info)
   bundle = DatasetBundle(splits=encoded, vocab=vocab, label_names=list(label_names),
                          source=source, info=info)
   if workdir is not None:
@@ -193,8 +185,7 @@ def load_vocab_and_labels(workdir: str | pathlib.Path) -> tuple[Vocabulary, list
     names = payload["label_names"]
     options = payload.get("text_options", {})
   except UnicodeDecodeError as e:
-    raise DataError(f"{labels_path} is not valid UTF-8 ({e.reason} at byte "
-                    f"{e.start})") from None
+    raise DataError(f"{labels_path} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
   except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
     raise DataError(f"{labels_path} is not a valid labels file: {e!r}") from None
   if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

@@ -150,8 +150,7 @@ def _locked(cache_dir: pathlib.Path, name: str) -> Iterator[None]:
     try:
       fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-      logging.info("Waiting for another process downloading %s (lock %s)",
-                   name, path)
+      logging.info("Waiting for another process downloading %s (lock %s)", name, path)
       fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
     try:
       yield
@@ -170,10 +169,9 @@ def _remove(path: pathlib.Path) -> None:
 def _ensure(url: str, cache_dir: str | os.PathLike, name: str,
             complete: Callable[[pathlib.Path], bool],
             install: Callable[[pathlib.Path, pathlib.Path], None], *, probe: Probe,
-            probe_timeout: float, progress: bool, stall_s: float,
-            limit_s: float) -> pathlib.Path:
+            probe_timeout: float, **limits) -> pathlib.Path:
   """Cached -> return it; probe; lock; re-check; download to a temporary file, which
-  ``install(temp, final)`` checks and puts in place."""
+  ``install(temp, final)`` checks and puts in place; ``limits``: :func:`_download`'s."""
   if (not name or name != pathlib.Path(name).name or name.startswith(".")
       or name.endswith(".lock")):
     raise ValueError(f"cache entry name {name!r} must be a plain file name")
@@ -206,8 +204,7 @@ def _ensure(url: str, cache_dir: str | os.PathLike, name: str,
     temp = pathlib.Path(temp)
     try:
       with os.fdopen(fd, "wb") as out:
-        _download(url, out, stall_s=stall_s, limit_s=limit_s, progress=progress,
-                  desc=name)
+        _download(url, out, desc=name, **limits)
         try:
           out.flush()
           os.fsync(out.fileno())  # whole on disk before it can be renamed

@@ -1,7 +1,6 @@
 """Free text (``explain --text``) split the way a source's training texts are: the
 vocabulary splits on whitespace only, so ``all,`` would be one unknown word where training
-saw ``all`` and ``,``. Each ``Source`` names one of these as its ``prepare_text``.
-"""
+saw ``all`` and ``,``. A ``Source``'s ``prepare_text`` is built from these."""
 
 from __future__ import annotations
 
@@ -27,11 +26,6 @@ def ptb(text: str) -> str:
   text = _QUOTE.sub(lambda m: f" {next(quotes)} ", text)
   text = _PTB_CLITIC.sub(r"\1 \2", _apart(text))
   return " ".join(_PTB_BRACKETS.get(tok, tok) for tok in text.split())
-
-
-def ptb_lower(text: str) -> str:
-  """:func:`ptb`, lowercased (GLUE's SST-2 sentences)."""
-  return ptb(text).lower()
 
 
 def rt(text: str) -> str:

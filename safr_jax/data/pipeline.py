@@ -141,9 +141,6 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
     return {"ids": np.ascontiguousarray(self._split.ids[mine, :width]),
             "labels": self._split.labels[mine].astype(np.int32)}
 
-  def __iter__(self) -> TrainIterator:
-    return self
-
   def __next__(self) -> dict[str, np.ndarray]:
     return next(self._iterator)
 

@@ -17,10 +17,8 @@ OFFLINE_ENV = "SAFR_JAX_OFFLINE"
 
 def _is_loopback(url: str) -> bool:
   host = urllib.parse.urlsplit(url).hostname or ""
-  if host == "localhost":
-    return True
   try:
-    return ipaddress.ip_address(host).is_loopback
+    return host == "localhost" or ipaddress.ip_address(host).is_loopback
   except ValueError:
     return False
 

@@ -30,8 +30,7 @@ def benchmarks() -> tuple[str, ...]:
 
 
 def prepare_text(text: str, source: str | None) -> str:
-  """``text`` with its tokens separated as ``source``'s training texts are (unchanged for
-  an unknown source).
+  """``text`` tokenised as ``source``'s training texts are (as is for an unknown source).
 
   >>> prepare_text("not bad at all, a moving film", "sst_treebank")
   'not bad at all , a moving film'

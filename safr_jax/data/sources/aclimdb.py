@@ -15,7 +15,7 @@ import re
 import tarfile
 import time
 import zlib
-from typing import Any, NamedTuple
+from typing import Any
 
 from absl import logging
 import numpy as np
@@ -55,22 +55,11 @@ _EXPECTED = ("aclImdb_v1.tar.gz (or a .tar.gz of the same layout), the "
              "unpacked aclImdb/ folder, or a folder containing aclImdb/")
 
 
-class _Review(NamedTuple):
-  review_id: int
-  text: str | None  # None when only the layout is checked
-
-
-def example_id(official: str, label: int, review_id: int) -> int:
-  """``official * 2,000,000 + label * 1,000,000 + id`` (official 0 = train, 1 = test)."""
-  return (OFFICIAL_SPLITS.index(official) * 2 * ID_LIMIT + label * ID_LIMIT
-          + review_id)
-
-
 class _Collector:
-  """Reviews per folder; refuses two files with the same review id."""
+  """(review id, text) per folder; refuses two files with the same review id."""
 
   def __init__(self):
-    self.reviews: dict[Folder, list[_Review]] = {f: [] for f in _FOLDERS}
+    self.reviews: dict[Folder, list[tuple[int, str | None]]] = {f: [] for f in _FOLDERS}
     self.seen: dict[tuple[Folder, int], str] = {}
     self.ignored = 0
 
@@ -90,7 +79,7 @@ class _Collector:
     first = self.seen.setdefault((folder, number), where)
     if first != where:
       raise DataError(f"{where}: review id {number} also appears as {first}")
-    self.reviews[folder].append(_Review(number, text))
+    self.reviews[folder].append((number, text))
 
 
 def _read(path: pathlib.Path | str, how=pathlib.Path.read_bytes):
@@ -192,7 +181,7 @@ def read_aclimdb(path: str | os.PathLike | None, *,
   where, form, found = _scan(path, read_text=True)
   columns = {s: ([], [], []) for s in SPLITS}  # texts, labels, example ids
   for official, cls in _FOLDERS:
-    reviews = sorted(found.reviews[(official, cls)], key=lambda r: r.review_id)
+    reviews = sorted(found.reviews[(official, cls)], key=lambda r: r[0])  # by review id
     if official == "test":
       parts = [("test", reviews)]
     elif len(reviews) <= train_per_class:
@@ -202,17 +191,16 @@ def read_aclimdb(path: str | os.PathLike | None, *,
           "each class for train and the rest for dev, so it needs more")
     else:
       parts = [("train", reviews[:train_per_class]), ("dev", reviews[train_per_class:])]
+    first_id = (OFFICIAL_SPLITS.index(official) * 2 + LABEL_OF[cls]) * ID_LIMIT  # + review id
     for split, chosen in parts:
       texts, labels, ids = columns[split]
-      texts += [r.text for r in chosen]
+      texts += [text for _, text in chosen]
       labels += [LABEL_OF[cls]] * len(chosen)
-      ids += [example_id(official, LABEL_OF[cls], r.review_id) for r in chosen]
+      ids += [first_id + review_id for review_id, _ in chosen]
   out = {s: RawSplit(texts=t, labels=np.asarray(l, np.int32),
                      example_ids=np.asarray(i, np.int64)) for s, (t, l, i) in columns.items()}
-
   counts = {
-      "path": str(where),
-      "form": form,
+      "path": str(where), "form": form,
       "official": {
           official: {SENTIMENT_LABELS[LABEL_OF[c]]:
                      len(found.reviews[(official, c)]) for c in CLASS_FOLDERS}

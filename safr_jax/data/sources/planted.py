@@ -2,8 +2,7 @@
 tokens ``w0 … w{V-1}`` and one or three planted sentiment words (+1 ``POSITIVE``, -1
 ``NEGATIVE``, the opposite right after ``not``); label 1 when the sum is > 0 (an odd count:
 no ties). A faithful explanation puts its importance on the planted positions; an
-interaction method should link each ``not`` to the word it flips.
-"""
+interaction method should link each ``not`` to the word it flips."""
 
 from __future__ import annotations
 
@@ -53,8 +52,7 @@ def generate(n: int, *, seed: int, min_len: int = 8, max_len: int = 24,
     raise DataError(f"config.data.planted.negation_prob must be in [0, 1], got "
                     f"{negation_prob}")
   rng = np.random.Generator(np.random.PCG64(seed))
-  texts = []
-  labels = np.zeros((n,), np.int32)
+  texts, labels = [], np.zeros((n,), np.int32)
   planted = np.zeros((n, max_len), bool)
   signs = np.zeros((n, max_len), np.int8)
   pairs = np.full((n, MAX_PAIRS, 2), -1, np.int32)
@@ -71,14 +69,11 @@ def generate(n: int, *, seed: int, min_len: int = 8, max_len: int = 24,
       surface = -eff if negated else eff
       word = str(rng.choice(POSITIVE if surface > 0 else NEGATIVE))
       units.append(([NEGATOR, word] if negated else [word], eff))
-    unit_tokens = sum(len(u[0]) for u in units)
-    length = int(rng.integers(min_len, max_len + 1))
-    fillers = [f"w{int(j)}" for j in
-               rng.integers(filler_vocab_size, size=length - unit_tokens)]
-    items = [([f], 0) for f in fillers] + units
-    order = rng.permutation(len(items))
+    fillers = int(rng.integers(min_len, max_len + 1)) - sum(len(u[0]) for u in units)
+    items = [([f"w{int(j)}"], 0) for j in rng.integers(filler_vocab_size, size=fillers)]
+    items += units
     tokens, npair = [], 0
-    for idx in order:
+    for idx in rng.permutation(len(items)):
       toks, eff = items[idx]
       if eff:
         pos = len(tokens)
@@ -91,24 +86,18 @@ def generate(n: int, *, seed: int, min_len: int = 8, max_len: int = 24,
     assert rule_label(tokens) == label, (tokens, label)
     texts.append(" ".join(tokens))
     labels[row] = label
-  return RawSplit(
-      texts=texts, labels=labels, example_ids=np.arange(n, dtype=np.int64),
-      extras={"planted": planted, "planted_sign": signs,
-              "negation_pairs": pairs})
+  return RawSplit(texts=texts, labels=labels, example_ids=np.arange(n, dtype=np.int64),
+                  extras={"planted": planted, "planted_sign": signs, "negation_pairs": pairs})
 
 
 def options() -> ml_collections.ConfigDict:
   """``config.data.planted``."""
-  c = ml_collections.ConfigDict()
-  c.train_size = 2000  # examples per split
-  c.dev_size = 500
-  c.test_size = 500
-  c.min_len = 8    # example length range in tokens
-  c.max_len = 24   # (<= config.data.max_len)
-  c.filler_vocab_size = 200  # filler tokens w0 … w199
-  c.negation_prob = 0.3      # P(a sentiment word is negated)
-  c.seed = 0                 # generator seed
-  return c
+  return ml_collections.ConfigDict(dict(
+      train_size=2000, dev_size=500, test_size=500,  # examples per split
+      min_len=8, max_len=24,  # example length range in tokens (<= config.data.max_len)
+      filler_vocab_size=200,  # filler tokens w0 … w199
+      negation_prob=0.3,      # P(a sentiment word is negated)
+      seed=0))                # generator seed
 
 
 def load(cfg, path=None) -> tuple[dict[str, RawSplit], dict]:

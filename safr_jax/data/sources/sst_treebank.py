@@ -137,9 +137,7 @@ def read_sst_treebank(sst_dir: str | pathlib.Path | None
   for number, (phrase_id, value) in _rows(path, "|", ("phrase ids", "sentiment values")):
     phrase_id = _number(path, number, "phrase ids", phrase_id)
     phrase_id = _first_time(path, number, "phrase id", phrase_id, seen)
-    sentiment_of[phrase_id] = _number(path, number, "sentiment values", value,
-                                      integer=False)
-
+    sentiment_of[phrase_id] = _number(path, number, "sentiment values", value, integer=False)
   # The authors' join: rows (index, sentence, label) per split, in file order.
   per_split = {name: dict.fromkeys(("read", "dropped_unmatched", "dropped_no_sentiment",
                                     "dropped_neutral", "negative", "positive",
@@ -168,7 +166,6 @@ def read_sst_treebank(sst_dir: str | pathlib.Path | None
   keep = min(map(len, by_label))
   per_split["train"]["dropped_balancing"] = len(rows["train"]) - 2 * keep
   rows["train"] = by_label[0][:keep] + by_label[1][:keep]
-
   out = {}
   for name in SPLITS:
     per_split[name]["kept"] = len(rows[name])
@@ -182,12 +179,11 @@ def read_sst_treebank(sst_dir: str | pathlib.Path | None
     indices, sentences_kept, labels = zip(*rows[name])
     out[name] = RawSplit(texts=list(sentences_kept), labels=np.asarray(labels, np.int32),
                          example_ids=np.asarray(indices, np.int64))
-
   duplicates = dictionary_lines - len(phrase_ids)
   if duplicates:
-    logging.warning("%s: %d phrase(s) listed more than once; a sentence "
-                    "matching one gets one row per entry (as the authors' "
-                    "join)", folder / DICTIONARY_FILE, duplicates)
+    logging.warning("%s: %d phrase(s) listed more than once; a sentence matching one gets "
+                    "one row per entry (as the authors' join)", folder / DICTIONARY_FILE,
+                    duplicates)
   unmatched = sum(c["dropped_unmatched"] for c in per_split.values())
   if unmatched:
     logging.info("sst_treebank: %d of %d sentences have no exact match in %s "

@@ -1,8 +1,7 @@
 """TFDS, by name only (not inside ``auto``): ``glue/sst2`` and ``imdb_reviews`` (docs/DATA.md),
 read through ``tfds.data_source`` (array_record, no TensorFlow). An unprepared dataset is
 downloaded only when its host answers the probe: TFDS alone retries a dead network for
-minutes.
-"""
+minutes."""
 
 from __future__ import annotations
 
@@ -25,11 +24,10 @@ _READ = {
 
 def options() -> ml_collections.ConfigDict:
   """``config.data.tfds``."""
-  c = ml_collections.ConfigDict()
-  # TFDS data_dir; None = the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
-  c.data_dir = ml_collections.FieldReference(None, field_type=str)
-  c.dev_fraction = 0.1  # glue/sst2: dev share carved from GLUE train
-  return c
+  return ml_collections.ConfigDict({
+      # TFDS data_dir; None = the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+      "data_dir": ml_collections.FieldReference(None, field_type=str),
+      "dev_fraction": 0.1})  # glue/sst2: dev share carved from GLUE train
 
 
 def _import_tfds():
@@ -42,8 +40,7 @@ def _import_tfds():
   return tfds
 
 
-def _ready(tfds, name: str, data_dir: str | None, probe_timeout: float,
-           ask) -> tuple[bool, str]:
+def _ready(tfds, name: str, data_dir: str | None, cfg) -> tuple[bool, str]:
   """Prepared locally, or downloaded and prepared now if the host answers."""
   try:
     tfds.data_source(name, split="train", data_dir=data_dir, download=False)
@@ -51,7 +48,7 @@ def _ready(tfds, name: str, data_dir: str | None, probe_timeout: float,
   except Exception as e:  # pylint: disable=broad-except
     why = (f"{name} is not prepared in {data_dir or 'the default TFDS data_dir'} "
            f"({type(e).__name__})")
-  reachable, answer = ask(_READ[name][2], probe_timeout)
+  reachable, answer = probe.probe_url(_READ[name][2], probe.probe_timeout(cfg))
   if not reachable:
     return False, f"{why}; download host unreachable: {answer}"
   try:
@@ -66,16 +63,11 @@ def _read_split(tfds, name: str, split: str, data_dir: str | None) -> RawSplit:
   source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
   n, key = len(source), _READ[name][0]
   texts, labels = [], []
-  batched = hasattr(source, "__getitems__")
   for start in range(0, n, 1024):
     idx = list(range(start, min(n, start + 1024)))
-    records = None
-    if batched:
-      try:
-        records = source.__getitems__(idx)
-      except TypeError:  # tfds mock data sources lack batched reads
-        batched = False
-    if records is None:
+    try:
+      records = source.__getitems__(idx)
+    except (AttributeError, TypeError):  # tfds mock data sources lack batched reads
       records = [source[i] for i in idx]
     for i, record in zip(idx, records):
       text = record[key].item() if isinstance(record[key], np.ndarray) else record[key]
@@ -94,8 +86,7 @@ def _read_split(tfds, name: str, split: str, data_dir: str | None) -> RawSplit:
 def first_per_class(raw: RawSplit, fraction: float) -> tuple[RawSplit, RawSplit]:
   """The SAFR authors' IMDB rule: the first ``fraction`` of each class (in the order given)
   is train, the rest dev; each part lists negatives, then positives."""
-  labels = np.asarray(raw.labels)
-  rows = [np.flatnonzero(labels == label) for label in np.unique(labels)]
+  rows = [np.flatnonzero(raw.labels == label) for label in np.unique(raw.labels)]
   keep = [int(round(len(r) * fraction)) for r in rows]
   return (raw.take(np.concatenate([r[:k] for r, k in zip(rows, keep)])),
           raw.take(np.concatenate([r[k:] for r, k in zip(rows, keep)])))
@@ -105,8 +96,7 @@ def _loader(name: str):
   def load(cfg, path=None):
     del path
     tfds, data_dir = _import_tfds(), cfg.tfds.data_dir
-    ready, why = _ready(tfds, name, data_dir, probe.probe_timeout(cfg),
-                        probe.probe_url)
+    ready, why = _ready(tfds, name, data_dir, cfg)
     if not ready:
       raise DataError(
           f"{why}. Prepare it on a machine with internet: tfds.builder({name!r})."
@@ -132,8 +122,8 @@ SOURCES = (
            "al. 2013) via TFDS. GLUE's test labels are hidden, so test = GLUE "
            "validation (872) and dev is carved from GLUE train (dev_fraction, "
            "seeded, stratified).",
-           _loader("glue/sst2"), prepare_text=free_text.ptb_lower, options=options,
-           group="tfds"),
+           _loader("glue/sst2"), options=options, group="tfds",
+           prepare_text=lambda text: free_text.ptb(text).lower()),  # as GLUE's sentences
     Source("imdb_reviews",
            "IMDB Large Movie Review Dataset (Maas et al. 2011) via TFDS: the "
            "official 25k train split as the authors split it (the first 10,000 "
