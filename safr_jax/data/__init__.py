@@ -3,8 +3,7 @@ the modules: docs/CONTRIBUTING.md, "Inside data/"). Usage::
 
   from safr_jax import data
   bundle = data.load_dataset(config.data, workdir)    # writes vocab.txt, labels.json
-  it = data.train_iterator(bundle.splits["train"], batch_size=50, seed=0,
-                           pad_to="max_len")          # or batching="bucketed"
+  it = data.train_iterator(bundle.splits["train"], batch_size=50, seed=0)
   batch = next(it)            # ids int32 [50, L], labels int32 [50]
   state = it.get_state()      # JSON; it.set_state(state) resumes exactly
   for batch in data.eval_batches(bundle.splits["dev"], batch_size=50):

@@ -35,23 +35,18 @@ def cache_path(src: Source, cfg) -> pathlib.Path:
   return pathlib.Path(str(value)).expanduser() / src.acquire.cache_name
 
 
-def _limits(cfg) -> tuple[float, float]:
+def fetch(src: Source, cfg, *, probe: Probe, progress: bool = True) -> pathlib.Path:
+  """Downloads ``src`` into the cache (or waits for the process doing so); raises
+  ``download.DownloadUnavailable`` or, when what came does not read, DataError."""
+  url, final = str(cfg[src.config_group].url), cache_path(src, cfg)
   for field in ("stall_s", "timeout_s"):
     value = cfg.download[field]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
       raise DataError(f"config.data.download.{field} must be a number of seconds > 0, "
                       f"got {value!r}")
-  return float(cfg.download.stall_s), float(cfg.download.timeout_s)
-
-
-def fetch(src: Source, cfg, *, probe: Probe, progress: bool = True) -> pathlib.Path:
-  """Downloads ``src`` into the cache (or waits for the process doing so); raises
-  ``download.DownloadUnavailable`` or, when what came does not read, DataError."""
-  url, final = str(cfg[src.config_group].url), cache_path(src, cfg)
-  stall_s, limit_s = _limits(cfg)
   common = dict(cache_dir=final.parent, probe_timeout=probe_lib.probe_timeout(cfg),
-                probe=probe, progress=progress, stall_s=stall_s, limit_s=limit_s,
-                check=src.acquire.check)
+                probe=probe, progress=progress, stall_s=float(cfg.download.stall_s),
+                limit_s=float(cfg.download.timeout_s), check=src.acquire.check)
   if src.acquire.required_files:
     return download.ensure_folder_from_zip(
         url, name=final.name, required_files=src.acquire.required_files, **common)

@@ -56,18 +56,6 @@ class DatasetBundle:
   info: dict[str, Any]
 
 
-def _cap(raw: dict[str, RawSplit], max_examples: Any, seed: int
-         ) -> tuple[dict[str, RawSplit], int | None]:
-  """Each split cut to a stratified ``max_examples`` subset (None: as is)."""
-  if max_examples is None:
-    return raw, None
-  max_examples = int(max_examples)
-  if max_examples < 1:
-    raise DataError(f"config.data.max_examples must be >= 1 or None, got {max_examples}")
-  return {k: r.take(splits_lib.stratified_subsample(r.labels, max_examples, seed + 7))
-          for k, r in raw.items()}, max_examples
-
-
 def _encode(raw: dict[str, RawSplit], vocab: Vocabulary, max_len: int
             ) -> tuple[dict[str, EncodedSplit], dict[str, int], dict[str, int]]:
   """(encoded splits, empty texts per split, truncated texts per split)."""
@@ -130,7 +118,12 @@ def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
         "\n" + "!" * 78 + "\n!! DATA: source='auto' could not use the paper's %s, so "
         "this run uses %r instead.\n!! Why: %s\n!! What it is: %s\n" + "!" * 78,
         cfg.benchmark, source, reason, description)
-  raw, max_examples = _cap(raw, cfg.max_examples, seed)
+  max_examples = None if cfg.max_examples is None else int(cfg.max_examples)
+  if max_examples is not None:  # each split cut to a stratified subset
+    if max_examples < 1:
+      raise DataError(f"config.data.max_examples must be >= 1 or None, got {max_examples}")
+    raw = {k: r.take(splits_lib.stratified_subsample(r.labels, max_examples, seed + 7))
+           for k, r in raw.items()}
   for name in SPLITS:
     if len(raw[name]) == 0:
       raise DataError(f"the {name} split of source {source!r} has zero examples")

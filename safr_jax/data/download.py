@@ -1,11 +1,9 @@
 """The download cache of the paper's benchmarks (docs/DATA.md, "Downloads"): an entry is
-complete or absent, shared between processes. A download goes to a temporary name
-(``.<name>.*.part``, a zip unpacked into ``.<name>.*.unpack``; the next download of that name
-deletes what a killed one left), is checked, and is renamed into place last. One process
-downloads, holding ``flock`` on ``<name>.lock`` (kept, empty); others wait, then read it.
-:class:`DownloadUnavailable`: the network did not deliver (a caller may fall back); a plain
-DataError: what came is unusable, or the cache cannot be written. Messages are one line.
-"""
+complete or absent. A download goes to a temporary ``.<name>.*.part`` (``.unpack``: a zip's
+folder), is checked and renamed into place last; one process downloads, holding ``flock``
+on ``<name>.lock``, while others wait. :class:`DownloadUnavailable`: the network did not
+deliver (a caller may fall back); a plain DataError: what came is unusable, or the cache
+cannot be written. Messages are one line."""
 
 from __future__ import annotations
 
@@ -101,9 +99,8 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
     return f"{done}{'' if total is None else f' of {total}'} bytes ({_human(done)})"
 
   def stalled() -> DownloadUnavailable:
-    return DownloadUnavailable(
-        f"download of {url} stalled: no data for {stall_s:g} s "
-        f"(config.data.download.stall_s) after {arrived()}; run again to retry")
+    return DownloadUnavailable(f"download of {url} stalled: no data for {stall_s:g} s (config."
+                               f"data.download.stall_s) after {arrived()}; run again to retry")
 
   start = time.monotonic()
   threading.Thread(target=transfer, name="safr-download", daemon=True).start()
@@ -113,10 +110,9 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
       if now - state["last"] > stall_s:
         raise stalled()
       if now - start > limit_s:
-        raise DownloadUnavailable(
-            f"download of {url} took over {limit_s:g} s (config.data."
-            f"download.timeout_s) and was stopped after {arrived()}; run again "
-            "to retry, or raise the limit")
+        raise DownloadUnavailable(f"download of {url} took over {limit_s:g} s (config.data."
+                                  f"download.timeout_s) and was stopped after {arrived()}; "
+                                  "run again to retry, or raise the limit")
   finally:
     finished.set()  # the thread stops writing (a blocked read times out)
   e, done, total = state["error"], state["done"], state["total"]
@@ -125,15 +121,13 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
   if isinstance(e, TimeoutError) or isinstance(getattr(e, "reason", None), TimeoutError):
     raise stalled()
   if isinstance(e, (urllib.error.URLError, OSError, http.client.HTTPException)):
-    raise DownloadUnavailable(
-        f"download of {url} failed after {arrived()}: "
-        f"{_one_line(getattr(e, 'reason', e))}; run again to retry")
+    raise DownloadUnavailable(f"download of {url} failed after {arrived()}: "
+                              f"{_one_line(getattr(e, 'reason', e))}; run again to retry")
   if e is not None:
     raise e
   if total is not None and done < total:
-    raise DownloadUnavailable(
-        f"download of {url} was cut off after {done} of {total} bytes; run "
-        "again to retry")
+    raise DownloadUnavailable(f"download of {url} was cut off after {done} of {total} "
+                              "bytes; run again to retry")
   seconds = max(time.monotonic() - start, 1e-6)
   logging.info("Downloaded %s: %s in %.1f s (%s/s)", url, _human(done),
                seconds, _human(done / seconds))
@@ -168,10 +162,12 @@ def _remove(path: pathlib.Path) -> None:
 
 def _ensure(url: str, cache_dir: str | os.PathLike, name: str,
             complete: Callable[[pathlib.Path], bool],
-            install: Callable[[pathlib.Path, pathlib.Path], None], *, probe: Probe,
-            probe_timeout: float, **limits) -> pathlib.Path:
-  """Cached -> return it; probe; lock; re-check; download to a temporary file, which
-  ``install(temp, final)`` checks and puts in place; ``limits``: :func:`_download`'s."""
+            install: Callable[[pathlib.Path, pathlib.Path], None], *,
+            probe: Probe = probe_url, probe_timeout: float = 5.0, progress: bool = True,
+            stall_s: float = STALL_S, limit_s: float = LIMIT_S) -> pathlib.Path:
+  """Cached -> return it; ``probe(url, probe_timeout)``; lock; re-check; download (a
+  progress bar on a terminal; :func:`_download`'s limits) to a temporary file, which
+  ``install(temp, final)`` checks and puts in place."""
   if (not name or name != pathlib.Path(name).name or name.startswith(".")
       or name.endswith(".lock")):
     raise ValueError(f"cache entry name {name!r} must be a plain file name")
@@ -204,7 +200,7 @@ def _ensure(url: str, cache_dir: str | os.PathLike, name: str,
     temp = pathlib.Path(temp)
     try:
       with os.fdopen(fd, "wb") as out:
-        _download(url, out, desc=name, **limits)
+        _download(url, out, stall_s=stall_s, limit_s=limit_s, progress=progress, desc=name)
         try:
           out.flush()
           os.fsync(out.fileno())  # whole on disk before it can be renamed
@@ -248,14 +244,12 @@ def _holding_folder(url: str, root: pathlib.Path, required: Sequence[str]) -> pa
   candidates = [root] + sorted(p for p in root.iterdir()
                                if p.is_dir() and not p.is_symlink())
   missing = {c: [f for f in required if not (c / f).is_file()] for c in candidates}
-  complete = [c for c in candidates if not missing[c]]
-  if complete:
+  if complete := [c for c in candidates if not missing[c]]:
     return complete[0]
   best = min(candidates, key=lambda c: len(missing[c]))
   where = "its top level" if best == root else f"folder {best.name}/"
-  raise DataError(
-      f"the archive from {url} lacks {', '.join(missing[best])} (looked in "
-      f"{where} and each top-level folder; expected {', '.join(required)})")
+  raise DataError(f"the archive from {url} lacks {', '.join(missing[best])} (looked in "
+                  f"{where} and each top-level folder; expected {', '.join(required)})")
 
 
 def folder_complete(folder: pathlib.Path, required_files: Sequence[str]) -> bool:
@@ -264,13 +258,12 @@ def folder_complete(folder: pathlib.Path, required_files: Sequence[str]) -> bool
 
 
 def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike, name: str,
-                           required_files: Sequence[str], probe_timeout: float = 5.0,
-                           probe: Probe = probe_url, progress: bool = True,
-                           stall_s: float = STALL_S, limit_s: float = LIMIT_S,
-                           check: Check | None = None) -> pathlib.Path:
+                           required_files: Sequence[str], check: Check | None = None,
+                           **options) -> pathlib.Path:
   """``<cache_dir>/<name>``, a folder holding ``required_files`` (at the zip's top level or
   in one top-level folder; other members are dropped): the zip at ``url``, downloaded and
-  unpacked when not cached. ``check(folder)`` reads it as its source does."""
+  unpacked when not cached. ``check(folder)`` reads it as its source does; ``options``:
+  :func:`_ensure`'s ``probe``, ``probe_timeout``, ``progress``, ``stall_s``, ``limit_s``."""
   def install(archive: pathlib.Path, final: pathlib.Path) -> None:
     unpack = pathlib.Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{name}.",
                                            suffix=".unpack"))
@@ -285,23 +278,18 @@ def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike, name: str,
       _remove(unpack)
 
   return _ensure(url, cache_dir, name, lambda f: folder_complete(f, required_files),
-                 install, probe=probe, probe_timeout=probe_timeout, progress=progress,
-                 stall_s=stall_s, limit_s=limit_s)
+                 install, **options)
 
 
 def ensure_file(url: str, *, cache_dir: str | os.PathLike, filename: str, check: Check,
-                probe_timeout: float = 5.0, probe: Probe = probe_url,
-                progress: bool = True, stall_s: float = STALL_S,
-                limit_s: float = LIMIT_S) -> pathlib.Path:
+                **options) -> pathlib.Path:
   """``<cache_dir>/<filename>``, as :func:`ensure_folder_from_zip`, the file kept whole;
   ``check(path)`` vets it before it is renamed into place."""
   def install(temp: pathlib.Path, final: pathlib.Path) -> None:
     _checked(check, temp, url, filename)
     os.rename(temp, final)
 
-  return _ensure(url, cache_dir, filename, pathlib.Path.is_file, install, probe=probe,
-                 probe_timeout=probe_timeout, progress=progress, stall_s=stall_s,
-                 limit_s=limit_s)
+  return _ensure(url, cache_dir, filename, pathlib.Path.is_file, install, **options)
 
 
 def move_aside(final: pathlib.Path, why: str) -> pathlib.Path:

@@ -12,10 +12,6 @@ _PTB_CLITIC = re.compile(r"(?i)(\w)(n't|'s|'re|'ve|'ll|'d|'m)\b")
 _PTB_BRACKETS = {"(": "-LRB-", ")": "-RRB-"}
 
 
-def _apart(text: str) -> str:
-  return _PUNCT.sub(r" \1 ", text)
-
-
 def ptb(text: str) -> str:
   """Penn-Treebank tokens, as the treebank's sentences (``-LRB-``, ``n't`` apart).
 
@@ -24,7 +20,7 @@ def ptb(text: str) -> str:
   """
   quotes = iter(("``", "''") * (text.count('"') // 2 + 1))
   text = _QUOTE.sub(lambda m: f" {next(quotes)} ", text)
-  text = _PTB_CLITIC.sub(r"\1 \2", _apart(text))
+  text = _PTB_CLITIC.sub(r"\1 \2", _PUNCT.sub(r" \1 ", text))
   return " ".join(_PTB_BRACKETS.get(tok, tok) for tok in text.split())
 
 
@@ -34,4 +30,4 @@ def rt(text: str) -> str:
   >>> rt("It's great, really")
   "it's great , really"
   """
-  return " ".join(_apart(_QUOTE.sub(' " ', text.lower())).split())
+  return " ".join(_PUNCT.sub(r" \1 ", _QUOTE.sub(' " ', text.lower())).split())

@@ -44,9 +44,8 @@ def batch_width(lengths: np.ndarray, max_len: int, pad_to: str) -> int:
   (at least 8), capped at ``max_len``."""
   if pad_to == "max_len":
     return max_len
-  longest = int(np.max(lengths)) if len(lengths) else 0
-  width = max(PAD_MULTIPLE, -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE)
-  return min(width, max_len)
+  longest = int(np.max(lengths, initial=0))
+  return min(max(PAD_MULTIPLE, -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE), max_len)
 
 
 def steps_per_epoch(split: EncodedSplit, batch_size: int) -> int:
@@ -64,10 +63,9 @@ def _raw_permutation(n: int, seed: int, epoch: int, stream: int) -> np.ndarray:
 
 def bucketed_epoch(lengths: np.ndarray, batch_size: int, bucket_window: int,
                    seed: int, epoch: int) -> np.ndarray:
-  """The global batches of an epoch under ``batching="bucketed"`` (docs/DATA.md,
-  "Length-bucketed batches"): int64 [N // batch_size, batch_size] example indices, a
-  function of (lengths, batch_size, bucket_window, seed, epoch) alone. Rows are shuffled
-  inside each batch so a process' share is not always the batch's shortest rows."""
+  """An epoch's global batches under ``batching="bucketed"`` (docs/DATA.md): int64
+  [N // batch_size, batch_size] example indices, a function of these arguments alone. Rows
+  are shuffled inside each batch so a process' share is not always the shortest rows."""
   lengths = np.asarray(lengths)
   steps = len(lengths) // batch_size
   kept = _raw_permutation(len(lengths), seed, epoch, _EXAMPLES)[:steps * batch_size]
@@ -87,8 +85,7 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
   """Infinite training batches ``dict(ids=int32 [b, L], labels=int32 [b])``, ``b =
   batch_size // process_count`` (``batch_size`` is global), ``L`` from :func:`batch_width`;
   ``seed`` in [0, 2**32); ``batching`` "random" (slices of shuffled epochs) or "bucketed"
-  (:func:`bucketed_epoch`, ``bucket_window`` global batches per sorted window). An epoch
-  has :func:`steps_per_epoch` full global batches; resumable from ``get_state()``."""
+  (:func:`bucketed_epoch`); resumable from ``get_state()``."""
 
   def __init__(self, split: EncodedSplit, *, batch_size: int, seed: int,
                pad_to: str = "max_len", process_index: int = 0, process_count: int = 1,

@@ -1,9 +1,7 @@
-"""Seeded, stratified, machine-independent splitting and subsampling.
-
-Permutations are the raw output of numpy's PCG64 ordered by a stable sort: PCG64's stream
-is fixed by its algorithm, unlike ``np.random.Generator``'s methods, and no ``hash()`` is
-involved, so a split is the same on every machine, Python and numpy version.
-"""
+"""Seeded, stratified, machine-independent splitting and subsampling. Permutations are the
+raw output of numpy's PCG64 ordered by a stable sort: PCG64's stream is fixed by its
+algorithm, unlike ``np.random.Generator``'s methods, and no ``hash()`` is involved, so a
+split is the same on every machine, Python and numpy version."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Text → token ids, as the authors do it (docs/DATA.md, "Text → ids"): whitespace tokens,
 train-only vocabulary, ``<PAD>`` = 0, ``<UNK>`` = 1, then by descending train frequency, ties
-by token. A literal ``<PAD>`` in a text maps to ``<UNK>``, so ``ids != 0`` is the token mask.
-"""
+by token. A literal ``<PAD>`` in a text maps to ``<UNK>``, so ``ids != 0`` is the token mask."""
 
 from __future__ import annotations
 
@@ -46,8 +45,7 @@ class Vocabulary:
       if not tok or tok != tok.strip() or any(c.isspace() for c in tok):
         raise DataError(f"vocabulary entry {i} ({tok!r}) is empty or has whitespace")
       if tok in index:
-        raise DataError(f"vocabulary token {tok!r} appears twice (ids "
-                        f"{index[tok]} and {i})")
+        raise DataError(f"vocabulary token {tok!r} appears twice (ids {index[tok]} and {i})")
       index[tok] = i
     self._tokens = tokens
     self._lookup = {**index, PAD: self.unk_id}  # a literal "<PAD>" in text is unknown
@@ -75,9 +73,8 @@ class Vocabulary:
     return len(self._tokens)
 
   def __eq__(self, other) -> bool:
-    return (isinstance(other, Vocabulary) and self._tokens == other._tokens
-            and self.lowercase == other.lowercase
-            and self.strip_html == other.strip_html)
+    key = lambda v: (v._tokens, v.lowercase, v.strip_html)  # pylint: disable=protected-access
+    return isinstance(other, Vocabulary) and key(self) == key(other)
 
   def __repr__(self) -> str:
     return (f"Vocabulary(size={len(self)}, lowercase={self.lowercase}, "
@@ -88,8 +85,7 @@ class Vocabulary:
     return self._lookup.get(token, self.unk_id)
 
   def _ids(self, tokens: list[str]) -> list[int]:
-    return list(map(self._lookup.get, tokens,
-                    itertools.repeat(self.unk_id, len(tokens))))
+    return list(map(self._lookup.get, tokens, itertools.repeat(self.unk_id, len(tokens))))
 
   def encode(self, text: str) -> list[int]:
     """Ids of ``text``'s whitespace tokens (no truncation, no padding)."""
@@ -105,8 +101,7 @@ class Vocabulary:
         out.append(self._tokens[i])
     return out
 
-  def encode_batch(self, texts: Sequence[str], max_len: int, *,
-                   full_lengths: bool = False):
+  def encode_batch(self, texts: Sequence[str], max_len: int, *, full_lengths: bool = False):
     """(ids int32 [N, max_len], lengths int32 [N]): the first ``max_len`` tokens, padded
     with 0; ``full_lengths=True`` adds the token counts before truncation."""
     if max_len < 1:
@@ -135,8 +130,8 @@ class Vocabulary:
     try:  # bytes, then decode: no newline translation
       content = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
-      raise DataError(f"vocabulary file {path} is not valid UTF-8 ({e.reason} "
-                      f"at byte offset {e.start})") from None
+      raise DataError(f"vocabulary file {path} is not valid UTF-8 ({e.reason} at byte "
+                      f"offset {e.start})") from None
     # Split on "\n" only: str.splitlines() would also split on \x85, \u2028…
     lines = content.removesuffix("\n").split("\n") if content else []
     if not lines:

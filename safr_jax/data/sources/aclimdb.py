@@ -1,10 +1,8 @@
 """The paper's IMDB: the official ``aclImdb_v1.tar.gz``, split as the SAFR authors'
 ``data/read.py`` (``preprocess_imdb_data``, ``read_csv_data``, lines 47-95) splits it
 (docs/DATA.md, "The paper's IMDB"). Only ``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt``
-are read, as text mode reads them (``\\r\\n`` and ``\\r`` become ``\\n``); each split
-lists negatives, then positives (their ``train_dev_pos`` holds ``IMDB_train_neg.csv``,
-lines 79-89). An archive is streamed to its end, so a truncated file is an error.
-"""
+are read, as text mode reads them; each split lists negatives, then positives (their
+``train_dev_pos`` holds ``IMDB_train_neg.csv``, lines 79-89)."""
 
 from __future__ import annotations
 
@@ -33,15 +31,14 @@ LABEL_OF = {"neg": 0, "pos": 1}
 ID_LIMIT = 1_000_000
 
 DESCRIPTION = (
-    "IMDB Large Movie Review Dataset (Maas et al. 2011) from the official "
-    "aclImdb archive, split as the SAFR authors do: train = the first 10,000 "
-    "reviews of each class of the official train set, dev = the other 2,500 "
-    "of each class, test = the 25,000 official test reviews; negatives then "
-    "positives in each split; a class in numeric review-id order (the "
-    "authors' os.listdir order is not portable). Texts as in the files: not "
+    "IMDB Large Movie Review Dataset (Maas et al. 2011) from the official aclImdb archive, "
+    "split as the SAFR authors do: train = the first 10,000 reviews of each class of the "
+    "official train set, dev = the other 2,500 of each class, test = the 25,000 official "
+    "test reviews; negatives then positives in each split; a class in numeric review-id "
+    "order (the authors' os.listdir order is not portable). Texts as in the files: not "
     "lowercased, <br /> tags kept.")
-EXAMPLE_IDS = ("official * 2000000 + label * 1000000 + review id; official 0 "
-               "= aclImdb/train, 1 = aclImdb/test; label 0 = neg, 1 = pos")
+EXAMPLE_IDS = ("official * 2000000 + label * 1000000 + review id; official 0 = "
+               "aclImdb/train, 1 = aclImdb/test; label 0 = neg, 1 = pos")
 
 _REVIEW = r"(\d+)_(\d+)\.txt"
 _MEMBER = re.compile(r"(?:\./)?aclImdb/(train|test)/(pos|neg)/(?:" + _REVIEW + ")")
@@ -74,8 +71,8 @@ class _Collector:
       text = text.replace("\r\n", "\n").replace("\r", "\n")
     number = int(review_id)
     if number >= ID_LIMIT:
-      raise DataError(f"{where}: review id {number} is not below {ID_LIMIT}, "
-                      "which example_ids need (official ids are 0-12,499)")
+      raise DataError(f"{where}: review id {number} is not below {ID_LIMIT}, which "
+                      "example_ids need (official ids are 0-12,499)")
     first = self.seen.setdefault((folder, number), where)
     if first != where:
       raise DataError(f"{where}: review id {number} also appears as {first}")
@@ -91,7 +88,7 @@ def _read(path: pathlib.Path | str, how=pathlib.Path.read_bytes):
 
 
 def _scan_archive(path: pathlib.Path, found: _Collector, read_text: bool) -> None:
-  """Streams the gzip tar at ``path`` to its end, collecting the reviews."""
+  """Streams the gzip tar at ``path`` to its end (a truncated file is an error)."""
   with _read(path, lambda p: open(p, "rb")) as raw:  # pylint: disable=consider-using-with
     if raw.read(2) != b"\x1f\x8b":
       raise DataError(f"{path} is not a gzip file; expected {_EXPECTED}")
@@ -115,9 +112,8 @@ def _scan_archive(path: pathlib.Path, found: _Collector, read_text: bool) -> Non
           pass
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
       reason = " ".join(str(e).split()) or type(e).__name__
-      raise DataError(f"{path} is not a readable .tar.gz archive ({reason}); "
-                      "a download cut off or a damaged file? Delete it and "
-                      "get it again") from None
+      raise DataError(f"{path} is not a readable .tar.gz archive ({reason}); a download "
+                      "cut off or a damaged file? Delete it and get it again") from None
 
 
 def _scan_folder(root: pathlib.Path, found: _Collector, read_text: bool) -> None:
@@ -125,8 +121,8 @@ def _scan_folder(root: pathlib.Path, found: _Collector, read_text: bool) -> None
   for folder in _FOLDERS:
     where = root.joinpath(*folder)
     if not where.is_dir():
-      raise DataError(f"{where} is missing: the aclImdb folder {root} must "
-                      "hold train/pos, train/neg, test/pos and test/neg")
+      raise DataError(f"{where} is missing: the aclImdb folder {root} must hold "
+                      "train/pos, train/neg, test/pos and test/neg")
     with os.scandir(where) as entries:
       for entry in entries:
         if not entry.is_file():
@@ -155,8 +151,8 @@ def _scan(path: str | os.PathLike | None, read_text: bool
     raise DataError(f"{where} has no review files <id>_<rating>.txt in "
                     f"{', '.join(empty)} (expected {_EXPECTED})")
   if found.ignored:
-    logging.warning("%s: %d file(s) in the review folders are not named "
-                    "<id>_<rating>.txt and were ignored", where, found.ignored)
+    logging.warning("%s: %d file(s) in the review folders are not named <id>_<rating>.txt "
+                    "and were ignored", where, found.ignored)
   return where, form, found
 
 
@@ -170,8 +166,7 @@ def check_archive(path: str | os.PathLike) -> dict[str, int]:
   return {f"{s}/{c}": len(found.reviews[(s, c)]) for s, c in _FOLDERS}
 
 
-def read_aclimdb(path: str | os.PathLike | None, *,
-                 train_per_class: int = TRAIN_PER_CLASS
+def read_aclimdb(path: str | os.PathLike | None, *, train_per_class: int = TRAIN_PER_CLASS
                  ) -> tuple[dict[str, RawSplit], dict[str, Any]]:
   """(splits, counts) of ``path`` (``_EXPECTED``): train = the first ``train_per_class``
   reviews of each class of the official train set by numeric review id (theirs is
@@ -185,10 +180,9 @@ def read_aclimdb(path: str | os.PathLike | None, *,
     if official == "test":
       parts = [("test", reviews)]
     elif len(reviews) <= train_per_class:
-      raise DataError(
-          f"{where}: aclImdb/{official}/{cls} has {len(reviews)} "
-          f"reviews; the authors' split takes the first {train_per_class} of "
-          "each class for train and the rest for dev, so it needs more")
+      raise DataError(f"{where}: aclImdb/{official}/{cls} has {len(reviews)} reviews; the "
+                      f"authors' split takes the first {train_per_class} of each class "
+                      "for train and the rest for dev, so it needs more")
     else:
       parts = [("train", reviews[:train_per_class]), ("dev", reviews[train_per_class:])]
     first_id = (OFFICIAL_SPLITS.index(official) * 2 + LABEL_OF[cls]) * ID_LIMIT  # + review id
@@ -201,19 +195,16 @@ def read_aclimdb(path: str | os.PathLike | None, *,
                      example_ids=np.asarray(i, np.int64)) for s, (t, l, i) in columns.items()}
   counts = {
       "path": str(where), "form": form,
-      "official": {
-          official: {SENTIMENT_LABELS[LABEL_OF[c]]:
-                     len(found.reviews[(official, c)]) for c in CLASS_FOLDERS}
-          for official in OFFICIAL_SPLITS},
+      "official": {official: {SENTIMENT_LABELS[LABEL_OF[c]]: len(found.reviews[(official, c)])
+                              for c in CLASS_FOLDERS} for official in OFFICIAL_SPLITS},
       "per_split": {split: {name: int(np.sum(out[split].labels == label))
                             for label, name in enumerate(SENTIMENT_LABELS)}
                     for split in SPLITS},
       "ignored_files": found.ignored,
-      "rule": (f"train = the first {train_per_class} of each class of "
-               "aclImdb/train, dev = the rest of aclImdb/train, test = all "
-               "of aclImdb/test"),
-      "order": ("negatives then positives; each class by numeric review id "
-                "(the authors use os.listdir order)"),
+      "rule": (f"train = the first {train_per_class} of each class of aclImdb/train, "
+               "dev = the rest of aclImdb/train, test = all of aclImdb/test"),
+      "order": "negatives then positives; each class by numeric review id (the authors "
+               "use os.listdir order)",
       "example_ids": EXAMPLE_IDS,
   }
   logging.info("aclimdb: read %s (%s) in %.1f s: train %d, dev %d, test %d", where, form,

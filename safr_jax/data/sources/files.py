@@ -147,19 +147,18 @@ def _spanned(line: int, end: int) -> str:
 
 
 def _check_quote_ends_field(physical: list[str], line: int, end: int, where: str) -> None:
-  """A quote that does not close on its line, closed instead by the next row's
-  opening quote (followed by its text, not by a comma), joins two rows into one
-  that still has the right number of fields."""
+  """A quote that does not close on its line, closed instead by the next row's opening
+  quote (followed by its text, not by a comma), joins two rows into one that still has the
+  right number of fields."""
   reader = csv.reader(io.StringIO("".join(physical[line - 1:end]), newline=""), strict=True)
   try:
     list(reader)
   except csv.Error:
     raise DataError(
-        f"{where}: the quoted text that opens on this line is closed by the quote "
-        f"on line {line + reader.line_num - 1}, which does not end the field (the "
-        f"next row's opening quote?), so lines {line}–{end} would be read as one "
-        "row; close the quote on its line, or double a quote inside a quoted text "
-        '("")') from None
+        f"{where}: the quoted text that opens on this line is closed by the quote on line "
+        f"{line + reader.line_num - 1}, which does not end the field (the next row's opening "
+        f"quote?), so lines {line}–{end} would be read as one row; close the quote on its "
+        'line, or double a quote inside a quoted text ("")') from None
 
 
 def _warn_unusual_rows(texts: list[str], lines: list[int], spans: list[int],
@@ -173,11 +172,10 @@ def _warn_unusual_rows(texts: list[str], lines: list[int], spans: list[int],
   odd = [f"line {n} ({len(t)} characters over {k} lines)"
          for t, n, k in zip(texts, lines, spans) if k > MAX_ROW_LINES or len(t) > limit]
   if odd:
-    logging.warning(
-        "%s: unusually long %r field in the row(s) starting at %s; the median row "
-        "has %d characters on one line. A quote opened there and closed late joins "
-        "the rows in between into one text: check the quotes.", where, text_field,
-        _first_few(odd), median)
+    logging.warning("%s: unusually long %r field in the row(s) starting at %s; the median "
+                    "row has %d characters on one line. A quote opened there and closed "
+                    "late joins the rows in between into one text: check the quotes.",
+                    where, text_field, _first_few(odd), median)
 
 
 def _read_jsonl(text, path, what, text_field, label_field):
@@ -189,7 +187,12 @@ def _read_jsonl(text, path, what, text_field, label_field):
     try:
       obj = json.loads(content)
     except json.JSONDecodeError as e:
-      raise DataError(f"{where}: {_json_error(e)}") from None
+      if e.msg.startswith("Invalid control character"):  # msg alone ends "character at"
+        char = e.doc[e.pos]
+        raise DataError(f"{where}: not valid JSON: a raw control character U+{ord(char):04X} "
+                        f"({char!r}) at column {e.colno}, inside a string; JSON needs it "
+                        "escaped (e.g. \\t)") from None
+      raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(obj, dict):
       raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     for field in (text_field, label_field):
@@ -203,15 +206,6 @@ def _read_jsonl(text, path, what, text_field, label_field):
     labels.append(_canonical_label(obj[label_field], f"{where}, field {label_field!r}"))
     lines.append(line)
   return texts, labels, lines
-
-
-def _json_error(e: json.JSONDecodeError) -> str:
-  """json's message in full (its ``msg`` alone ends "... character at")."""
-  if e.msg.startswith("Invalid control character"):
-    char = e.doc[e.pos]
-    return (f"not valid JSON: a raw control character U+{ord(char):04X} ({char!r}) "
-            f"at column {e.colno}, inside a string; JSON needs it escaped (e.g. \\t)")
-  return f"not valid JSON ({e.msg} at column {e.colno})"
 
 
 def label_vocabulary(train_labels: Sequence[Any], label_names: Sequence[Any] | None = None
@@ -239,14 +233,12 @@ def _label_ids(file: _File, names: list[str], label_field: str,
   out = []
   for label, line in zip(file.labels, file.lines):
     key = str(label)
-    if (key not in ids and explicit and isinstance(label, int)
-        and 0 <= label < len(names)):
+    if key not in ids and explicit and isinstance(label, int) and 0 <= label < len(names):
       key = names[label]  # an integer label indexes the given label_names
     if key not in ids:
-      raise DataError(
-          f"{file.what} {file.path}, line {line}, field {label_field!r}: label "
-          f"{label!r} is not among the known labels {names}"
-          + ("" if explicit else " (the labels seen in train_file)"))
+      raise DataError(f"{file.what} {file.path}, line {line}, field {label_field!r}: label "
+                      f"{label!r} is not among the known labels {names}"
+                      + ("" if explicit else " (the labels seen in train_file)"))
     out.append(ids[key])
   return np.asarray(out, np.int32)
 
@@ -280,11 +272,10 @@ def _check_labels(read: dict[str, _File], splits: dict[str, RawSplit],
                     "config.data.files.allow_rare_labels=True.", where)
     return
   raise DataError(
-      f"{where}. Without config.data.files.label_names every distinct train label "
-      f"becomes a class, so this would train a {len(names)}-class model "
-      f"(train rows per class: "
-      f"{', '.join(f'{n} {c}' for n, c in zip(names, counts))}). Fix those "
-      "rows, list the classes in config.data.files.label_names, or set "
+      f"{where}. Without config.data.files.label_names every distinct train label becomes a "
+      f"class, so this would train a {len(names)}-class model (train rows per class: "
+      f"{', '.join(f'{n} {c}' for n, c in zip(names, counts))}). Fix those rows, list the "
+      "classes in config.data.files.label_names, or set "
       "config.data.files.allow_rare_labels=True to keep the label as a class.")
 
 
@@ -317,11 +308,10 @@ def _load(cfg, path=None):
   for what, path in (("train_file", f.train), ("dev_file", f.dev), ("test_file", f.test)):
     if what == "dev_file" and not path:
       continue
-    texts, labels, lines = read_labelled_file(
-        path, text_field=f.text_field, label_field=f.label_field, what=what)
-    if not texts:
+    read[what] = _File(what, path, *read_labelled_file(
+        path, text_field=f.text_field, label_field=f.label_field, what=what))
+    if not read[what].texts:
       raise DataError(f"{what} {path} has a header but zero examples")
-    read[what] = _File(what, path, texts, labels, lines)
   names = label_vocabulary(read["train_file"].labels, f.label_names)
   out = {what.removesuffix("_file"): RawSplit(
       texts=r.texts, labels=_label_ids(r, names, f.label_field, explicit=bool(f.label_names)),

@@ -1,8 +1,8 @@
-"""A synthetic sentiment task with known answers, for interpretability tests: filler
-tokens ``w0 … w{V-1}`` and one or three planted sentiment words (+1 ``POSITIVE``, -1
-``NEGATIVE``, the opposite right after ``not``); label 1 when the sum is > 0 (an odd count:
-no ties). A faithful explanation puts its importance on the planted positions; an
-interaction method should link each ``not`` to the word it flips."""
+"""A synthetic sentiment task with known answers, for interpretability tests: filler tokens
+``w0 … w{V-1}`` and 1 or 3 planted sentiment words (+1 ``POSITIVE``, -1 ``NEGATIVE``, the
+opposite right after ``not``); label 1 when the sum is > 0 (an odd count: no ties). A
+faithful explanation puts its importance on the planted positions and links each ``not``
+to the word it flips."""
 
 from __future__ import annotations
 
@@ -36,8 +36,7 @@ def rule_label(tokens: Sequence[str]) -> int:
 
 
 def generate(n: int, *, seed: int, min_len: int = 8, max_len: int = 24,
-             filler_vocab_size: int = 200, negation_prob: float = 0.3
-             ) -> RawSplit:
+             filler_vocab_size: int = 200, negation_prob: float = 0.3) -> RawSplit:
   """``n`` examples; extras ``planted`` bool [n, max_len] (sentiment words and their
   ``not``), ``planted_sign`` int8 [n, max_len] (the counted +1/-1 at each sentiment word),
   ``negation_pairs`` int32 [n, 3, 2] ((``not``, word) positions, -1 padded)."""
@@ -109,9 +108,8 @@ def load(cfg, path=None) -> tuple[dict[str, RawSplit], dict]:
                     f"max_len ({max_len}) so no planted token is truncated away")
   out = {}
   for k, name in enumerate(SPLITS):
-    raw = generate(int(p[f"{name}_size"]), seed=int(p.seed) * 3 + k,
-                   min_len=int(p.min_len), max_len=int(p.max_len),
-                   filler_vocab_size=int(p.filler_vocab_size),
+    raw = generate(int(p[f"{name}_size"]), seed=int(p.seed) * 3 + k, min_len=int(p.min_len),
+                   max_len=int(p.max_len), filler_vocab_size=int(p.filler_vocab_size),
                    negation_prob=float(p.negation_prob))
     for key in ("planted", "planted_sign"):
       raw.extras[key] = np.pad(raw.extras[key], ((0, 0), (0, max_len - p.max_len)))

@@ -65,9 +65,8 @@ def _rows(path: pathlib.Path, sep: str, names: tuple[str, ...], *, header: bool 
     fields = line.split(sep)
     if len(fields) != len(names):
       shown = line if len(line) <= 80 else line[:77] + "..."
-      raise DataError(
-          f"{path}, line {number}: {len(fields)} field(s) separated by {sep!r}, "
-          f"expected {len(names)} ({', '.join(names)}): {shown!r}")
+      raise DataError(f"{path}, line {number}: {len(fields)} field(s) separated by {sep!r}, "
+                      f"expected {len(names)} ({', '.join(names)}): {shown!r}")
     if not pending:
       yield number, fields
     elif _INT.match(fields[0].strip()):

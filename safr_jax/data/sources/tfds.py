@@ -30,16 +30,6 @@ def options() -> ml_collections.ConfigDict:
       "dev_fraction": 0.1})  # glue/sst2: dev share carved from GLUE train
 
 
-def _import_tfds():
-  """``tensorflow_datasets`` with the GLUE builders registered."""
-  try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    import tensorflow_datasets.text.glue  # pylint: disable=g-import-not-at-top,unused-import
-  except Exception as e:  # ImportError or a broken install.
-    raise DataError(f"tensorflow_datasets is not usable: {e!r}") from e
-  return tfds
-
-
 def _ready(tfds, name: str, data_dir: str | None, cfg) -> tuple[bool, str]:
   """Prepared locally, or downloaded and prepared now if the host answers."""
   try:
@@ -83,19 +73,15 @@ def _read_split(tfds, name: str, split: str, data_dir: str | None) -> RawSplit:
                   example_ids=np.arange(n, dtype=np.int64))
 
 
-def first_per_class(raw: RawSplit, fraction: float) -> tuple[RawSplit, RawSplit]:
-  """The SAFR authors' IMDB rule: the first ``fraction`` of each class (in the order given)
-  is train, the rest dev; each part lists negatives, then positives."""
-  rows = [np.flatnonzero(raw.labels == label) for label in np.unique(raw.labels)]
-  keep = [int(round(len(r) * fraction)) for r in rows]
-  return (raw.take(np.concatenate([r[:k] for r, k in zip(rows, keep)])),
-          raw.take(np.concatenate([r[k:] for r, k in zip(rows, keep)])))
-
-
 def _loader(name: str):
   def load(cfg, path=None):
     del path
-    tfds, data_dir = _import_tfds(), cfg.tfds.data_dir
+    try:  # with the GLUE builders registered
+      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+      import tensorflow_datasets.text.glue  # pylint: disable=g-import-not-at-top,unused-import
+    except Exception as e:  # ImportError or a broken install.
+      raise DataError(f"tensorflow_datasets is not usable: {e!r}") from e
+    data_dir = cfg.tfds.data_dir
     ready, why = _ready(tfds, name, data_dir, cfg)
     if not ready:
       raise DataError(
@@ -104,8 +90,11 @@ def _loader(name: str):
           "here (config.data.tfds.data_dir), or use source='auto'.")
     train = _read_split(tfds, name, "train", data_dir)
     test = _read_split(tfds, name, _READ[name][1], data_dir)
-    if name == "imdb_reviews":
-      train, dev = first_per_class(train, IMDB_TRAIN_FRACTION)
+    if name == "imdb_reviews":  # the authors' rule: the first 80 % of each class train
+      rows = [np.flatnonzero(train.labels == label) for label in np.unique(train.labels)]
+      keep = [int(round(len(r) * IMDB_TRAIN_FRACTION)) for r in rows]
+      train, dev = (train.take(np.concatenate([r[:k] for r, k in zip(rows, keep)])),
+                    train.take(np.concatenate([r[k:] for r, k in zip(rows, keep)])))
     else:
       fraction = float(cfg.tfds.dev_fraction)
       if not 0.0 < fraction < 1.0:
