@@ -13,7 +13,6 @@ from safr_jax.data import download
 from safr_jax.data import probe as probe_lib
 from safr_jax.data import sources as sources_lib
 from safr_jax.data.core import Source
-from safr_jax.data.download import Probe
 from safr_jax.errors import DataError
 
 
@@ -35,7 +34,7 @@ def cache_path(src: Source, cfg) -> pathlib.Path:
   return pathlib.Path(str(value)).expanduser() / src.acquire.cache_name
 
 
-def fetch(src: Source, cfg, *, probe: Probe, progress: bool = True) -> pathlib.Path:
+def fetch(src: Source, cfg, *, probe: download.Probe, progress: bool = True) -> pathlib.Path:
   """Downloads ``src`` into the cache (or waits for the process doing so); raises
   ``download.DownloadUnavailable`` or, when what came does not read, DataError."""
   url, final = str(cfg[src.config_group].url), cache_path(src, cfg)
@@ -58,7 +57,7 @@ def move_aside(src: Source, cfg, why: str) -> pathlib.Path:
   return download.move_aside(cache_path(src, cfg), why)
 
 
-def resolve(cfg, probe: Probe) -> Resolution:
+def resolve(cfg, probe: download.Probe) -> Resolution:
   """``config.data.source``, and where its data is. An explicitly requested benchmark
   fails where ``auto`` takes its next step: a ``dir`` that does not exist (a typo is an
   error, not a download), or no data at all."""

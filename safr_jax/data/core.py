@@ -53,7 +53,7 @@ Loader = Callable[[ml_collections.ConfigDict, pathlib.Path | None], tuple[Splits
 
 
 def given_path(path: Any, group: str, expected: str) -> pathlib.Path:
-  """``config.data.<group>.dir``, which must be set and exist (``expected``: what it holds)."""
+  """``path``, a ``config.data.<group>.dir`` that is set and exists (holding ``expected``)."""
   if path is None or not str(path):
     raise DataError(f"the {group} source needs config.data.{group}.dir: {expected} "
                     "(see docs/DATA.md)")

@@ -178,7 +178,8 @@ def load_vocab_and_labels(workdir: str | pathlib.Path) -> tuple[Vocabulary, list
     names = payload["label_names"]
     options = payload.get("text_options", {})
   except UnicodeDecodeError as e:
-    raise DataError(f"{labels_path} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    raise DataError(f"{labels_path} is not valid UTF-8 ({e.reason} at byte "
+                    f"{e.start})") from None
   except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
     raise DataError(f"{labels_path} is not a valid labels file: {e!r}") from None
   if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

@@ -99,8 +99,9 @@ def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
     return f"{done}{'' if total is None else f' of {total}'} bytes ({_human(done)})"
 
   def stalled() -> DownloadUnavailable:
-    return DownloadUnavailable(f"download of {url} stalled: no data for {stall_s:g} s (config."
-                               f"data.download.stall_s) after {arrived()}; run again to retry")
+    return DownloadUnavailable(f"download of {url} stalled: no data for {stall_s:g} s "
+                               f"(config.data.download.stall_s) after {arrived()}; run "
+                               "again to retry")
 
   start = time.monotonic()
   threading.Thread(target=transfer, name="safr-download", daemon=True).start()

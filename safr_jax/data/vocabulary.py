@@ -1,6 +1,6 @@
 """Text → token ids, as the authors do it (docs/DATA.md, "Text → ids"): whitespace tokens,
-train-only vocabulary, ``<PAD>`` = 0, ``<UNK>`` = 1, then by descending train frequency, ties
-by token. A literal ``<PAD>`` in a text maps to ``<UNK>``, so ``ids != 0`` is the token mask."""
+train-only vocabulary, ``<PAD>`` = 0, ``<UNK>`` = 1, then by descending train frequency,
+ties by token. A literal ``<PAD>`` in text is ``<UNK>``, so ``ids != 0`` is the token mask."""
 
 from __future__ import annotations
 

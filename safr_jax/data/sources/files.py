@@ -223,7 +223,7 @@ def label_vocabulary(train_labels: Sequence[Any], label_names: Sequence[Any] | N
   return sorted(str(v) for v in distinct)
 
 
-_File = collections.namedtuple("_File", "what path texts labels lines")  # what: "train_file" …
+_File = collections.namedtuple("_File", "what path texts labels lines")  # what: "dev_file" …
 
 
 def _label_ids(file: _File, names: list[str], label_field: str,
