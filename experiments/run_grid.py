@@ -43,7 +43,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from experiments import report  # pylint: disable=g-import-not-at-top,wrong-import-position
-from safr_jax.data import config as data_config  # pylint: disable=g-import-not-at-top,wrong-import-position
+from safr_jax import migration  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _ONLY = flags.DEFINE_multi_string("only", [], "Run names to run (e.g. rt_polarity/safr/seed0).")
 _GROUP = flags.DEFINE_multi_string(
@@ -434,7 +434,7 @@ def upgraded_command(command: str) -> str:
   """A recorded command with each ``--config.data`` flag renamed since (the data
   config's ``MOVED`` table, e.g. ``sst_dir`` -> ``sst_treebank.dir``)."""
   def rename(match: re.Match) -> str:
-    moved = data_config.MOVED.get(match[1])
+    moved = migration.MOVED.get(match[1])
     return f"--config.data.{moved}=" if isinstance(moved, str) else match[0]
   return re.sub(r"--config\.data\.(\w+)=", rename, command)
 

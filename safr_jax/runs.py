@@ -20,7 +20,7 @@ from typing import Any
 
 import ml_collections
 
-from safr_jax import checkpointing, data, steps
+from safr_jax import checkpointing, data, migration, steps
 from safr_jax import workdir as workdir_lib
 from safr_jax.data import dataset as dataset_lib
 from safr_jax.errors import CheckpointError, RunError
@@ -94,18 +94,11 @@ def _check_config(path: pathlib.Path, config: dict[str, Any],
           "edited: restore it")
 
 
-# Fields added to config.loss / config.model since the first runs, with the
-# value a run saved before them had (config.data's: data.config.MOVED, ADDED).
-ADDED = {"loss": {"vmask_kl": 0.0, "scale_invariant_importance": 0.0, "warmup_epochs": 0,
-                  "query_block_size": None},
-         "model": {"init": "flax"}}
-
-
 def _checkpoint_record(restored: checkpointing.Restored) -> dict[str, Any]:
   """The config a checkpoint was saved with (its ``meta``), as an identity: the
   whole config where the checkpoint holds it, else its model's fields."""
   meta = restored.meta
-  fields = data.config.upgrade_flat(workdir_lib.flatten(meta.get("config") or {}), "data.")
+  fields = migration.upgrade_flat(workdir_lib.flatten(meta.get("config") or {}), "data.")
   fields.update({f"model.{k}": v for k, v in (meta.get("model") or {}).items()
                  if k not in ("vocab_size", "num_classes")})  # not config fields
   return {"config": {k: v for k, v in fields.items()
@@ -199,17 +192,15 @@ def load_run(workdir: str | pathlib.Path, *, which: str = "best") -> Run:
   if not isinstance(config_dict, dict):
     raise RunError(f"{config_path} holds no config (a JSON object)")
   # The one migration step: a run saved in an older layout reads as today's.
+  config_dict = migration.upgrade(config_dict)
   try:
-    config_dict["data"] = data.config.upgrade(config_dict.get("data") or {})
+    config_dict["data"] = data.config.complete(config_dict.get("data") or {}).to_dict()
   except data.DataError as e:
     raise RunError(f"{config_path}: {e}") from None
-  for section, fields in ADDED.items():
-    if isinstance(config_dict.get(section), dict):
-      config_dict[section] = {**fields, **config_dict[section]}
   identity_path = workdir / workdir_lib.IDENTITY_FILE
   identity = _read_json(identity_path) if identity_path.exists() else None
   if identity is not None:
-    identity["config"] = data.config.upgrade_flat(identity.get("config") or {}, "data.")
+    identity["config"] = migration.upgrade_flat(identity.get("config") or {}, "data.")
     _check_config(config_path, config_dict, identity)
   config = ml_collections.ConfigDict(config_dict)
   for name in (dataset_lib.LABELS_FILE, dataset_lib.VOCAB_FILE):

@@ -31,8 +31,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from safr_jax import provenance
-from safr_jax.data import config as data_config
+from safr_jax import migration, provenance
 from safr_jax.errors import WorkdirError
 
 __all__ = ["IDENTITY_FILE", "LOCK_FILE", "RESUMABLE_FIELDS", "WorkdirLock",
@@ -102,9 +101,9 @@ def run_identity(config: ml_collections.ConfigDict, bundle: Any) -> dict[str, An
   }
 
 
-# Fields whose default changed after they were added: what a run saved before
-# the field existed did (its default, not today's, for check_identity).
-VALUES_BEFORE_ADDED = {f"data.{k}": v for k, v in data_config.ADDED.items()}
+# What a run saved before a field existed did (migration.ADDED: its value then,
+# where not today's default), for check_identity.
+VALUES_BEFORE_ADDED = migration.ADDED
 
 
 def _differences(saved: dict[str, Any], now: dict[str, Any],
@@ -220,7 +219,7 @@ def check_identity(workdir: pathlib.Path, identity: dict[str, Any], *,
   if saved is None:
     return False
   # Saved in an older layout: its fields where today's config has them.
-  saved["config"] = data_config.upgrade_flat(saved.get("config", {}), "data.")
+  saved["config"] = migration.upgrade_flat(saved.get("config", {}), "data.")
   differ = _differences(saved, identity, flatten(_jsonable(defaults or {})))
   present = [name for name in DEFINING_FILES if (workdir / name).exists()]
   if differ:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from safr_jax import configs
-from safr_jax import checkpointing, runs, train_lib
+from safr_jax import checkpointing, migration, runs, train_lib
 from safr_jax.interpret import comparison, explain_files, explanations, inputs, interpretability
 from safr_jax.interpret import html as html_lib
 from safr_jax.errors import InterpretError
@@ -408,15 +408,16 @@ def test_bidi_controls_are_shown_not_obeyed(safr_run, tmp_path):
 
 
 def test_a_run_saved_before_later_loss_and_model_fields_loads_with_their_old_values(tmp_path):
-  """runs.ADDED: one migration step fills what a run saved before a field existed."""
+  """migration.ADDED: one migration step fills what a run saved before a field existed."""
   workdir = tmp_path / "run"
   shutil.copytree(pathlib.Path(__file__).parent / "data" / "run_392c60c", workdir)
   for name in ("config.json", "run_identity.json"):
     saved = json.loads((workdir / name).read_text())
-    for section, fields in runs.ADDED.items():
-      for field in fields:
+    for key in migration.ADDED:
+      if not key.startswith("data."):
+        section, field = key.split(".")
         (saved.get(section) or {}).pop(field, None)  # config.json: nested
-        saved.get("config", {}).pop(f"{section}.{field}", None)  # identity: flat
+        saved.get("config", {}).pop(key, None)  # identity: flat
     (workdir / name).write_text(json.dumps(saved))
   assert "warmup_epochs" not in json.loads((workdir / "config.json").read_text())["loss"]
   run = runs.load_run(workdir)

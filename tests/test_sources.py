@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from safr_jax import configs, data, runs, train_lib
+from safr_jax import configs, data, migration, runs, train_lib
 from safr_jax.data import config as config_lib
 from safr_jax.data import core, sources
 from safr_jax.interpret import interpretability
@@ -85,14 +85,14 @@ def test_configs_written_by_392c60c_upgrade_to_todays(name):
   old = json.loads((FIXTURES / f"config_{name}_392c60c.json").read_text())
   dataset, variant = name.split("_", 1)
   today = json.loads(configs.get_config(dataset, variant).to_json_best_effort())
-  assert config_lib.upgrade(old["data"]) == today["data"]
+  assert config_lib.complete(migration.upgrade(old)["data"]).to_dict() == today["data"]
 
 
 def test_an_old_config_missing_fields_takes_the_values_it_had():
   old = json.loads((FIXTURES / "config_sst2_safr_392c60c.json").read_text())["data"]
   for field in ("batching", "bucket_window", "cache_dir", "auto_tfds", "planted_seed"):
     del old[field]
-  new = config_lib.upgrade(old)
+  new = config_lib.complete(migration.upgrade({"data": old})["data"]).to_dict()
   assert new["batching"] == "random"  # before the field existed
   assert new["bucket_window"] == 100 and new["planted"]["seed"] == 0
   assert new["benchmark"] == "sst_treebank"

@@ -260,7 +260,8 @@ def test_a_field_added_since_the_run_started_resumes_at_its_default(tmp_path):
   now = lambda value: {"config": {"model.d_model": 16, "model.init": value}, "data": data}
   defaults = {"model": {"d_model": 256, "init": "flax"}}
   assert workdir_lib.check_identity(tmp_path, now("flax"), defaults=defaults)
-  with pytest.raises(errors.WorkdirError, match="config.model.init '<absent>'"):
+  with pytest.raises(errors.WorkdirError, match="config.model.init 'flax' \\(run, from before "
+                     "the field existed\\) vs 'torch'"):
     workdir_lib.check_identity(tmp_path, now("torch"), defaults=defaults)
 
 

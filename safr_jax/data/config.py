@@ -1,7 +1,7 @@
 """``config.data``: the options every source shares, documented beside their defaults,
 then one group per source (``config.data.planted``, …), documented in its module under
 ``data/sources/``; docs/DATA.md says what each source is. Runs saved with an older layout
-are read through :func:`upgrade` (the ``MOVED`` and ``ADDED`` tables).
+are read through ``safr_jax.migration``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 
 import ml_collections
 
+from safr_jax import migration
 from safr_jax.data import sources
 from safr_jax.errors import DataError
 
@@ -49,77 +50,16 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
-# Fields moved since (old name -> new place(s) in config.data); a function
-# maps the old value where its meaning changed.
-MOVED: dict[str, Any] = {
-    "min_freq": "vocab.min_freq", "lowercase": "vocab.lowercase",
-    "strip_html": "vocab.strip_html",
-    "cache_dir": "download.cache_dir", "auto_probe_timeout_s": "download.probe_timeout_s",
-    "download_stall_s": "download.stall_s", "download_timeout_s": "download.timeout_s",
-    "sst_dir": "sst_treebank.dir", "sst_url": "sst_treebank.url",
-    "imdb_dir": "aclimdb.dir", "imdb_url": "aclimdb.url",
-    "tfds_data_dir": "tfds.data_dir",
-    "dev_fraction": ("tfds.dev_fraction", "files.dev_fraction"),
-    "train_file": "files.train", "dev_file": "files.dev", "test_file": "files.test",
-    "text_field": "files.text_field", "label_field": "files.label_field",
-    "label_names": "files.label_names", "allow_rare_labels": "files.allow_rare_labels",
-    **{f"planted_{k}": f"planted.{k}" for k in (
-        "train_size", "dev_size", "test_size", "min_len", "max_len",
-        "filler_vocab_size", "negation_prob", "seed")},
-    # auto named a TFDS dataset; it now names the paper's benchmark, whose
-    # stand-in is the source's own (auto_fallback is gone).
-    "auto_tfds": ("benchmark", lambda v: {"imdb_reviews": "aclimdb"}.get(v, "sst_treebank")),
-    "auto_fallback": (),
-}
-# Fields added since whose value before differs from today's default.
-ADDED = {"batching": "random"}  # bucketed became the default later
-
-
-def _moved(move: Any, value: Any) -> dict[str, Any]:
-  if isinstance(move, str):
-    return {move: value}
-  if len(move) == 2 and callable(move[1]):
-    return {move[0]: move[1](value)}
-  return {target: value for target in move}  # copied to each, or () dropped
-
-
-def upgrade_flat(flat: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  """Flat ``{prefix + field: value}`` with every ``MOVED`` field at its new place
-  (``prefix="data."`` for a whole config flattened)."""
-  out = {}
-  for key, value in flat.items():
-    name = key[len(prefix):] if key.startswith(prefix) else None
-    if name in MOVED:
-      out.update({prefix + k: v for k, v in _moved(MOVED[name], value).items()})
-    else:
-      out.setdefault(key, value)
-  return out
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict) and value:
-      out.update(_flatten(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
-
-
-def complete(cfg: Any, *, saved: bool = False) -> ml_collections.ConfigDict:
+def complete(cfg: Any) -> ml_collections.ConfigDict:
   """``cfg`` (a ``config.data``, whole or partial) over the defaults; a field that does not
-  exist is a DataError naming where it moved. ``saved=True``: a run's saved config of any
-  age: moved fields are upgraded and absent ones take the value they had before."""
+  exist is a DataError naming where it moved (a saved run's config goes through
+  ``migration.upgrade`` first)."""
   given = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg or {})
-  flat = _flatten(given)
-  if saved:
-    flat = upgrade_flat(flat)
-    flat = {**{k: v for k, v in ADDED.items() if k not in given}, **flat}
   out = default_config().to_dict()
-  known = _flatten(out)
-  for key, value in flat.items():
+  known = migration.flatten(out)
+  for key, value in migration.flatten(given).items():
     if key not in known and not (key in out and isinstance(out[key], dict)):
-      moved = MOVED.get(key)
+      moved = migration.MOVED.get(key)
       hint = f" (now config.data.{moved})" if isinstance(moved, str) else ""
       raise DataError(f"unknown config.data field {key!r}{hint}")
     *path, last = key.split(".")
@@ -128,8 +68,3 @@ def complete(cfg: Any, *, saved: bool = False) -> ml_collections.ConfigDict:
       node = node[part]
     node[last] = value
   return ml_collections.ConfigDict(out)
-
-
-def upgrade(data_dict: dict[str, Any]) -> dict[str, Any]:
-  """A run's saved ``config.data`` (any age) in today's layout, complete."""
-  return complete(data_dict, saved=True).to_dict()
