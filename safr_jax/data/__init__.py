@@ -19,9 +19,8 @@ from safr_jax.data.core import SPLITS, RawSplit, Source
 from safr_jax.data.dataset import (DatasetBundle, EncodedSplit, load_dataset,
                                    load_vocab_and_labels, save_vocab_and_labels)
 from safr_jax.data.probe import probe_url
-from safr_jax.data.pipeline import (TrainIterator, batch_width, bucketed_epoch,
-                                    eval_batches, num_eval_batches, steps_per_epoch,
-                                    train_iterator)
+from safr_jax.data.pipeline import (TrainIterator, batch_width, bucketed_epoch, eval_batches,
+                                    num_eval_batches, steps_per_epoch, train_iterator)
 from safr_jax.data.sources import REGISTRY, prepare_text
 from safr_jax.data.vocabulary import PAD, UNK, Vocabulary, tokenize
 from safr_jax.errors import DataError

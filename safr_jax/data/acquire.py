@@ -95,5 +95,4 @@ def resolve(cfg, probe: download.Probe) -> Resolution:
                       f"{cached}; downloading it failed: {e}") from None
     steps.append(f"{src.name}: {e}")
     return Resolution(sources_lib.get(src.stand_in), "; ".join(steps), steps=tuple(steps))
-  return Resolution(src, None, path, f"downloaded from {cfg[src.config_group].url}",
-                    tuple(steps))
+  return Resolution(src, None, path, f"downloaded from {cfg[src.config_group].url}", tuple(steps))

@@ -114,10 +114,9 @@ def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
   if reason is None:
     logging.info("data: %s — %s", source, description)
   else:  # auto fell back: loudly
-    logging.warning(
-        "\n" + "!" * 78 + "\n!! DATA: source='auto' could not use the paper's %s, so "
-        "this run uses %r instead.\n!! Why: %s\n!! What it is: %s\n" + "!" * 78,
-        cfg.benchmark, source, reason, description)
+    logging.warning("\n" + "!" * 78 + "\n!! DATA: source='auto' could not use the paper's %s, so "
+                    "this run uses %r instead.\n!! Why: %s\n!! What it is: %s\n" + "!" * 78,
+                    cfg.benchmark, source, reason, description)
   max_examples = None if cfg.max_examples is None else int(cfg.max_examples)
   if max_examples is not None:  # each split cut to a stratified subset
     if max_examples < 1:
@@ -134,17 +133,14 @@ def load_dataset(cfg, workdir: str | pathlib.Path | None = None, *,
   encoded, empty, truncated = _encode(raw, vocab, max_len)
   info = {
       "requested_source": cfg.source, "source": source, "fallback_reason": reason,
-      "auto_steps": list(res.steps), "description": description,
-      "label_names": list(label_names),
+      "auto_steps": list(res.steps), "description": description, "label_names": list(label_names),
       "sizes": {k: len(v) for k, v in encoded.items()},
-      "class_counts": {k: np.bincount(v.labels, minlength=len(label_names))
-                       .astype(int).tolist() for k, v in encoded.items()},
+      "class_counts": {k: np.bincount(v.labels, minlength=len(label_names)).astype(int).tolist()
+                       for k, v in encoded.items()},
       "vocab_size": len(vocab), "max_len": max_len, "min_freq": int(cfg.vocab.min_freq),
-      "lowercase": vocab.lowercase, "strip_html": vocab.strip_html,
-      "split_seed": seed, "max_examples": max_examples,
-      "empty_texts": empty, "truncated_texts": truncated,
-      "load_seconds": round(time.monotonic() - start, 3),
-      **extra_info,
+      "lowercase": vocab.lowercase, "strip_html": vocab.strip_html, "split_seed": seed,
+      "max_examples": max_examples, "empty_texts": empty, "truncated_texts": truncated,
+      "load_seconds": round(time.monotonic() - start, 3), **extra_info,
   }
   bundle = DatasetBundle(splits=encoded, vocab=vocab, label_names=list(label_names),
                          source=source, info=info)
@@ -160,8 +156,7 @@ def save_vocab_and_labels(bundle: DatasetBundle, workdir: str | pathlib.Path) ->
   bundle.vocab.save(workdir / VOCAB_FILE)
   provenance.write_json(workdir / LABELS_FILE, {
       "label_names": list(bundle.label_names),
-      "text_options": {"lowercase": bundle.vocab.lowercase,
-                       "strip_html": bundle.vocab.strip_html,
+      "text_options": {"lowercase": bundle.vocab.lowercase, "strip_html": bundle.vocab.strip_html,
                        "max_len": bundle.info.get("max_len")},
       "data": bundle.info})
 
@@ -178,13 +173,11 @@ def load_vocab_and_labels(workdir: str | pathlib.Path) -> tuple[Vocabulary, list
     names = payload["label_names"]
     options = payload.get("text_options", {})
   except UnicodeDecodeError as e:
-    raise DataError(f"{labels_path} is not valid UTF-8 ({e.reason} at byte "
-                    f"{e.start})") from None
+    raise DataError(f"{labels_path} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
   except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
     raise DataError(f"{labels_path} is not a valid labels file: {e!r}") from None
   if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
     raise DataError(f"{labels_path}: label_names must be a list of strings")
-  vocab = Vocabulary.load(workdir / VOCAB_FILE,
-                          lowercase=bool(options.get("lowercase", False)),
+  vocab = Vocabulary.load(workdir / VOCAB_FILE, lowercase=bool(options.get("lowercase", False)),
                           strip_html=bool(options.get("strip_html", False)))
   return vocab, names

@@ -33,8 +33,6 @@ __all__ = ["DownloadUnavailable", "ensure_folder_from_zip", "ensure_file", "prob
 
 Probe = Callable[[str, float], tuple[bool, str]]
 Check = Callable[[pathlib.Path], object]
-STALL_S = 60.0  # the defaults of config.data.download.stall_s and timeout_s
-LIMIT_S = 3600.0
 
 
 class DownloadUnavailable(DataError):
@@ -59,12 +57,10 @@ def _cache_error(cache_dir: pathlib.Path, problem: str, e: OSError) -> DataError
                    "config.data.download.cache_dir to a writable folder")
 
 
-def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool,
-              desc: str) -> None:
+def _download(url: str, out, *, stall_s: float, limit_s: float, progress: bool, desc: str) -> None:
   """Streams ``url`` into the binary file ``out``. A daemon thread transfers, watched from
   here, so both limits hold even while a read (or the headers) hangs."""
-  state: dict[str, Any] = {"done": 0, "total": None, "error": None,
-                           "last": time.monotonic()}
+  state: dict[str, Any] = {"done": 0, "total": None, "error": None, "last": time.monotonic()}
   finished = threading.Event()
 
   def transfer():
@@ -165,10 +161,10 @@ def _ensure(url: str, cache_dir: str | os.PathLike, name: str,
             complete: Callable[[pathlib.Path], bool],
             install: Callable[[pathlib.Path, pathlib.Path], None], *,
             probe: Probe = probe_url, probe_timeout: float = 5.0, progress: bool = True,
-            stall_s: float = STALL_S, limit_s: float = LIMIT_S) -> pathlib.Path:
-  """Cached -> return it; ``probe(url, probe_timeout)``; lock; re-check; download (a
-  progress bar on a terminal; :func:`_download`'s limits) to a temporary file, which
-  ``install(temp, final)`` checks and puts in place."""
+            stall_s: float = 60.0, limit_s: float = 3600.0) -> pathlib.Path:
+  """Cached -> return it; ``probe(url, probe_timeout)``; lock; re-check; download (a progress
+  bar on a terminal; :func:`_download`'s limits, by default config.data.download's) to a
+  temporary file, which ``install(temp, final)`` checks and puts in place."""
   if (not name or name != pathlib.Path(name).name or name.startswith(".")
       or name.endswith(".lock")):
     raise ValueError(f"cache entry name {name!r} must be a plain file name")
@@ -242,8 +238,7 @@ def _unzip(url: str, archive: pathlib.Path, into: pathlib.Path) -> None:
 
 def _holding_folder(url: str, root: pathlib.Path, required: Sequence[str]) -> pathlib.Path:
   """The unpack root or the one top-level folder that holds all ``required``."""
-  candidates = [root] + sorted(p for p in root.iterdir()
-                               if p.is_dir() and not p.is_symlink())
+  candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
   missing = {c: [f for f in required if not (c / f).is_file()] for c in candidates}
   if complete := [c for c in candidates if not missing[c]]:
     return complete[0]
@@ -261,13 +256,11 @@ def folder_complete(folder: pathlib.Path, required_files: Sequence[str]) -> bool
 def ensure_folder_from_zip(url: str, *, cache_dir: str | os.PathLike, name: str,
                            required_files: Sequence[str], check: Check | None = None,
                            **options) -> pathlib.Path:
-  """``<cache_dir>/<name>``, a folder holding ``required_files`` (at the zip's top level or
-  in one top-level folder; other members are dropped): the zip at ``url``, downloaded and
-  unpacked when not cached. ``check(folder)`` reads it as its source does; ``options``:
-  :func:`_ensure`'s ``probe``, ``probe_timeout``, ``progress``, ``stall_s``, ``limit_s``."""
+  """``<cache_dir>/<name>``, a folder holding ``required_files`` (at the zip's top level or in
+  one top-level folder; other members are dropped): the zip at ``url``, downloaded and unpacked
+  when not cached. ``check(folder)`` reads it as its source does; ``options``: :func:`_ensure`'s."""
   def install(archive: pathlib.Path, final: pathlib.Path) -> None:
-    unpack = pathlib.Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{name}.",
-                                           suffix=".unpack"))
+    unpack = pathlib.Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{name}.", suffix=".unpack"))
     try:
       _unzip(url, archive, unpack)
       found = _holding_folder(url, unpack, required_files)

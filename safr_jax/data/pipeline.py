@@ -29,8 +29,7 @@ def _check(split: EncodedSplit, batch_size: int, pad_to: str, process_index: int
   if batch_size < 1:
     raise DataError(f"batch_size must be >= 1, got {batch_size}")
   if process_count < 1 or not 0 <= process_index < process_count:
-    raise DataError(f"process_index {process_index} is not in "
-                    f"[0, process_count={process_count})")
+    raise DataError(f"process_index {process_index} is not in [0, process_count={process_count})")
   if batch_size % process_count:
     raise DataError(f"the global batch_size {batch_size} is not divisible by "
                     f"process_count {process_count}")
@@ -76,8 +75,7 @@ def bucketed_epoch(lengths: np.ndarray, batch_size: int, bucket_window: int,
   batches = kept.reshape(steps, batch_size)
   row_keys = np.random.PCG64([seed, epoch, _ROWS]).random_raw(
       steps * batch_size).reshape(steps, batch_size)
-  batches = np.take_along_axis(
-      batches, np.argsort(row_keys, axis=1, kind="stable"), axis=1)
+  batches = np.take_along_axis(batches, np.argsort(row_keys, axis=1, kind="stable"), axis=1)
   return batches[_raw_permutation(steps, seed, epoch, _BATCH_ORDER)]
 
 
@@ -144,9 +142,8 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
   def get_state(self) -> dict[str, Any]:
     """A JSON-serialisable dict; the position plus what must match on restore."""
     return {"version": _STATE_VERSION, "grain": self._iterator.get_state(),
-            "num_examples": len(self._split), "batch_size": self._batch_size,
-            "seed": self._seed, "batching": self._batching,
-            "bucket_window": self._bucket_window}
+            "num_examples": len(self._split), "batch_size": self._batch_size, "seed": self._seed,
+            "batching": self._batching, "bucket_window": self._bucket_window}
 
   def set_state(self, state: dict[str, Any]) -> None:
     """Restores ``get_state()``: the next batch is the one that would follow."""
@@ -162,9 +159,8 @@ class TrainIterator(Iterator[dict[str, np.ndarray]]):
     for key, value in mine.items():
       theirs = batching if key == "batching" else int(state[key])
       if theirs != value:
-        raise DataError(f"iterator state has {key}={theirs!r} but this iterator has "
-                        f"{key}={value!r}; the checkpoint belongs to a different data "
-                        "configuration")
+        raise DataError(f"iterator state has {key}={theirs!r} but this iterator has {key}="
+                        f"{value!r}; the checkpoint belongs to a different data configuration")
     self._iterator.set_state({k: int(v) for k, v in dict(state["grain"]).items()})
 
 
@@ -177,8 +173,7 @@ def num_eval_batches(split: EncodedSplit, batch_size: int) -> int:
 
 
 def eval_batches(split: EncodedSplit, *, batch_size: int, pad_to: str = "max_len",
-                 process_index: int = 0, process_count: int = 1
-                 ) -> Iterator[dict[str, np.ndarray]]:
+                 process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Every example once, in order: ``dict(ids, labels, weights=float32 [b])`` as in
   :func:`train_iterator`; every process yields ceil(N / batch_size) batches, and the
   filler rows of the last (ids 0, label 0) have weight 0."""

@@ -14,8 +14,6 @@ from safr_jax.errors import DataError
 
 def stable_permutation(n: int, seed: int) -> np.ndarray:
   """A seeded permutation of ``range(n)``: int64 [n]."""
-  if n == 0:
-    return np.zeros((0,), np.int64)
   keys = np.random.PCG64(seed).random_raw(n)
   return np.argsort(keys, kind="stable").astype(np.int64)
 
@@ -34,8 +32,7 @@ def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
   return counts
 
 
-def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int
-                     ) -> list[np.ndarray]:
+def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int) -> list[np.ndarray]:
   """A partition of ``range(len(labels))`` into sorted int64 parts of exactly ``sizes``,
   each with every class in (as nearly as integers allow) its share of the whole; within a
   class the order is :func:`stable_permutation` seeded with ``seed + class_id + 1``."""
@@ -53,8 +50,7 @@ def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int
     last = k == len(sizes) - 1
     counts = remaining.copy() if last else _largest_remainder(size, remaining)
     chunks = [p[t:t + c] for p, t, c in zip(pools, taken, counts)]
-    parts.append(np.sort(np.concatenate(chunks)) if chunks
-                 else np.zeros((0,), np.int64))
+    parts.append(np.sort(np.concatenate(chunks)) if chunks else np.zeros((0,), np.int64))
     taken += counts
     remaining -= counts
   return parts
@@ -65,8 +61,7 @@ def stratified_subsample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
   total = len(labels)
   if n >= total:
     return np.arange(total, dtype=np.int64)
-  keep, _ = stratified_split(labels, [n, total - n], seed)
-  return keep
+  return stratified_split(labels, [n, total - n], seed)[0]
 
 
 def split_sizes(n: int, fractions: Sequence[float]) -> list[int]:

@@ -35,8 +35,7 @@ class Vocabulary:
   pad_id = 0
   unk_id = 1
 
-  def __init__(self, tokens: Sequence[str], *, lowercase: bool = False,
-               strip_html: bool = False):
+  def __init__(self, tokens: Sequence[str], *, lowercase: bool = False, strip_html: bool = False):
     tokens = list(tokens)
     if tokens[:2] != [PAD, UNK]:
       raise DataError(f"a vocabulary must start with {PAD!r}, {UNK!r}; got {tokens[:2]!r}")

@@ -31,12 +31,11 @@ LABEL_OF = {"neg": 0, "pos": 1}
 ID_LIMIT = 1_000_000
 
 DESCRIPTION = (
-    "IMDB Large Movie Review Dataset (Maas et al. 2011) from the official aclImdb archive, "
-    "split as the SAFR authors do: train = the first 10,000 reviews of each class of the "
-    "official train set, dev = the other 2,500 of each class, test = the 25,000 official "
-    "test reviews; negatives then positives in each split; a class in numeric review-id "
-    "order (the authors' os.listdir order is not portable). Texts as in the files: not "
-    "lowercased, <br /> tags kept.")
+    "IMDB Large Movie Review Dataset (Maas et al. 2011) from the official aclImdb archive, split "
+    "as the SAFR authors do: train = the first 10,000 reviews of each class of the official train "
+    "set, dev = the other 2,500 of each class, test = the 25,000 official test reviews; negatives "
+    "then positives in each split; a class in numeric review-id order (the authors' os.listdir "
+    "order is not portable). Texts as in the files: not lowercased, <br /> tags kept.")
 EXAMPLE_IDS = ("official * 2000000 + label * 1000000 + review id; official 0 = "
                "aclImdb/train, 1 = aclImdb/test; label 0 = neg, 1 = pos")
 

@@ -48,9 +48,8 @@ def _read_text(path: pathlib.Path, what: str) -> str:
   except UnicodeDecodeError as e:
     line = raw[:e.start].count(b"\n") + 1
     text = raw.decode("utf-8", errors="replace")
-    logging.warning(
-        "%s %s is not valid UTF-8 (first bad byte at line %d, byte offset %d); "
-        "undecodable bytes were replaced by U+FFFD.", what, path, line, e.start)
+    logging.warning("%s %s is not valid UTF-8 (first bad byte at line %d, byte offset %d); "
+                    "undecodable bytes were replaced by U+FFFD.", what, path, line, e.start)
   text = text.removeprefix("\ufeff")
   nul = text.find("\x00")
   if nul >= 0:
@@ -71,9 +70,8 @@ def _canonical_label(value: Any, where: str) -> Any:
   raise DataError(f"{where}: label {value!r} is neither an integer nor a string")
 
 
-def read_labelled_file(path: str | pathlib.Path | None, *, text_field: str,
-                       label_field: str, what: str = "file"
-                       ) -> tuple[list[str], list[Any], list[int]]:
+def read_labelled_file(path: str | pathlib.Path | None, *, text_field: str, label_field: str,
+                       what: str = "file") -> tuple[list[str], list[Any], list[int]]:
   """(texts, canonical labels (int or str), the 1-based line of each row) of one file."""
   if not path:
     raise DataError(f"{what} is not set (config.data.files.{what.removesuffix('_file')})")
@@ -137,8 +135,7 @@ def _read_delimited(text, path, what, text_field, label_field, *, tsv):
 def _first_few(items: Sequence[Any]) -> str:
   """The first ``MAX_LINES_SHOWN`` of ``items``, then how many more there are."""
   more = len(items) - MAX_LINES_SHOWN
-  return (", ".join(map(str, items[:MAX_LINES_SHOWN]))
-          + (f" (+{more} more)" if more > 0 else ""))
+  return ", ".join(map(str, items[:MAX_LINES_SHOWN])) + (f" (+{more} more)" if more > 0 else "")
 
 
 def _spanned(line: int, end: int) -> str:
@@ -226,8 +223,7 @@ def label_vocabulary(train_labels: Sequence[Any], label_names: Sequence[Any] | N
 _File = collections.namedtuple("_File", "what path texts labels lines")  # what: "dev_file" …
 
 
-def _label_ids(file: _File, names: list[str], label_field: str,
-               explicit: bool) -> np.ndarray:
+def _label_ids(file: _File, names: list[str], label_field: str, explicit: bool) -> np.ndarray:
   """int32 ids of ``file``'s labels; an unknown label names its line."""
   ids = {name: i for i, name in enumerate(names)}
   out = []
@@ -335,10 +331,8 @@ def _load(cfg, path=None):
     _check_labels(read, {**out, "train": whole_train}, names,
                   allow_rare_labels=bool(f.allow_rare_labels))
   paths = {"train": f.train, "dev": f.dev, "test": f.test}
-  return {k: out[k] for k in SPLITS}, {
-      "description": f"user files {paths}", "label_names": names,
-      "allow_rare_labels": bool(f.allow_rare_labels)}
+  return {k: out[k] for k in SPLITS}, {"description": f"user files {paths}", "label_names": names,
+                                       "allow_rare_labels": bool(f.allow_rare_labels)}
 
 
-SOURCE = Source("files", "Your own CSV / TSV / JSONL files", _load, labels=None,
-                options=options)
+SOURCE = Source("files", "Your own CSV / TSV / JSONL files", _load, labels=None, options=options)

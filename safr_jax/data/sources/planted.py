@@ -19,9 +19,8 @@ NEGATIVE = ("bad", "awful", "terrible", "boring", "poor", "dreadful")
 NEGATOR = "not"
 MAX_PAIRS = 3
 DESCRIPTION = (
-    "Synthetic planted-evidence data (known answers): random filler tokens "
-    "with 1 or 3 planted sentiment words, 'not' flips the next word; label = "
-    "sign of the sum. Not real text.")
+    "Synthetic planted-evidence data (known answers): random filler tokens with 1 or 3 planted "
+    "sentiment words, 'not' flips the next word; label = sign of the sum. Not real text.")
 
 
 def rule_label(tokens: Sequence[str]) -> int:
@@ -48,8 +47,7 @@ def generate(n: int, *, seed: int, min_len: int = 8, max_len: int = 24,
   if filler_vocab_size < 1:
     raise DataError("config.data.planted.filler_vocab_size must be >= 1")
   if not 0.0 <= negation_prob <= 1.0:
-    raise DataError(f"config.data.planted.negation_prob must be in [0, 1], got "
-                    f"{negation_prob}")
+    raise DataError(f"config.data.planted.negation_prob must be in [0, 1], got {negation_prob}")
   rng = np.random.Generator(np.random.PCG64(seed))
   texts, labels = [], np.zeros((n,), np.int32)
   planted = np.zeros((n, max_len), bool)

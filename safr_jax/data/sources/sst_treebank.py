@@ -29,13 +29,12 @@ NEGATIVE_MAX = 0.4
 POSITIVE_MIN = 0.6
 
 DESCRIPTION = (
-    "Stanford Sentiment Treebank (Socher et al. 2013), sentence level, read as "
-    "the SAFR authors do: the treebank's own train/dev/test sentences; label = "
-    "sentiment of the dictionary phrase equal to the sentence (<= 0.4 "
-    "negative, > 0.6 positive, neutral dropped; sentences without an exact "
-    "dictionary match dropped, not repaired); train balanced to the first "
-    "min(#pos, #neg) of each class. This is the paper's SST-2, not GLUE's "
-    "(whose train split has 67k phrases).")
+    "Stanford Sentiment Treebank (Socher et al. 2013), sentence level, read as the SAFR authors "
+    "do: the treebank's own train/dev/test sentences; label = sentiment of the dictionary phrase "
+    "equal to the sentence (<= 0.4 negative, > 0.6 positive, neutral dropped; sentences without "
+    "an exact dictionary match dropped, not repaired); train balanced to the first min(#pos, "
+    "#neg) of each class. This is the paper's SST-2, not GLUE's (whose train split has 67k "
+    "phrases).")
 
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -90,12 +89,10 @@ def _number(path: pathlib.Path, number: int, field: str, value: str, *,
   return float(value)
 
 
-def _first_time(path: pathlib.Path, number: int, what: str, key: int,
-                seen: dict[int, int]) -> int:
+def _first_time(path: pathlib.Path, number: int, what: str, key: int, seen: dict[int, int]) -> int:
   """``key``, recorded as on line ``number``; an error if it was seen before."""
   if key in seen:
-    raise DataError(f"{path}, line {number}: {what} {key} already appeared on "
-                    f"line {seen[key]}")
+    raise DataError(f"{path}, line {number}: {what} {key} already appeared on line {seen[key]}")
   seen[key] = number
   return key
 
@@ -110,14 +107,12 @@ def read_sst_treebank(sst_dir: str | pathlib.Path | None
     raise DataError(f"config.data.sst_treebank.dir {folder} is not a folder")
   for name in FILES:
     if not (folder / name).is_file():
-      raise DataError(f"{folder / name} does not exist: config.data.sst_treebank.dir "
-                      f"must hold {', '.join(FILES)} (the unzipped "
-                      "stanfordSentimentTreebank.zip)")
+      raise DataError(f"{folder / name} does not exist: config.data.sst_treebank.dir must "
+                      f"hold {', '.join(FILES)} (the unzipped stanfordSentimentTreebank.zip)")
   path, sentences, seen = folder / SENTENCES_FILE, [], {}
   for number, (index, sentence) in _rows(path, "\t", ("sentence_index", "sentence")):
     index = _number(path, number, "sentence_index", index)
-    sentences.append((number, _first_time(path, number, "sentence_index", index, seen),
-                      sentence))
+    sentences.append((number, _first_time(path, number, "sentence_index", index, seen), sentence))
   path, split_of, seen = folder / SPLIT_FILE, {}, {}
   for number, (index, label) in _rows(path, ",", ("sentence_index", "splitset_label")):
     index = _number(path, number, "sentence_index", index)
@@ -180,9 +175,8 @@ def read_sst_treebank(sst_dir: str | pathlib.Path | None
                          example_ids=np.asarray(indices, np.int64))
   duplicates = dictionary_lines - len(phrase_ids)
   if duplicates:
-    logging.warning("%s: %d phrase(s) listed more than once; a sentence matching one gets "
-                    "one row per entry (as the authors' join)", folder / DICTIONARY_FILE,
-                    duplicates)
+    logging.warning("%s: %d phrase(s) listed more than once; a sentence matching one gets one row "
+                    "per entry (as the authors' join)", folder / DICTIONARY_FILE, duplicates)
   unmatched = sum(c["dropped_unmatched"] for c in per_split.values())
   if unmatched:
     logging.info("sst_treebank: %d of %d sentences have no exact match in %s "

@@ -107,16 +107,14 @@ def _loader(name: str):
 
 SOURCES = (
     Source("glue/sst2",
-           "GLUE SST-2 (Stanford Sentiment Treebank, binary sentences; Socher et "
-           "al. 2013) via TFDS. GLUE's test labels are hidden, so test = GLUE "
-           "validation (872) and dev is carved from GLUE train (dev_fraction, "
-           "seeded, stratified).",
+           "GLUE SST-2 (Stanford Sentiment Treebank, binary sentences; Socher et al. 2013) via "
+           "TFDS. GLUE's test labels are hidden, so test = GLUE validation (872) and dev is "
+           "carved from GLUE train (dev_fraction, seeded, stratified).",
            _loader("glue/sst2"), options=options, group="tfds",
            prepare_text=lambda text: free_text.ptb(text).lower()),  # as GLUE's sentences
     Source("imdb_reviews",
-           "IMDB Large Movie Review Dataset (Maas et al. 2011) via TFDS: the "
-           "official 25k train split as the authors split it (the first 10,000 "
-           "of each class train, the other 2,500 dev; in TFDS's order), the "
-           "official 25k test.",
+           "IMDB Large Movie Review Dataset (Maas et al. 2011) via TFDS: the official 25k train "
+           "split as the authors split it (the first 10,000 of each class train, the other 2,500 "
+           "dev; in TFDS's order), the official 25k test.",
            _loader("imdb_reviews"), options=options, group="tfds"),
 )
