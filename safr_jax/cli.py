@@ -14,6 +14,7 @@ import contextlib
 import json
 import pathlib
 import sys
+import time
 
 from absl import app
 from absl import flags
@@ -123,10 +124,11 @@ def _train(argv):
 
 _TRAIN_USAGE = """Trains a SAFR classifier (or resumes it in --workdir).
 
-  {command} --config=configs/sst2.py[:VARIANTS] [--workdir=DIR] [--config.FIELD=VALUE ...]
+  {command} --config=sst2[:VARIANTS] [--workdir=DIR] [--config.FIELD=VALUE ...]
 
-VARIANTS combine left to right, e.g. :reference,baseline (see configs/sst2.py).
-Every config field, with its value: python -m safr_jax.configs configs/sst2.py[:VARIANTS]
+--config takes a dataset's name (sst2, imdb, planted) or a config file such as
+configs/sst2.py. VARIANTS combine left to right, e.g. sst2:reference,baseline.
+Every config field, with its value: python -m safr_jax.configs sst2[:VARIANTS]
 (fields are documented in safr_jax/configs.py and safr_jax/data/config.py).
 """
 
@@ -168,11 +170,13 @@ def _explain(argv):
   _speed_up_run(f.workdir)
   from safr_jax.interpret import explain_files  # pylint: disable=g-import-not-at-top
   startup.check()  # a stop during the seconds of importing
+  told = []  # notes shown before the work: not again after it
+  notify = lambda note: (told.append(note), print(shown(f"note: {note}"), file=sys.stderr))
   with _progress_bar("explaining") as progress:
     result = run_guarded(explain_files.explain_run, f.workdir, texts=f.text, split=f.split,
                          num=f.num, seed=f.seed, out=f.out, which=f.checkpoint,
                          compare_to=f.compare_to, self_contained=f.self_contained,
-                         progress=progress)
+                         progress=progress, notify=notify)
   startup.say_on_stop(startup.DONE_MESSAGE)  # all written
   unknown = 0
   for r in result.records:
@@ -186,7 +190,7 @@ def _explain(argv):
   if unknown:
     print(f"note: {unknown} of {len(result.records)} example(s) have words outside the run's "
           "vocabulary, shown as <UNK> on the page", file=sys.stderr)
-  for note in result.notes:
+  for note in (n for n in result.notes if n not in told):
     print(shown(f"note: {note}"), file=sys.stderr)
   for name, records in ((f.workdir, result.records), (f.compare_to, result.compared_records)):
     if f.text is not None:  # the user's own texts: what the model says of each
@@ -204,10 +208,15 @@ def _explain(argv):
 
 @contextlib.contextmanager
 def _progress_bar(what: str):
-  """A ``progress(done, total)`` callback drawing a tqdm bar on a terminal
-  (None elsewhere: logs and pipes get no bar)."""
+  """A ``progress(done, total)`` callback drawing a tqdm bar on a terminal;
+  elsewhere (logs, pipes) a line every 30 s of a long job."""
   if not sys.stderr.isatty():
-    yield None
+    last = [time.monotonic()]
+    def line(done, total):
+      if time.monotonic() - last[0] >= 30:
+        last[0] = time.monotonic()
+        print(f"{what}: {done} of {total} steps", file=sys.stderr, flush=True)
+    yield line
     return
   import tqdm  # pylint: disable=g-import-not-at-top
   with tqdm.tqdm(desc=what, unit="step", leave=False) as bar:

@@ -7,6 +7,7 @@ naming the extra it needs instead of a ``ModuleNotFoundError`` traceback.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 __all__ = ["train", "explain", "evaluate", "compare"]
@@ -19,8 +20,13 @@ def _main(command: str) -> None:
     from safr_jax import cli  # pylint: disable=g-import-not-at-top
   except ModuleNotFoundError as e:
     print(f"error: safr-{command} needs the training dependencies ({e.name} is not "
-          'installed): pip install "safr-jax[train]"', file=sys.stderr)
+          'installed): pip install "safr-jax[train]" (from a checkout: pip install ".[train]")',
+          file=sys.stderr)
     sys.exit(2)
+  if command != "train":  # --help shows __main__'s docstring: the module's, as typed
+    doc = importlib.import_module(f"safr_jax.{command}").__doc__
+    sys.modules["__main__"].__doc__ = doc.replace(f"python -m safr_jax.{command}",
+                                                  f"safr-{command}")
   getattr(cli, f"{command}_main")()
 
 

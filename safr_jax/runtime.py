@@ -91,11 +91,14 @@ class _QuietLibraries(std_logging.Filter):
 
 
 class _PlainFormatter(std_logging.Formatter):
-  """``message``, or ``warning: message`` from WARNING up."""
+  """``message``, or ``warning: message`` from WARNING up (a message that opens
+  with a line break, such as a box, is shown from its own first line)."""
 
   def format(self, record) -> str:
     text = record.getMessage()
-    return text if record.levelno < std_logging.WARNING else f"{record.levelname.lower()}: {text}"
+    if record.levelno < std_logging.WARNING:
+      return text
+    return text.lstrip("\n") if text.startswith("\n") else f"{record.levelname.lower()}: {text}"
 
 
 def quiet_library_logs() -> None:

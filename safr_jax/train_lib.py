@@ -267,8 +267,8 @@ def _loop(run: _Run, state, meta, history, step: int, writer) -> dict[str, Any] 
   tic, tic_step = time.monotonic(), step
   run.stops.stage = "training"
   if step < total_steps:  # XLA's silence before the first step, explained
-    progress.say("compiling the training step (seconds; a later run of the same shapes "
-                 "reuses XLA's cache)")
+    progress.say("compiling the training step (seconds" + ("; a later run of the same "
+                 "shapes reuses XLA's cache)" if config.train.compilation_cache_dir else ")"))
   try:
     while step < total_steps:
       if run.stops.should_stop(step):
@@ -302,8 +302,10 @@ def _loop(run: _Run, state, meta, history, step: int, writer) -> dict[str, Any] 
         progress.update(step, None)
       if step == config.train.stop_after_steps:
         _check_finite(*pending)
-        logging.warning("Stopping after step %d as train.stop_after_steps says; "
-                        "restart to resume from the last checkpoint.", step)
+        last = run.ckpts.latest_step()  # none saved here, as a kill would not
+        logging.warning("Stopping after step %d as train.stop_after_steps says; %s.", step,
+                        "no checkpoint yet: a restart starts over" if last is None else
+                        f"a restart resumes from the checkpoint of step {last}")
         return None
       if step % spe == 0:  # end of an epoch
         _check_finite(*pending)

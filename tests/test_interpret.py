@@ -453,7 +453,7 @@ def test_explanation_record_and_page_from_the_dataclass():
 
 
 def _fake_run(path, *, seed, accuracy, variant="safr", aopc=0.2, vmask=True,
-              source="planted", train=2000):
+              source="planted", train=2000, examples=500):
   path.mkdir(parents=True)
   (path / "results.json").write_text(json.dumps({
       "test": {"accuracy": accuracy, "importance": 0.5, "interaction": 0.1},
@@ -468,7 +468,7 @@ def _fake_run(path, *, seed, accuracy, variant="safr", aopc=0.2, vmask=True,
   if vmask:
     faith["vmask"] = {"comprehensiveness": 0.3, "aopc_by_depth": {"20%": aopc}}
   (path / "interpretability.json").write_text(json.dumps({
-      "run": {"workdir": str(path)}, "accuracy": accuracy, "notes": ["x"],
+      "run": {"workdir": str(path)}, "accuracy": accuracy, "notes": ["x"], "examples": examples,
       "faithfulness": faith, "settings": {"faithfulness": {"bins": ["1%"]}}}))
   return path
 
@@ -477,18 +477,21 @@ def test_compare_groups_seeds_into_mean_and_std(tmp_path):
   runs = [_fake_run(tmp_path / "a0", seed=0, accuracy=0.8, aopc=0.2),
           _fake_run(tmp_path / "a1", seed=1, accuracy=0.9, aopc=0.4),
           _fake_run(tmp_path / "b0", seed=0, accuracy=0.7, variant="baseline",
-                    vmask=False, aopc=0.1)]
+                    vmask=False, aopc=0.1, examples=30),
+          _fake_run(tmp_path / "b1", seed=1, accuracy=0.7, variant="baseline",
+                    vmask=False, aopc=0.1, examples=20)]
   (runs[1] / "interpretability.json").unlink()
   out = comparison.compare_runs(runs, tmp_path / "cmp")
   assert list(out.groups) == ["planted:safr λ_imp=1 λ_inter=1 on planted 2,000/500/500",
                               "planted:baseline λ_imp=0 λ_inter=0 on planted 2,000/500/500"]
   std = np.std([0.8, 0.9], ddof=1)
   # Accuracy from both runs; the gate's AOPC from the one evaluated run, said so.
-  assert (f"| planted:safr λ_imp=1 λ_inter=1 | planted 2,000/500/500 | 2 | 0, 1 | "
+  assert (f"| planted:safr λ_imp=1 λ_inter=1 | planted 2,000/500/500 | 2 | 0, 1 | 500 | "
           f"0.8500 ± {std:.4f} | 0.2000 (n=1) | 0.1000 (n=1) |") in out.markdown
-  # Like with like: gradient × input for the baseline too, no gate column value.
-  assert ("| planted:baseline λ_imp=0 λ_inter=0 | planted 2,000/500/500 | 1 | 0 | 0.7000 | — | "
-          "0.0500 |") in out.markdown
+  # Like with like: gradient × input for the baseline too, no gate column value; the
+  # examples each run's interpretability was scored on, where they differ.
+  assert ("| planted:baseline λ_imp=0 λ_inter=0 | planted 2,000/500/500 | 2 | 0, 1 | 20, 30 | "
+          "0.7000 ± 0.0000 | — | 0.0500 ± 0.0000 |") in out.markdown
   assert "settings" not in out.markdown
   assert out.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert (tmp_path / "cmp" / "comparison.md").read_text() == out.markdown

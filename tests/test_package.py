@@ -287,4 +287,4 @@ def test_core_install_computes_both_losses_and_gradients(wheel, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         f"error: {script} needs the training dependencies (absl is not installed): "
-        'pip install "safr-jax[train]"'], proc.stderr
+        'pip install "safr-jax[train]" (from a checkout: pip install ".[train]")'], proc.stderr

@@ -309,9 +309,11 @@ def test_num_beyond_the_split_explains_all_of_it_with_progress(pair, tmp_path, m
 
   monkeypatch.setattr(inputs, "load_split", three)
   calls = []
-  result = explain_files.explain_run(pair[0], num=50, out=tmp_path,
-                                    progress=lambda *a: calls.append(a))
+  result = explain_files.explain_run(
+      pair[0], num=50, out=tmp_path, progress=lambda *a: calls.append(a),
+      notify=lambda note: calls.append(note))
   assert [r["name"] for r in result.records] == ["test[0]", "test[1]", "test[2]"]
   assert "--num 50 is more than the 3 examples of the test split: explained all 3" in (
       result.notes)
-  assert calls == [(k, 6) for k in range(1, 7)]  # each example explained, then drawn
+  # The cap is said before the work; then each example explained, then drawn.
+  assert calls == [result.notes[0]] + [(k, 6) for k in range(1, 7)]

@@ -22,3 +22,13 @@ def test_the_bar_shows_loss_first_and_the_runs_eta(monkeypatch):
   line = terminal.getvalue().replace("\r", "\n").strip().splitlines()[-1]
   # tqdm sorts a dict postfix (acc, ex_s, loss): loss first needs an ordered one.
   assert re.search(r"epoch 1/≤5.*loss 0\.6931, acc 0\.500, \d+ ex/s, run ≤ \d+:\d\d:\d\d", line), line
+
+
+def test_a_terminals_warning_box_starts_on_its_own_first_line():
+  import logging as std_logging  # pylint: disable=g-import-not-at-top
+  from safr_jax import runtime  # pylint: disable=g-import-not-at-top
+  record = lambda level, msg: std_logging.LogRecord("x", level, "p", 1, msg, None, None)
+  plain = runtime._PlainFormatter()  # pylint: disable=protected-access
+  assert plain.format(record(std_logging.WARNING, "\n!!!\n!! DATA")) == "!!!\n!! DATA"
+  assert plain.format(record(std_logging.WARNING, "disk low")) == "warning: disk low"
+  assert plain.format(record(std_logging.INFO, "data: sst")) == "data: sst"

@@ -313,7 +313,16 @@ def test_help_names_the_command_as_typed(argv0, typed):
           "from safr_jax import commands; commands.train()")
   proc = _run(["-c", code], timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert f"\n  {typed} --config=configs/sst2.py[:VARIANTS]" in proc.stdout
+  assert f"\n  {typed} --config=sst2[:VARIANTS]" in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["explain", "evaluate", "compare"])
+def test_an_installed_commands_help_shows_its_usage_as_typed(command):
+  code = (f"import sys; sys.argv = ['/venv/bin/safr-{command}', '--help']; "
+          f"from safr_jax import commands; commands.{command}()")
+  proc = _run(["-c", code], timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"\n    safr-{command} " in proc.stdout and "python -m" not in proc.stdout
 
 
 def test_a_config_by_name_works_from_any_directory(tmp_path):

@@ -283,13 +283,17 @@ def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path
            "(docs/METRICS.md). AOPC@20%: the area over the deletion curve to 20 % of "
            "each text; the gate's explanation exists only for runs with VMASK, "
            "gradient × input for every run.", ""]
-  lines.append("| group | data | runs | seeds | " + " | ".join(h for h, _ in _SUMMARY) + " |")
-  lines.append("|---|---|---|---|" + "---|" * len(_SUMMARY))
+  lines.append("| group | data | runs | seeds | examples scored | "
+               + " | ".join(h for h, _ in _SUMMARY) + " |")
+  lines.append("|---|---|---|---|---|" + "---|" * len(_SUMMARY))
   for g in names:
     rs = groups[g]
     seeds = ", ".join(str(r.seed) for r in rs)
     cells = [_cell(rs, key) for _, key in _SUMMARY]
-    lines.append(f"| {g.split(' on ')[0]} | {rs[0].data} | {len(rs)} | {seeds} | "
+    # The interpretability columns' examples per run (evaluate's --max_examples).
+    scored = ", ".join(str(int(v)) for v in sorted(set(
+        _values(rs, "interpretability.examples")))) or "—"
+    lines.append(f"| {g.split(' on ')[0]} | {rs[0].data} | {len(rs)} | {seeds} | {scored} | "
                  + " | ".join(cells) + " |")
   missing = [str(r.workdir) for r in loaded if not r.evaluated]
   if missing:

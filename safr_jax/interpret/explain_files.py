@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import pathlib
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -57,7 +58,9 @@ def _png(fig) -> bytes:
   """``fig`` as PNG bytes with a palette of 256 colours (a third of the
   truecolour file, no visible change: the pictures are flat colours)."""
   canvas = FigureCanvasAgg(fig)
-  canvas.draw()
+  with warnings.catch_warnings():  # a dataset's odd character (e.g. \x96) is drawn as a box
+    warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+    canvas.draw()
   image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).quantize(256)
   buffer = io.BytesIO()
   image.save(buffer, format="png", optimize=True, dpi=(plots.DPI, plots.DPI))
@@ -213,7 +216,8 @@ def explain_run(workdir, *, texts: list[str] | None = None, split: str = "test",
                 num: int = 20, seed: int = 0, out=None, which: str = "best",
                 threshold: float = 0.0, num_pairs: int = 5, compare_to=None,
                 self_contained: bool = False,
-                progress: Callable[[int, int], None] | None = None) -> Explained:
+                progress: Callable[[int, int], None] | None = None,
+                notify: Callable[[str], None] | None = None) -> Explained:
   """Explains ``texts`` (or ``num`` examples of ``split``, a seeded
   class-balanced sample, all of them if it has fewer) with the run in
   ``workdir``, and with ``compare_to`` the same examples with that run too;
@@ -221,13 +225,17 @@ def explain_run(workdir, *, texts: list[str] | None = None, split: str = "test",
   ``<workdir>/explanations_vs_<other>``), and for ``texts`` a folder of their
   own beside it, ``..._text-<hash of the texts>``, so that text never
   overwrites the sample's page. ``progress(done, total)``, if given, is called
-  as each example is explained (once per run) and drawn."""
+  as each example is explained (once per run) and drawn; ``notify(note)``, if
+  given, with a note known before the work (``num`` capped at the split), which
+  is in the result's ``notes`` too."""
   run = runs.load_run(workdir, which=which)
   other = None
   if compare_to is not None:
     other = runs.load_run(compare_to, which=which)
     check_comparable(run, other)
   examples, note = _examples(run, texts, split, num, seed)
+  for n in note if notify else ():
+    notify(n)
   total = len(examples) * (3 if other is not None else 2)  # explained per run, then drawn
   step = lambda done: progress and (lambda k: progress(done + k, total))
   explained = explain(run, examples, threshold=threshold, num_pairs=num_pairs,
