@@ -374,9 +374,11 @@ def test_frontier_answer_and_figure(tmp_path, with_winner):
   text = frontier.answer(groups)
   if with_winner:  # 79.8 − 80 = −0.2 points, gate 0.36 ≥ SAFR's 0.31
     assert text.startswith("**Frontier.** Yes: joint0.1 (n = 3), accuracy -0.2 [")
-  else:  # joint0.1 is 3 points down: the closest with a gate ≥ SAFR's is joint0.1 still
-    assert text.startswith("**Frontier.** No: none of 3 settings")
+  else:  # joint0.1 is 3 points down: the closest with a gate ≥ SAFR's is joint0.1 still;
+    # VMASK is the most accurate (−2.0 points) but its gate is far below SAFR's
+    assert text.startswith("**Frontier.** No: none of the 2 other settings")
     assert "Closest: joint0.1 (n = 3), accuracy -3.0 [" in text
+    assert "Most accurate: vmask (n = 3), accuracy -2.0 [" in text
   assert "(SAFR λ = 1: 0.310)" in text
   png = frontier.write_figure(groups, tmp_path / "f.png")
   assert png.read_bytes()[:4] == b"\x89PNG"
