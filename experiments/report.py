@@ -176,9 +176,9 @@ def _caveats(groups) -> list[str]:
   runs = [s for _, g in COLUMNS for l in TABLE_LABELS for s in _runs(groups, g, l)]
   done = sum(1 for s in runs if s.get("_examples") is not None)
   again = sum(1 for s in runs if s.get("retrained_from"))
-  out.append(f"Runs with per-example scores (intervals over seeds and examples): {done} of "
-             f"{len(runs)}, {again} of them retrained on another CPU kind (deterministic only "
-             "within one): a column mixes both machines' runs until all are.")
+  out.append(f"Per-example scores: {done} of {len(runs)} runs (their intervals cover seeds and "
+             f"examples, the others' seeds only); {again} runs were retrained on another CPU "
+             "kind than their first training (bit-exact only within one).")
   return out
 
 

@@ -275,8 +275,8 @@ def test_caveats_factors_and_padding(tmp_path):
           "400 of 1,743; `imdb` 500 of 25,000; `imdb_reference` not run.") in summary
   assert ("Seeds per column (safr / baseline / vmask): `sst2` 2/2/2; `sst2_reference` 3/3/3; "
           "`imdb` 3/3/3; `imdb_reference` 0/0/0.") in summary
-  assert ("per-example scores (intervals over seeds and examples): 6 of 24, 0 of them "
-          "retrained") in summary
+  assert ("Per-example scores: 6 of 24 runs (their intervals cover seeds and examples, the "
+          "others' seeds only); 0 runs were retrained") in summary
   assert len(re.findall(r"^- ", summary, re.M)) <= 5
   rows = _rows(summary)
   assert rows["the authors' baseline (`sst2_reference/baseline`)"][:2] == ["3", "71.7 ± 1.0"]
