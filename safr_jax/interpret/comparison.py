@@ -320,7 +320,7 @@ def compare_runs(workdirs: Sequence[str | pathlib.Path], out: str | pathlib.Path
       points, references=references, xlabel="test accuracy",
       ylabel=f"{metric} of the {'gate' if method == GATE else method}'s explanation",
       title=f"accuracy vs faithfulness on {' / '.join(sorted({r.data for r in loaded}))}\n"
-            "mean and 95 % interval over seeds; lines: plain models' accuracy and best "
-            "post-hoc explanation")
+            "mean and 95 % interval over seeds" + ("; lines: models without it (accuracy, "
+                                                    "best post-hoc)" if references else ""))
   plot = provenance.write_file(out / "comparison.png", functools.partial(plots.save, fig))
   return Compared(markdown=markdown, table=table, plot=plot, groups=groups, notes=notes)
