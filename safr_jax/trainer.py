@@ -115,9 +115,13 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
   model = steps.build_model(config.model, vocab_size=len(bundle.vocab),
                             num_classes=len(bundle.label_names))
   tx = steps.make_optimizer(config.train, spe * config.train.num_epochs)
+  train = bundle.splits["train"]
   static = dict(model=model, weights=steps.loss_weights(config),
                 count_padding=config.loss.count_padding,
-                query_block_size=config.loss.query_block_size)
+                query_block_size=config.loss.query_block_size,
+                # Rows padded to max_len: attend over real keys only where that pays.
+                cut_padded_keys=config.loss.count_padding and steps.cut_pays(
+                    train.lengths, train.max_len, config.train.batch_size))
   repl = sharding.replicated(mesh)
   # β of the bottleneck is an argument (not a constant) only when it can be
   # non-zero, so runs without it compile exactly as before.

@@ -103,3 +103,12 @@ def test_reference_semantics_cut_by_default():
   # branches hold attention over 16, 32, 48 and all 64 keys.
   assert texts[None].count("stablehlo.case") == texts[False].count("stablehlo.case") + 1
   assert "2x64x16xf32" in texts[None] and "2x64x16xf32" not in texts[False]
+
+
+def test_keys_are_cut_where_it_pays():
+  rng = np.random.default_rng(0)
+  sentences = rng.integers(3, 60, 5000)              # SST-2-like rows, width 128
+  reviews = np.minimum(rng.gamma(2.0, 110.0, 5000), 256).astype(int)  # IMDB-like, 256
+  assert steps.cut_pays(sentences, 128, 32)
+  assert not steps.cut_pays(reviews, 256, 32)
+  assert not steps.cut_pays(sentences, 48, 32)       # too narrow to have branches
