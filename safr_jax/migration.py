@@ -29,8 +29,8 @@ MOVED: dict[str, Any] = {
     "auto_tfds": ("benchmark", lambda v: {"imdb_reviews": "aclimdb"}.get(v, "sst_treebank")),
     "auto_fallback": (),
 }
-# Fields added since, with the value a run saved before them had where it
-# differs from today's default.
+# Fields added since, with the value a run saved before them had (today's
+# default for most; not for data.batching and loss.query_block_size).
 ADDED = {"data.batching": "random",  # bucketed became the default later
          "loss.vmask_kl": 0.0, "loss.scale_invariant_importance": 0.0,
          "loss.warmup_epochs": 0, "loss.query_block_size": None,  # None: unblocked
