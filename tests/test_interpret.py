@@ -664,7 +664,8 @@ def test_split_losses_reports_the_vmask_gate_as_two_numbers(small_model):
                              "bias": jnp.zeros_like(params["vmask"]["logits"]["bias"])}})
   config = ml_collections.ConfigDict({
       "loss": {"importance": 1.0, "interaction": 1.0, "vmask_kl": 0.0,
-               "count_padding": False},
+               "scale_invariant_importance": 0.0, "count_padding": False,
+               "query_block_size": None},            # as runs.load_run completes it
       "train": {"eval_batch_size": 8},               # one batch: shares are token shares
       "data": {"pad_to": "batch"}})
   run = type("FakeRun", (), {"config": config, "model": model, "params": p})()
