@@ -82,7 +82,7 @@ def _check_config(path: pathlib.Path, config: dict[str, Any],
   fields added to the configs after the run started). ``checkpoints``: the
   identity is a checkpoint's record (``_checkpoint_record``).
   """
-  fields = workdir_lib.flatten(config)
+  fields = migration.flatten(config)
   for key, trained in sorted(identity.get("config", {}).items()):
     if fields.get(key, "<absent>") != trained:
       if checkpoints is None:
@@ -98,7 +98,7 @@ def _checkpoint_record(restored: checkpointing.Restored) -> dict[str, Any]:
   """The config a checkpoint was saved with (its ``meta``), as an identity: the
   whole config where the checkpoint holds it, else its model's fields."""
   meta = restored.meta
-  fields = migration.upgrade_flat(workdir_lib.flatten(meta.get("config") or {}), "data.")
+  fields = migration.upgrade_flat(migration.flatten(meta.get("config") or {}), "data.")
   fields.update({f"model.{k}": v for k, v in (meta.get("model") or {}).items()
                  if k not in ("vocab_size", "num_classes")})  # not config fields
   return {"config": {k: v for k, v in fields.items()

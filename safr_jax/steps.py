@@ -270,10 +270,10 @@ def cut_pays(lengths: np.ndarray, width: int, batch_size: int) -> bool:
   """Whether cutting padded keys is worth its extra compiled branches: a random
   batch of ``batch_size`` rows of these ``lengths`` fits a shorter branch than
   ``width`` at least 10 % of the time (SST-2 at 128: always; IMDB at 256: ~never)."""
-  lengths_kept = key_lengths(width)
-  if len(lengths_kept) == 1 or len(lengths) == 0:
+  branches = key_lengths(width)
+  if len(branches) == 1 or len(lengths) == 0:
     return False
-  return float(np.mean(np.asarray(lengths) <= lengths_kept[-2])) ** batch_size >= 0.1
+  return float(np.mean(np.asarray(lengths) <= branches[-2])) ** batch_size >= 0.1
 
 
 def needed_keys(ids: jax.Array) -> jax.Array:

@@ -56,17 +56,6 @@ RESUMABLE_FIELDS = frozenset({
 RUN_FILES = (IDENTITY_FILE, "config.json", "checkpoints", "results.json")
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for key, value in tree.items():
-    name = f"{prefix}{key}"
-    if isinstance(value, dict):
-      out.update(flatten(value, name + "."))
-    else:
-      out[name] = value
-  return out
-
-
 def _jsonable(value: Any) -> Any:
   """As the value reads back from JSON (tuples → lists, odd types → str)."""
   return json.loads(json.dumps(value, default=str))
@@ -89,7 +78,7 @@ def vocab_hash(tokens: list[str]) -> str:
 
 def run_identity(config: ml_collections.ConfigDict, bundle: Any) -> dict[str, Any]:
   """What makes this run this run (see the module docstring)."""
-  fields = flatten(_jsonable(config.to_dict()))
+  fields = migration.flatten(_jsonable(config.to_dict()))
   return {
       "config": {k: v for k, v in sorted(fields.items()) if k not in RESUMABLE_FIELDS},
       "data": {"source": bundle.source,
@@ -164,7 +153,7 @@ def _rebuilt_identity(workdir: pathlib.Path) -> dict[str, Any] | None:
   config_path = workdir / "config.json"
   if not config_path.exists():
     return None
-  out: dict[str, Any] = {"config": flatten(_read_json(config_path)), "data": {}}
+  out: dict[str, Any] = {"config": migration.flatten(_read_json(config_path)), "data": {}}
   data = out["data"]
   for name in ("dataset.json", "labels.json"):
     path = workdir / name
@@ -220,7 +209,7 @@ def check_identity(workdir: pathlib.Path, identity: dict[str, Any], *,
     return False
   # Saved in an older layout: its fields where today's config has them.
   saved["config"] = migration.upgrade_flat(saved.get("config", {}), "data.")
-  differ = _differences(saved, identity, flatten(_jsonable(defaults or {})))
+  differ = _differences(saved, identity, migration.flatten(_jsonable(defaults or {})))
   present = [name for name in DEFINING_FILES if (workdir / name).exists()]
   if differ:
     shown = "; ".join(differ[:4]) + (f"; and {len(differ) - 4} more" if len(differ) > 4 else "")
