@@ -124,6 +124,10 @@ def _bottom_line(groups) -> list[str]:
   """Three sentences of numbers: SAFR's accuracy against both Transformers, the
   gap between them, and the gate's faithfulness (cells as in the effects table)."""
   acc = lambda a, b: _cell(effect(_runs(groups, *a), _runs(groups, *b), ACCURACY), ACCURACY)
+  factors = [(name, effect(_runs(groups, g, l), _runs(groups, *FACTORS[0][1:]), ACCURACY), (g, l))
+             for name, g, l in FACTORS[1:-1]]
+  cause = max(((n, acc(k, FACTORS[0][1:]), e.delta) for n, e, k in factors if e.delta is not None),
+              key=lambda t: t[2], default=None)
   safr, best = _runs(groups, "sst2", "safr"), best_posthoc(_runs(groups, "sst2", "baseline"))
   vmask = _cell(effect(safr, _runs(groups, "sst2", "vmask"), GATE), GATE)
   posthoc = (f"SAFR − the Transformer's best post-hoc ({best[0]}) " + _cell(effect(
@@ -132,7 +136,8 @@ def _bottom_line(groups) -> list[str]:
           f"{acc(('sst2_reference', 'safr'), ('sst2_reference', 'baseline'))} under the "
           f"authors' numerics, {acc(('sst2', 'safr'), ('sst2', 'baseline'))} padding-aware.",
           f"The padding-aware Transformer − the authors': "
-          f"{acc(('sst2', 'baseline'), ('sst2_reference', 'baseline'))} points.",
+          f"{acc(('sst2', 'baseline'), ('sst2_reference', 'baseline'))} points"
+          + (f"; its largest single factor, {cause[0][2:]}: {cause[1]}." if cause else "."),
           f"Gate AOPC@20 %, SST-2 padding-aware: SAFR − VMASK {vmask}"
           + (f"; {posthoc}." if posthoc else ".")]
 
