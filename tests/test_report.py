@@ -393,3 +393,14 @@ def test_frontier_answer_and_figure(tmp_path, with_winner):
   assert "![accuracy vs the gate's AOPC](results/frontier_sst2.png)" in (
       tmp_path / "docs" / "RESULTS.md").read_text()
   assert (tmp_path / "docs" / "results" / "frontier_sst2.png").exists()
+
+
+def test_frontier_table_rows_most_accurate_first(tmp_path):
+  groups = report.load(_save(tmp_path, _frontier_runs(with_winner=True)))
+  rows = _rows(report.frontier_table(groups))
+  assert list(rows)[1:] == ["joint0.1", "vmask", "safr (λ=1)"]  # 79.8, 78, 75 %
+  assert rows["joint0.1"][0] == "3" and rows["joint0.1"][1].startswith("-0.2 [")
+  # gates 0.35/0.36/0.37 vs 0.30/0.31/0.32: Welch, df 4, ±2.776 · 0.01 · √(2/3) = ±0.023
+  assert rows["joint0.1"][2:4] == ["0.360", "+0.050 [+0.027, +0.073] (n = 3/3, seeds only)"]
+  assert rows["safr (λ=1)"][3] == "(the reference)"
+  assert rows["vmask"][4] == "—"  # the fixture saves no keep-probability
