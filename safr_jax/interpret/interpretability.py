@@ -108,7 +108,10 @@ def split_losses(run: runs.Run, split: data.EncodedSplit) -> dict[str, float]:
   step = jax.jit(functools.partial(
       steps.eval_step, model=run.model, weights=steps.loss_weights(c),
       count_padding=bool(c.loss.count_padding),
-      query_block_size=c.loss.query_block_size))
+      query_block_size=c.loss.query_block_size,
+      # as train.py decides: extra compiled branches only where they pay
+      cut_padded_keys=bool(c.loss.count_padding) and steps.cut_pays(
+          split.lengths, split.max_len, int(c.train.eval_batch_size))))
   sums = None
   for batch in data.eval_batches(split, batch_size=int(c.train.eval_batch_size),
                                  pad_to=c.data.get("pad_to", "max_len")):
