@@ -48,12 +48,26 @@ def _reference(groups) -> dict | None:
           "method": method}
 
 
+def _joint_lambda(p) -> float | None:
+  """λ of a joint-λ point (SAFR's own is λ = 1), else None."""
+  if p["key"] == SAFR:
+    return 1.0
+  label = p["key"][1]
+  return float(label[len("joint"):]) if label.startswith("joint") else None
+
+
 def write_figure(groups, path: pathlib.Path) -> pathlib.Path:
+  pts = points(groups)
   fig = plots.comparison_figure(
-      points(groups), references=[r for r in [_reference(groups)] if r],
+      pts, references=[r for r in [_reference(groups)] if r],
       xlabel="test accuracy (%)", ylabel="AOPC@20 % of the gate's explanation",
       title="SST-2, padding-aware: mean and 95 % interval over seeds and test examples\n"
-            "lines: the Transformer's accuracy and its best post-hoc explanation")
+            "lines: the Transformer's accuracy and its best post-hoc explanation; "
+            "grey: joint λ in order")
+  curve = sorted((lam, p["x"], p["y"]) for p in pts if (lam := _joint_lambda(p)) is not None)
+  if len(curve) > 1:  # the joint-λ points in order of λ: the sweep's path
+    fig.axes[0].plot([c[1] for c in curve], [c[2] for c in curve], color="0.6", lw=1,
+                     zorder=0)
   return plots.save(fig, path)
 
 

@@ -378,6 +378,9 @@ def test_frontier_answer_and_figure(tmp_path, with_winner):
   groups = report.load(_save(tmp_path, _frontier_runs(with_winner)))
   labels = [p["label"] for p in frontier.points(groups)]
   assert sorted(labels) == ["joint0.1", "safr (λ=1)", "vmask"]
+  # the figure's grey path joins the joint-λ points, SAFR's own at λ = 1
+  assert {p["label"]: frontier._joint_lambda(p) for p in frontier.points(groups)} == {
+      "joint0.1": 0.1, "safr (λ=1)": 1.0, "vmask": None}
   text = frontier.answer(groups)
   if with_winner:  # 79.8 − 80 = −0.2 points, gate 0.36 ≥ SAFR's 0.31
     assert text.startswith("**Frontier.** Yes: joint0.1 (n = 3), accuracy -0.2 [")
