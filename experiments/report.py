@@ -83,7 +83,7 @@ EFFECT_ROWS = (
      aopc20("gradient_x_input"), None),
     ("top-4 token neuron overlap (Jaccard): SAFR − VMASK", "safr", "vmask",
      mechanism("topk_jaccard"), None),
-    ("attention-pair − random-pair neuron overlap: SAFR alone", "safr", None,
+    ("attention-pair − random-pair neuron overlap, SAFR (L_Inter aims > 0)", "safr", None,
      mechanism("attention_minus_random"), None),
 )
 
@@ -93,8 +93,8 @@ def _runs(groups, group: str, label: str | None = None) -> list[dict]:
   return [s for l in ([label] if label else sorted(rows)) for s in rows.get(l, [])]
 
 
-def effects_table(groups) -> str:
-  """The effects table, its Holm marks and its legend."""
+def _effect_cells(groups) -> tuple[dict[tuple[str, str], str], int]:
+  """``{(row, column's group): cell}`` with Holm's marks, and the family's size."""
   cells = []
   for _, a, b, metric_a, metric_b in EFFECT_ROWS:
     for _, group in COLUMNS:
@@ -108,15 +108,21 @@ def effects_table(groups) -> str:
   adjusted = dict(zip(tested, holm([cells[i][0].p for i in tested])))
   text = [_cell(e, m, adjusted.get(i, 1.0) < 0.05) + note if groups.get(g) else "not run"
           for i, (e, m, note, g) in enumerate(cells)]
-  k = len(COLUMNS)
-  body = [[row[0]] + text[r * k:(r + 1) * k] for r, row in enumerate(EFFECT_ROWS)]
+  keys = [(row[0], g) for row in EFFECT_ROWS for _, g in COLUMNS]
+  return dict(zip(keys, text)), len(tested)
+
+
+def effects_table(groups) -> str:
+  """The effects table, its Holm marks and its legend."""
+  cells, tested = _effect_cells(groups)
+  body = [[row[0]] + [cells[(row[0], g)] for _, g in COLUMNS] for row in EFFECT_ROWS]
   legend = (
       f"Δ = mean of A − mean of B over runs; accuracy in points (×100). "
       f"[95 % interval]: t with Welch–Satterthwaite df, over seeds and test examples (paired "
-      f"by example). * = significant at 5 % after Holm over the table's {len(tested)} "
-      f"intervals. \"seeds only\": no per-example scores, Welch over the runs' summary values. "
-      f"IMDB accuracy is seeds only: it is on 25,000 test reviews, so the example term is "
-      f"negligible. n = runs per arm.")
+      f"by example). * = significant at 5 % after Holm over the table's {tested} "
+      f"intervals. \"seeds only\": some run lacks per-example scores (for accuracy, of the "
+      f"whole test split: all of IMDB); the interval is then Welch over run summaries, without "
+      f"test-set sampling. The n counts runs with the metric, per arm.")
   return _table(["effect (A − B)"] + [c for c, _ in COLUMNS], body) + "\n\n" + legend
 
 
@@ -124,22 +130,23 @@ def _bottom_line(groups) -> list[str]:
   """Three sentences of numbers: SAFR's accuracy against both Transformers, the
   gap between them, and the gate's faithfulness (cells as in the effects table)."""
   acc = lambda a, b: _cell(effect(_runs(groups, *a), _runs(groups, *b), ACCURACY), ACCURACY)
+  cells, _ = _effect_cells(groups)
   factors = [(name, effect(_runs(groups, g, l), _runs(groups, *FACTORS[0][1:]), ACCURACY), (g, l))
              for name, g, l in FACTORS[1:-1]]
   cause = max(((n, acc(k, FACTORS[0][1:]), e.delta) for n, e, k in factors if e.delta is not None),
               key=lambda t: t[2], default=None)
-  safr, best = _runs(groups, "sst2", "safr"), best_posthoc(_runs(groups, "sst2", "baseline"))
-  vmask = _cell(effect(safr, _runs(groups, "sst2", "vmask"), GATE), GATE)
-  posthoc = (f"SAFR − the Transformer's best post-hoc ({best[0]}) " + _cell(effect(
-      safr, _runs(groups, "sst2", "baseline"), GATE, aopc20(best[0])), GATE)) if best else ""
+  cell = lambda name, group: cells[(next(r[0] for r in EFFECT_ROWS if r[0].startswith(name)),
+                                    group)]
   return [f"SST-2 test accuracy, SAFR − Transformer (points): "
-          f"{acc(('sst2_reference', 'safr'), ('sst2_reference', 'baseline'))} under the "
-          f"authors' numerics, {acc(('sst2', 'safr'), ('sst2', 'baseline'))} padding-aware.",
+          f"{cell('accuracy (points): SAFR − baseline', 'sst2_reference')} under the "
+          f"authors' numerics, {cell('accuracy (points): SAFR − baseline', 'sst2')} "
+          f"padding-aware.",
           f"The padding-aware Transformer − the authors': "
           f"{acc(('sst2', 'baseline'), ('sst2_reference', 'baseline'))} points"
           + (f"; its largest single factor, {cause[0][2:]}: {cause[1]}." if cause else "."),
-          f"Gate AOPC@20 %, SST-2 padding-aware: SAFR − VMASK {vmask}"
-          + (f"; {posthoc}." if posthoc else ".")]
+          f"Gate AOPC@20 %, SST-2 padding-aware: SAFR − VMASK "
+          f"{cell('gate AOPC@20 %: SAFR − VMASK', 'sst2')}; SAFR − the Transformer's best "
+          f"post-hoc explanation {cell('gate AOPC@20 %: SAFR − baseline', 'sst2')}."]
 
 
 def _epoch_cap(summary) -> int | None:
@@ -163,20 +170,24 @@ def _caveats(groups) -> list[str]:
     counts = collections.Counter()
     for s in (s for l in TABLE_LABELS for s in _runs(groups, group, l)):
       interp = s.get("interpretability") or {}
-      counts["not evaluated" if not interp else "whole test split" if _whole_split(s) else
-             f"{interp.get('examples') or 0:,} of {interp.get('split_examples') or 0:,}"] += 1
+      counts[("not evaluated" if not interp else "whole test split" if _whole_split(s) else
+              f"{interp.get('examples') or 0:,} of {interp.get('split_examples') or 0:,}")
+             + ("" if not interp or aopc20("occlusion").summary(s) is not None
+                else ", older evaluation")] += 1
     text = (next(iter(counts)) if len(counts) == 1 else ", ".join(
         f"{k} ({n} run{'s' * (n > 1)})" for k, n in sorted(counts.items()))) or "not run"
     scored.append(f"`{group}` {text}")
-  out.append("Examples scored for interpretability: " + "; ".join(scored) + ".")
+  out.append("Examples scored for interpretability: " + "; ".join(scored) + "." + (
+      " The older evaluation has no AOPC@20 % or mechanism numbers (cells —)."
+      if any("older" in t for t in scored) else ""))
   out.append("Seeds per column (safr / baseline / vmask): " + "; ".join(
       f"`{g}` " + "/".join(str(len(_runs(groups, g, l))) for l in TABLE_LABELS)
       for _, g in COLUMNS) + ".")
   runs = [s for _, g in COLUMNS for l in TABLE_LABELS for s in _runs(groups, g, l)]
   done = sum(1 for s in runs if s.get("_examples") is not None)
   again = sum(1 for s in runs if s.get("retrained_from"))
-  out.append(f"Per-example scores: {done} of {len(runs)} runs (their intervals cover seeds and "
-             f"examples, the others' seeds only); {again} runs were retrained, each a new "
+  out.append(f"Per-example scores: {done} of {len(runs)} runs; an interval covers test examples "
+             f"only where every run in it has them. {again} runs were retrained, each a new "
              "measurement (training is bit-exact only on one CPU kind).")
   return out
 
@@ -213,9 +224,10 @@ def padding_table(groups) -> str:
                is not None]  # measured by the newer evaluation only: its own n
     rows.append([f"`sst2_reference/{label}`", len(runs) or "not run",
                  _mean_std(_gate(s, "results", "test", "keep_rate") for s in runs),
-                 _mean_std(padding) + (f" (n = {len(padding)}: "
+                 _mean_std(padding) + (f" (n = {len(padding)}: "  # few: show the modes
                                        f"{', '.join(f'{v:.4f}' for v in padding)})"
-                                       if len(padding) < len(runs) else "")])
+                                       if len(padding) < len(runs) or len(padding) <= 3
+                                       else "")])
   return _table(["run", "n", "keep-prob., real tokens", "keep-prob., padding positions"], rows)
 
 
@@ -247,7 +259,7 @@ def readme_summary(results_dir: pathlib.Path | str, docs: str = "docs/") -> str:
 
 
 def _summary(groups, docs: str) -> str:
-  parts = [f"**Question.** {QUESTION}", "**Bottom line** (best-dev checkpoint; Δ [95 %] as in the table). "
+  parts = [f"**Question.** {QUESTION}", "**Bottom line** (best-dev checkpoint; Δ [95 %] and * as in the table). "
            + " ".join(_bottom_line(groups)), effects_table(groups),
            "**Caveats.**\n\n" + "\n".join(f"- {c}" for c in _caveats(groups)),
            frontier.answer(groups) + f"\n\n![accuracy vs the gate's AOPC]({docs}results/"
@@ -256,7 +268,8 @@ def _summary(groups, docs: str) -> str:
            "baseline with one factor set to ours (3 seeds planned each).", factor_table(groups),
            "**The VMASK gate on padding under the authors' numerics** (mean keep-probability; "
            "padding is pooled there).", padding_table(groups),
-           "Every number per group, the commits and the dev curves: `docs/RESULTS.md`."]
+           ] + (["Every number per group, the commits and the dev curves: `docs/RESULTS.md`."]
+                if docs else [])  # not in docs/RESULTS.md itself
   return "\n\n".join(parts) + "\n"
 
 
@@ -330,9 +343,9 @@ HOW = """## How these numbers were made
 Tables give mean ± sample std over seeds; n counts the runs with a value in that table.
 "—" means no value: a metric the run's evaluation predates, or a gate number of a model
 without VMASK. Accuracy is on the whole test split. Interpretability metrics use the examples
-each run's `safr_jax.evaluate` scored (the caveats give their number). AOPC@20 %: the mean drop
-in the predicted class's probability as the top 20 % of a text's tokens are deleted in 10
-steps. Mechanism: per text the 4 tokens of highest keep-probability; cos² between their
+each run's `safr_jax.evaluate` scored (the caveats give their number). AOPC@20 %: the drop in the
+predicted class's probability averaged over 0, 2, …, 20 % of a text's tokens deleted, most
+important first (11 points). Mechanism: per text the 4 tokens of highest keep-probability; cos² between their
 vectors, Jaccard of their active FFN neurons. Definitions: `docs/METRICS.md`. One run reruns
 with `python experiments/run_grid.py --only=<group>/<label>/seed<k>`.
 """
