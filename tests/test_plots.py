@@ -162,3 +162,24 @@ def test_two_runs_share_a_colour_scale_when_asked(tmp_path):
   assert np.linalg.norm(colour(a, "a") - colour(b, "b")) > 0.2  # each on its own scale
   np.testing.assert_allclose(colour(a, "a6", activation_vmax=6.0),
                              colour(b, "b6", activation_vmax=6.0), atol=0.02)
+
+
+@pytest.mark.parametrize("count", [3, 14])
+def test_comparison_points_are_told_apart(count):
+  """Few points are labelled beside themselves; many get a legend (no labels
+  that overlap) where no two share both colour and marker."""
+  points = [{"label": f"setting{i}", "x": 75 + i % 3, "y": 0.1, "xerr": 1.0, "yerr": 0.02}
+            for i in range(count)]
+  fig = plots.comparison_figure(points, xlabel="x", ylabel="y", title="t",
+                                references=[{"label": "T", "accuracy": 78.0,
+                                             "faithfulness": 0.4, "method": "occlusion"}])
+  ax = fig.axes[0]
+  labels = [t.get_text() for t in ax.texts]
+  legend = [t.get_text() for t in ax.get_legend().get_texts()]
+  if count <= plots.MAX_LABELLED:
+    assert labels == [p["label"] for p in points] and "setting0" not in legend
+  else:
+    assert not labels and legend[2:] == [p["label"] for p in points]
+    looks = {(tuple(c.lines[0].get_color()) if not isinstance(c.lines[0].get_color(), str)
+              else c.lines[0].get_color(), c.lines[0].get_marker()) for c in ax.containers}
+    assert len(looks) == count

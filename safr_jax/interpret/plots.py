@@ -37,6 +37,7 @@ _ZERO_COLOR = "white"  # exactly 0: the neuron is off (any activation > 0 is col
 _ACTIVATION_CMAP = "viridis_r"  # starts at a saturated yellow, far from white
 _STRENGTH_CMAP = "Purples"
 _NO_PAIR_COLOR = "#d4d4d4"  # the diagonal S_ii, not a pair
+MAX_LABELLED = 8  # comparison_figure: more points than this get a legend, not labels
 
 # Horizontal layout, px. Neurons: token labels | importance | shared | exclusive;
 # the exclusive block has a fixed width whatever the shared one's size, so a
@@ -275,27 +276,35 @@ def comparison_figure(points: Sequence[dict], *, xlabel: str, ylabel: str,
   """One point per dict ``{label, x, y, xerr, yerr}`` (None values skipped);
   per reference ``{label, accuracy, faithfulness, method}`` a vertical line at
   its accuracy (x) and a horizontal one at its faithfulness (y)."""
-  fig = Figure(figsize=(7.5, 5.5), layout="constrained")
+  # Many points: a legend beside the axes instead of labels that overlap, and
+  # twenty colours with four markers so that no two points look alike.
+  many = len(points) > MAX_LABELLED
+  fig = Figure(figsize=(10 if many else 7.5, 5.5), layout="constrained")
   ax = fig.subplots()
   for i, ref in enumerate(references):
-    color = f"C{(len(points) + i) % 10}"
+    color = "0.3" if many else f"C{(len(points) + i) % 10}"
     if ref.get("accuracy") is not None:
       ax.axvline(ref["accuracy"], color=color, ls="--", lw=1,
                  label=f"{ref['label']}: accuracy")
     if ref.get("faithfulness") is not None:
       ax.axhline(ref["faithfulness"], color=color, ls=":", lw=1,
                  label=f"{ref['label']}: {ref['method']}")
-  if references:
+  if references and not many:
     ax.legend(fontsize=7, loc="best")
   shown = 0
-  for p in points:
+  for i, p in enumerate(points):
     if p.get("x") is None or p.get("y") is None:
       continue
+    style = dict(color=mcolors.to_hex(matplotlib.colormaps["tab20"](i % 20)), fmt="osD^"[i // 5 % 4],
+                 elinewidth=0.8, capsize=3) if many else dict(fmt="o", capsize=4)
     ax.errorbar(p["x"], p["y"], xerr=p.get("xerr") or 0, yerr=p.get("yerr") or 0,
-                fmt="o", capsize=4, label=p["label"])
-    ax.annotate(p["label"], (p["x"], p["y"]), textcoords="offset points",
-                xytext=(6, 6), fontsize=8)
+                label=p["label"], **style)
+    if not many:
+      ax.annotate(p["label"], (p["x"], p["y"]), textcoords="offset points",
+                  xytext=(6, 6), fontsize=8)
     shown += 1
+  if many:
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
   if not shown:
     ax.text(0.5, 0.5, "no run has both numbers", ha="center", va="center",
             transform=ax.transAxes)
