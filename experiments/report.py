@@ -247,9 +247,9 @@ def frontier_table(groups) -> str:
   return _table(["setting", "n", "accuracy − Transformer (points)", "gate AOPC@20 %",
                  "gate AOPC − SAFR λ = 1", "keep-prob."], (r for _, r in rows)) + (
       "\n\nSettings: jointλ sets λ_imp = λ_inter = λ; impλ and interλ keep one loss only. "
-      "The others use λ = 1: scale_invariant normalises L_Imp on both sides, warmup3 sets λ = 0 "
-      "for 3 epochs, safr_ib adds VMASK's information bottleneck. The vmask row is the gate "
-      "alone.")
+      "The others use λ = 1 unless named: scale_invariant normalises L_Imp on both sides, "
+      "warmup3 sets λ = 0 for 3 epochs, safr_ib adds VMASK's information bottleneck. The vmask "
+      "row is the gate alone.")
 
 
 def readme_summary(results_dir: pathlib.Path | str, docs: str = "docs/") -> str:

@@ -176,10 +176,13 @@ WARMUP_EPOCHS = 3
 
 
 def candidate_grid() -> list[Run]:
-  """Candidate fixes for SAFR's accuracy cost (3 seeds, λ = 1, padding-aware
-  SST-2): L_Imp that closing the gate cannot lower, and a λ warm-up."""
+  """Candidate fixes for SAFR's accuracy cost (3 seeds, padding-aware SST-2):
+  L_Imp that closing the gate cannot lower, and a λ warm-up, at λ = 1; the
+  warm-up again at λ = 0.3, where the sweep's gate AOPC first reaches SAFR's."""
+  warmup = (f"--config.loss.warmup_epochs={WARMUP_EPOCHS}",)
   settings = [("scale_invariant", "scale_invariant", ()),
-              ("safr", f"warmup{WARMUP_EPOCHS}", (f"--config.loss.warmup_epochs={WARMUP_EPOCHS}",))]
+              ("safr", f"warmup{WARMUP_EPOCHS}", warmup),
+              ("safr", f"warmup{WARMUP_EPOCHS}_joint0.3", warmup + _lambdas(0.3, 0.3))]
   return [Run("sst2_candidates", "sst2.py", variant, seed, SST_TREEBANK + flags_, label=label,
               eval_examples=0)
           for seed in range(3) for variant, label, flags_ in settings]
