@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pathlib
 
+import numpy as np
+
 from experiments import stats
 from safr_jax.interpret import plots
 
@@ -102,3 +104,21 @@ def answer(groups) -> str:
   if best is not None and best not in close:
     text.append(f"Most accurate: {what(*best)}.")
   return " ".join(text)
+
+
+def keep_line(groups) -> str:
+  """The gate-closing hypothesis over the figure's settings: Spearman ρ of the
+  gate's mean keep-probability with its AOPC@20 % and with accuracy."""
+  from scipy import stats as scipy_stats  # pylint: disable=g-import-not-at-top
+  rows = []
+  for p in points(groups):
+    runs = groups[p["key"][0]][p["key"][1]]
+    keep = [k for s in runs if (k := stats._gate(s, "results", "test", "keep_rate")) is not None]  # pylint: disable=protected-access
+    if keep:
+      rows.append((float(np.mean(keep)), p["y"], p["x"]))
+  if len(rows) < 4:
+    return ""
+  keep, gate, accuracy = np.array(rows).T
+  rho = lambda a, b: scipy_stats.spearmanr(a, b).statistic  # pylint: disable=unnecessary-lambda-assignment
+  return (f"Over these {len(rows)} settings, Spearman ρ of the gate's mean keep-probability "
+          f"with its AOPC@20 %: {rho(keep, gate):+.2f}; with accuracy: {rho(keep, accuracy):+.2f}.")

@@ -412,3 +412,18 @@ def test_frontier_table_rows_most_accurate_first(tmp_path):
   assert rows["joint0.1"][2:4] == ["0.360", "+0.050 [+0.027, +0.073] (n = 3/3, seeds only)"]
   assert rows["safr (λ=1)"][3] == "(the reference)"
   assert rows["vmask"][4] == "—"  # the fixture saves no keep-probability
+
+
+def test_keep_line_is_spearman_over_the_settings(tmp_path):
+  from experiments import frontier  # pylint: disable=g-import-not-at-top
+  # gates 0.30 / 0.10 / 0.35 / 0.20 for keep 0.2 / 0.6 / 0.1 / 0.4: ρ(keep, gate) = −1;
+  # accuracies 75 / 78 / 79.8 / 77 %: ranks 1, 3, 4, 2 against keep's 2, 4, 1, 3: ρ = −0.2
+  rows = [("sst2", "baseline", 0.80, None, None), ("sst2", "safr", 0.75, 0.30, 0.2),
+          ("sst2", "vmask", 0.78, 0.10, 0.6), ("sst2_lambda", "joint0.1", 0.798, 0.35, 0.1),
+          ("sst2_lambda", "joint0.3", 0.77, 0.20, 0.4)]
+  runs = [(_summary(g, l, k, acc, use_vmask=gate is not None, keep_rate=keep,
+                    aopc20=None if gate is None else {"vmask": gate}), None)
+          for g, l, acc, gate, keep in rows for k in range(2)]
+  line = frontier.keep_line(report.load(_save(tmp_path, runs)))
+  assert line == ("Over these 4 settings, Spearman ρ of the gate's mean keep-probability with "
+                  "its AOPC@20 %: -1.00; with accuracy: -0.20.")
