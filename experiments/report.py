@@ -263,7 +263,9 @@ def _summary(groups, docs: str) -> str:
            + " ".join(_bottom_line(groups)), effects_table(groups),
            "**Caveats.**\n\n" + "\n".join(f"- {c}" for c in _caveats(groups)),
            frontier.answer(groups) + f"\n\n![accuracy vs the gate's AOPC]({docs}results/"
-           f"{frontier.FIGURE})", frontier_table(groups) + "\n\n" + frontier.keep_line(groups),
+           f"{frontier.FIGURE})",
+           # every point's row in docs/RESULTS.md only: the README stays a short first read
+           (frontier_table(groups) + "\n\n" if not docs else "") + frontier.keep_line(groups),
            "**Why the authors' Transformer is weaker on SST-2**: the authors'-numerics "
            "baseline with one factor set to ours (3 seeds planned each).", factor_table(groups),
            "**The VMASK gate on padding under the authors' numerics** (mean keep-probability; "

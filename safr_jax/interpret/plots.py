@@ -295,8 +295,9 @@ def comparison_figure(points: Sequence[dict], *, xlabel: str, ylabel: str,
   for i, p in enumerate(points):
     if p.get("x") is None or p.get("y") is None:
       continue
-    style = dict(color=mcolors.to_hex(matplotlib.colormaps["tab20"](i % 20)), fmt="osD^"[i // 5 % 4],
-                 elinewidth=0.8, capsize=3) if many else dict(fmt="o", capsize=4)
+    style = dict(color=mcolors.to_hex(matplotlib.colormaps["tab20"](i % 20)),
+                 fmt="osD^"[i // 5 % 4], elinewidth=0.8, capsize=3) if many else dict(
+                     fmt="o", capsize=4)
     ax.errorbar(p["x"], p["y"], xerr=p.get("xerr") or 0, yerr=p.get("yerr") or 0,
                 label=p["label"], **style)
     if not many:
