@@ -194,6 +194,10 @@ def _caveats(groups) -> list[str]:
 
 FACTORS = (("the authors' baseline", "sst2_reference", "baseline"),
            ("+ Flax initialisation", "sst2_factors", "baseline_flax_init"),
+           ("+ Flax initialisation of the embedding only", "sst2_factors",
+            "baseline_flax_embedding"),
+           ("+ Flax initialisation of the Dense layers only", "sst2_factors",
+            "baseline_flax_dense"),
            ("+ pooling over real tokens only", "sst2_factors", "baseline_pool_tokens"),
            ("+ batches padded to their longest row", "sst2_factors", "baseline_pad_batch"),
            ("+ length-bucketed batches", "sst2_factors", "baseline_bucketed"),

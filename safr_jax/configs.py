@@ -71,7 +71,8 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.model.vmask_temperature = 1.0
   c.model.pool = "tokens"  # "all" = the authors' (padding averaged in)
   # Parameter initialisers: "flax" (Flax defaults) or "torch" (PyTorch's, as
-  # the authors' model gets them: embedding N(0, 1), Linear U(±1/sqrt(fan_in))).
+  # the authors' model gets them: embedding N(0, 1), Linear U(±1/sqrt(fan_in)));
+  # "torch_embedding" / "torch_dense": PyTorch's for that part only.
   c.model.init = "flax"
   c.model.dtype = "float32"  # or "bfloat16" activations (params stay float32)
 

@@ -5,7 +5,9 @@ N(0, 1) (no ``padding_idx``, so ``<PAD>`` is an ordinary learned vector), every
 ``nn.Linear`` weight and bias U(±1/sqrt(fan_in)), LayerNorm 1/0. Flax's
 defaults differ (embedding std 1/sqrt(d), LeCun-normal kernels, zero biases);
 after the model's ·sqrt(d) embedding scaling the authors' token vectors are
-~sqrt(d) times larger per dimension than Flax's.
+~sqrt(d) times larger per dimension than Flax's. "torch_embedding" and
+"torch_dense" take PyTorch's for that part only (Flax's for the rest): they
+split what the initialisation does to the authors' baseline.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import jax.numpy as jnp
 
 __all__ = ["INIT_MODES", "dense_init", "embed_init"]
 
-INIT_MODES = ("flax", "torch")
+INIT_MODES = ("flax", "torch", "torch_embedding", "torch_dense")
 
 
 def _torch_uniform(fan_in: int):
@@ -35,20 +37,22 @@ def _torch_uniform(fan_in: int):
 def dense_init(init: str, fan_in: int) -> dict[str, Any]:
   """``kernel_init``/``bias_init`` for a ``Dense`` reading ``fan_in`` inputs.
 
-  "flax": Flax's defaults (LeCun normal kernel, zero bias). "torch": what the
-  authors' PyTorch modules get (``nn.Linear``'s U(±1/sqrt(fan_in)) for both).
+  "torch", "torch_dense": what the authors' PyTorch modules get (``nn.Linear``'s
+  U(±1/sqrt(fan_in)) for both); else Flax's defaults (LeCun normal kernel,
+  zero bias).
   """
-  if init == "flax":
-    return {}
-  if init == "torch":
+  if init not in INIT_MODES:
+    raise ValueError(f"init must be one of {INIT_MODES}, got {init!r}")
+  if init in ("torch", "torch_dense"):
     return dict(kernel_init=_torch_uniform(fan_in), bias_init=_torch_uniform(fan_in))
-  raise ValueError(f"init must be one of {INIT_MODES}, got {init!r}")
+  return {}
 
 
 def embed_init(init: str) -> dict[str, Any]:
-  """"torch": ``nn.Embedding``'s N(0, 1) (the authors set no padding_idx, so
-  ``<PAD>`` is an ordinary learned row). "flax": Flax's N(0, 1/d)-like default."""
-  if init == "torch":
-    return dict(embedding_init=nn.initializers.normal(stddev=1.0))
+  """"torch", "torch_embedding": ``nn.Embedding``'s N(0, 1) (the authors set no
+  padding_idx, so ``<PAD>`` is an ordinary learned row); else Flax's N(0, 1/d)-like
+  default."""
   dense_init(init, 1)  # validates the name
+  if init in ("torch", "torch_embedding"):
+    return dict(embedding_init=nn.initializers.normal(stddev=1.0))
   return {}

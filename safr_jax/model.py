@@ -220,7 +220,8 @@ class SafrClassifier(nn.Module):
       "tokens" averages real tokens only (padding-aware).
     param_init: "flax" (Flax's default initialisers) or "torch" (PyTorch's defaults
       for the authors' modules: embedding N(0, 1), every Linear weight and bias
-      U(±1/sqrt(fan_in)); LayerNorm 1/0 in both).
+      U(±1/sqrt(fan_in)); LayerNorm 1/0 in both); "torch_embedding" /
+      "torch_dense": PyTorch's for that part only.
     dtype: activation dtype (e.g. ``jnp.bfloat16``); params stay float32 and
       attention softmax runs in float32.
   """

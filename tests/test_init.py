@@ -7,6 +7,7 @@ fail for Flax's defaults.
 """
 
 import jax
+import pytest
 import jax.numpy as jnp
 import numpy as np
 
@@ -84,6 +85,30 @@ def test_flax_initialisation_breaks_the_rule():
   bad = _torch_rule_violations(_model("safr", sizes))
   assert any("embedding" in b for b in bad)
   assert any("['bias']" in b for b in bad)
+
+
+@pytest.mark.parametrize("mode, torch_part", [("torch_embedding", "embedding"),
+                                              ("torch_dense", "dense")])
+def test_split_modes_take_pytorchs_initialisation_for_one_part_only(mode, torch_part):
+  # The rule holds exactly on the PyTorch part, and every other Dense/embedding
+  # parameter breaks it (Flax's draws); LayerNorm is 1/0 in both.
+  _, sizes = _golden()
+  config = configs.get_config("sst2", "reference")
+  config.model.init = mode
+  config.model.update(d_model=sizes["d_model"], num_heads=sizes["num_heads"],
+                      num_layers=sizes["num_layers"], d_ff=sizes["d_ff"],
+                      vmask_hidden_dim=sizes["mask_hidden_dim"])
+  params = steps.build_model(config.model, vocab_size=sizes["vocab_size"],
+                             num_classes=sizes["num_classes"]).init(
+      jax.random.key(3), jnp.ones((1, sizes["max_seq_length"]), jnp.int32))["params"]
+  bad = _torch_rule_violations(params)
+  embedding_bad = [b for b in bad if "embedding" in b]
+  dense_bad = [b for b in bad if "embedding" not in b and "norm" not in b]
+  assert not any("norm" in b for b in bad)
+  if torch_part == "embedding":
+    assert embedding_bad == [] and dense_bad
+  else:
+    assert dense_bad == [] and embedding_bad
 
 
 def test_torch_init_is_selectable_on_any_variant():
