@@ -113,7 +113,7 @@ def keep_line(groups) -> str:
   rows = []
   for p in points(groups):
     runs = groups[p["key"][0]][p["key"][1]]
-    keep = [k for s in runs if (k := stats._gate(s, "results", "test", "keep_rate")) is not None]  # pylint: disable=protected-access
+    keep = [k for s in runs if (k := stats.keep_rate(s)) is not None]
     if keep:
       rows.append((float(np.mean(keep)), p["y"], p["x"]))
   if len(rows) < 4:

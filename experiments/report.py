@@ -15,8 +15,8 @@ import numpy as np
 from experiments import frontier
 from experiments.stats import (  # pylint: disable=unused-import (tests read them here)
     ACCURACY, MECHANISM, METHODS, POSTHOC, Effect, Metric, _gate, _get, _node, _number,
-    _whole_split, aopc20, best_posthoc, effect, holm, load, mechanism, paired, seeds_only,
-    welch)
+    _whole_split, aopc20, best_posthoc, effect, holm, keep_rate, load, mechanism, paired,
+    seeds_only, welch)
 
 
 def _wall_minutes(s) -> float | None:
@@ -227,7 +227,7 @@ def padding_table(groups) -> str:
     padding = [v for s in runs if (v := _get(s, "interpretability", "keep_rate_padding"))
                is not None]  # measured by the newer evaluation only: its own n
     rows.append([f"`sst2_reference/{label}`", len(runs) or "not run",
-                 _mean_std(_gate(s, "results", "test", "keep_rate") for s in runs),
+                 _mean_std(map(keep_rate, runs)),
                  _mean_std(padding) + (f" (n = {len(padding)}: "  # few: show the modes
                                        f"{', '.join(f'{v:.4f}' for v in padding)})"
                                        if len(padding) < len(runs) or len(padding) <= 3
@@ -246,7 +246,7 @@ def frontier_table(groups) -> str:
     rows.append((acc.delta, [p["label"], p["n"], _cell(acc, ACCURACY), f"{p['y']:.3f}",
                              "(the reference)" if p["key"] == frontier.SAFR
                              else _cell(effect(runs, safr, GATE), GATE),
-                             _mean_std(_gate(s, "results", "test", "keep_rate") for s in runs)]))
+                             _mean_std(map(keep_rate, runs))]))
   rows.sort(key=lambda r: -r[0])
   return _table(["setting", "n", "accuracy − Transformer (points)", "gate AOPC@20 %",
                  "gate AOPC − SAFR λ = 1", "keep-prob."], (r for _, r in rows)) + (
@@ -338,7 +338,7 @@ TABLES: tuple[tuple[str, list[tuple[str, Callable[[dict], Any], int, float]], bo
     ("Mechanism, the 4 tokens of highest keep-probability per text (cos², Jaccard)",
      [(name, mechanism(name).summary, 3, 1) for name in MECHANISM], False),
     ("VMASK gate: mean keep-probability", [
-        ("real tokens", lambda s: _gate(s, "results", "test", "keep_rate"), 3, 1),
+        ("real tokens", keep_rate, 3, 1),
         ("share p > 0.5", lambda s: _gate(s, "results", "test", "keep_above_half"), 3, 1),
         ("padding positions", lambda s: _get(s, "interpretability", "keep_rate_padding"), 3, 1)],
      False),

@@ -48,6 +48,11 @@ def _gate(summary, *keys) -> float | None:
   return None if _node(summary, "config", "model", "use_vmask") is False else _get(summary, *keys)
 
 
+def keep_rate(summary) -> float | None:
+  """The gate's mean keep-probability on real test tokens (None without VMASK)."""
+  return _gate(summary, "results", "test", "keep_rate")
+
+
 
 def load(results_dir: pathlib.Path) -> dict[str, dict[str, list[dict]]]:
   """``{group: {label: [summary, ...]}}``; each summary's per-example scores
