@@ -121,7 +121,7 @@ def effects_table(groups) -> str:
       f"[95 % interval]: t with Welch–Satterthwaite df, over seeds and test examples (paired "
       f"by example). * = significant at 5 % after Holm over the table's {tested} "
       f"intervals. \"seeds only\": some run lacks per-example scores (for accuracy, of the "
-      f"whole test split: all of IMDB); the interval is then Welch over run summaries, without "
+      f"whole test split); the interval is then Welch over run summaries, without "
       f"test-set sampling. The n counts runs with the metric, per arm.")
   return _table(["effect (A − B)"] + [c for c, _ in COLUMNS], body) + "\n\n" + legend
 

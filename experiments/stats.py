@@ -74,11 +74,16 @@ class Metric:
   example: tuple[str, ...] = ()
   scale: float = 1.0
   digits: int = 3
-  whole_split: bool = False  # per example only where the whole split was scored
+  # per example only over the whole split: its ``whole_split`` column (in split
+  # order), or the scored examples where they are the whole split
+  whole_split: bool = False
 
   def column(self, s: dict) -> dict[int, Any] | None:
     """``{split index: value}`` of run ``s``, or None without per-example scores."""
     node = s.get("_examples")
+    whole = None if node is None else _node(node, "whole_split", *self.example)
+    if self.whole_split and isinstance(whole, list):
+      return dict(enumerate(float(v) for v in whole))
     if node is None or not self.example or (self.whole_split and not _whole_split(s)):
       return None
     index, values = node.get("index"), _node(node, *self.example)

@@ -301,8 +301,9 @@ def eval_step(params: Any, batch: dict[str, jax.Array],
               vmask_kl_weight: jax.Array | None = None, *, model: SafrClassifier,
               weights: losses.LossWeights, count_padding: bool,
               query_block_size: int | str | None = None,
-              cut_padded_keys: bool | None = None) -> dict:
-  """Metric sums on ``batch`` (``ids``, ``labels``, ``weights [B]``), eval mode.
+              cut_padded_keys: bool | None = None, per_example: bool = False):
+  """Metric sums on ``batch`` (``ids``, ``labels``, ``weights [B]``), eval mode;
+  with ``per_example``, ``(sums, correct [B])`` (each row's argmax == label).
 
   ``batch["weights"]`` are example weights (0 for the filler rows that pad the
   last batch); the keyword ``weights`` holds the λ of each loss term.
@@ -332,4 +333,4 @@ def eval_step(params: Any, batch: dict[str, jax.Array],
   correct = jnp.argmax(logits, -1) == batch["labels"]
   sums.update(loss_sum=total * n, accuracy_sum=jnp.sum(example_weights * correct),
               **_gate_sums(keep_prob, batch["ids"] != 0, n), count=n)
-  return sums
+  return (sums, correct) if per_example else sums

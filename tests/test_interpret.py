@@ -671,12 +671,30 @@ def test_split_losses_reports_the_vmask_gate_as_two_numbers(small_model):
   run = type("FakeRun", (), {"config": config, "model": model, "params": p})()
   split = data.EncodedSplit(ids=ids, lengths=last_token(ids), labels=np.array([0, 1, 0]),
                             texts=["a", "b", "c"], example_ids=np.arange(3))
-  got = interpretability.split_losses(run, split)
+  got, _ = interpretability.split_losses(run, split)
   tokens = ids[ids != 0]                             # 3 4 5 6 | 7 … 17 | 2: 16 tokens
   q = 1 / (1 + np.exp(-np.tanh(np.sqrt(8.0)) * sign[tokens]))
   assert got["keep_above_half"] == pytest.approx(np.mean(tokens % 3 == 0))
   assert got["keep_above_half"] == pytest.approx(5 / 16)       # 3, 6, 9, 12, 15
   assert got["keep_rate"] == pytest.approx(q.mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 8])   # 2: the last batch has a filler row
+def test_split_losses_says_which_examples_are_correct_in_split_order(small_model, batch_size):
+  model, params, ids = small_model
+  predicted = np.argmax(model.apply({"params": params}, jnp.asarray(ids))[0], -1)
+  labels = np.array([predicted[0], 1 - predicted[1], 1 - predicted[2]])  # right, wrong, wrong
+  config = ml_collections.ConfigDict({
+      "loss": {"importance": 0.0, "interaction": 0.0, "vmask_kl": 0.0,
+               "scale_invariant_importance": 0.0, "count_padding": False,
+               "query_block_size": None},
+      "train": {"eval_batch_size": batch_size}, "data": {"pad_to": "batch"}})
+  run = types.SimpleNamespace(config=config, model=model, params=params)
+  split = data.EncodedSplit(ids=ids, lengths=last_token(ids), labels=labels,
+                            texts=["a", "b", "c"], example_ids=np.arange(3))
+  got, correct = interpretability.split_losses(run, split)
+  assert correct.tolist() == [True, False, False]
+  assert got["accuracy"] == pytest.approx(1 / 3)
 
 
 def test_keep_rate_on_padding_only_where_padding_is_pooled():

@@ -161,6 +161,14 @@ def test_effect_falls_back_to_seeds_only_without_per_example_scores():
   assert report.effect(whole, base, report.ACCURACY).examples == 3
   part = [_new("safr", k, [0.3] * 3, correct=[1, 0, 1], whole=False) for k in range(2)]
   assert report.effect(part, base, report.ACCURACY).examples is None
+  # ... or where evaluate kept the whole split's correctness beside the subset's
+  for k, run in enumerate(part):
+    run["_examples"]["whole_split"] = {"correct": [1, 0, 1, 1, 0, 0, 1, 1, 1, k]}
+  wide = [_new("baseline", k, [0.1] * 3, whole=False) for k in range(2)]
+  for k, run in enumerate(wide):
+    run["_examples"]["whole_split"] = {"correct": [1, 1, 0, 0, 0, 0, 1, 1, 0, k]}
+  e = report.effect(part, wide, report.ACCURACY)
+  assert e.examples == 10 and e.delta == pytest.approx(0.2) and e.low < e.delta < e.high
 
 
 def test_a_mixed_contrast_uses_the_runs_that_have_the_metric():

@@ -76,7 +76,8 @@ class InterpretabilityReport:
   # The code that measured (git commit, package versions): a run trained at one
   # commit may be evaluated at a later one, e.g. when a metric is added.
   provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-  # Per example (``examples_path``'s file): each column a list over the subset.
+  # Per example (``examples_path``'s file): each column a list over the subset;
+  # ``whole_split``'s over the whole split, in split order.
   per_example: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> dict[str, Any]:
@@ -100,10 +101,12 @@ def _column(values: np.ndarray) -> list:
   return [round(float(v), _DIGITS) if np.isfinite(v) else None for v in values]
 
 
-def split_losses(run: runs.Run, split: data.EncodedSplit) -> dict[str, float]:
+def split_losses(run: runs.Run, split: data.EncodedSplit
+                 ) -> tuple[dict[str, float], np.ndarray]:
   """Accuracy, cross-entropy, L_Imp, L_Inter, keep_rate and keep_above_half on
   the whole split, eval mode, batched as training evaluates (the numbers of
-  results.json)."""
+  results.json); and whether each example is classified correctly (bool [N],
+  in split order: accuracy intervals then cover the whole split's examples)."""
   c = run.config
   step = jax.jit(functools.partial(
       steps.eval_step, model=run.model, weights=steps.loss_weights(c),
@@ -111,12 +114,15 @@ def split_losses(run: runs.Run, split: data.EncodedSplit) -> dict[str, float]:
       query_block_size=c.loss.query_block_size,
       # as train.py decides: extra compiled branches only where they pay
       cut_padded_keys=bool(c.loss.count_padding) and steps.cut_pays(
-          split.lengths, split.max_len, int(c.train.eval_batch_size))))
-  sums = None
+          split.lengths, split.max_len, int(c.train.eval_batch_size)),
+      per_example=True))
+  sums, correct = None, []
   for batch in data.eval_batches(split, batch_size=int(c.train.eval_batch_size),
                                  pad_to=c.data.get("pad_to", "max_len")):
-    sums = metrics.add(sums, step(run.params, batch))
-  return metrics.means(sums)
+    batch_sums, ok = step(run.params, batch)
+    sums = metrics.add(sums, batch_sums)
+    correct.append((ok, batch["weights"] > 0))  # read back once, at the end
+  return metrics.means(sums), np.concatenate([np.asarray(ok)[real] for ok, real in correct])
 
 
 def _run_info(run: runs.Run) -> dict[str, Any]:
@@ -186,7 +192,7 @@ def measure(run: runs.Run, encoded: data.EncodedSplit, *, split: str = "test",
   ``timing``: seconds spent before (e.g. ``{"load": 2.0}``), kept in ``timing_s``."""
   _check(max_examples, random_orders)
   timer = _Timer(timing)
-  losses = timer("split_losses", split_losses, run, encoded)
+  losses, split_correct = timer("split_losses", split_losses, run, encoded)
   idx = splits_lib.stratified_subsample(encoded.labels, max_examples or len(encoded), seed)
   lengths = encoded.lengths[idx]
   predictor = forward.Predictor.for_run(run)
@@ -209,6 +215,7 @@ def measure(run: runs.Run, encoded: data.EncodedSplit, *, split: str = "test",
       ("index", np.asarray(idx)[rows]), ("label", encoded.labels[idx][rows]),
       ("tokens", lengths[rows]), ("correct", (predicted == encoded.labels[idx])[rows]),
       ("p_predicted", passed.probs.max(-1)[rows]))}
+  per_example["whole_split"] = {"correct": split_correct.astype(np.int8).tolist()}
   per_example["faithfulness"] = {m: {k: _column(v) for k, v in cols.items()}
                                  for m, cols in faith["per_example"].items()}
   per_example["mechanism"] = {k: _column(v[rows])
