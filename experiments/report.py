@@ -271,7 +271,8 @@ def _summary(groups, docs: str) -> str:
            # every point's row in docs/RESULTS.md only: the README stays a short first read
            (frontier_table(groups) + "\n\n" if not docs else "") + frontier.keep_line(groups),
            "**Why the authors' Transformer is weaker on SST-2**: the authors'-numerics "
-           "baseline with one factor set to ours (3 seeds planned each).", factor_table(groups),
+           "baseline with one factor set to ours (3 seeds each; n: those run).",
+           factor_table(groups),
            "**The VMASK gate on padding under the authors' numerics** (mean keep-probability; "
            "padding is pooled there).", padding_table(groups),
            ] + (["Every number per group, the commits and the dev curves: `docs/RESULTS.md`."]
@@ -302,7 +303,8 @@ GROUP_TITLES = {
     "sst2_reference": ("SST-2 (`sst_treebank`), the authors' numerics: PyTorch initialisation, "
                        "padding pooled and counted in both losses, rows padded to 128"),
     "sst2_factors": "SST-2, the authors' baseline with one of its numerics set to ours",
-    "sst2_lambda": "SST-2, λ: joint, each loss alone, and joint under the authors' numerics",
+    "sst2_lambda": ("SST-2, λ: joint and each loss alone, padding-aware; `reference_joint*`: "
+                    "joint under the authors' numerics"),
     "sst2_candidates": "SST-2, candidate fixes: scale-invariant L_Imp, a 3-epoch λ warm-up",
     "imdb_curve": "IMDB (`aclimdb`, official test): the SAFR run whose dev curve set the cap",
     "imdb": "IMDB (`aclimdb`, the official test), max_len 256, padding-aware, epoch cap",
