@@ -435,3 +435,19 @@ def test_keep_line_is_spearman_over_the_settings(tmp_path):
   line = frontier.keep_line(report.load(_save(tmp_path, runs)))
   assert line == ("Over these 4 settings, Spearman ρ of the gate's mean keep-probability with "
                   "its AOPC@20 %: -1.00; with accuracy: -0.20.")
+
+
+def test_the_cap_table_appears_once_early_stopping_has_run(tmp_path):
+  runs = _paper_runs()
+  assert "Does IMDB's 3-epoch cap" not in report.readme_summary(_save(tmp_path / "a", runs))
+  for k in range(2):
+    for label, acc, best in (("safr", 0.84, 4), ("baseline", 0.85 + 0.01 * k, 6)):
+      runs.append((_summary("imdb_early", label, k, acc, best_epoch=best, epochs_run=best + 3,
+                            aopc20={"vmask": 0.3} if label == "safr" else
+                            {"occlusion": 0.5, "gradient_x_input": 0.2}), None))
+  rows = _rows(report.readme_summary(_save(tmp_path / "b", runs)))
+  assert rows["3-epoch cap (`imdb`)"][:2] == ["3/3", "2–3"]
+  early = rows["early stopping (`imdb_early`)"]
+  assert early[:2] == ["2/2", "4–6"]
+  assert early[2].startswith("-1.5 [") and early[2].endswith("(n = 2/2, seeds only)")
+  assert early[3] == "-0.200 [-0.200, -0.200] (n = 2/2, seeds only) (vs occlusion)"
