@@ -294,8 +294,9 @@ def _summary(groups, docs: str) -> str:
            "padding is pooled there).", padding_table(groups),
            ] + (["**Does IMDB's 3-epoch cap change the answer?** Early stopping as the authors "
                  "stop (patience 3, at most 10 epochs) beside the cap.", cap_table(groups)]
-                if groups.get("imdb_early") else []) + (["Every number per group, the commits and the dev curves: `docs/RESULTS.md`."]
-                if docs else [])  # not in docs/RESULTS.md itself
+                if groups.get("imdb_early") else []) + (
+               ["Every number per group, the commits and the dev curves: `docs/RESULTS.md`."]
+               if docs else [])  # not in docs/RESULTS.md itself
   return "\n\n".join(parts) + "\n"
 
 

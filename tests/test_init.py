@@ -7,9 +7,9 @@ fail for Flax's defaults.
 """
 
 import jax
-import pytest
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from conftest import load_golden
 from safr_jax import configs
@@ -24,8 +24,9 @@ def _golden():
   return convert.torch_state_dict_to_params(state_dict), sizes
 
 
-def _model(variant: str, sizes: dict[str, int]):
+def _model(variant: str, sizes: dict[str, int], init: str | None = None):
   config = configs.get_config("sst2", variant)
+  config.model.init = init or config.model.init
   config.model.update(d_model=sizes["d_model"], num_heads=sizes["num_heads"],
                       num_layers=sizes["num_layers"], d_ff=sizes["d_ff"],
                       vmask_hidden_dim=sizes["mask_hidden_dim"])
@@ -93,15 +94,7 @@ def test_split_modes_take_pytorchs_initialisation_for_one_part_only(mode, torch_
   # The rule holds exactly on the PyTorch part, and every other Dense/embedding
   # parameter breaks it (Flax's draws); LayerNorm is 1/0 in both.
   _, sizes = _golden()
-  config = configs.get_config("sst2", "reference")
-  config.model.init = mode
-  config.model.update(d_model=sizes["d_model"], num_heads=sizes["num_heads"],
-                      num_layers=sizes["num_layers"], d_ff=sizes["d_ff"],
-                      vmask_hidden_dim=sizes["mask_hidden_dim"])
-  params = steps.build_model(config.model, vocab_size=sizes["vocab_size"],
-                             num_classes=sizes["num_classes"]).init(
-      jax.random.key(3), jnp.ones((1, sizes["max_seq_length"]), jnp.int32))["params"]
-  bad = _torch_rule_violations(params)
+  bad = _torch_rule_violations(_model("reference", sizes, init=mode))
   embedding_bad = [b for b in bad if "embedding" in b]
   dense_bad = [b for b in bad if "embedding" not in b and "norm" not in b]
   assert not any("norm" in b for b in bad)

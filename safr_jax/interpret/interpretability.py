@@ -215,7 +215,7 @@ def measure(run: runs.Run, encoded: data.EncodedSplit, *, split: str = "test",
       ("index", np.asarray(idx)[rows]), ("label", encoded.labels[idx][rows]),
       ("tokens", lengths[rows]), ("correct", (predicted == encoded.labels[idx])[rows]),
       ("p_predicted", passed.probs.max(-1)[rows]))}
-  per_example["whole_split"] = {"correct": split_correct.astype(np.int8).tolist()}
+  per_example["whole_split"] = {"correct": _column(split_correct.astype(np.int8))}
   per_example["faithfulness"] = {m: {k: _column(v) for k, v in cols.items()}
                                  for m, cols in faith["per_example"].items()}
   per_example["mechanism"] = {k: _column(v[rows])
