@@ -93,17 +93,23 @@ def _runs(groups, group: str, label: str | None = None) -> list[dict]:
   return [s for l in ([label] if label else sorted(rows)) for s in rows.get(l, [])]
 
 
-def _effect_cells(groups) -> tuple[dict[tuple[str, str], str], int]:
-  """``{(row, column's group): cell}`` with Holm's marks, and the family's size."""
-  cells = []
-  for _, a, b, metric_a, metric_b in EFFECT_ROWS:
+def contrasts(groups):
+  """The effects table's cells in order, as ``(row, column's group, A's runs,
+  B's runs (None: one arm), metric A, metric B, note)``."""
+  for row, a, b, metric_a, metric_b in EFFECT_ROWS:
     for _, group in COLUMNS:
       note, mb = "", metric_b or metric_a
       if metric_b is BEST:
         best = best_posthoc(_runs(groups, group, "baseline"))
         mb, note = (aopc20(best[0]), f" (vs {best[0]})") if best else (GATE, "")
-      e = effect(_runs(groups, group, a), b and _runs(groups, group, b), metric_a, mb)
-      cells.append((e, metric_a, note, group))
+      yield (row, group, _runs(groups, group, a), b and _runs(groups, group, b), metric_a, mb,
+             note)
+
+
+def _effect_cells(groups) -> tuple[dict[tuple[str, str], str], int]:
+  """``{(row, column's group): cell}`` with Holm's marks, and the family's size."""
+  cells = [(effect(a, b, ma, mb), ma, note, group)
+           for _, group, a, b, ma, mb, note in contrasts(groups)]
   tested = [i for i, (e, *_) in enumerate(cells) if e.p is not None]
   adjusted = dict(zip(tested, holm([cells[i][0].p for i in tested])))
   text = [_cell(e, m, adjusted.get(i, 1.0) < 0.05) + note if groups.get(g) else "not run"
@@ -119,10 +125,10 @@ def effects_table(groups) -> str:
   legend = (
       f"Δ = mean of A − mean of B over runs; accuracy in points (×100). "
       f"[95 % interval]: t with Welch–Satterthwaite df, over seeds and test examples (paired "
-      f"by example). * = significant at 5 % after Holm over the table's {tested} "
-      f"intervals. \"seeds only\": some run lacks per-example scores (for accuracy, of the "
-      f"whole test split); the interval is then Welch over run summaries, without "
-      f"test-set sampling. The n counts runs with the metric, per arm.")
+      f"by example; coverage simulated in `docs/METRICS.md`). * = significant at 5 % after "
+      f"Holm over the table's {tested} intervals. \"seeds only\": some run lacks per-example "
+      f"scores (for accuracy, of the whole test split); the interval is then Welch over run "
+      f"summaries, without test-set sampling. The n counts runs with the metric, per arm.")
   return _table(["effect (A − B)"] + [c for c, _ in COLUMNS], body) + "\n\n" + legend
 
 

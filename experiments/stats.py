@@ -4,11 +4,14 @@ Intervals (``effect``) cover seeds and test examples. For a contrast A − B
 over runs r with per-example vectors x_r, aligned on the examples' split
 ``index`` (the examples every run of both arms scored, nulls dropped):
 Δ = mean_A m_r − mean_B m_r with m_r the run's mean over those examples;
-seed terms a = var(m_A)/n_A, b = var(m_B)/n_B; example term c = var(d_e)/|E|
-with d_e = mean_A x_r[e] − mean_B x_r[e] (the examples are shared: paired);
+seed terms a = var(m_A)/n_A, b = var(m_B)/n_B; example term
+c = max(var(d_e) − σ²_A/n_A − σ²_B/n_B, 0)/|E| with d_e = mean_A x_r[e] −
+mean_B x_r[e] (the examples are shared: paired) and σ² an arm's run × example
+residual variance (two-way fit), which a and b already count;
 SE = √(a + b + c), Welch–Satterthwaite df = SE⁴ / (a²/(n_A−1) + b²/(n_B−1) +
 c²/(|E|−1)), the 95 % interval Δ ± t(0.975, df)·SE and a two-sided p from t.
-One arm (A alone): Δ = mean m_r, a = var(m)/n, c = var(mean_r x_r[e])/|E|.
+One arm (A alone): Δ = mean m_r, a = var(m)/n, c from d_e = mean_r x_r[e].
+``experiments/coverage.py`` checks by simulation that these intervals cover.
 Runs without per-example scores fall back to ``welch`` over the runs' summary
 values ("seeds only"). Fewer than 2 runs an arm: Δ without an interval.
 ``holm`` corrects a table's p-values (step-down, family = its intervals).
@@ -167,26 +170,65 @@ def welch(a: Sequence[Any], b: Sequence[Any],
   return None if e.low is None else (e.delta, e.low, e.high, e.df)
 
 
-def paired(a: Sequence[Mapping[int, Any]],
-           b: Sequence[Mapping[int, Any]] | None = None) -> Effect | None:
-  """The contrast of the module docstring over runs given as ``{index: value}``;
-  None without a shared example."""
+def aligned(a: Sequence[Mapping[int, Any]],
+            b: Sequence[Mapping[int, Any]] | None = None) -> list[np.ndarray] | None:
+  """Each arm's runs as an array [runs, examples] over the examples every run
+  scored (nulls dropped), in split order; None without a shared example."""
   arms = [a] if b is None else [a, b]
   runs = [r for arm in arms for r in arm]
   index = sorted(set.intersection(*({i for i, v in r.items() if _number(v) is not None}
                                     for r in runs))) if all(arms) else []
   if not index:
     return None
-  x = [np.asarray([[float(r[i]) for i in index] for r in arm]) for arm in arms]
+  return [np.asarray([[float(r[i]) for i in index] for r in arm]) for arm in arms]
+
+
+def paired_arrays(xa: np.ndarray, xb: np.ndarray | None = None) -> Effect:
+  """The contrast of the module docstring over arrays [runs, examples] that
+  share their examples (columns)."""
+  x = [xa] if xb is None else [xa, xb]
   m = [xi.mean(axis=1) for xi in x]
-  d = x[0].mean(axis=0) - (x[1].mean(axis=0) if b is not None else 0.0)
-  delta = float(m[0].mean() - (m[1].mean() if b is not None else 0.0))
-  n = tuple(len(arm) for arm in arms)
+  d = x[0].mean(axis=0) - (x[1].mean(axis=0) if xb is not None else 0.0)
+  delta = float(m[0].mean() - (m[1].mean() if xb is not None else 0.0))
+  n = tuple(len(xi) for xi in x)
   if min(n) < 2:
-    return Effect(delta, n, len(index))
+    return Effect(delta, n, d.size)
   terms = [(mi.var(ddof=1) / mi.size, mi.size - 1) for mi in m]
-  terms.append((d.var(ddof=1) / d.size, d.size - 1) if d.size > 1 else (0.0, 0))
-  return _interval(delta, n, len(index), terms)
+  if d.size > 1:  # var(d) less the run × example noise the seed terms already hold
+    example = d.var(ddof=1) - sum(residual_variance(xi) / len(xi) for xi in x)
+    terms.append((max(example, 0.0) / d.size, d.size - 1))
+  return _interval(delta, n, d.size, terms)
+
+
+def residual_variance(x: np.ndarray) -> float:
+  """Residual variance of the two-way (run + example) fit of ``x`` [runs, examples]."""
+  resid = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0) + x.mean()
+  return float((resid ** 2).sum() / ((x.shape[0] - 1) * (x.shape[1] - 1)))
+
+
+def paired(a: Sequence[Mapping[int, Any]],
+           b: Sequence[Mapping[int, Any]] | None = None) -> Effect | None:
+  """The contrast of the module docstring over runs given as ``{index: value}``;
+  None without a shared example."""
+  x = aligned(a, b)
+  return None if x is None else paired_arrays(*x)
+
+
+def _sides(a_runs, b_runs, metric_a, metric_b):
+  """Each arm's runs that have the metric, with that metric."""
+  sides = [(a_runs, metric_a)] + ([] if b_runs is None else [(b_runs, metric_b or metric_a)])
+  return [([s for s in runs if metric.summary(s) is not None], metric) for runs, metric in sides]
+
+
+def per_example(a_runs: Sequence[dict], b_runs: Sequence[dict] | None,
+                metric_a: Metric, metric_b: Metric | None = None) -> list[np.ndarray] | None:
+  """``effect``'s per-example arrays ([runs, shared examples] an arm), or None
+  where some run lacks per-example scores or the runs share no example."""
+  sides = _sides(a_runs, b_runs, metric_a, metric_b)
+  columns = [[metric.column(s) for s in runs] for runs, metric in sides]
+  if not all(runs for runs, _ in sides) or any(c is None for arm in columns for c in arm):
+    return None
+  return aligned(*columns)
 
 
 def effect(a_runs: Sequence[dict], b_runs: Sequence[dict] | None,
@@ -194,15 +236,11 @@ def effect(a_runs: Sequence[dict], b_runs: Sequence[dict] | None,
   """``metric_a`` over ``a_runs`` − ``metric_b`` over ``b_runs`` (None: one
   arm), over the runs that have the metric: per example where every such run
   has per-example scores, else seeds only."""
-  sides = [(a_runs, metric_a)] + ([] if b_runs is None else [(b_runs, metric_b or metric_a)])
-  have = [[s for s in runs if metric.summary(s) is not None] for runs, metric in sides]
-  columns = [[metric.column(s) for s in runs] for runs, (_, metric) in zip(have, sides)]
-  if all(have) and all(c is not None for arm in columns for c in arm):
-    result = paired(*columns)
-    if result is not None:
-      return result
-  values = [[metric.summary(s) for s in runs] for runs, (_, metric) in zip(have, sides)]
-  return seeds_only(*values)
+  x = per_example(a_runs, b_runs, metric_a, metric_b)
+  if x is not None:
+    return paired_arrays(*x)
+  return seeds_only(*[[metric.summary(s) for s in runs]
+                      for runs, metric in _sides(a_runs, b_runs, metric_a, metric_b)])
 
 
 def best_posthoc(runs: Sequence[dict]) -> tuple[str, float] | None:
