@@ -1,4 +1,5 @@
-"""experiments/coverage.py: the variance fit and the intervals' coverage by simulation."""
+"""The analysis scripts: experiments/coverage.py (the variance fit, the intervals' coverage
+by simulation) and experiments/embedding_drift.py."""
 
 import numpy as np
 import pytest
@@ -43,3 +44,23 @@ def test_run_by_example_noise_is_not_counted_twice():
   noisy = {"seed": np.array([0.001, 0.001]), "noise": np.array([1.0, 1.0]), "example": 0.0}
   cov = coverage.coverage(noisy, [(3, 200), (3, 200)], sims=300)
   assert 0.91 <= cov["two-level t"] <= 0.975  # 0.983 when counted twice
+
+
+def test_embedding_drift_reads_a_runs_initial_draw_and_its_movement(tmp_path):
+  # Same tiny planted run under both initialisations: PyTorch's embedding rows have
+  # norm ~√d (d = 16), Flax's ~1; Adam moves the larger rows by a smaller share.
+  from experiments import embedding_drift  # pylint: disable=g-import-not-at-top
+  from safr_jax import configs, train_lib  # pylint: disable=g-import-not-at-top
+  rows = {}
+  for init in ("torch", "flax"):
+    c = configs.get_config("planted", "baseline")
+    c.data.update(max_examples=64, pad_to="batch")
+    c.model.update(d_model=16, num_heads=2, d_ff=32, init=init)
+    c.train.update(batch_size=16, eval_batch_size=32, num_epochs=2, learning_rate=3e-3,
+                   checkpoint_every_steps=0, progress_bar=False)
+    train_lib.train_and_evaluate(c, tmp_path / init)
+    rows[init] = embedding_drift.drift(str(tmp_path / init))
+  assert rows["torch"][0] == "torch" and rows["flax"][0] == "flax"
+  assert float(rows["torch"][1]) == pytest.approx(4.0, abs=0.3)
+  assert float(rows["flax"][1]) == pytest.approx(1.0, abs=0.1)
+  assert 0 < float(rows["torch"][2]) < float(rows["flax"][2]) < 1
