@@ -208,13 +208,17 @@ FACTORS = (("the authors' baseline", "sst2_reference", "baseline"),
            ("+ batches padded to their longest row", "sst2_factors", "baseline_pad_batch"),
            ("+ length-bucketed batches", "sst2_factors", "baseline_bucketed"),
            ("the padding-aware baseline", "sst2", "baseline"))
+# Not a factor: tests why Flax's embedding helps (does it help once it cannot train?).
+PROBES = (("Flax's embedding only, frozen at its draw (`train.frozen`)", "sst2_factors",
+           "baseline_flax_embedding_frozen"),)
 
 
 def factor_table(groups) -> str:
   """The authors' SST-2 baseline, with one factor set to ours, and ours."""
   reference = _runs(groups, "sst2_reference", "baseline")
   rows = []
-  for i, (name, group, label) in enumerate(FACTORS):
+  probes = tuple(p for p in PROBES if _runs(groups, *p[1:]))
+  for i, (name, group, label) in enumerate(FACTORS + probes):
     runs = _runs(groups, group, label)
     delta = ("not run" if not runs else "(the reference)" if i == 0
              else _cell(effect(runs, reference, ACCURACY), ACCURACY))

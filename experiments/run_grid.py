@@ -195,6 +195,9 @@ BASELINE_FACTORS = {"flax_init": "--config.model.init=flax",
                     # only (Dense layers stay PyTorch's), or for the Dense layers only
                     "flax_embedding": "--config.model.init=torch_dense",
                     "flax_dense": "--config.model.init=torch_embedding",
+                    # a probe, not a factor: Flax's embedding that never trains
+                    "flax_embedding_frozen": ("--config.model.init=torch_dense",
+                                              "--config.train.frozen=embedding"),
                     "pool_tokens": "--config.model.pool=tokens",
                     "pad_batch": "--config.data.pad_to=batch",
                     "bucketed": "--config.data.batching=bucketed"}
@@ -204,8 +207,9 @@ def factor_grid() -> list[Run]:
   """Why the authors' Transformer is 7 points weaker than ours on SST-2: the
   baseline under the authors' numerics with one factor set to ours (3 seeds)."""
   return [Run("sst2_factors", "sst2.py", "reference,baseline", seed,
-              SST_TREEBANK + (flag,), label=f"baseline_{factor}", eval_examples=0)
-          for seed in range(3) for factor, flag in BASELINE_FACTORS.items()]
+              SST_TREEBANK + (flags if isinstance(flags, tuple) else (flags,)),
+              label=f"baseline_{factor}", eval_examples=0)
+          for seed in range(3) for factor, flags in BASELINE_FACTORS.items()]
 
 
 # The paper's IMDB: the official reviews beside the checkout, the authors' split

@@ -104,6 +104,9 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   c.train.schedule = "constant"  # or "warmup_cosine"
   c.train.warmup_steps = 0
   c.train.grad_clip_norm = 0.0   # 0 = no clipping
+  # Parameter groups never updated, comma-separated: embedding, vmask, classifier,
+  # block_<i> (e.g. "embedding": train on the initial word vectors).
+  c.train.frozen = ""
   c.train.num_epochs = 100
   c.train.patience = 3           # epochs without dev improvement before stopping
   c.train.eval_batch_size = 128
@@ -225,6 +228,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   need(config.train.grad_clip_norm >= 0, "train.grad_clip_norm", "must be >= 0")
   need(config.train.schedule in ("constant", "warmup_cosine"), "train.schedule",
        "must be 'constant' or 'warmup_cosine'")
+  groups = ["embedding", "classifier"] + ["vmask"] * bool(config.model.use_vmask) + [
+      f"block_{i}" for i in range(config.model.num_layers)]
+  for name in filter(None, str(config.train.frozen).split(",")):
+    need(name in groups, "train.frozen", f"{name!r} is not a parameter group (one of {groups})")
   _check_memory(config)
   qb = config.loss.query_block_size
   need(qb is None or str(qb) in ("auto", "none") or (str(qb).isdigit() and int(qb) >= 1),

@@ -111,6 +111,11 @@ def make_optimizer(train_config: ml_collections.ConfigDict,
   tx = optax.adam(lr)
   if train_config.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), tx)
+  frozen = set(filter(None, train_config.frozen.split(",")))
+  if frozen:  # zero updates and no Adam moments for these top-level groups
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, lambda params: {
+        k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)
+        for k, v in params.items()})
   return tx
 
 

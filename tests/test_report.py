@@ -307,6 +307,22 @@ def test_caveats_factors_and_padding(tmp_path):
   assert rows["+ length-bucketed batches (`sst2_factors/baseline_bucketed`)"] == [
       "0", "not run", "not run"]
   assert rows["the padding-aware baseline (`sst2/baseline`)"][2].endswith("seeds only)")
+  assert not any("frozen" in r for r in rows)  # a probe row appears once it has runs
+
+
+def test_a_probe_row_is_shown_but_never_named_the_largest_factor(tmp_path):
+  runs = _paper_runs() + [(_summary("sst2_factors", "baseline_flax_embedding_frozen", 0, 0.9),
+                           None)]
+  summary = report.readme_summary(_save(tmp_path, runs))
+  row = _rows(summary)["Flax's embedding only, frozen at its draw (`train.frozen`) "
+                       "(`sst2_factors/baseline_flax_embedding_frozen`)"]
+  assert row == ["1", "90.0", "+18.3 (n = 1/3, n too small)"]
+  assert "its largest single factor, Flax initialisation: +3.9" in summary
+
+
+def test_three_seeds_show_each_padding_value(tmp_path):
+  summary = report.readme_summary(_save(tmp_path, _paper_runs()))
+  rows = _rows(summary)
   # three seeds: each value shown (VMASK's gate on padding is bimodal over seeds)
   assert rows["`sst2_reference/vmask`"] == [
       "3", "0.200 ± 0.000", "0.900 ± 0.000 (n = 3: 0.9000, 0.9000, 0.9000)"]

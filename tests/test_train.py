@@ -185,6 +185,21 @@ def test_lambda_warmup_trains_without_safr_losses_then_with_them(tmp_path):
   assert stopped["best_epoch"] == 4 and stopped["epochs_run"] == 6
 
 
+def test_frozen_groups_keep_their_initial_values_and_the_rest_trains(tmp_path):
+  c = tiny_config(**{"train.frozen": "embedding,vmask", "train.stop_after_steps": 5})
+  train_lib.train_and_evaluate(c, tmp_path / "run")
+  after, _ = _params(tmp_path / "run", 4)  # the epoch end
+  model = steps.build_model(c.model, vocab_size=after["embedding"]["embedding"].shape[0],
+                            num_classes=2)
+  before = steps.create_train_state(model, steps.make_optimizer(c.train, 8), seed=c.seed,
+                                    max_len=c.data.max_len).params
+  for group in ("embedding", "vmask"):
+    for x, y in zip(jax.tree.leaves(before[group]), jax.tree.leaves(after[group])):
+      np.testing.assert_array_equal(x, y)
+  assert max(float(np.abs(x - y).max()) for x, y in zip(
+      jax.tree.leaves(before["block_0"]), jax.tree.leaves(after["block_0"]))) > 1e-3
+
+
 def test_test_metrics_come_from_the_best_checkpoint(tmp_path, monkeypatch):
   real_evaluate = trainer.Trainer.evaluate
   scripted = iter([0.5, 0.9, 0.6, 0.55])
@@ -251,6 +266,8 @@ def test_nan_loss_stops_with_the_step_and_term_and_keeps_the_best(tmp_path, monk
     ({"data.max_len": 0}, r"config.data.max_len must be >= 1, got 0"),
     ({"model.num_heads": 3}, r"config.model.d_model must be divisible by model.num_heads=3"),
     ({"train.batch_size": 1000}, r"config.train.batch_size=1000 is larger than the train split"),
+    ({"train.frozen": "embeding"}, r"config.train.frozen 'embeding' is not a parameter group "
+                                   r"\(one of \['embedding', 'classifier', 'vmask', 'block_0'\]\)"),
 ])
 def test_bad_config_values_are_clear_errors(tmp_path, overrides, message):
   with pytest.raises(errors.ConfigError, match=message):
