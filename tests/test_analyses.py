@@ -56,7 +56,7 @@ def test_embedding_drift_reads_a_runs_initial_draw_and_its_movement(tmp_path):
     c = configs.get_config("planted", "baseline")
     c.data.update(max_examples=64, pad_to="batch")
     c.model.update(d_model=16, num_heads=2, d_ff=32, init=init)
-    c.train.update(batch_size=16, eval_batch_size=32, num_epochs=2, learning_rate=3e-3,
+    c.train.update(batch_size=16, eval_batch_size=32, num_epochs=1, learning_rate=3e-3,
                    checkpoint_every_steps=0, progress_bar=False)
     train_lib.train_and_evaluate(c, tmp_path / init)
     rows[init] = embedding_drift.drift(str(tmp_path / init))
