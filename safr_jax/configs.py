@@ -27,7 +27,7 @@ from safr_jax import losses
 from safr_jax.errors import ConfigError
 from safr_jax.initializers import INIT_MODES
 from safr_jax.model import POOL_MODES
-from safr_jax.steps import DTYPES
+from safr_jax.steps import DTYPES, frozen_groups
 
 __all__ = ["VARIANTS", "DATASETS", "VMASK_KL_SCHEDULES", "base_config", "apply_variant",
            "get_config", "validate_config"]
@@ -230,7 +230,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
        "must be 'constant' or 'warmup_cosine'")
   groups = ["embedding", "classifier"] + ["vmask"] * bool(config.model.use_vmask) + [
       f"block_{i}" for i in range(config.model.num_layers)]
-  for name in filter(None, str(config.train.frozen).split(",")):
+  for name in frozen_groups(config.train):
     need(name in groups, "train.frozen", f"{name!r} is not a parameter group (one of {groups})")
   _check_memory(config)
   qb = config.loss.query_block_size

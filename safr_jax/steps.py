@@ -23,8 +23,8 @@ from safr_jax import losses
 from safr_jax.model import SafrClassifier
 
 __all__ = ["DTYPES", "TrainState", "apply_if_finite", "build_model", "create_train_state",
-           "eval_step", "key_lengths", "loss_weights", "make_optimizer", "needed_keys",
-           "next_vmask_kl_weight", "resolve_query_block", "train_step"]
+           "eval_step", "frozen_groups", "key_lengths", "loss_weights", "make_optimizer",
+           "needed_keys", "next_vmask_kl_weight", "resolve_query_block", "train_step"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # L_Inter keeps a few [batch, heads, length, length] float32 arrays alive for
@@ -100,6 +100,11 @@ def build_model(model_config: ml_collections.ConfigDict, *, vocab_size: int,
       param_init=model_config.init, dtype=DTYPES[model_config.dtype])
 
 
+def frozen_groups(train_config: ml_collections.ConfigDict) -> list[str]:
+  """``train.frozen`` ("embedding, vmask") as a list of parameter groups."""
+  return [n.strip() for n in str(train_config.frozen or "").split(",") if n.strip()]
+
+
 def make_optimizer(train_config: ml_collections.ConfigDict,
                    total_steps: int) -> optax.GradientTransformation:
   """Adam (the authors'), with optional warmup-cosine schedule and clipping."""
@@ -111,7 +116,7 @@ def make_optimizer(train_config: ml_collections.ConfigDict,
   tx = optax.adam(lr)
   if train_config.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), tx)
-  frozen = set(filter(None, train_config.frozen.split(",")))
+  frozen = set(frozen_groups(train_config))
   if frozen:  # zero updates and no Adam moments for these top-level groups
     tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, lambda params: {
         k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)

@@ -186,7 +186,7 @@ def test_lambda_warmup_trains_without_safr_losses_then_with_them(tmp_path):
 
 
 def test_frozen_groups_keep_their_initial_values_and_the_rest_trains(tmp_path):
-  c = tiny_config(**{"train.frozen": "embedding,vmask", "train.stop_after_steps": 5})
+  c = tiny_config(**{"train.frozen": "embedding, vmask", "train.stop_after_steps": 5})
   train_lib.train_and_evaluate(c, tmp_path / "run")
   after, _ = _params(tmp_path / "run", 4)  # the epoch end
   model = steps.build_model(c.model, vocab_size=after["embedding"]["embedding"].shape[0],
