@@ -12,7 +12,7 @@ how often each interval covers 0:
   once for both arms (the hierarchical bootstrap);
 * seeds only: Welch over the runs' means (``stats.seeds_only``).
 
-  python experiments/coverage.py [--results_dir=experiments/results] [--sims=1000]
+  python experiments/coverage.py [--results_dir=experiments/results] [--sims=300]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--results_dir", type=pathlib.Path,
                       default=pathlib.Path(__file__).parent / "results")
-  parser.add_argument("--sims", type=int, default=1000)
+  parser.add_argument("--sims", type=int, default=300)
   args = parser.parse_args(argv)
   print(table(args.results_dir, args.sims))
 
