@@ -16,6 +16,7 @@ import argparse
 import pathlib
 import sys
 
+from flax import traverse_util
 import numpy as np
 import optax
 
@@ -29,21 +30,12 @@ def drift(workdir: str) -> list:
   run = runs.load_run(workdir)
   start = steps.create_train_state(run.model, optax.identity(), seed=run.config.seed,
                                    max_len=run.config.data.max_len).params
-  flat0 = dict(_leaves(start))
-  flat1 = dict(_leaves(run.params))
+  flat0, flat1 = (traverse_util.flatten_dict(p, sep="/") for p in (start, run.params))
   key = "embedding/embedding"
-  rel = lambda keys: (np.linalg.norm(np.concatenate([(flat1[k] - flat0[k]).ravel() for k in keys]))
-                      / np.linalg.norm(np.concatenate([flat0[k].ravel() for k in keys])))
+  rel = lambda keys: (np.linalg.norm(np.concatenate([np.ravel(flat1[k] - flat0[k]) for k in keys]))
+                      / np.linalg.norm(np.concatenate([np.ravel(flat0[k]) for k in keys])))
   return [run.config.model.init, f"{np.linalg.norm(flat0[key], axis=1).mean():.2f}",
           f"{rel([key]):.4f}", f"{rel([k for k in flat0 if k != key]):.4f}"]
-
-
-def _leaves(tree, prefix: str = ""):
-  for k, v in tree.items():
-    if hasattr(v, "items"):
-      yield from _leaves(v, f"{prefix}{k}/")
-    else:
-      yield f"{prefix}{k}", np.asarray(v)
 
 
 def main(argv=None) -> None:

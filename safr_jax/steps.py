@@ -107,7 +107,8 @@ def frozen_groups(train_config: ml_collections.ConfigDict) -> list[str]:
 
 def make_optimizer(train_config: ml_collections.ConfigDict,
                    total_steps: int) -> optax.GradientTransformation:
-  """Adam (the authors'), with optional warmup-cosine schedule and clipping."""
+  """Adam (the authors'), with optional warmup-cosine schedule and clipping;
+  ``train.frozen``'s parameter groups get zero updates."""
   lr = train_config.learning_rate
   if train_config.schedule == "warmup_cosine":
     lr = optax.warmup_cosine_decay_schedule(
