@@ -210,7 +210,9 @@ FACTORS = (("the authors' baseline", "sst2_reference", "baseline"),
            ("the padding-aware baseline", "sst2", "baseline"))
 # Not a factor: tests why Flax's embedding helps (does it help once it cannot train?).
 PROBES = (("Flax's embedding only, frozen at its draw (`train.frozen`)", "sst2_factors",
-           "baseline_flax_embedding_frozen"),)
+           "baseline_flax_embedding_frozen"),
+          ("the authors' embedding, learning rate × 16 (`train.lr_scale`)", "sst2_factors",
+           "baseline_embedding_lr16"))
 
 
 def factor_table(groups) -> str:

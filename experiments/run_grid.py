@@ -198,6 +198,8 @@ BASELINE_FACTORS = {"flax_init": "--config.model.init=flax",
                     # a probe, not a factor: Flax's embedding that never trains
                     "flax_embedding_frozen": ("--config.model.init=torch_dense",
                                               "--config.train.frozen=embedding"),
+                    # and its converse: the authors' embedding, moved 16 (= √d) times faster
+                    "embedding_lr16": "--config.train.lr_scale=embedding=16",
                     "pool_tokens": "--config.model.pool=tokens",
                     "pad_batch": "--config.data.pad_to=batch",
                     "bucketed": "--config.data.batching=bucketed"}

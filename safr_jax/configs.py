@@ -27,7 +27,7 @@ from safr_jax import losses
 from safr_jax.errors import ConfigError
 from safr_jax.initializers import INIT_MODES
 from safr_jax.model import POOL_MODES
-from safr_jax.steps import DTYPES, frozen_groups
+from safr_jax.steps import DTYPES, frozen_groups, lr_scales, param_groups
 
 __all__ = ["VARIANTS", "DATASETS", "VMASK_KL_SCHEDULES", "base_config", "apply_variant",
            "get_config", "validate_config"]
@@ -107,6 +107,9 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   # Parameter groups never updated, comma-separated: embedding, vmask, classifier,
   # block_<i> (e.g. "embedding": train on the initial word vectors).
   c.train.frozen = ""
+  # Learning-rate multipliers by parameter group, e.g. "embedding=16": move a
+  # group as far as another init's would (PyTorch's N(0, 1) rows are √d longer).
+  c.train.lr_scale = ""
   c.train.num_epochs = 100
   c.train.patience = 3           # epochs without dev improvement before stopping
   c.train.eval_batch_size = 128
@@ -228,10 +231,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   need(config.train.grad_clip_norm >= 0, "train.grad_clip_norm", "must be >= 0")
   need(config.train.schedule in ("constant", "warmup_cosine"), "train.schedule",
        "must be 'constant' or 'warmup_cosine'")
-  groups = ["embedding", "classifier"] + ["vmask"] * bool(config.model.use_vmask) + [
-      f"block_{i}" for i in range(config.model.num_layers)]
+  groups = param_groups(config.model)
   for name in frozen_groups(config.train):
     need(name in groups, "train.frozen", f"{name!r} is not a parameter group (one of {groups})")
+  try:
+    scales = lr_scales(config.train)
+  except ValueError as e:
+    raise ConfigError(f"config.train.lr_scale: {e} (e.g. 'embedding=16')") from None
+  for name, scale in scales.items():
+    need(name in groups, "train.lr_scale", f"{name!r} is not a parameter group (one of {groups})")
+    need(math.isfinite(scale) and scale > 0, "train.lr_scale",
+         f"{name}'s multiplier must be a finite number > 0 (freeze with train.frozen)")
   _check_memory(config)
   qb = config.loss.query_block_size
   need(qb is None or str(qb) in ("auto", "none") or (str(qb).isdigit() and int(qb) >= 1),

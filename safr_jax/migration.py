@@ -34,7 +34,7 @@ MOVED: dict[str, Any] = {
 ADDED = {"data.batching": "random",  # bucketed became the default later
          "loss.vmask_kl": 0.0, "loss.scale_invariant_importance": 0.0,
          "loss.warmup_epochs": 0, "loss.query_block_size": None,  # None: unblocked
-         "model.init": "flax", "train.frozen": ""}
+         "model.init": "flax", "train.frozen": "", "train.lr_scale": ""}
 
 
 def _moved(move: Any, value: Any) -> dict[str, Any]:

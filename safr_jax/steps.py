@@ -23,7 +23,8 @@ from safr_jax import losses
 from safr_jax.model import SafrClassifier
 
 __all__ = ["DTYPES", "TrainState", "apply_if_finite", "build_model", "create_train_state",
-           "eval_step", "frozen_groups", "key_lengths", "loss_weights", "make_optimizer",
+           "eval_step", "frozen_groups", "key_lengths", "loss_weights", "lr_scales", "make_optimizer",
+           "param_groups",
            "needed_keys", "next_vmask_kl_weight", "resolve_query_block", "train_step"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -100,15 +101,37 @@ def build_model(model_config: ml_collections.ConfigDict, *, vocab_size: int,
       param_init=model_config.init, dtype=DTYPES[model_config.dtype])
 
 
+def param_groups(model_config: ml_collections.ConfigDict) -> list[str]:
+  """The model's top-level parameter groups, as ``train.frozen`` and
+  ``train.lr_scale`` name them."""
+  return (["embedding", "classifier"] + ["vmask"] * bool(model_config.use_vmask)
+          + [f"block_{i}" for i in range(model_config.num_layers)])
+
+
 def frozen_groups(train_config: ml_collections.ConfigDict) -> list[str]:
   """``train.frozen`` ("embedding, vmask") as a list of parameter groups."""
   return [n.strip() for n in str(train_config.frozen or "").split(",") if n.strip()]
 
 
+def lr_scales(train_config: ml_collections.ConfigDict) -> dict[str, float]:
+  """``train.lr_scale`` ("embedding=16, vmask=0.5") as {group: multiplier};
+  ValueError naming the item that is not ``group=number``."""
+  scales = {}
+  for item in filter(None, (i.strip() for i in str(train_config.lr_scale or "").split(","))):
+    group, _, number = item.partition("=")
+    try:
+      scales[group.strip()] = float(number)
+    except ValueError:
+      raise ValueError(f"{item!r} is not group=number") from None
+  return scales
+
+
 def make_optimizer(train_config: ml_collections.ConfigDict,
                    total_steps: int) -> optax.GradientTransformation:
   """Adam (the authors'), with optional warmup-cosine schedule and clipping;
-  ``train.frozen``'s parameter groups get zero updates."""
+  ``train.frozen``'s parameter groups get zero updates, ``train.lr_scale``'s
+  their updates times their multiplier (Adam's step is scale-free, so this is
+  that group's learning rate times the multiplier)."""
   lr = train_config.learning_rate
   if train_config.schedule == "warmup_cosine":
     lr = optax.warmup_cosine_decay_schedule(
@@ -122,6 +145,10 @@ def make_optimizer(train_config: ml_collections.ConfigDict,
     tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, lambda params: {
         k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)
         for k, v in params.items()})
+  scales = lr_scales(train_config)
+  if scales:  # stateless: checkpoints of runs without it keep their layout
+    tx = optax.chain(tx, optax.stateless(lambda updates, params=None: {
+        k: jax.tree.map(lambda u, s=scales.get(k, 1.0): u * s, v) for k, v in updates.items()}))
   return tx
 
 

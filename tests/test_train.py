@@ -200,6 +200,25 @@ def test_frozen_groups_keep_their_initial_values_and_the_rest_trains(tmp_path):
       jax.tree.leaves(before["block_0"]), jax.tree.leaves(after["block_0"]))) > 1e-3
 
 
+def test_lr_scale_multiplies_its_groups_updates_only():
+  params = {"embedding": {"embedding": jnp.full((4, 3), 0.5)},
+            "block_0": {"kernel": jnp.full((3, 3), -0.2)}}
+  grads = jax.tree.map(lambda p: jnp.linspace(-1.0, 2.0, p.size).reshape(p.shape), params)
+
+  def updates(**overrides):
+    tx = steps.make_optimizer(tiny_config(**overrides).train, 8)
+    state = tx.init(params)
+    for _ in range(3):  # Adam's moments build up: the multiplier still holds each step
+      u, state = tx.update(grads, state, params)
+    return u
+
+  plain, scaled = updates(), updates(**{"train.lr_scale": "embedding = 16"})
+  np.testing.assert_allclose(scaled["embedding"]["embedding"],
+                             16 * plain["embedding"]["embedding"], rtol=1e-6)
+  np.testing.assert_array_equal(scaled["block_0"]["kernel"], plain["block_0"]["kernel"])
+  assert float(jnp.abs(plain["embedding"]["embedding"]).min()) > 0
+
+
 def test_test_metrics_come_from_the_best_checkpoint(tmp_path, monkeypatch):
   real_evaluate = trainer.Trainer.evaluate
   scripted = iter([0.5, 0.9, 0.6, 0.55])
@@ -268,6 +287,11 @@ def test_nan_loss_stops_with_the_step_and_term_and_keeps_the_best(tmp_path, monk
     ({"train.batch_size": 1000}, r"config.train.batch_size=1000 is larger than the train split"),
     ({"train.frozen": "embeding"}, r"config.train.frozen 'embeding' is not a parameter group "
                                    r"\(one of \['embedding', 'classifier', 'vmask', 'block_0'\]\)"),
+    ({"train.lr_scale": "embedding:16"}, r"config.train.lr_scale: 'embedding:16' is not "
+                                         r"group=number \(e.g. 'embedding=16'\)"),
+    ({"train.lr_scale": "block_1=2"}, r"config.train.lr_scale 'block_1' is not a parameter group"),
+    ({"train.lr_scale": "vmask=0"}, r"config.train.lr_scale vmask's multiplier must be a finite "
+                                    r"number > 0 \(freeze with train.frozen\), got 'vmask=0'"),
 ])
 def test_bad_config_values_are_clear_errors(tmp_path, overrides, message):
   with pytest.raises(errors.ConfigError, match=message):
