@@ -190,26 +190,26 @@ def candidate_grid() -> list[Run]:
 
 # Each of the authors' numerics that the padding-aware baseline does not share,
 # set back to ours one at a time (`reference` sets all four).
-BASELINE_FACTORS = {"flax_init": "--config.model.init=flax",
+BASELINE_FACTORS = {"flax_init": ("--config.model.init=flax",),
                     # which part of the initialisation: Flax's for the embedding
                     # only (Dense layers stay PyTorch's), or for the Dense layers only
-                    "flax_embedding": "--config.model.init=torch_dense",
-                    "flax_dense": "--config.model.init=torch_embedding",
+                    "flax_embedding": ("--config.model.init=torch_dense",),
+                    "flax_dense": ("--config.model.init=torch_embedding",),
                     # a probe, not a factor: Flax's embedding that never trains
                     "flax_embedding_frozen": ("--config.model.init=torch_dense",
                                               "--config.train.frozen=embedding"),
                     # and its converse: the authors' embedding, moved 16 (= √d) times faster
-                    "embedding_lr16": "--config.train.lr_scale=embedding=16",
-                    "pool_tokens": "--config.model.pool=tokens",
-                    "pad_batch": "--config.data.pad_to=batch",
-                    "bucketed": "--config.data.batching=bucketed"}
+                    "embedding_lr16": ("--config.train.lr_scale=embedding=16",),
+                    "pool_tokens": ("--config.model.pool=tokens",),
+                    "pad_batch": ("--config.data.pad_to=batch",),
+                    "bucketed": ("--config.data.batching=bucketed",)}
 
 
 def factor_grid() -> list[Run]:
   """Why the authors' Transformer is 7 points weaker than ours on SST-2: the
   baseline under the authors' numerics with one factor set to ours (3 seeds)."""
   return [Run("sst2_factors", "sst2.py", "reference,baseline", seed,
-              SST_TREEBANK + (flags if isinstance(flags, tuple) else (flags,)),
+              SST_TREEBANK + flags,
               label=f"baseline_{factor}", eval_examples=0)
           for seed in range(3) for factor, flags in BASELINE_FACTORS.items()]
 
