@@ -19,7 +19,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 _INNER_TEST = '''
-import pathlib, subprocess, sys, time
+import faulthandler, pathlib, signal, subprocess, sys, time
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # where it hangs, if it does
 
 def test_starts_a_child_and_waits():
   child = subprocess.Popen([sys.executable, "-c", """
@@ -54,7 +55,7 @@ def _alive(pid: int) -> bool:
 def test_an_interrupted_run_ends_its_childrens_processes(tmp_path, how, workers):
   pids = tmp_path / "pids"
   (tmp_path / "test_inner.py").write_text(_INNER_TEST.format(pids=str(pids)))
-  argv = [sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
+  argv = [sys.executable, "-u", "-m", "pytest", "-q", "-s", "-p", "conftest", "-p", "no:cacheprovider",
           f"--rootdir={tmp_path}", "-c", os.devnull, str(tmp_path / "test_inner.py")]
   if workers:
     argv += ["-n", str(workers)]
@@ -76,7 +77,13 @@ def test_an_interrupted_run_ends_its_childrens_processes(tmp_path, how, workers)
       os.kill(_parent(started[0]), signal.SIGKILL)
     else:  # SIGTERM to pytest alone
       inner.send_signal(signal.SIGTERM)
-    out, _ = inner.communicate(timeout=60)
+    try:
+      out, _ = inner.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # say where: every thread's stack, then what it printed
+      inner.send_signal(signal.SIGUSR1)
+      time.sleep(2)
+      os.killpg(inner.pid, signal.SIGKILL)
+      pytest.fail("the interrupted run did not end in 120 s:\n" + inner.communicate()[0][-6000:])
     assert inner.returncode != 0, out
     deadline = time.monotonic() + 10
     while any(map(_alive, started)) and time.monotonic() < deadline:
