@@ -49,6 +49,15 @@ def _alive(pid: int) -> bool:
   return state != "Z"
 
 
+def _as_from_a_shell():
+  # The signal state a shell gives pytest, not this xdist worker's: a worker's
+  # ignored or blocked SIGINT would be inherited, and the inner run would sleep
+  # through Ctrl-C (seen in full CI-style runs: the inner test still at its sleep).
+  signal.pthread_sigmask(signal.SIG_SETMASK, [])
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("how,workers", [("ctrl-c", 0), ("sigterm", 0), ("sigterm", 1),
                                          ("kill-worker", 1)])
@@ -63,7 +72,8 @@ def test_an_interrupted_run_ends_its_childrens_processes(tmp_path, how, workers)
   env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")},
          "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
   inner = subprocess.Popen(argv, cwd=tmp_path, env=env, start_new_session=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                           preexec_fn=_as_from_a_shell, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
   try:
     deadline = time.monotonic() + 120
     while not (pids.exists() and len(pids.read_text().split()) == 2):
