@@ -24,8 +24,7 @@ from safr_jax.model import SafrClassifier
 
 __all__ = ["DTYPES", "TrainState", "apply_if_finite", "build_model", "create_train_state",
            "eval_step", "frozen_groups", "key_lengths", "loss_weights", "lr_scales", "make_optimizer",
-           "param_groups",
-           "needed_keys", "next_vmask_kl_weight", "resolve_query_block", "train_step"]
+           "needed_keys", "param_groups", "next_vmask_kl_weight", "resolve_query_block", "train_step"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # L_Inter keeps a few [batch, heads, length, length] float32 arrays alive for
@@ -108,16 +107,21 @@ def param_groups(model_config: ml_collections.ConfigDict) -> list[str]:
           + [f"block_{i}" for i in range(model_config.num_layers)])
 
 
+def _items(text) -> list[str]:
+  """A comma-separated config string's items, spaces stripped, empties dropped."""
+  return [n.strip() for n in str(text or "").split(",") if n.strip()]
+
+
 def frozen_groups(train_config: ml_collections.ConfigDict) -> list[str]:
   """``train.frozen`` ("embedding, vmask") as a list of parameter groups."""
-  return [n.strip() for n in str(train_config.frozen or "").split(",") if n.strip()]
+  return _items(train_config.frozen)
 
 
 def lr_scales(train_config: ml_collections.ConfigDict) -> dict[str, float]:
   """``train.lr_scale`` ("embedding=16, vmask=0.5") as {group: multiplier};
   ValueError naming the item that is not ``group=number``."""
   scales = {}
-  for item in filter(None, (i.strip() for i in str(train_config.lr_scale or "").split(","))):
+  for item in _items(train_config.lr_scale):
     group, _, number = item.partition("=")
     try:
       scales[group.strip()] = float(number)
